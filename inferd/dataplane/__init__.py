@@ -1,0 +1,1 @@
+"""The transport-independent core that both front-ends call."""

@@ -1,0 +1,133 @@
+"""Health, metadata, configuration, statistics and inference, independent of any transport."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from inferd import __version__
+from inferd.datatypes import TRITON_CONFIG_TYPE
+from inferd.dataplane.validation import validate
+from inferd.errors import InferdError, NotFound
+from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.types import InferRequest, InferResponse, Tensor
+
+SERVER_NAME = "inferd"
+# Only what is really served: perf_analyzer reads this list to decide what it may ask for.
+EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository) -> None:
+        self._repository = repository
+        self._draining = False
+
+    # Health -------------------------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return not self._draining and self._repository.all_ready()
+
+    def start_draining(self) -> None:
+        self._draining = True
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        entry = self._repository.entry(name)
+        if version:
+            if version not in entry.versions:
+                raise NotFound(f"model '{name}' has no version '{version}' loaded")
+            return entry.ready
+        return entry.ready
+
+    # Metadata -----------------------------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self._repository.get(name, version)
+        signature = model.signature
+        batch = [-1] if signature.max_batch_size > 0 else []
+
+        def tensors(specs: Any) -> list[dict[str, Any]]:
+            return [{"name": s.name, "datatype": s.datatype, "shape": [*batch, *s.dims]} for s in specs]
+
+        return {
+            "name": model.name,
+            "versions": list(self._repository.entry(name).versions),
+            "platform": model.config.platform,
+            "inputs": tensors(signature.inputs),
+            "outputs": tensors(signature.outputs),
+        }
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The configuration in Triton's field names, as perf_analyzer and tritonclient expect."""
+        model = self._repository.get(name, version)
+        signature = model.signature
+
+        def tensors(specs: Any) -> list[dict[str, Any]]:
+            return [
+                {"name": s.name, "data_type": TRITON_CONFIG_TYPE[s.datatype], "dims": list(s.dims)}
+                for s in specs
+            ]
+
+        config: dict[str, Any] = {
+            "name": model.name,
+            "platform": model.config.platform,
+            "backend": "onnxruntime",
+            "max_batch_size": signature.max_batch_size,
+            "input": tensors(signature.inputs),
+            "output": tensors(signature.outputs),
+            "instance_group": [{"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}],
+            "version_policy": {"latest": {"num_versions": 1}},
+        }
+        policy = model.policy
+        if policy.dynamic:
+            config["dynamic_batching"] = {
+                "preferred_batch_size": list(policy.preferred_batch_sizes),
+                "max_queue_delay_microseconds": policy.max_queue_delay_ns // 1000,
+            }
+        return config
+
+    # Statistics ---------------------------------------------------------------------------------
+    def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        if name:
+            entry = self._repository.entry(name)
+            if version:
+                models = [self._repository.get(name, version)]
+            else:
+                models = list(entry.versions.values())
+        else:
+            models = [m for e in self._repository.entries() for m in e.versions.values()]
+        return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
+
+    # Repository ---------------------------------------------------------------------------------
+    def repository_index(self) -> list[dict[str, Any]]:
+        index = []
+        for entry in self._repository.entries():
+            if not entry.versions:
+                index.append({"name": entry.name, "state": "UNAVAILABLE", "reason": entry.reason})
+            for version in entry.versions:
+                state = "READY" if entry.ready else "UNAVAILABLE"
+                index.append({"name": entry.name, "version": version, "state": state, "reason": entry.reason})
+        return index
+
+    # Inference ----------------------------------------------------------------------------------
+    async def infer(self, request: InferRequest) -> InferResponse:
+        start = time.perf_counter_ns()
+        model = self._repository.get(request.model, request.version)
+        try:
+            checked = validate(request, model.signature)
+            outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)
+        except InferdError:
+            model.stats.fail.add(time.perf_counter_ns() - start)
+            raise
+        model.stats.success.add(time.perf_counter_ns() - start)
+        model.stats.last_inference_ms = time.time_ns() // 1_000_000
+        datatypes = model.output_datatypes
+        return InferResponse(
+            model=model.name,
+            version=model.version,
+            outputs=[Tensor(name, datatypes[name], outputs[name]) for name in checked.outputs],
+            id=request.id,
+        )

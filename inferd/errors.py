@@ -1,0 +1,65 @@
+"""The transport-free error tree. Front-ends map ``ErrorKind`` to HTTP statuses and gRPC codes.
+
+Hierarchy::
+
+    InferdError                  (kind decides the status on the wire)
+      InvalidRequest             INVALID_ARGUMENT - malformed or does not match the model signature
+      NotFound                   NOT_FOUND        - unknown model or version
+      Unavailable                UNAVAILABLE      - model not ready, server draining, queue full
+      PayloadTooLarge            PAYLOAD_TOO_LARGE- body over the configured limit
+      ExecutionError             INTERNAL         - the runtime failed while running a batch
+      ModelLoadError             INTERNAL         - a model could not be loaded (start-up, load API)
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    INVALID_ARGUMENT = "invalid_argument"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    UNIMPLEMENTED = "unimplemented"
+    INTERNAL = "internal"
+
+
+class InferdError(Exception):
+    """Base of every error inferd reports to a client; the message is safe to show."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(InferdError):
+    kind = ErrorKind.INVALID_ARGUMENT
+
+
+class NotFound(InferdError):
+    kind = ErrorKind.NOT_FOUND
+
+
+class Unavailable(InferdError):
+    kind = ErrorKind.UNAVAILABLE
+
+
+class PayloadTooLarge(InferdError):
+    kind = ErrorKind.PAYLOAD_TOO_LARGE
+
+
+class Unsupported(InferdError):
+    kind = ErrorKind.UNIMPLEMENTED
+
+
+class ExecutionError(InferdError):
+    kind = ErrorKind.INTERNAL
+
+
+class ModelLoadError(InferdError):
+    kind = ErrorKind.INTERNAL

@@ -1,0 +1,1 @@
+"""gRPC front-end (grpc.aio): GRPCInferenceService methods translated to data-plane calls."""

@@ -1,0 +1,36 @@
+"""The grpc.aio server hosting InferenceServicer on the shared event loop."""
+
+from __future__ import annotations
+
+import grpc
+
+from inferd.dataplane.dataplane import DataPlane
+from inferd.grpc.servicer import InferenceServicer
+from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
+
+
+class GrpcServer:
+    def __init__(self, dataplane: DataPlane, max_message_bytes: int) -> None:
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+                # A second server on the same port must fail, not silently share it.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), self._server)
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and start; returns the bound port (useful with port 0)."""
+        try:
+            bound = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind gRPC to {host}:{port}: {exc}") from None
+        if bound == 0:
+            raise OSError(f"cannot bind gRPC to {host}:{port}")
+        await self._server.start()
+        return bound
+
+    async def stop(self, grace_s: float) -> None:
+        await self._server.stop(grace_s)

@@ -1,0 +1,116 @@
+"""GRPCInferenceService: each method decodes, calls the data plane, encodes; errors map by kind."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import json_format
+
+from inferd.dataplane.dataplane import DataPlane
+from inferd.errors import InferdError, Unsupported
+from inferd.grpc.errors import GRPC_STATUS
+from inferd.protocol._generated import grpc_service_pb2 as pb
+from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
+from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
+
+log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
+    if isinstance(exc, InferdError):
+        await context.abort(GRPC_STATUS[exc.kind], exc.message)
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error in %s (error id %s)", method, error_id, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal server error (error id {error_id})")
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dataplane = dataplane
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self._dataplane.live())
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._dataplane.ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        try:
+            return pb.ModelReadyResponse(ready=self._dataplane.model_ready(request.name, request.version))
+        except Exception as exc:
+            await _abort(context, exc, "ModelReady")
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(**self._dataplane.server_metadata())
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        try:
+            metadata = self._dataplane.model_metadata(request.name, request.version)
+            return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
+        except Exception as exc:
+            await _abort(context, exc, "ModelMetadata")
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
+        try:
+            config = self._dataplane.model_config(request.name, request.version)
+            return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
+        except Exception as exc:
+            await _abort(context, exc, "ModelConfig")
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
+        try:
+            stats = self._dataplane.model_statistics(request.name, request.version)
+            return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+        except Exception as exc:
+            await _abort(context, exc, "ModelStatistics")
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
+        index = self._dataplane.repository_index()
+        if request.ready:
+            index = [entry for entry in index if entry["state"] == "READY"]
+        return json_format.ParseDict({"models": index}, pb.RepositoryIndexResponse())
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
+        await _abort(context, Unsupported("model load/unload is not supported yet"), "RepositoryModelLoad")
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
+        await _abort(context, Unsupported("model load/unload is not supported yet"), "RepositoryModelUnload")
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        try:
+            response = await self._dataplane.infer(decode_infer_request(request))
+            return encode_infer_response(response)
+        except Exception as exc:
+            await _abort(context, exc, "ModelInfer")
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # Errors travel in-band so one bad request does not end the stream.
+        async for request in request_iterator:
+            try:
+                response = await self._dataplane.infer(decode_infer_request(request))
+                yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
+            except InferdError as exc:
+                yield pb.ModelStreamInferResponse(error_message=exc.message)
+            except Exception as exc:
+                error_id = uuid.uuid4().hex[:12]
+                log.error("unexpected error in ModelStreamInfer (error id %s)", error_id, exc_info=exc)
+                yield pb.ModelStreamInferResponse(error_message=f"internal server error (error id {error_id})")

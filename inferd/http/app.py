@@ -1,0 +1,156 @@
+"""The V2 REST API as a raw ASGI application.
+
+A framework router costs tens of microseconds per request, which is the whole latency budget for a
+small model here (see docs/performance.md), so routing is a split of the path and one table lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from inferd.dataplane.dataplane import DataPlane
+from inferd.errors import InferdError, InvalidRequest, NotFound, PayloadTooLarge
+from inferd.http.errors import HTTP_STATUS
+from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON = (b"content-type", b"application/json")
+_OCTET = (b"content-type", b"application/octet-stream")
+_HEADER_LENGTH = b"inference-header-content-length"
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or [_JSON]
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(status, dumps(document))
+
+
+def _empty(ok: bool) -> Response:
+    return Response(200 if ok else 503, b"" if ok else encode_error("not ready"))
+
+
+class RestApp:
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+        self._dataplane = dataplane
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is handled by app.py, websockets are not served
+        try:
+            response = await self._route(scope, receive)
+        except InferdError as exc:
+            response = Response(HTTP_STATUS[exc.kind], encode_error(exc.message))
+        except Exception:
+            request_id = uuid.uuid4().hex[:12]
+            log.exception("unexpected error handling %s %s (error id %s)", scope["method"], scope["path"], request_id)
+            response = Response(500, encode_error(f"internal server error (error id {request_id})"))
+        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _route(self, scope: Scope, receive: Receive) -> Response:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        if not parts or parts[0] != "v2":
+            raise NotFound(f"no route for {method} {scope['path']}")
+        rest = parts[1:]
+        dp = self._dataplane
+        if not rest:
+            return _json(dp.server_metadata()) if method == "GET" else _not_allowed(method, scope)
+        head = rest[0]
+        if head == "health" and len(rest) == 2 and method == "GET":
+            if rest[1] == "live":
+                return _empty(dp.live())
+            if rest[1] == "ready":
+                return _empty(dp.ready())
+        elif head == "models":
+            return await self._models(rest[1:], method, scope, receive)
+        elif head == "repository" and rest[1:] == ["index"] and method == "POST":
+            await _read_body(receive, scope, self._max_body_bytes)
+            return _json(dp.repository_index())
+        raise NotFound(f"no route for {method} {scope['path']}")
+
+    async def _models(self, rest: list[str], method: str, scope: Scope, receive: Receive) -> Response:
+        dp = self._dataplane
+        if rest == ["stats"] and method == "GET":
+            return _json({"model_stats": dp.model_statistics()})
+        if not rest or not rest[0]:
+            raise NotFound(f"no route for {method} {scope['path']}")
+        name = rest[0]
+        version: str | None = None
+        action = rest[1:]
+        if len(action) >= 2 and action[0] == "versions":
+            version = action[1]
+            action = action[2:]
+        if action == ["infer"]:
+            if method != "POST":
+                return _not_allowed(method, scope)
+            return await self._infer(name, version, scope, receive)
+        if method != "GET":
+            return _not_allowed(method, scope)
+        if not action:
+            return _json(dp.model_metadata(name, version))
+        if action == ["ready"]:
+            return _empty(dp.model_ready(name, version))
+        if action == ["config"]:
+            return _json(dp.model_config(name, version))
+        if action == ["stats"]:
+            return _json({"model_stats": dp.model_statistics(name, version)})
+        raise NotFound(f"no route for {method} {scope['path']}")
+
+    async def _infer(self, name: str, version: str | None, scope: Scope, receive: Receive) -> Response:
+        json_length = None
+        for key, value in scope["headers"]:
+            if key == _HEADER_LENGTH:
+                try:
+                    json_length = int(value)
+                except ValueError:
+                    raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
+        body = await _read_body(receive, scope, self._max_body_bytes)
+        request = decode_request(body, json_length, name, version)
+        response = await self._dataplane.infer(request)
+        payload, header_length = encode_response(request, response)
+        if header_length is None:
+            return Response(200, payload)
+        return Response(200, payload, [_OCTET, (b"inference-header-content-length", str(header_length).encode())])
+
+
+def _not_allowed(method: str, scope: Scope) -> Response:
+    return Response(405, encode_error(f"method {method} is not allowed on {scope['path']}"))
+
+
+async def _read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"request body of {int(value)} bytes exceeds the limit of {limit} bytes")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

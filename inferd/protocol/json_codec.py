@@ -1,0 +1,234 @@
+"""V2 REST bodies (JSON, plus the binary tensor data extension) <-> core types, with orjson."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from inferd.datatypes import DATATYPES, numpy_dtype
+from inferd.errors import InvalidRequest
+from inferd.protocol.tensors import check_shape, from_raw, to_raw
+from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
+
+# Which JSON element kinds (numpy's inferred dtype.kind) each target kind accepts without losing meaning.
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+
+
+def decode_request(body: bytes, json_length: int | None, model: str, version: str | None) -> InferRequest:
+    """Parse an infer request; ``json_length`` is the Inference-Header-Content-Length, if sent."""
+    if json_length is None:
+        header, binary = body, memoryview(b"")
+    else:
+        if json_length < 0 or json_length > len(body):
+            raise InvalidRequest(
+                f"Inference-Header-Content-Length is {json_length} but the body has only {len(body)} bytes"
+            )
+        header, binary = body[:json_length], memoryview(body)[json_length:]
+    doc = _load_object(header)
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidRequest("the request must have a non-empty 'inputs' list")
+    inputs = []
+    offset = 0
+    for raw_input in raw_inputs:
+        tensor, used = _decode_input(raw_input, binary, offset)
+        inputs.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise InvalidRequest(
+            f"the binary section has {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
+        )
+    parameters = _parameters(doc.get("parameters"), "request")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequest("'id' must be a string")
+    return InferRequest(
+        model=model,
+        version=version,
+        inputs=inputs,
+        outputs=_requested_outputs(doc.get("outputs")),
+        id=request_id,
+        parameters=parameters,
+    )
+
+
+def _load_object(header: bytes | memoryview) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON in the request body: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequest(f"the request body must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+    if not isinstance(raw, dict):
+        raise InvalidRequest("each entry of 'inputs' must be an object with name, datatype, shape and data")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("every input needs a 'name' string")
+    datatype = raw.get("datatype")
+    if datatype not in DATATYPES:
+        raise InvalidRequest(f"input '{name}': unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}")
+    shape = check_shape(name, raw.get("shape"))
+    parameters = _parameters(raw.get("parameters"), f"input '{name}'")
+    size = parameters.pop("binary_data_size", None)
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidRequest(f"input '{name}': binary_data_size must be a non-negative integer")
+        if offset + size > len(binary):
+            raise InvalidRequest(
+                f"input '{name}': binary_data_size {size} runs past the end of the binary section "
+                f"({len(binary) - offset} bytes left)"
+            )
+        if "data" in raw:
+            raise InvalidRequest(f"input '{name}' has both 'data' and binary_data_size")
+        return Tensor(name, datatype, from_raw(name, datatype, shape, binary[offset : offset + size])), size
+    if "data" not in raw:
+        raise InvalidRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+    return Tensor(name, datatype, _from_json(name, datatype, shape, raw["data"]), parameters), 0
+
+
+def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    count = math.prod(shape)
+    if datatype == "BF16":
+        raise InvalidRequest(f"input '{name}': BF16 data can only be sent in binary form")
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if not all(isinstance(e, str) for e in flat):
+            raise InvalidRequest(f"input '{name}': BYTES data must be strings")
+        array = np.empty(len(flat), dtype=object)
+        array[:] = [e.encode("utf-8") for e in flat]
+    else:
+        try:
+            array = np.array(data)
+        except (ValueError, TypeError):
+            raise InvalidRequest(f"input '{name}': data is not a rectangular list of numbers") from None
+        dtype = numpy_dtype(datatype)
+        if array.dtype.kind in "fO" and dtype.kind in "iu":
+            array = _wide_integers(name, datatype, data)
+        if array.size and array.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
+            raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
+        if dtype.kind in "iu" and array.size:
+            info = np.iinfo(dtype)
+            if array.min() < info.min or array.max() > info.max:
+                raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
+        array = array.astype(dtype, copy=False)
+    if array.size != count:
+        raise InvalidRequest(
+            f"input '{name}': shape {list(shape)} needs {count} elements, the data has {array.size}"
+        )
+    return array.reshape(shape)
+
+
+def _wide_integers(name: str, datatype: str, data: Any) -> np.ndarray:
+    # numpy infers float64 or object for integers beyond int64 (UINT64's upper half), and float64 for
+    # real floats: only a check of each element tells them apart.
+    flat = _flatten(data)
+    if not all(isinstance(e, int) and not isinstance(e, bool) for e in flat):
+        raise InvalidRequest(f"input '{name}': {datatype} data must be integers")
+    try:
+        return np.array(flat, dtype=numpy_dtype(datatype))
+    except OverflowError:
+        raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}") from None
+
+
+def _kind_text(kind: str) -> str:
+    return {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}[kind]
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for element in stack[-1]:
+            if isinstance(element, list):
+                stack.append(iter(element))
+                break
+            flat.append(element)
+        else:
+            stack.pop()
+    return flat
+
+
+def _parameters(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{where}: 'parameters' must be an object")
+    return dict(raw)
+
+
+def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidRequest("'outputs' must be a list")
+    outputs = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidRequest("each entry of 'outputs' must be an object with a 'name'")
+        binary = _parameters(item.get("parameters"), f"output '{item['name']}'").get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidRequest(f"output '{item['name']}': binary_data must be true or false")
+        outputs.append(RequestedOutput(item["name"], binary))
+    return outputs
+
+
+def encode_response(request: InferRequest, response: InferResponse) -> tuple[bytes, int | None]:
+    """Serialize a response; the second value is the JSON header length when a binary section follows."""
+    binary_default = request.parameters.get("binary_data_output") is True
+    binary_by_name = {o.name: o.binary for o in request.outputs} if request.outputs else {}
+    docs = []
+    chunks = []
+    for tensor in response.outputs:
+        binary = binary_by_name.get(tensor.name)
+        if binary is None:
+            binary = binary_default
+        doc: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        if binary:
+            raw = to_raw(tensor.datatype, tensor.data)
+            doc["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            doc["data"] = _to_json(tensor)
+        docs.append(doc)
+    body: dict[str, Any] = {"model_name": response.model, "model_version": response.version, "outputs": docs}
+    if response.id is not None:
+        body["id"] = response.id
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, None
+    return header + b"".join(chunks), len(header)
+
+
+def _to_json(tensor: Tensor) -> Any:
+    if tensor.datatype == "BF16":
+        raise InvalidRequest(
+            f"output '{tensor.name}' is BF16, which can only be returned in binary form (binary_data: true)"
+        )
+    flat = tensor.data.reshape(-1)
+    if tensor.datatype == "BYTES":
+        try:
+            return [e.decode("utf-8") if isinstance(e, bytes) else str(e) for e in flat]
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                f"output '{tensor.name}' holds bytes that are not UTF-8; request it with binary_data: true"
+            ) from None
+    if not flat.flags.c_contiguous or flat.dtype.byteorder == ">":
+        flat = np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("="))
+    return flat
+
+
+def encode_error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def dumps(document: Any) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)

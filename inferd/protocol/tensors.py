@@ -1,0 +1,73 @@
+"""Tensor element encodings shared by the REST binary extension and gRPC raw contents."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+from inferd.datatypes import numpy_dtype
+from inferd.errors import InvalidRequest
+
+_LENGTH = struct.Struct("<I")
+
+
+def check_shape(name: str, shape: object) -> tuple[int, ...]:
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise InvalidRequest(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
+    return tuple(shape)
+
+
+def from_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes | memoryview) -> np.ndarray:
+    """Decode the binary form of a tensor: little-endian elements, or length-prefixed BYTES elements."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        elements = _split_bytes(name, raw, count)
+        array = np.empty(count, dtype=object)
+        array[:] = elements
+        return array.reshape(shape)
+    dtype = numpy_dtype(datatype)
+    expected = count * dtype.itemsize
+    if len(raw) != expected:
+        raise InvalidRequest(
+            f"input '{name}': {datatype} shape {list(shape)} needs {expected} bytes of data, got {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+
+
+def _split_bytes(name: str, raw: bytes | memoryview, count: int) -> list[bytes]:
+    view = memoryview(raw)
+    elements = []
+    offset = 0
+    end = len(view)
+    while offset < end:
+        if offset + 4 > end:
+            raise InvalidRequest(f"input '{name}': BYTES data ends inside an element's 4-byte length")
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4
+        if offset + length > end:
+            raise InvalidRequest(
+                f"input '{name}': BYTES element of {length} bytes runs past the end of the data"
+            )
+        elements.append(bytes(view[offset : offset + length]))
+        offset += length
+    if len(elements) != count:
+        raise InvalidRequest(f"input '{name}': shape needs {count} BYTES elements, the data holds {len(elements)}")
+    return elements
+
+
+def to_raw(datatype: str, data: np.ndarray) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(_LENGTH.pack(len(e)) + e for e in (_as_bytes(x) for x in data.reshape(-1)))
+    return np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).tobytes()
+
+
+def _as_bytes(element: object) -> bytes:
+    if isinstance(element, bytes):
+        return element
+    if isinstance(element, str):
+        return element.encode("utf-8")
+    return str(element).encode("utf-8")

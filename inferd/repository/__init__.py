@@ -1,0 +1,1 @@
+"""Model repository: where models come from, their configuration, and which are loaded."""

@@ -1,0 +1,1 @@
+"""Runtimes run one batch of one model; they know nothing of transports or queues."""

@@ -1,0 +1,41 @@
+"""The seam between the scheduler and whatever executes a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from inferd.types import TensorSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What a loaded model accepts and returns. ``max_batch_size`` 0 means no batch dimension."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.outputs if spec.name == name), None)
+
+
+class Runtime(Protocol):
+    """A loaded model with ``instances`` independent executors that may run concurrently."""
+
+    @property
+    def signature(self) -> Signature: ...
+
+    @property
+    def instances(self) -> int: ...
+
+    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch on executor ``instance``; called from a worker thread, never the event loop."""
+        ...
+
+    def close(self) -> None: ...

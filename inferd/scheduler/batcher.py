@@ -1,0 +1,249 @@
+"""One model version's queue: dynamic batching onto a fixed set of runtime instances.
+
+All queue state lives on the event loop thread. Executions run on one worker thread per instance;
+a finished execution comes back to the loop with a single ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from inferd.errors import ExecutionError, InferdError, Unavailable
+from inferd.runtimes.base import Runtime
+from inferd.scheduler.batching import concatenate, split
+from inferd.scheduler.stats import ModelStats
+
+log = logging.getLogger(__name__)
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """``max_batch_size`` 0: the model has no batch dimension and every request runs alone."""
+
+    max_batch_size: int
+    dynamic: bool = False
+    max_queue_delay_ns: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+    @property
+    def merges(self) -> bool:
+        return self.dynamic and self.max_batch_size > 0
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    inputs: Outputs
+    rows: int
+    group: Hashable
+    future: asyncio.Future[Outputs]
+    enqueued_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Executed:
+    results: list[Outputs | InferdError]
+    input_ns: int
+    infer_ns: int
+    output_ns: int
+
+
+class Batcher:
+    def __init__(self, runtime: Runtime, policy: BatchPolicy, stats: ModelStats, name: str) -> None:
+        self._runtime = runtime
+        self._policy = policy
+        self._stats = stats
+        self._name = name
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._free_instances = list(range(runtime.instances))
+        self._in_flight = 0
+        self._executor = ThreadPoolExecutor(max_workers=runtime.instances, thread_name_prefix=f"run-{name}")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatch_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due_ns = 0
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + self._in_flight
+
+    async def infer(self, inputs: Outputs, rows: int, group: Hashable = ()) -> Outputs:
+        """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge)."""
+        if self._closing:
+            raise Unavailable(f"model '{self._name}' is shutting down")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        self._queue.append(_Pending(inputs, rows, group, future, time.perf_counter_ns()))
+        self._queued_rows += rows
+        self._idle.clear()
+        # Deferring by one loop turn lets requests parsed in the same turn share an execution.
+        if not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            loop.call_soon(self._dispatch)
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking requests, finish everything queued or running, then release the threads."""
+        self._closing = True
+        await self._idle.wait()
+        self._executor.shutdown(wait=True)
+
+    def _dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        while self._free_instances and self._queue:
+            if not self._ready_to_run():
+                self._arm_timer()
+                return
+            batch = self._take_batch()
+            if batch:
+                self._launch(self._free_instances.pop(), batch)
+        self._update_idle()
+
+    def _ready_to_run(self) -> bool:
+        policy = self._policy
+        if not policy.merges or self._in_flight == 0:
+            # A lone request on an idle model runs at once: batching never adds latency at low load.
+            return True
+        rows = self._queued_rows
+        if rows >= policy.max_batch_size or rows in policy.preferred_batch_sizes:
+            return True
+        return time.perf_counter_ns() - self._queue[0].enqueued_ns >= policy.max_queue_delay_ns
+
+    def _arm_timer(self) -> None:
+        assert self._loop is not None
+        due_ns = self._queue[0].enqueued_ns + self._policy.max_queue_delay_ns
+        if self._timer is not None:
+            if self._timer_due_ns == due_ns:
+                return
+            self._timer.cancel()
+        self._timer_due_ns = due_ns
+        delay_s = max(0, due_ns - time.perf_counter_ns()) / 1e9
+        self._timer = self._loop.call_later(delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take_batch(self) -> list[_Pending]:
+        """The oldest live request plus later ones of the same group, up to max_batch_size rows."""
+        queue = self._queue
+        head = queue.popleft()
+        self._queued_rows -= head.rows
+        if head.future.done():  # the client went away while it waited
+            return []
+        batch = [head]
+        if not self._policy.merges:
+            return batch
+        limit = self._policy.max_batch_size
+        rows = head.rows
+        kept: deque[_Pending] = deque()
+        while queue and rows < limit:
+            item = queue.popleft()
+            if item.future.done():
+                self._queued_rows -= item.rows
+            elif item.group == head.group and rows + item.rows <= limit:
+                batch.append(item)
+                rows += item.rows
+                self._queued_rows -= item.rows
+            else:
+                kept.append(item)
+        kept.extend(queue)
+        self._queue = kept
+        return batch
+
+    def _launch(self, instance: int, batch: list[_Pending]) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._in_flight += 1
+        now = time.perf_counter_ns()
+        queue_stats = self._stats.queue
+        for item in batch:
+            queue_stats.add(now - item.enqueued_ns)
+        inputs = [item.inputs for item in batch]
+        rows = [item.rows for item in batch]
+        done = self._executor.submit(self._execute, instance, inputs, rows)
+
+        def finished(future: Future[_Executed]) -> None:
+            try:
+                loop.call_soon_threadsafe(self._complete, instance, batch, future)
+            except RuntimeError:  # the loop closed during shutdown; nobody is waiting any more
+                pass
+
+        done.add_done_callback(finished)
+
+    def _execute(self, instance: int, inputs: list[Outputs], rows: list[int]) -> _Executed:
+        """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
+        start = time.perf_counter_ns()
+        merged = concatenate(inputs)
+        ready = time.perf_counter_ns()
+        try:
+            outputs = self._runtime.run(instance, merged)
+            ran = time.perf_counter_ns()
+            results: list[Outputs | InferdError] = list(
+                split(outputs, rows) if self._policy.max_batch_size > 0 else [outputs]
+            )
+        except Exception as exc:
+            ran = time.perf_counter_ns()
+            results = self._isolate_failure(instance, inputs, rows, exc)
+        return _Executed(results, ready - start, ran - ready, time.perf_counter_ns() - ran)
+
+    def _isolate_failure(
+        self, instance: int, inputs: list[Outputs], rows: list[int], exc: Exception
+    ) -> list[Outputs | InferdError]:
+        if len(inputs) == 1:
+            return [_execution_error(self._name, exc)]
+        # One request may have poisoned a merged batch: rerun each alone so only it fails.
+        results: list[Outputs | InferdError] = []
+        for request_inputs, count in zip(inputs, rows, strict=True):
+            try:
+                results.append(split(self._runtime.run(instance, request_inputs), [count])[0])
+            except Exception as single_exc:
+                results.append(_execution_error(self._name, single_exc))
+        return results
+
+    def _complete(self, instance: int, batch: list[_Pending], done: Future[_Executed]) -> None:
+        self._free_instances.append(instance)
+        self._in_flight -= 1
+        try:
+            executed = done.result()
+        except Exception as exc:  # a bug in _execute itself: fail the batch, keep serving
+            log.exception("model %s: execution crashed", self._name)
+            error = _execution_error(self._name, exc)
+            executed = _Executed([error] * len(batch), 0, 0, 0)
+        self._stats.record_execution(
+            sum(item.rows for item in batch), len(batch), executed.input_ns, executed.infer_ns, executed.output_ns
+        )
+        for item, result in zip(batch, executed.results, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(result, InferdError):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        self._dispatch()
+
+    def _update_idle(self) -> None:
+        if not self._queue and self._in_flight == 0:
+            self._idle.set()
+
+
+def _execution_error(model: str, exc: Exception) -> InferdError:
+    if isinstance(exc, InferdError):
+        return exc
+    log.warning("model %s: execution failed: %s", model, exc)
+    return ExecutionError(f"model '{model}' failed to execute: {exc}")
