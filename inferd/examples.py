@@ -1,0 +1,153 @@
+"""Example models built offline (nothing downloaded): an MLP and a fraud-style tabular classifier.
+
+onnx, scikit-learn and skl2onnx are imported inside the functions so that importing this module (e.g.
+for the CLI's help text) stays cheap and scikit-learn is only needed when the examples are built.
+"""
+
+from __future__ import annotations
+
+import shutil
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+# Opsets every supported onnxruntime (>= 1.18) runs; for skl2onnx they are caps (it stamps the lowest
+# version its ops need, e.g. ai.onnx.ml 1 for the tree ensemble).
+ONNX_OPSET = 17
+ONNX_ML_OPSET = 3
+# IR version 8 is the one that introduced opset 17; pinning it keeps the files loadable by older ORTs
+# that reject the newest IR versions onnx writes by default.
+IR_VERSION = 8
+
+MLP_LAYERS = (256, 1024, 1024, 10)
+TABULAR_FEATURES = 30
+
+_MLP_CONFIG = """\
+# MLP 256 -> 1024 -> 1024 -> 10 (random weights), a compute-bound model that gains from batching.
+max_batch_size: 64
+dynamic_batching:
+  max_queue_delay_ms: 1
+  preferred_batch_sizes: [16, 32, 64]
+instances: 1
+"""
+
+_TABULAR_CONFIG = """\
+# Random forest fraud classifier (30 float features): outputs label and class probabilities.
+max_batch_size: 128
+dynamic_batching:
+  max_queue_delay_ms: 1
+instances: 1
+"""
+
+
+def _set_batch_dim(value_info: Any, name: str = "batch") -> None:
+    """Make the first dim of a graph input/output symbolic, whatever the converter wrote there."""
+    dim = value_info.type.tensor_type.shape.dim[0]
+    dim.ClearField("dim_value")
+    dim.dim_param = name
+
+
+def build_mlp(path: Path, seed: int = 0) -> None:
+    """Write an MLP 256->1024->1024->10 (Gemm+Relu, Gemm+Relu, Gemm) with He-scaled random weights."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    initializers = []
+    nodes = []
+    current = "input"
+    n_layers = len(MLP_LAYERS) - 1
+    for i, (fan_in, fan_out) in enumerate(pairwise(MLP_LAYERS)):
+        # He init keeps activations from exploding or vanishing through the Relu layers.
+        weight = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        bias = np.zeros(fan_out, dtype=np.float32)
+        initializers += [numpy_helper.from_array(weight, f"W{i}"), numpy_helper.from_array(bias, f"B{i}")]
+        last = i == n_layers - 1
+        gemm_out = "logits" if last else f"gemm{i}"
+        nodes.append(helper.make_node("Gemm", [current, f"W{i}", f"B{i}"], [gemm_out], name=f"gemm{i}"))
+        if not last:
+            nodes.append(helper.make_node("Relu", [gemm_out], [f"relu{i}"], name=f"relu{i}"))
+            current = f"relu{i}"
+
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", MLP_LAYERS[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", MLP_LAYERS[-1]])],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="inferd.examples"
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+
+
+def build_tabular(path: Path, seed: int = 0) -> None:
+    """Write a random forest trained on a synthetic, imbalanced fraud-style dataset (30 features).
+
+    Outputs ``label`` (INT64 [batch]) and ``probabilities`` (FP32 [batch, 2]).
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    # ~3 % positives, like card fraud; float32 so training sees the values ONNX will.
+    features, labels = make_classification(
+        n_samples=10_000,
+        n_features=TABULAR_FEATURES,
+        n_informative=12,
+        n_redundant=6,
+        weights=[0.97],
+        flip_y=0.005,
+        random_state=seed,
+    )
+    features = features.astype(np.float32)
+    # Small (50 trees, depth 8) so onnxruntime scores one row in microseconds. Trees train on threads
+    # (no worker processes) and random_state keeps the result the same whatever n_jobs is.
+    clf = RandomForestClassifier(n_estimators=50, max_depth=8, n_jobs=-1, random_state=seed)
+    clf.fit(features, labels)
+
+    model = convert_sklearn(
+        clf,
+        name="tabular",
+        initial_types=[("input", FloatTensorType([None, TABULAR_FEATURES]))],
+        # zipmap off: a plain probability tensor instead of a sequence of maps, which V2 cannot carry.
+        options={id(clf): {"zipmap": False}},
+        target_opset={"": ONNX_OPSET, "ai.onnx.ml": ONNX_ML_OPSET},
+    )
+    # skl2onnx leaves the batch dim unnamed; a named symbolic dim is what marks the model as batching.
+    for value_info in [*model.graph.input, *model.graph.output]:
+        _set_batch_dim(value_info)
+    # skl2onnx can list the default domain twice; keep one entry per domain (the highest version).
+    opsets: dict[str, int] = {}
+    for opset in model.opset_import:
+        opsets[opset.domain] = max(opset.version, opsets.get(opset.domain, 0))
+    del model.opset_import[:]
+    model.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in opsets.items())
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+
+
+def build_repository(dest: Path) -> list[str]:
+    """Write the example model repository (``mlp``, ``tabular``) under ``dest``; returns the names.
+
+    Rebuilds each model directory from scratch so rerunning it leaves no stale versions behind.
+    """
+    models = {"mlp": (build_mlp, _MLP_CONFIG), "tabular": (build_tabular, _TABULAR_CONFIG)}
+    for name, (builder, config) in models.items():
+        model_dir = dest / name
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        builder(model_dir / "1" / "model.onnx")
+        (model_dir / "config.yaml").write_text(config)
+    return list(models)

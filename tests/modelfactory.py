@@ -1,0 +1,186 @@
+"""Small ONNX models written on the fly for the tests (no files checked in, nothing downloaded)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+# IR 8 is the first to allow opset 17; onnx would otherwise stamp its newest IR version, which older
+# onnxruntime releases refuse to load.
+IR_VERSION = 8
+
+# Side of the square constant matrices the slow model multiplies, and how many milliseconds one such
+# MatMul took on one onnxruntime thread when this was tuned (x86-64, AVX2). Only a rough guide.
+_SLOW_SIDE = 256
+_SLOW_MS_PER_MATMUL = 0.5
+
+Dims = Sequence[int | str]
+
+
+def _tensor(name: str, elem_type: int, dims: Dims) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem_type, list(dims))
+
+
+def _save(
+    path: Path,
+    nodes: list[onnx.NodeProto],
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    initializers: Sequence[onnx.TensorProto] = (),
+) -> None:
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="inferd-tests"
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+
+
+def _batched(dims: Dims, batching: bool) -> list[int | str]:
+    return ["batch", *dims] if batching else list(dims)
+
+
+def identity(path: Path, onnx_elem_type: int, batching: bool = True, dims: Dims = (4,)) -> None:
+    """``INPUT0`` -> Identity -> ``OUTPUT0`` of any element type; batching adds a leading 'batch' dim."""
+    shape = _batched(dims, batching)
+    _save(
+        path,
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        [_tensor("INPUT0", onnx_elem_type, shape)],
+        [_tensor("OUTPUT0", onnx_elem_type, shape)],
+    )
+
+
+def add_sub(path: Path, elem_type: int = TensorProto.INT32, batching: bool = True) -> None:
+    """Triton's "simple" model: ``OUTPUT0 = INPUT0 + INPUT1``, ``OUTPUT1 = INPUT0 - INPUT1`` ([batch, 16])."""
+    shape = _batched([16], batching)
+    _save(
+        path,
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        [_tensor("INPUT0", elem_type, shape), _tensor("INPUT1", elem_type, shape)],
+        [_tensor("OUTPUT0", elem_type, shape), _tensor("OUTPUT1", elem_type, shape)],
+    )
+
+
+def fixed_shape(path: Path) -> None:
+    """No batch dimension: ``INPUT0`` FP32 [3, 4] -> ``OUTPUT0 = INPUT0 * 2``."""
+    _save(
+        path,
+        [helper.make_node("Mul", ["INPUT0", "two"], ["OUTPUT0"])],
+        [_tensor("INPUT0", TensorProto.FLOAT, [3, 4])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, [3, 4])],
+        [numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")],
+    )
+
+
+def dynamic_dims(path: Path) -> None:
+    """``INPUT0`` FP32 [batch, n] -> ``OUTPUT0`` row sums [batch, 1] and ``OUTPUT1 = INPUT0 * 3``.
+
+    The second dim varies per request, so requests with different ``n`` must never be merged.
+    """
+    _save(
+        path,
+        [
+            helper.make_node("ReduceSum", ["INPUT0", "axes"], ["OUTPUT0"], keepdims=1),
+            helper.make_node("Mul", ["INPUT0", "three"], ["OUTPUT1"]),
+        ],
+        [_tensor("INPUT0", TensorProto.FLOAT, ["batch", "n"])],
+        [
+            _tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 1]),
+            _tensor("OUTPUT1", TensorProto.FLOAT, ["batch", "n"]),
+        ],
+        [
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+            numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three"),
+        ],
+    )
+
+
+def gather(path: Path) -> None:
+    """``INDEX`` INT64 [batch, 1] -> ``OUTPUT0`` = table[INDEX] with table = 1.5 * [0..9], FP32 [batch, 1].
+
+    onnxruntime checks the indices when it runs, so an index outside [-10, 10) (e.g. 100) loads fine and
+    fails only that execution: the way to test that one failing request does not fail its batch-mates.
+    """
+    table = np.arange(10, dtype=np.float32) * 1.5
+    _save(
+        path,
+        # Indices [batch, 1] into a 1-D table give [batch, 1] directly.
+        [helper.make_node("Gather", ["table", "INDEX"], ["OUTPUT0"], axis=0)],
+        [_tensor("INDEX", TensorProto.INT64, ["batch", 1])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        [numpy_helper.from_array(table, "table")],
+    )
+
+
+def slow(path: Path, ms: int) -> None:
+    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + 1``, taking roughly ``ms`` ms per execution.
+
+    The time goes into a chain of 256x256 MatMuls on constants, so it does not grow with the batch size.
+    The chain starts from the input's shape (times 0) so onnxruntime cannot constant-fold it at load, and
+    its result, times 0, is added to the output so it is not pruned as dead code. The time is approximate:
+    it was tuned on one x86-64 core with one intra-op thread and scales with the CPU and the thread count.
+    """
+    count = max(1, round(ms / _SLOW_MS_PER_MATMUL))
+    side = _SLOW_SIDE
+    # Each row of `mix` averages its input row, so the chain's values stay finite (0 * inf would be NaN).
+    mix = np.full((side, side), 1.0 / side, dtype=np.float32)
+    start = np.ones((side, side), dtype=np.float32)
+    nodes = [
+        helper.make_node("Shape", ["INPUT0"], ["shape"]),
+        helper.make_node("Cast", ["shape"], ["shape_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["shape_f"], ["shape_sum"], keepdims=0),
+        helper.make_node("Mul", ["shape_sum", "zero"], ["shape_zero"]),
+        helper.make_node("Add", ["start", "shape_zero"], ["chain0"]),
+    ]
+    for i in range(count):
+        nodes.append(helper.make_node("MatMul", [f"chain{i}", "mix"], [f"chain{i + 1}"]))
+    nodes += [
+        helper.make_node("ReduceSum", [f"chain{count}"], ["chain_sum"], keepdims=0),
+        helper.make_node("Mul", ["chain_sum", "zero"], ["chain_zero"]),
+        helper.make_node("Add", ["INPUT0", "one"], ["plus_one"]),
+        helper.make_node("Add", ["plus_one", "chain_zero"], ["OUTPUT0"]),
+    ]
+    _save(
+        path,
+        nodes,
+        [_tensor("INPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [
+            numpy_helper.from_array(mix, "mix"),
+            numpy_helper.from_array(start, "start"),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+        ],
+    )
+
+
+def corrupt(path: Path) -> None:
+    """Write bytes no ONNX parser accepts (0xff is a protobuf tag with the invalid wire type 7)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xff\xff\xff this is not an ONNX model")
+
+
+def write_model(
+    repo: Path,
+    name: str,
+    builder: Callable[[Path], None],
+    version: int = 1,
+    config: str | None = None,
+) -> Path:
+    """Write ``repo/name/<version>/model.onnx`` and optionally ``repo/name/config.yaml``; return repo/name."""
+    model_dir = repo / name
+    builder(model_dir / str(version) / "model.onnx")
+    if config is not None:
+        (model_dir / "config.yaml").write_text(config)
+    return model_dir
