@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import modelfactory as mf
 import pytest
 from onnx import TensorProto
-
-import modelfactory as mf
-from conftest import RunningServer, start_server
+from serverctl import RunningServer, start_server
 
 # V2 datatype -> ONNX element type, for the identity models that carry each datatype end to end.
 IDENTITY_TYPES = {

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import modelfactory as mf
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
-
-import modelfactory as mf
-from conftest import RunningServer, start_server
 
 SLOW_MS = 40
 
@@ -21,7 +19,9 @@ SLOW_MS = 40
 def slow_server(tmp_path_factory: pytest.TempPathFactory) -> RunningServer:
     root = tmp_path_factory.mktemp("slow-models")
     mf.write_model(
-        root, "slow", lambda p: mf.slow(p, SLOW_MS),
+        root,
+        "slow",
+        lambda p: mf.slow(p, SLOW_MS),
         config="max_batch_size: 16\ndynamic_batching:\n  max_queue_delay_ms: 2\n",
     )
     running = start_server(root, tmp_path_factory.mktemp("slow-server"))

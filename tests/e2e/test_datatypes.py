@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-
-from conftest import RunningServer
+from serverctl import RunningServer
 
 NUMERIC = {
     "BOOL": np.bool_,
@@ -29,7 +28,9 @@ def sample(datatype: str, rows: int = 2) -> np.ndarray:
     rng = np.random.default_rng(len(datatype))
     if datatype == "BYTES":
         words = [b"a", b"bc", b"", "\u00e9t\u00e9".encode()]
-        return np.array([words[(i + j) % 4] for i in range(rows) for j in range(4)], dtype=object).reshape(rows, 4)
+        return np.array([words[(i + j) % 4] for i in range(rows) for j in range(4)], dtype=object).reshape(
+            rows, 4
+        )
     dtype = np.dtype(NUMERIC[datatype])
     if dtype.kind == "b":
         return rng.integers(0, 2, (rows, 4)).astype(bool)
@@ -57,7 +58,9 @@ def test_http_identity_round_trips(server: RunningServer, datatype: str, binary:
     returned = result.as_numpy("OUTPUT0")
     assert returned.shape == data.shape
     if datatype == "BYTES":
-        assert [bytes(e) if not isinstance(e, str) else e.encode() for e in returned.ravel()] == list(data.ravel())
+        assert [bytes(e) if not isinstance(e, str) else e.encode() for e in returned.ravel()] == list(
+            data.ravel()
+        )
     else:
         assert returned.dtype == data.dtype
         np.testing.assert_array_equal(returned, data)
@@ -88,10 +91,14 @@ def test_bf16_round_trips_in_binary_form(server: RunningServer) -> None:
     result = http.infer("identity_bf16", [infer_input])
     response = result.get_response()
     assert response["outputs"][0]["datatype"] == "BF16"
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), (words.astype(np.uint32) << 16).view(np.float32))
+    np.testing.assert_array_equal(
+        result.as_numpy("OUTPUT0"), (words.astype(np.uint32) << 16).view(np.float32)
+    )
 
     grpc = grpcclient.InferenceServerClient(server.grpc_url)
     grpc_input = grpcclient.InferInput("INPUT0", [1, 4], "BF16")
     grpc_input.set_data_from_numpy(values)
     grpc_result = grpc.infer("identity_bf16", [grpc_input])
-    np.testing.assert_array_equal(grpc_result.as_numpy("OUTPUT0"), (words.astype(np.uint32) << 16).view(np.float32))
+    np.testing.assert_array_equal(
+        grpc_result.as_numpy("OUTPUT0"), (words.astype(np.uint32) << 16).view(np.float32)
+    )

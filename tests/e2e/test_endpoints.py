@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from serverctl import RunningServer
 from tritonclient.utils import InferenceServerException
-
-from conftest import RunningServer
 
 
 @pytest.fixture
@@ -61,7 +60,9 @@ def test_model_metadata_includes_the_batch_dimension(
     assert [list(map(int, t["shape"])) for t in via_grpc["inputs"]] == [[-1, 16], [-1, 16]]
 
 
-def test_versions_are_addressable_and_the_highest_is_the_default(http: httpclient.InferenceServerClient) -> None:
+def test_versions_are_addressable_and_the_highest_is_the_default(
+    http: httpclient.InferenceServerClient,
+) -> None:
     assert http.get_model_metadata("versioned")["versions"] == ["3"]
     assert http.get_model_metadata("versioned", "3")["name"] == "versioned"
     assert http.is_model_ready("versioned", "3")
@@ -133,8 +134,16 @@ def test_statistics_over_both_protocols(
     stats = http.get_inference_statistics("simple")["model_stats"][0]
     assert stats["name"] == "simple" and stats["version"] == "1"
     assert stats["inference_stats"]["success"]["count"] >= 1
-    for field in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
-                  "cache_hit", "cache_miss"):
+    for field in (
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+        "cache_hit",
+        "cache_miss",
+    ):
         assert set(stats["inference_stats"][field]) == {"count", "ns"}
     assert stats["inference_count"] >= 1 and stats["execution_count"] >= 1
     everything = http.get_inference_statistics()["model_stats"]
@@ -143,7 +152,9 @@ def test_statistics_over_both_protocols(
     assert via_grpc.version == "1" and via_grpc.inference_stats.success.count >= 1
 
 
-def test_repository_index(http: httpclient.InferenceServerClient, grpc: grpcclient.InferenceServerClient) -> None:
+def test_repository_index(
+    http: httpclient.InferenceServerClient, grpc: grpcclient.InferenceServerClient
+) -> None:
     index = http.get_model_repository_index()
     simple = next(entry for entry in index if entry["name"] == "simple")
     assert simple["state"] == "READY" and simple["version"] == "1"

@@ -8,10 +8,9 @@ import struct
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from httputil import post_json, request
+from serverctl import RunningServer
 from tritonclient.utils import InferenceServerException
-
-from conftest import RunningServer
-from http_util import post_json, request
 
 GOOD = {"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
 
@@ -30,22 +29,37 @@ def _assert_still_serving(server: RunningServer) -> None:
     ("model", "document", "status", "message"),
     [
         ("identity_fp32", {"inputs": [{**GOOD, "name": "NOPE"}]}, 400, "has no input 'NOPE'"),
-        ("simple", {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [0] * 16}]},
-         400, "lacks"),
+        (
+            "simple",
+            {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [0] * 16}]},
+            400,
+            "lacks",
+        ),
         ("identity_fp32", {"inputs": [{**GOOD, "datatype": "INT32"}]}, 400, "expects datatype FP32"),
         ("identity_fp32", {"inputs": [{**GOOD, "shape": [1, 5], "data": [1] * 5}]}, 400, "expects shape"),
         ("identity_fp32", {"inputs": [{**GOOD, "shape": [4]}]}, 400, "expects shape"),
         ("identity_fp32", {"inputs": [{**GOOD, "data": [1, 2, 3]}]}, 400, "needs 4 elements"),
         ("identity_fp32", {"inputs": [{**GOOD, "data": ["a", "b", "c", "d"]}]}, 400, "must be numbers"),
-        ("simple", {"inputs": [{"name": n, "datatype": "INT32", "shape": [9, 16], "data": [0] * 144}
-                               for n in ("INPUT0", "INPUT1")]}, 400, "exceeds the max_batch_size 8"),
+        (
+            "simple",
+            {
+                "inputs": [
+                    {"name": n, "datatype": "INT32", "shape": [9, 16], "data": [0] * 144}
+                    for n in ("INPUT0", "INPUT1")
+                ]
+            },
+            400,
+            "exceeds the max_batch_size 8",
+        ),
         ("identity_fp32", {"inputs": [GOOD], "outputs": [{"name": "NOPE"}]}, 400, "has no output 'NOPE'"),
         ("identity_fp32", {"inputs": [GOOD, GOOD]}, 400, "more than once"),
         ("identity_fp32", {"nothing": 1}, 400, "'inputs'"),
         ("no_such_model", {"inputs": [GOOD]}, 404, "unknown model"),
     ],
 )
-def test_bad_json_requests(server: RunningServer, model: str, document: object, status: int, message: str) -> None:
+def test_bad_json_requests(
+    server: RunningServer, model: str, document: object, status: int, message: str
+) -> None:
     got_status, body = _infer(server, model, document)
     assert got_status == status
     assert set(body) == {"error"} and message in body["error"]  # type: ignore[arg-type, operator]
@@ -66,8 +80,13 @@ def test_unknown_version_is_404(server: RunningServer) -> None:
 
 @pytest.mark.parametrize(
     ("path", "status"),
-    [("/v2/models/no_such_model", 404), ("/v2/models/no_such_model/config", 404), ("/v3", 404),
-     ("/v2/models/simple/versions/7", 404), ("/v2/models/no_such_model/stats", 404)],
+    [
+        ("/v2/models/no_such_model", 404),
+        ("/v2/models/no_such_model/config", 404),
+        ("/v3", 404),
+        ("/v2/models/simple/versions/7", 404),
+        ("/v2/models/no_such_model/stats", 404),
+    ],
 )
 def test_unknown_paths_and_models(server: RunningServer, path: str, status: int) -> None:
     got, headers, body = request(server.http_url, "GET", path)
@@ -84,11 +103,22 @@ def test_unknown_paths_and_models(server: RunningServer, path: str, status: int)
 )
 def test_bad_binary_sections(server: RunningServer, binary: bytes, claimed_size: int, message: str) -> None:
     header = json.dumps(
-        {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4],
-                     "parameters": {"binary_data_size": claimed_size}}]}
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": claimed_size},
+                }
+            ]
+        }
     ).encode()
     status, _, body = request(
-        server.http_url, "POST", "/v2/models/identity_fp32/infer", header + binary,
+        server.http_url,
+        "POST",
+        "/v2/models/identity_fp32/infer",
+        header + binary,
         {"Inference-Header-Content-Length": str(len(header))},
     )
     assert status == 400 and message in json.loads(body)["error"]
@@ -97,7 +127,11 @@ def test_bad_binary_sections(server: RunningServer, binary: bytes, claimed_size:
 
 def test_header_length_longer_than_the_body(server: RunningServer) -> None:
     status, _, body = request(
-        server.http_url, "POST", "/v2/models/identity_fp32/infer", b"{}", {"Inference-Header-Content-Length": "99"}
+        server.http_url,
+        "POST",
+        "/v2/models/identity_fp32/infer",
+        b"{}",
+        {"Inference-Header-Content-Length": "99"},
     )
     assert status == 400 and "Inference-Header-Content-Length" in json.loads(body)["error"]
 
@@ -105,10 +139,22 @@ def test_header_length_longer_than_the_body(server: RunningServer) -> None:
 def test_truncated_bytes_element(server: RunningServer) -> None:
     raw = struct.pack("<I", 50) + b"short"
     header = json.dumps(
-        {"inputs": [{"name": "INPUT0", "datatype": "BYTES", "shape": [1, 4], "parameters": {"binary_data_size": len(raw)}}]}
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "BYTES",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
     ).encode()
     status, _, body = request(
-        server.http_url, "POST", "/v2/models/identity_bytes/infer", header + raw,
+        server.http_url,
+        "POST",
+        "/v2/models/identity_bytes/infer",
+        header + raw,
         {"Inference-Header-Content-Length": str(len(header))},
     )
     assert status == 400 and "runs past the end" in json.loads(body)["error"]
@@ -147,12 +193,14 @@ def test_grpc_errors_use_matching_status_codes(server: RunningServer) -> None:
     with pytest.raises(InferenceServerException) as failed:
         client.infer("gather", [index])
     assert failed.value.status() == "StatusCode.INTERNAL"
-    np.testing.assert_array_equal(client.infer("identity_fp32", [tensor]).as_numpy("OUTPUT0"), np.ones((1, 4)))
+    np.testing.assert_array_equal(
+        client.infer("identity_fp32", [tensor]).as_numpy("OUTPUT0"), np.ones((1, 4))
+    )
 
 
 def test_grpc_typed_contents_are_accepted(server: RunningServer) -> None:
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
     import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
 
     with grpc.insecure_channel(server.grpc_url) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)

@@ -12,11 +12,18 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from serverctl import RunningServer
 
-from conftest import RunningServer
-
-STAT_FIELDS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit",
-               "cache_miss")
+STAT_FIELDS = (
+    "success",
+    "fail",
+    "queue",
+    "compute_input",
+    "compute_infer",
+    "compute_output",
+    "cache_hit",
+    "cache_miss",
+)
 
 
 def _check_stats(stats: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +60,9 @@ def test_http_sequence(server: RunningServer) -> None:
         before = _check_stats(client.get_inference_statistics("simple"))
         _window(client, 5)
         after = _check_stats(client.get_inference_statistics("simple"))
-        assert after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"] == 5
+        assert (
+            after["inference_stats"]["success"]["count"] - before["inference_stats"]["success"]["count"] == 5
+        )
         queue_counts.append(after["inference_stats"]["queue"]["count"])
     assert queue_counts[1] > queue_counts[0]
 
@@ -75,5 +84,7 @@ def test_grpc_sequence(server: RunningServer) -> None:
         client.infer("simple", inputs, outputs=[grpcclient.InferRequestedOutput("OUTPUT0")])
     after = client.get_inference_statistics("simple", as_json=True)["model_stats"][0]
     assert after["version"].isdigit()
-    grown = int(after["inference_stats"]["queue"]["count"]) - int(before["inference_stats"]["queue"].get("count", 0))
+    grown = int(after["inference_stats"]["queue"]["count"]) - int(
+        before["inference_stats"]["queue"].get("count", 0)
+    )
     assert grown == 4

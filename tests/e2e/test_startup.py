@@ -7,13 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import modelfactory as mf
 import numpy as np
 import pytest
+from httputil import post_json, request
 from onnx import TensorProto
-
-import modelfactory as mf
-from conftest import run_server_expecting_exit, start_server
-from http_util import post_json, request
+from serverctl import run_server_expecting_exit, start_server
 
 
 def _good(root: Path) -> None:
@@ -85,9 +84,17 @@ def test_body_over_the_size_limit_is_413(tmp_path: Path) -> None:
 
 
 def test_serve_help_documents_every_flag() -> None:
-    result = subprocess.run([sys.executable, "-m", "inferd", "serve", "--help"], capture_output=True, text=True,
-                            check=True)
-    for flag in ("--host", "--http-port", "--grpc-port", "--exit-on-error", "--max-body-bytes", "--port-file"):
+    result = subprocess.run(
+        [sys.executable, "-m", "inferd", "serve", "--help"], capture_output=True, text=True, check=True
+    )
+    for flag in (
+        "--host",
+        "--http-port",
+        "--grpc-port",
+        "--exit-on-error",
+        "--max-body-bytes",
+        "--port-file",
+    ):
         assert flag in result.stdout
 
 
@@ -100,7 +107,9 @@ def test_model_without_config_is_inferred_from_the_graph(tmp_path: Path) -> None
         config = json.loads(body)
         assert status == 200 and config["max_batch_size"] > 0 and "dynamic_batching" in config
         data = np.arange(8, dtype=np.float32).reshape(2, 4)
-        document = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [2, 4], "data": data.tolist()}]}
+        document = {
+            "inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [2, 4], "data": data.tolist()}]
+        }
         status, answer = post_json(server.http_url, "/v2/models/good/infer", document)
         assert status == 200 and answer["outputs"][0]["data"] == data.ravel().tolist()
     finally:

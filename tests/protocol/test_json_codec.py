@@ -16,7 +16,9 @@ def _decode(doc: object, binary: bytes = b"") -> InferRequest:
 
 def test_flat_and_nested_data_decode_to_the_declared_shape() -> None:
     flat = _decode({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}]})
-    nested = _decode({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3, 4]]}]})
+    nested = _decode(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [[1, 2], [3, 4]]}]}
+    )
     for request in (flat, nested):
         array = request.inputs[0].data
         assert array.dtype == np.float32
@@ -114,7 +116,11 @@ def test_binary_inputs_are_read_in_order() -> None:
 def test_binary_bytes_elements_are_length_prefixed() -> None:
     raw = b"".join(struct.pack("<I", len(e)) + e for e in (b"ab", b"", b"\xff"))
     request = _decode(
-        {"inputs": [{"name": "s", "datatype": "BYTES", "shape": [3], "parameters": {"binary_data_size": len(raw)}}]},
+        {
+            "inputs": [
+                {"name": "s", "datatype": "BYTES", "shape": [3], "parameters": {"binary_data_size": len(raw)}}
+            ]
+        },
         raw,
     )
     assert request.inputs[0].data.tolist() == [b"ab", b"", b"\xff"]
@@ -128,8 +134,12 @@ def test_binary_bytes_elements_are_length_prefixed() -> None:
         (4, b"\x00" * 4, "needs 8 bytes"),
     ],
 )
-def test_binary_sections_that_disagree_with_the_header_are_rejected(size: int, binary: bytes, message: str) -> None:
-    doc = {"inputs": [{"name": "a", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": size}}]}
+def test_binary_sections_that_disagree_with_the_header_are_rejected(
+    size: int, binary: bytes, message: str
+) -> None:
+    doc = {
+        "inputs": [{"name": "a", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": size}}]
+    }
     with pytest.raises(InvalidRequest, match=message):
         _decode(doc, binary)
 
@@ -141,7 +151,11 @@ def test_header_length_past_the_body_is_rejected() -> None:
 
 def test_truncated_bytes_element_is_rejected() -> None:
     raw = struct.pack("<I", 10) + b"abc"
-    doc = {"inputs": [{"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(raw)}}]}
+    doc = {
+        "inputs": [
+            {"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(raw)}}
+        ]
+    }
     with pytest.raises(InvalidRequest, match="runs past the end"):
         _decode(doc, raw)
 
@@ -152,7 +166,9 @@ def _response(*tensors: Tensor) -> InferResponse:
 
 def test_json_response_has_flat_data_and_echoes_the_id() -> None:
     request = InferRequest("m", None, [])
-    body, header_length = encode_response(request, _response(Tensor("y", "FP32", np.ones((2, 2), np.float32))))
+    body, header_length = encode_response(
+        request, _response(Tensor("y", "FP32", np.ones((2, 2), np.float32)))
+    )
     assert header_length is None
     assert orjson.loads(body) == {
         "model_name": "m",
@@ -166,7 +182,9 @@ def test_binary_outputs_follow_the_json_header() -> None:
     request = InferRequest("m", None, [], outputs=[RequestedOutput("y", True), RequestedOutput("s", False)])
     y = np.arange(3, dtype=np.int16)
     s = np.array([b"x"], dtype=object)
-    body, header_length = encode_response(request, _response(Tensor("y", "INT16", y), Tensor("s", "BYTES", s)))
+    body, header_length = encode_response(
+        request, _response(Tensor("y", "INT16", y), Tensor("s", "BYTES", s))
+    )
     assert header_length is not None
     header = orjson.loads(body[:header_length])
     assert header["outputs"][0]["parameters"] == {"binary_data_size": 6}

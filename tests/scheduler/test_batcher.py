@@ -21,7 +21,9 @@ class HeldRuntime:
 
     def __init__(self, instances: int = 1) -> None:
         self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (-1,)),), outputs=(TensorSpec("y", "FP32", (-1,)),), max_batch_size=8
+            inputs=(TensorSpec("x", "FP32", (-1,)),),
+            outputs=(TensorSpec("y", "FP32", (-1,)),),
+            max_batch_size=8,
         )
         self.instances = instances
         self.batches: list[int] = []

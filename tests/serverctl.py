@@ -1,4 +1,4 @@
-"""Shared fixtures: a real inferd process on 127.0.0.1 with ports it picked itself."""
+"""Start and stop a real inferd process on 127.0.0.1 with ports it picked itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 
 START_TIMEOUT_S = 60
 
@@ -49,8 +48,20 @@ def start_server(repository: Path, workdir: Path, *extra: str) -> RunningServer:
     """Start ``inferd serve`` on free ports and wait until it reports them (it is then ready)."""
     port_file = workdir / f"ports-{time.monotonic_ns()}.json"
     log_path = port_file.with_suffix(".log")
-    command = [sys.executable, "-m", "inferd", "serve", str(repository), "--http-port", "0", "--grpc-port", "0",
-               "--port-file", str(port_file), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "inferd",
+        "serve",
+        str(repository),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--port-file",
+        str(port_file),
+        *extra,
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -65,8 +76,19 @@ def start_server(repository: Path, workdir: Path, *extra: str) -> RunningServer:
     return RunningServer(process, ports["http"], ports["grpc"], log_path)
 
 
-def run_server_expecting_exit(repository: Path, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "inferd", "serve", str(repository), "--http-port", "0", "--grpc-port", "0",
-               *extra]
+def run_server_expecting_exit(
+    repository: Path, *extra: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "inferd",
+        "serve",
+        str(repository),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        *extra,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-
