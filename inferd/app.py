@@ -71,7 +71,9 @@ class Server:
         await http_server.startup(sockets=[http_socket])
         http_loop = asyncio.create_task(http_server.main_loop())
         grpc_address = f"{settings.grpc.host}:{self.grpc_port}" if grpc_server else "off"
-        log.info("inferd serving: REST on %s:%s, gRPC on %s", settings.http.host, self.http_port, grpc_address)
+        log.info(
+            "inferd serving: REST on %s:%s, gRPC on %s", settings.http.host, self.http_port, grpc_address
+        )
         if settings.port_file:
             _write_port_file(settings.port_file, self.http_port, self.grpc_port)
 

@@ -34,7 +34,9 @@ def main() -> None:
 @click.option("--http-port", type=int, help="REST port; 0 picks a free one (default 8000).")
 @click.option("--grpc-port", type=int, help="gRPC port; 0 picks a free one (default 8001).")
 @click.option("--no-grpc", is_flag=True, default=None, help="Serve REST only.")
-@click.option("--max-body-bytes", type=int, help="Largest REST request body; larger gets 413 (default 64 MiB).")
+@click.option(
+    "--max-body-bytes", type=int, help="Largest REST request body; larger gets 413 (default 64 MiB)."
+)
 @click.option(
     "--grpc-max-message-bytes", type=int, help="Largest gRPC message, sent or received (default 64 MiB)."
 )
@@ -43,9 +45,14 @@ def main() -> None:
     default=None,
     help="Exit non-zero when a model fails to load (default), or start with it marked not ready.",
 )
-@click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path),
-              help='Write {"http": PORT, "grpc": PORT} here once serving.')
-@click.option("--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30).")
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='Write {"http": PORT, "grpc": PORT} here once serving.',
+)
+@click.option(
+    "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""

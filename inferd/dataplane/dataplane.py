@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from inferd import __version__
-from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.dataplane.validation import validate
+from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.errors import InferdError, NotFound
-from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.repository.manager import ModelRepository
 from inferd.types import InferRequest, InferResponse, Tensor
 
 SERVER_NAME = "inferd"
@@ -78,7 +78,9 @@ class DataPlane:
             "max_batch_size": signature.max_batch_size,
             "input": tensors(signature.inputs),
             "output": tensors(signature.outputs),
-            "instance_group": [{"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}],
+            "instance_group": [
+                {"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}
+            ],
             "version_policy": {"latest": {"num_versions": 1}},
         }
         policy = model.policy
@@ -93,10 +95,7 @@ class DataPlane:
     def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         if name:
             entry = self._repository.entry(name)
-            if version:
-                models = [self._repository.get(name, version)]
-            else:
-                models = list(entry.versions.values())
+            models = [self._repository.get(name, version)] if version else list(entry.versions.values())
         else:
             models = [m for e in self._repository.entries() for m in e.versions.values()]
         return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
@@ -113,6 +112,10 @@ class DataPlane:
         return index
 
     # Inference ----------------------------------------------------------------------------------
+    def check_servable(self, name: str, version: str | None) -> None:
+        """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
+        self._repository.get(name, version)
+
     async def infer(self, request: InferRequest) -> InferResponse:
         start = time.perf_counter_ns()
         model = self._repository.get(request.model, request.version)

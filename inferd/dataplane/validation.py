@@ -38,12 +38,16 @@ def validate(request: InferRequest, signature: Signature) -> ValidatedInputs:
         arrays[tensor.name] = tensor.data
     missing = [spec.name for spec in signature.inputs if spec.name not in arrays]
     if missing:
-        raise InvalidRequest(f"model '{model}' expects input(s) {', '.join(missing)}, which the request lacks")
+        raise InvalidRequest(
+            f"model '{model}' expects input(s) {', '.join(missing)}, which the request lacks"
+        )
 
     rows = 1
     if signature.max_batch_size > 0:
         rows = _batch_rows(arrays, signature, model)
-    group = tuple(_check_shape(arrays[spec.name], spec, signature.max_batch_size > 0) for spec in signature.inputs)
+    group = tuple(
+        _check_shape(arrays[spec.name], spec, signature.max_batch_size > 0) for spec in signature.inputs
+    )
     return ValidatedInputs(arrays, rows, group, _requested_outputs(request, signature))
 
 
@@ -72,10 +76,14 @@ def _batch_rows(arrays: dict[str, np.ndarray], signature: Signature, model: str)
 def _check_shape(array: np.ndarray, spec: TensorSpec, batched: bool) -> tuple[int, ...]:
     shape = array.shape[1:] if batched else array.shape
     expected = spec.dims
-    fits = len(shape) == len(expected) and all(e == -1 or e == s for e, s in zip(expected, shape, strict=True))
+    fits = len(shape) == len(expected) and all(
+        e == -1 or e == s for e, s in zip(expected, shape, strict=True)
+    )
     if not fits:
         shown = (-1, *expected) if batched else expected
-        raise InvalidRequest(f"input '{spec.name}' expects shape {_shape_text(shown)}, got {list(array.shape)}")
+        raise InvalidRequest(
+            f"input '{spec.name}' expects shape {_shape_text(shown)}, got {list(array.shape)}"
+        )
     return tuple(shape)
 
 

@@ -19,7 +19,9 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane), self._server)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InferenceServicer(dataplane), self._server
+        )
 
     async def start(self, host: str, port: int) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""
@@ -30,7 +32,7 @@ class GrpcServer:
         if bound == 0:
             raise OSError(f"cannot bind gRPC to {host}:{port}")
         await self._server.start()
-        return bound
+        return int(bound)
 
     async def stop(self, grace_s: float) -> None:
         await self._server.stop(grace_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import json_format
@@ -18,7 +18,8 @@ from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
 
 log = logging.getLogger(__name__)
-Context = grpc.aio.ServicerContext[Any, Any]
+# grpcio ships no type information, so the servicer context is untyped here.
+Context: TypeAlias = Any
 
 
 async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
@@ -27,6 +28,7 @@ async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
     error_id = uuid.uuid4().hex[:12]
     log.error("unexpected error in %s (error id %s)", method, error_id, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal server error (error id {error_id})")
+    raise AssertionError("context.abort returned")  # it always raises
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -95,6 +97,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         try:
+            self._dataplane.check_servable(request.model_name, request.model_version or None)
             response = await self._dataplane.infer(decode_infer_request(request))
             return encode_infer_response(response)
         except Exception as exc:
@@ -113,4 +116,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             except Exception as exc:
                 error_id = uuid.uuid4().hex[:12]
                 log.error("unexpected error in ModelStreamInfer (error id %s)", error_id, exc_info=exc)
-                yield pb.ModelStreamInferResponse(error_message=f"internal server error (error id {error_id})")
+                yield pb.ModelStreamInferResponse(
+                    error_message=f"internal server error (error id {error_id})"
+                )

@@ -59,7 +59,9 @@ class RestApp:
             response = Response(HTTP_STATUS[exc.kind], encode_error(exc.message))
         except Exception:
             request_id = uuid.uuid4().hex[:12]
-            log.exception("unexpected error handling %s %s (error id %s)", scope["method"], scope["path"], request_id)
+            log.exception(
+                "unexpected error handling %s %s (error id %s)", scope["method"], scope["path"], request_id
+            )
             response = Response(500, encode_error(f"internal server error (error id {request_id})"))
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -124,12 +126,15 @@ class RestApp:
                 except ValueError:
                     raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
         body = await _read_body(receive, scope, self._max_body_bytes)
+        self._dataplane.check_servable(name, version)
         request = decode_request(body, json_length, name, version)
         response = await self._dataplane.infer(request)
         payload, header_length = encode_response(request, response)
         if header_length is None:
             return Response(200, payload)
-        return Response(200, payload, [_OCTET, (b"inference-header-content-length", str(header_length).encode())])
+        return Response(
+            200, payload, [_OCTET, (b"inference-header-content-length", str(header_length).encode())]
+        )
 
 
 def _not_allowed(method: str, scope: Scope) -> Response:

@@ -63,7 +63,9 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
 def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...]) -> np.ndarray:
     field = _CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
-        raise InvalidRequest(f"input '{tensor.name}': {tensor.datatype} data must be sent in raw_input_contents")
+        raise InvalidRequest(
+            f"input '{tensor.name}': {tensor.datatype} data must be sent in raw_input_contents"
+        )
     values = getattr(tensor.contents, field)
     count = int(np.prod(shape))
     if len(values) != count:

@@ -73,7 +73,9 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, in
         raise InvalidRequest("every input needs a 'name' string")
     datatype = raw.get("datatype")
     if datatype not in DATATYPES:
-        raise InvalidRequest(f"input '{name}': unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}")
+        raise InvalidRequest(
+            f"input '{name}': unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
+        )
     shape = check_shape(name, raw.get("shape"))
     parameters = _parameters(raw.get("parameters"), f"input '{name}'")
     size = parameters.pop("binary_data_size", None)

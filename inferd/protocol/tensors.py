@@ -55,7 +55,9 @@ def _split_bytes(name: str, raw: bytes | memoryview, count: int) -> list[bytes]:
         elements.append(bytes(view[offset : offset + length]))
         offset += length
     if len(elements) != count:
-        raise InvalidRequest(f"input '{name}': shape needs {count} BYTES elements, the data holds {len(elements)}")
+        raise InvalidRequest(
+            f"input '{name}': shape needs {count} BYTES elements, the data holds {len(elements)}"
+        )
     return elements
 
 

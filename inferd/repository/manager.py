@@ -141,4 +141,3 @@ class ModelRepository:
         await asyncio.gather(*(m.batcher.close() for m in models))
         for model in models:
             model.runtime.close()
-

@@ -121,7 +121,8 @@ def _bf16_words(value: Any) -> np.ndarray:
 
     count = int(np.prod(value.shape()))
     buffer = (ctypes.c_uint16 * count).from_address(value.data_ptr())
-    return np.frombuffer(buffer, dtype=np.uint16, count=count).copy()
+    words: np.ndarray = np.ctypeslib.as_array(buffer).copy()
+    return words
 
 
 def _to_str(array: np.ndarray) -> np.ndarray:
@@ -168,7 +169,9 @@ def _signature(session: ort.InferenceSession, config: ModelConfig, path: Path) -
         try:
             return _ORT_TYPE_TO_DATATYPE[node.type]
         except KeyError:
-            raise ModelLoadError(f"{path}: '{node.name}' has type {node.type}, which inferd cannot serve") from None
+            raise ModelLoadError(
+                f"{path}: '{node.name}' has type {node.type}, which inferd cannot serve"
+            ) from None
 
     nodes = list(session.get_inputs()) + list(session.get_outputs())
     batchable = all(node.shape and not isinstance(node.shape[0], int) for node in nodes)

@@ -7,6 +7,7 @@ a finished execution comes back to the loop with a single ``call_soon_threadsafe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -179,10 +180,9 @@ class Batcher:
         done = self._executor.submit(self._execute, instance, inputs, rows)
 
         def finished(future: Future[_Executed]) -> None:
-            try:
+            # RuntimeError: the loop closed during shutdown; nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._complete, instance, batch, future)
-            except RuntimeError:  # the loop closed during shutdown; nobody is waiting any more
-                pass
 
         done.add_done_callback(finished)
 
@@ -226,7 +226,11 @@ class Batcher:
             error = _execution_error(self._name, exc)
             executed = _Executed([error] * len(batch), 0, 0, 0)
         self._stats.record_execution(
-            sum(item.rows for item in batch), len(batch), executed.input_ns, executed.infer_ns, executed.output_ns
+            sum(item.rows for item in batch),
+            len(batch),
+            executed.input_ns,
+            executed.infer_ns,
+            executed.output_ns,
         )
         for item, result in zip(batch, executed.results, strict=True):
             if item.future.done():

@@ -42,7 +42,9 @@ class ModelStats:
     last_inference_ms: int = 0
     batch: dict[int, BatchSizeStats] = field(default_factory=dict)
 
-    def record_execution(self, rows: int, requests: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+    def record_execution(
+        self, rows: int, requests: int, input_ns: int, infer_ns: int, output_ns: int
+    ) -> None:
         """One execution of ``rows`` rows gathered from ``requests`` requests."""
         self.execution_count += 1
         self.inference_count += rows
