@@ -27,14 +27,19 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.repository = ModelRepository(settings.model_repository)
-        self.dataplane = DataPlane(self.repository)
+        self.dataplane = DataPlane(self.repository, settings.lifecycle.model_control)
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._stop = asyncio.Event()
 
-    def load_models(self) -> None:
-        """Load the repository; raises ModelLoadError naming the file when exit_on_error is set."""
-        self.repository.load_all(exit_on_error=self.settings.exit_on_error)
+    async def load_models(self) -> None:
+        """Load what the model control mode asks for; raises ModelLoadError naming the file when
+        exit_on_error is set."""
+        lifecycle = self.settings.lifecycle
+        names: list[str] | None = None
+        if lifecycle.model_control == "explicit":
+            names = None if "*" in lifecycle.load_models else list(lifecycle.load_models)
+        await self.repository.load_initial(names, exit_on_error=self.settings.exit_on_error)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -46,6 +51,12 @@ class Server:
                 loop.add_signal_handler(sig, self.request_stop)
 
         settings = self.settings
+        await self.load_models()
+        lifecycle = settings.lifecycle
+        poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
+        watcher = asyncio.create_task(
+            self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
+        )
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
         rest = RestApp(self.dataplane, settings.http.max_body_bytes)
@@ -87,6 +98,9 @@ class Server:
         if grpc_server:
             stopping.append(grpc_server.stop(settings.drain_timeout_s))
         await asyncio.gather(*stopping)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         await self.repository.close()
         http_socket.close()
         log.info("stopped")

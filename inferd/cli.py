@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from inferd.errors import ModelLoadError
+from inferd.models_cli import models
 from inferd.settings import Settings
 
 
@@ -54,6 +55,23 @@ def main() -> None:
     "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
+@click.option(
+    "--model-control",
+    type=click.Choice(["none", "poll", "explicit"]),
+    help="none: load every model at start (default); poll: also pick up changes on disk; "
+    "explicit: load only --load-model models and what the load API asks for.",
+)
+@click.option(
+    "--repository-poll-interval",
+    type=float,
+    help="Seconds between repository scans (poll mode; default 5).",
+)
+@click.option(
+    "--load-model",
+    "load_model",
+    multiple=True,
+    help="Explicit mode: a model to load at start (repeatable; '*' loads all).",
+)
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
     settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
@@ -62,16 +80,15 @@ def serve(model_repository: Path, **flags: Any) -> None:
 
     server = Server(settings)
     try:
-        server.load_models()
+        _run(server.serve())
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
         sys.exit(1)
-    _run(server.serve())
 
 
 def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Only flags the user gave: everything else keeps the Settings (or INFERD_* environment) value."""
-    given = {k: v for k, v in flags.items() if v is not None}
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
     http: dict[str, Any] = {}
     grpc: dict[str, Any] = {}
     if "host" in given:
@@ -92,6 +109,16 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
+    lifecycle: dict[str, Any] = {}
+    for flag, field in (
+        ("model_control", "model_control"),
+        ("repository_poll_interval", "poll_interval_s"),
+        ("load_model", "load_models"),
+    ):
+        if flag in given:
+            lifecycle[field] = given[flag]
+    if lifecycle:
+        overrides["lifecycle"] = {**defaults.lifecycle.model_dump(), **lifecycle}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),
@@ -110,6 +137,9 @@ def _run(coroutine: Any) -> None:
         asyncio.run(coroutine)
     else:
         uvloop.run(coroutine)
+
+
+main.add_command(models)
 
 
 @main.group()

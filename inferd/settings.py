@@ -26,12 +26,25 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
 
 
+class LifecycleSettings(BaseModel):
+    """Which models load when, and how often the repository and running rollouts are checked."""
+
+    # none: load every model at start; poll: also pick up changes on disk; explicit: load API only.
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    # Explicit mode: models loaded at start ("*" loads every model).
+    load_models: tuple[str, ...] = ()
+    # How often running rollouts' guard rails are evaluated.
+    rollout_check_interval_s: float = Field(default=0.2, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
 
     model_repository: Path = Path("models")
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
     # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
     exit_on_error: bool = True
     # Once serving, write {"http": port, "grpc": port} here (useful with port 0).

@@ -6,21 +6,24 @@ import time
 from typing import Any
 
 from inferd import __version__
+from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.validation import validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
-from inferd.errors import InferdError, NotFound
+from inferd.errors import InferdError, InvalidRequest, NotFound
 from inferd.repository.manager import ModelRepository
 from inferd.types import InferRequest, InferResponse, Tensor
 
 SERVER_NAME = "inferd"
 # Only what is really served: perf_analyzer reads this list to decide what it may ask for.
-EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
+EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "model_repository")
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, model_control: str = "none") -> None:
         self._repository = repository
         self._draining = False
+        self._model_control = model_control
+        self._canary = CanaryRouter(repository)
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -35,9 +38,9 @@ class DataPlane:
     def model_ready(self, name: str, version: str | None = None) -> bool:
         entry = self._repository.entry(name)
         if version:
-            if version not in entry.versions:
+            if version not in entry.served:
                 raise NotFound(f"model '{name}' has no version '{version}' loaded")
-            return entry.ready
+            return True
         return entry.ready
 
     # Metadata -----------------------------------------------------------------------------------
@@ -54,7 +57,7 @@ class DataPlane:
 
         return {
             "name": model.name,
-            "versions": list(self._repository.entry(name).versions),
+            "versions": list(self._repository.entry(name).served),
             "platform": model.config.platform,
             "inputs": tensors(signature.inputs),
             "outputs": tensors(signature.outputs),
@@ -81,7 +84,7 @@ class DataPlane:
             "instance_group": [
                 {"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}
             ],
-            "version_policy": {"latest": {"num_versions": 1}},
+            "version_policy": model.config.version_policy.as_triton(),
         }
         policy = model.policy
         if policy.dynamic:
@@ -95,21 +98,42 @@ class DataPlane:
     def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         if name:
             entry = self._repository.entry(name)
-            models = [self._repository.get(name, version)] if version else list(entry.versions.values())
+            models = [self._repository.get(name, version)] if version else list(entry.served.values())
         else:
-            models = [m for e in self._repository.entries() for m in e.versions.values()]
+            models = [m for e in self._repository.entries() for m in e.served.values()]
         return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
 
-    # Repository ---------------------------------------------------------------------------------
-    def repository_index(self) -> list[dict[str, Any]]:
-        index = []
-        for entry in self._repository.entries():
-            if not entry.versions:
-                index.append({"name": entry.name, "state": "UNAVAILABLE", "reason": entry.reason})
-            for version in entry.versions:
-                state = "READY" if entry.ready else "UNAVAILABLE"
-                index.append({"name": entry.name, "version": version, "state": state, "reason": entry.reason})
-        return index
+    # Repository (model lifecycle) -------------------------------------------------------------
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        index = self._repository.index()
+        return [row for row in index if row["state"] == "READY"] if ready_only else index
+
+    async def load_model(self, name: str, config_override: str | None = None) -> None:
+        self._require_explicit("load")
+        await self._repository.load(name, config_override)
+
+    async def unload_model(self, name: str) -> None:
+        self._require_explicit("unload")
+        await self._repository.unload(name)
+
+    def _require_explicit(self, action: str) -> None:
+        if self._model_control != "explicit":
+            raise InvalidRequest(
+                f"explicit model {action} is not allowed in model control mode '{self._model_control}' "
+                "(start the server with --model-control explicit)"
+            )
+
+    def model_lifecycle(self, name: str) -> dict[str, Any]:
+        return self._repository.lifecycle(name)
+
+    async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
+        return await self._repository.start_rollout(name, document)
+
+    def rollout_status(self, name: str) -> dict[str, Any] | None:
+        return self._repository.rollout_status(name)
+
+    async def rollback(self, name: str) -> str:
+        return await self._repository.rollback(name)
 
     # Inference ----------------------------------------------------------------------------------
     def check_servable(self, name: str, version: str | None) -> None:
@@ -119,6 +143,8 @@ class DataPlane:
     async def infer(self, request: InferRequest) -> InferResponse:
         start = time.perf_counter_ns()
         model = self._repository.get(request.model, request.version)
+        if model.rollout is not None and not request.version:
+            return await self._canary.infer(request, model, model.rollout)
         try:
             checked = validate(request, model.signature)
             outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)

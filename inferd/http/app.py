@@ -14,6 +14,7 @@ from typing import Any
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InferdError, InvalidRequest, NotFound, PayloadTooLarge
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.repository import repository_route
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,9 @@ class RestApp:
                 return _empty(dp.ready())
         elif head == "models":
             return await self._models(rest[1:], method, scope, receive)
-        elif head == "repository" and rest[1:] == ["index"] and method == "POST":
-            await _read_body(receive, scope, self._max_body_bytes)
-            return _json(dp.repository_index())
+        elif head == "repository":
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            return _json(await repository_route(dp, rest[1:], method, body))
         raise NotFound(f"no route for {method} {scope['path']}")
 
     async def _models(self, rest: list[str], method: str, scope: Scope, receive: Receive) -> Response:

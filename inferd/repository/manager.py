@@ -1,58 +1,42 @@
-"""Which model versions are loaded and serving; the data plane asks it for a handle per request."""
+"""Which model versions are loaded and serving; the data plane asks it for a handle per request.
+
+Every change (start-up, poll, load/unload API, rollout decisions) goes through one per-model lock and
+ends in ``_switch``: new versions are loaded and warmed beside the serving ones, then the served map
+and the default pointer are replaced in one step with no ``await`` in between. Versions that left
+the map drain (queued and running requests finish on them) and are unloaded in the background.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
+from typing import Any
 
-from inferd.errors import ModelLoadError, NotFound, Unavailable
-from inferd.model_config import ModelConfig, load_model_config
-from inferd.repository.source import ModelSource, scan_repository
-from inferd.runtimes.base import Runtime, Signature
+from pydantic import ValidationError
+
+from inferd.errors import InvalidRequest, ModelLoadError, NotFound, Unavailable
+from inferd.model_config import ModelConfig, RolloutConfig
+from inferd.repository.entry import TRITON_STATE, ModelEntry, VersionState, VersionStatus
+from inferd.repository.loader import (
+    Fingerprint,
+    LoadedModel,
+    RuntimeFactory,
+    assemble,
+    batch_policy,
+    fingerprint,
+    load_runtime,
+    read_config,
+    warm,
+)
+from inferd.repository.rollout import Decision, Rollout
+from inferd.repository.source import scan_model, scan_repository
 from inferd.runtimes.onnx import OnnxRuntime
-from inferd.scheduler.batcher import Batcher, BatchPolicy
-from inferd.scheduler.stats import ModelStats
 
 log = logging.getLogger(__name__)
 
-RuntimeFactory = Callable[[Path, ModelConfig], Runtime]
-
-
-@dataclass(slots=True, eq=False)
-class LoadedModel:
-    """One servable model version: its runtime, its queue and its statistics."""
-
-    name: str
-    version: str
-    config: ModelConfig
-    runtime: Runtime
-    policy: BatchPolicy
-    batcher: Batcher
-    stats: ModelStats
-    output_datatypes: dict[str, str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.output_datatypes = {spec.name: spec.datatype for spec in self.runtime.signature.outputs}
-
-    @property
-    def signature(self) -> Signature:
-        return self.runtime.signature
-
-
-@dataclass(slots=True)
-class ModelEntry:
-    name: str
-    versions: dict[str, LoadedModel] = field(default_factory=dict)
-    default_version: str | None = None
-    # Why the model is not ready (empty when it is).
-    reason: str = ""
-
-    @property
-    def ready(self) -> bool:
-        return self.default_version is not None and not self.reason
+__all__ = ["LoadedModel", "ModelEntry", "ModelRepository"]
 
 
 class ModelRepository:
@@ -60,67 +44,26 @@ class ModelRepository:
         self._root = root
         self._runtime_factory = runtime_factory
         self._models: dict[str, ModelEntry] = {}
+        self._draining: set[asyncio.Task[None]] = set()
 
     @property
     def root(self) -> Path:
         return self._root
 
-    def load_all(self, exit_on_error: bool = True) -> None:
-        """Load the highest version of every model. With ``exit_on_error`` the first failure raises;
-        otherwise a failing model is kept, marked not ready with the reason."""
-        for source in scan_repository(self._root):
-            entry = ModelEntry(source.name)
-            self._models[source.name] = entry
-            try:
-                self._load_latest(source, entry)
-            except ModelLoadError as exc:
-                if exit_on_error:
-                    raise
-                entry.reason = exc.message
-                log.error("model %s is not ready: %s", source.name, exc.message)
-
-    def _load_latest(self, source: ModelSource, entry: ModelEntry) -> None:
-        if not source.versions:
-            raise ModelLoadError(f"{source.directory}: no version directory (expected e.g. {source.name}/1/)")
-        config = load_model_config(source.directory)
-        version, path = max(source.versions.items())
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: file not found")
-        runtime = self._runtime_factory(path, config)
-        signature = runtime.signature
-        batching = config.dynamic_batching
-        dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
-        policy = BatchPolicy(
-            max_batch_size=signature.max_batch_size,
-            dynamic=dynamic,
-            max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
-            preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
-        )
-        if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
-            raise ModelLoadError(
-                f"{source.directory}: preferred_batch_sizes exceed the max_batch_size "
-                f"{signature.max_batch_size}"
-            )
-        stats = ModelStats()
-        batcher = Batcher(runtime, policy, stats, source.name)
-        entry.versions[str(version)] = LoadedModel(
-            source.name, str(version), config, runtime, policy, batcher, stats
-        )
-        entry.default_version = str(version)
-        log.info("loaded model %s version %s from %s", source.name, version, path)
-
+    # Request path ------------------------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> LoadedModel:
         """The handle serving ``name`` (its default version when ``version`` is empty)."""
         entry = self._models.get(name)
         if entry is None:
             raise NotFound(f"unknown model '{name}'")
         if not version:
-            if entry.default_version is None:
+            model = entry.default
+            if model is None:
                 raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
-            return entry.versions[entry.default_version]
-        model = entry.versions.get(version)
+            return model
+        model = entry.served.get(version)
         if model is None:
-            loaded = ", ".join(entry.versions) or "none"
+            loaded = ", ".join(entry.served) or "none"
             raise NotFound(f"model '{name}' has no version '{version}' loaded (loaded: {loaded})")
         return model
 
@@ -134,10 +77,437 @@ class ModelRepository:
         return list(self._models.values())
 
     def all_ready(self) -> bool:
-        return all(entry.ready for entry in self._models.values())
+        return all(entry.ready for entry in self._models.values() if entry.wanted)
 
+    # Start-up and polling ----------------------------------------------------------------------
+    async def load_initial(self, names: list[str] | None, exit_on_error: bool) -> None:
+        """Load ``names`` (every model when None). With ``exit_on_error`` the first failure raises;
+        otherwise a failing model is kept, marked not ready with the reason."""
+        on_disk = [source.name for source in scan_repository(self._root)]
+        if names is None:
+            names = on_disk
+        missing = [name for name in names if name not in on_disk]
+        if missing:
+            raise ModelLoadError(f"{self._root}: no model named {', '.join(missing)}")
+        for name in names:
+            entry = self._models.setdefault(name, ModelEntry(name))
+            async with entry.lock:
+                problems = await self._reconcile(entry)
+            if problems and exit_on_error:
+                raise ModelLoadError(problems[0])
+
+    async def poll(self) -> None:
+        """Pick up new, changed and removed versions, models and configs (poll mode)."""
+        try:
+            on_disk = {source.name for source in scan_repository(self._root)}
+        except OSError as exc:
+            log.error("cannot scan the model repository: %s", exc)
+            return
+        for name in sorted(on_disk | set(self._models)):
+            entry = self._models.setdefault(name, ModelEntry(name))
+            async with entry.lock:
+                if name in on_disk:
+                    entry.wanted = True
+                    await self._reconcile(entry)
+                elif entry.wanted:
+                    await self._unload(entry, "removed from the repository")
+
+    async def watch(self, poll_interval_s: float | None, check_interval_s: float) -> None:
+        """Background loop: guard-rail checks every ``check_interval_s``, polls every ``poll_interval_s``."""
+        next_poll = time.monotonic() + (poll_interval_s or 0)
+        while True:
+            await asyncio.sleep(check_interval_s)
+            try:
+                await self.check_rollouts()
+                if poll_interval_s is not None and time.monotonic() >= next_poll:
+                    await self.poll()
+                    next_poll = time.monotonic() + poll_interval_s
+            except Exception:  # keep watching: one bad model must not stop lifecycle management
+                log.exception("model lifecycle check failed")
+
+    # Model repository extension ----------------------------------------------------------------
+    async def load(self, name: str, config_override: str | None = None) -> None:
+        """(Re)load ``name`` from disk beside what serves; raises ModelLoadError if a version fails."""
+        if scan_model(self._root / name) is None:
+            raise NotFound(f"no model '{name}' in the repository {self._root}")
+        entry = self._models.setdefault(name, ModelEntry(name))
+        async with entry.lock:
+            entry.wanted = True
+            entry.config_override = config_override
+            entry.pinned = None
+            entry.held_back.clear()
+            entry.applied_rollout = None
+            problems = await self._reconcile(entry, retry_failed=True)
+        if problems:
+            raise ModelLoadError(f"failed to load model '{name}': {'; '.join(problems)}")
+
+    async def unload(self, name: str) -> None:
+        """Stop routing to ``name``, finish its queued and running requests, then unload it."""
+        entry = self.entry(name)
+        async with entry.lock:
+            await self._unload(entry, "unloaded")
+
+    def index(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        try:
+            on_disk = [source.name for source in scan_repository(self._root)]
+        except OSError:
+            on_disk = []
+        for name in sorted(set(on_disk) | set(self._models)):
+            entry = self._models.get(name)
+            if entry is None:
+                rows.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
+                continue
+            keys = sorted(set(entry.served) | set(entry.status), key=int)
+            if not keys:
+                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.reason or "not loaded"})
+            for key in keys:
+                if key in entry.served:
+                    state, reason = "READY", entry.serving_note(key)
+                else:
+                    status = entry.status[key]
+                    state, reason = TRITON_STATE[status.state], status.reason
+                rows.append({"name": name, "version": key, "state": state, "reason": reason})
+        return rows
+
+    def lifecycle(self, name: str) -> dict[str, Any]:
+        """Everything about one model's lifecycle: versions, cold starts, rollout, recent decisions."""
+        entry = self.entry(name)
+        return {
+            "name": name,
+            "default_version": entry.default.version if entry.default else None,
+            "pinned_version": entry.pinned,
+            "versions": {
+                key: {"state": "ready", "cold_start": model.cold_start.as_dict()}
+                for key, model in entry.served.items()
+            }
+            | {
+                key: {"state": status.state.value, "reason": status.reason}
+                for key, status in entry.status.items()
+                if key not in entry.served
+            },
+            "rollout": entry.rollout.as_dict() if entry.rollout else None,
+            "history": list(entry.history),
+            "events": list(entry.events),
+        }
+
+    # Canary rollouts ---------------------------------------------------------------------------
+    async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
+        try:
+            config = RolloutConfig.model_validate(document)
+        except ValidationError as exc:
+            problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+            raise InvalidRequest(f"invalid rollout: {problems}") from None
+        entry = self.entry(name)
+        async with entry.lock:
+            stable = entry.default
+            if stable is None:
+                raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
+            if entry.rollout is not None:
+                raise InvalidRequest(
+                    f"model '{name}' already has a rollout of version {entry.rollout.candidate_version}; "
+                    "roll it back first"
+                )
+            key = str(config.candidate)
+            if key == stable.version:
+                raise InvalidRequest(f"version {key} of model '{name}' is already the default version")
+            entry.held_back.add(key)
+            if key not in entry.served:
+                candidate = await self._load_candidate(entry, key)
+                self._switch(entry, {**entry.served, key: candidate})
+            self._begin_rollout(entry, key, config, "api")
+            assert entry.rollout is not None
+            return entry.rollout.as_dict()
+
+    async def rollback(self, name: str) -> str:
+        """Stop a running rollout, or return to the previous default version; returns the version."""
+        entry = self.entry(name)
+        async with entry.lock:
+            if entry.rollout is not None:
+                stable = entry.rollout.stable_version
+                self._end_rollout(entry, Decision("rollback", "manual rollback"))
+                return stable
+            if not entry.history or entry.default is None:
+                raise InvalidRequest(f"model '{name}' has no earlier version to roll back to")
+            target = entry.history[-1]
+            served = entry.served
+            if target not in served:
+                served = {**served, target: await self._load_candidate(entry, target)}
+            current = entry.default.version
+            entry.history.pop()
+            entry.pinned = target
+            entry.held_back.add(current)
+            self._switch(entry, served, record_history=False)
+            entry.note(f"manual rollback: default version {current} -> {target}")
+            log.warning("model %s: manual rollback from version %s to %s", name, current, target)
+            return target
+
+    def rollout_status(self, name: str) -> dict[str, Any] | None:
+        rollout = self.entry(name).rollout
+        return rollout.as_dict() if rollout else None
+
+    async def check_rollouts(self) -> None:
+        now = time.monotonic()
+        for entry in list(self._models.values()):
+            rollout = entry.rollout
+            if rollout is None:
+                continue
+            decision = rollout.evaluate(now)
+            if decision is None:
+                continue
+            async with entry.lock:
+                if entry.rollout is rollout:
+                    self._end_rollout(entry, decision)
+
+    # Shutdown ----------------------------------------------------------------------------------
     async def close(self) -> None:
-        models = [m for entry in self._models.values() for m in entry.versions.values()]
-        await asyncio.gather(*(m.batcher.close() for m in models))
-        for model in models:
-            model.runtime.close()
+        for entry in self._models.values():
+            served = list(entry.served.values())
+            entry.served, entry.default = {}, None
+            for model in served:
+                self._drain(entry, model)
+        while self._draining:
+            await asyncio.gather(*list(self._draining))
+
+    # Internals ---------------------------------------------------------------------------------
+    async def _reconcile(self, entry: ModelEntry, retry_failed: bool = False) -> list[str]:
+        """Bring one model in line with its files; returns the problems (empty when all is well)."""
+        model_dir = self._root / entry.name
+        source = scan_model(model_dir)
+        if source is None:
+            await self._unload(entry, "removed from the repository")
+            return []
+        try:
+            files = read_config(model_dir, entry.config_override)
+        except ModelLoadError as exc:
+            return self._problems(entry, [exc.message])
+        config = files.config
+        if not source.versions:
+            return self._problems(
+                entry, [f"{model_dir}: no version directory (expected e.g. {entry.name}/1/)"]
+            )
+        wanted = self._wanted(entry, config, list(source.versions))
+        if not wanted:
+            return self._problems(entry, [f"{model_dir}: no version on disk matches the version_policy"])
+        fresh: dict[str, LoadedModel] = {}
+        problems: list[str] = []
+        for version in wanted:
+            key = str(version)
+            path = source.versions[version]
+            print_ = fingerprint(files, path)
+            current = entry.served.get(key)
+            if current is not None and current.fingerprint == print_:
+                continue
+            known = entry.status.get(key)
+            if (
+                not retry_failed
+                and known is not None
+                and known.state is VersionState.FAILED
+                and known.fingerprint == print_
+            ):
+                problems.append(known.reason)  # already reported; retried when its files change
+                continue
+            try:
+                fresh[key] = await self._load_version(entry, key, path, config, print_)
+            except ModelLoadError as exc:
+                problems.append(exc.message)
+        # A failed version never costs what already serves: then nothing is unloaded.
+        keep = entry.served if problems else {k: m for k, m in entry.served.items() if int(k) in wanted}
+        served = {**keep, **fresh}
+        pending = self._pending_config_rollout(entry, config, served)
+        self._switch(entry, served, config)
+        if pending is not None:
+            self._start_config_rollout(entry, pending, config)
+        return self._problems(entry, problems)
+
+    def _problems(self, entry: ModelEntry, problems: list[str]) -> list[str]:
+        entry.reason = "; ".join(problems)
+        return problems
+
+    def _wanted(self, entry: ModelEntry, config: ModelConfig, available: list[int]) -> list[int]:
+        """The policy's versions, plus a config rollout's candidate, a pin and a running rollout's pair."""
+        rollout = config.rollout
+        candidate = rollout.candidate if rollout is not None and rollout.candidate in available else None
+        wanted = set(config.version_policy.select([v for v in available if v != candidate]))
+        extra = [entry.pinned]
+        if candidate is not None:
+            extra.append(str(candidate))
+        if entry.rollout is not None:
+            extra += [entry.rollout.stable_version, entry.rollout.candidate_version]
+        wanted.update(int(key) for key in extra if key is not None and int(key) in available)
+        return sorted(wanted)
+
+    async def _load_version(
+        self, entry: ModelEntry, key: str, path: Path, config: ModelConfig, print_: Fingerprint | None
+    ) -> LoadedModel:
+        """Load and warm one version beside whatever serves; it is not reachable until ``_switch``."""
+        name = entry.name
+        model_dir = path.parent.parent
+        entry.status[key] = VersionStatus(VersionState.LOADING, "loading", print_)
+        log.info("loading model %s version %s from %s", name, key, path)
+        try:
+            if print_ is None:
+                raise ModelLoadError(f"{path}: file not found")
+            runtime, load_ms = await asyncio.to_thread(load_runtime, self._runtime_factory, path, config)
+            try:
+                policy = batch_policy(config, runtime.signature, model_dir)
+            except ModelLoadError:
+                runtime.close()
+                raise
+            entry.status[key] = VersionStatus(VersionState.WARMING, "warming up", print_)
+            cold_start = await asyncio.to_thread(warm, runtime, config, model_dir, load_ms)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
+            entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
+            entry.note(f"version {key} failed to load: {message}")
+            log.error("model %s version %s failed to load: %s", name, key, message)
+            raise ModelLoadError(message) from None
+        figures = cold_start.as_dict()
+        log.info(
+            "model %s version %s warm: load %s ms, first inference %s ms, warm p50 %s ms",
+            name,
+            key,
+            figures["load_ms"],
+            figures["first_inference_ms"],
+            figures["warm_p50_ms"],
+        )
+        return assemble(name, key, config, runtime, policy, print_, cold_start)
+
+    async def _load_candidate(self, entry: ModelEntry, key: str) -> LoadedModel:
+        """Load one version from disk with the model's current configuration (rollout, rollback)."""
+        model_dir = self._root / entry.name
+        source = scan_model(model_dir)
+        if source is None or int(key) not in source.versions:
+            raise NotFound(f"model '{entry.name}' has no version '{key}' in the repository")
+        files = read_config(model_dir, entry.config_override)
+        path = source.versions[int(key)]
+        return await self._load_version(entry, key, path, files.config, fingerprint(files, path))
+
+    def _switch(
+        self,
+        entry: ModelEntry,
+        served: dict[str, LoadedModel],
+        config: ModelConfig | None = None,
+        record_history: bool = True,
+    ) -> None:
+        """The atomic step: new served map and default pointer; what left the map drains."""
+        served = dict(sorted(served.items(), key=lambda item: int(item[0])))
+        previous_served, previous_default = entry.served, entry.default
+        default = entry.choose_default(served)
+        for model in served.values():
+            model.rollout = entry.rollout if model is default else None
+        entry.served = served
+        entry.default = default
+        if config is not None:
+            entry.config = config
+        for key, model in served.items():
+            if previous_served.get(key) is not model:
+                entry.status.pop(key, None)
+                entry.note(f"version {key} ready")
+        if default is not previous_default and default is not None:
+            was = previous_default.version if previous_default is not None else None
+            if record_history and was is not None and was != default.version:
+                entry.history.append(was)
+            if was != default.version:
+                entry.note(f"default version {was} -> {default.version}")
+                log.info("model %s: default version is now %s (was %s)", entry.name, default.version, was)
+        for key, model in previous_served.items():
+            if served.get(key) is not model:
+                self._drain(entry, model)
+
+    def _drain(self, entry: ModelEntry, model: LoadedModel) -> None:
+        key = model.version
+        if key not in entry.served and entry.status.get(key, VersionStatus(VersionState.READY)).state not in (
+            VersionState.FAILED,
+            VersionState.LOADING,
+            VersionState.WARMING,
+        ):
+            entry.status[key] = VersionStatus(VersionState.DRAINING, "finishing queued requests")
+
+        async def drain() -> None:
+            try:
+                await model.batcher.close()
+            finally:
+                model.close()
+            status = entry.status.get(key)
+            if key not in entry.served and (status is None or status.state is VersionState.DRAINING):
+                entry.status[key] = VersionStatus(VersionState.UNLOADED, "unloaded", model.fingerprint)
+            log.info("model %s version %s unloaded", entry.name, key)
+
+        task = asyncio.ensure_future(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _unload(self, entry: ModelEntry, reason: str) -> None:
+        draining = list(entry.served.values())
+        entry.wanted = False
+        entry.rollout = None
+        entry.served, entry.default = {}, None
+        entry.reason = reason
+        tasks_before = set(self._draining)
+        for model in draining:
+            model.rollout = None
+            self._drain(entry, model)
+        await asyncio.gather(*(self._draining - tasks_before))
+        for model in draining:
+            status = entry.status.get(model.version)
+            if status is None or status.state is not VersionState.FAILED:
+                entry.status[model.version] = VersionStatus(VersionState.UNLOADED, reason, model.fingerprint)
+        entry.note(reason)
+        log.info("model %s %s", entry.name, reason)
+
+    def _pending_config_rollout(
+        self, entry: ModelEntry, config: ModelConfig, served: dict[str, LoadedModel]
+    ) -> LoadedModel | None:
+        """A config rollout not started yet for these candidate files; its candidate is held back."""
+        rollout = config.rollout
+        if rollout is None or entry.rollout is not None:
+            return None
+        candidate = served.get(str(rollout.candidate))
+        if candidate is None or entry.applied_rollout == (rollout, candidate.fingerprint):
+            return None
+        entry.held_back.add(candidate.version)
+        return candidate
+
+    def _start_config_rollout(self, entry: ModelEntry, candidate: LoadedModel, config: ModelConfig) -> None:
+        assert config.rollout is not None
+        entry.applied_rollout = (config.rollout, candidate.fingerprint)
+        if entry.default is None or entry.default is candidate:
+            entry.held_back.discard(candidate.version)  # nothing to compare against: it simply serves
+            self._switch(entry, entry.served)
+            return
+        self._begin_rollout(entry, candidate.version, config.rollout, "config.yaml")
+
+    def _begin_rollout(self, entry: ModelEntry, key: str, config: RolloutConfig, origin: str) -> None:
+        assert entry.default is not None
+        rollout = Rollout(entry.default.version, key, config, origin)
+        entry.rollout = rollout
+        entry.default.rollout = rollout
+        mode = "shadows" if config.shadow else "gets"
+        message = (
+            f"rollout started ({origin}): version {key} {mode} {config.canary_percent:g}% of "
+            f"version {rollout.stable_version}'s traffic"
+        )
+        entry.note(message)
+        log.info("model %s: %s", entry.name, message)
+
+    def _end_rollout(self, entry: ModelEntry, decision: Decision) -> None:
+        rollout = entry.rollout
+        assert rollout is not None
+        entry.rollout = None
+        key = rollout.candidate_version
+        candidate = entry.served.get(key)
+        if decision.action == "rollback":
+            reason = f"rolled back: {decision.reason}"
+            print_ = candidate.fingerprint if candidate is not None else None
+            entry.status[key] = VersionStatus(VersionState.FAILED, reason, print_)
+            self._switch(entry, {k: m for k, m in entry.served.items() if k != key})
+            entry.note(f"version {key} {reason}")
+            log.warning("model %s: version %s %s", entry.name, key, reason)
+            return
+        entry.held_back.discard(key)
+        higher = [k for k in entry.served if int(k) > int(key) and k not in entry.held_back]
+        entry.pinned = key if higher else None
+        self._switch(entry, entry.served)
+        entry.note(f"version {key} promoted: {decision.reason}")
+        log.info("model %s: version %s promoted: %s", entry.name, key, decision.reason)

@@ -1,0 +1,104 @@
+"""Per-model lifecycle state: the served versions, the default pointer, and what happened to each version."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from inferd.model_config import ModelConfig, RolloutConfig
+from inferd.repository.loader import Fingerprint, LoadedModel
+from inferd.repository.rollout import Rollout
+
+
+class VersionState(enum.Enum):
+    """loading → warming → ready → draining → unloaded; a load or a canary can end in failed."""
+
+    LOADING = "loading"
+    WARMING = "warming"
+    READY = "ready"
+    DRAINING = "draining"
+    UNLOADED = "unloaded"
+    FAILED = "failed"
+
+
+# The model repository extension's state names (Triton's), for the index.
+TRITON_STATE = {
+    VersionState.LOADING: "LOADING",
+    VersionState.WARMING: "LOADING",
+    VersionState.READY: "READY",
+    VersionState.DRAINING: "UNLOADING",
+    VersionState.UNLOADED: "UNAVAILABLE",
+    VersionState.FAILED: "UNAVAILABLE",
+}
+
+
+@dataclass(slots=True)
+class VersionStatus:
+    """A version that is not (or not only) serving: being loaded, drained, unloaded or failed."""
+
+    state: VersionState
+    reason: str = ""
+    # The files it was loaded from (or failed on): a failed load is retried only when they change.
+    fingerprint: Fingerprint | None = None
+
+
+@dataclass(slots=True, eq=False)
+class ModelEntry:
+    name: str
+    # Versions reachable by number, each READY. Replaced as a whole, never mutated in place.
+    served: dict[str, LoadedModel] = field(default_factory=dict)
+    # The handle requests without a version go to: the one pointer a hot swap changes.
+    default: LoadedModel | None = None
+    # Why the model is not (fully) serving; empty when every wanted version serves.
+    reason: str = ""
+    # Whether the model should be loaded (explicit mode: a load was asked for and no unload since).
+    wanted: bool = True
+    status: dict[str, VersionStatus] = field(default_factory=dict)
+    config: ModelConfig | None = None
+    config_override: str | None = None
+    # Set by a manual rollback: the default stays here until the next explicit load.
+    pinned: str | None = None
+    # Candidates that must not become the default by being the highest version.
+    held_back: set[str] = field(default_factory=set)
+    rollout: Rollout | None = None
+    # The config rollout already started (with the candidate's files), so a poll does not restart it.
+    applied_rollout: tuple[RolloutConfig, Fingerprint] | None = None
+    # Earlier default versions, oldest first: where a manual rollback goes.
+    history: list[str] = field(default_factory=list)
+    events: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def ready(self) -> bool:
+        return self.default is not None
+
+    def note(self, event: str) -> None:
+        self.events.append(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {event}")
+
+    def choose_default(self, served: dict[str, LoadedModel]) -> LoadedModel | None:
+        """The rollout's stable version, else the pinned one, else the highest not held back."""
+        if self.rollout is not None and self.rollout.stable_version in served:
+            return served[self.rollout.stable_version]
+        if self.pinned is not None and self.pinned in served:
+            return served[self.pinned]
+        eligible = [key for key in served if key not in self.held_back] or list(served)
+        return served[max(eligible, key=int)] if eligible else None
+
+    def serving_note(self, key: str) -> str:
+        """The index's reason for a READY version."""
+        rollout = self.rollout
+        notes = []
+        if self.default is not None and self.default.version == key:
+            notes.append("default version")
+        if rollout is not None and key == rollout.candidate_version:
+            mode = "shadow" if rollout.shadow else "canary"
+            notes.append(f"{mode} candidate at {rollout.config.canary_percent:g}%")
+        if self.pinned == key:
+            notes.append("pinned by rollback")
+        status = self.status.get(key)
+        if status is not None:
+            notes.append(f"{status.state.value}: {status.reason}" if status.reason else status.state.value)
+        return "; ".join(notes)
