@@ -178,7 +178,11 @@ class ModelRepository:
             "default_version": entry.default.version if entry.default else None,
             "pinned_version": entry.pinned,
             "versions": {
-                key: {"state": "ready", "cold_start": model.cold_start.as_dict()}
+                key: {
+                    "state": "ready",
+                    "cold_start": model.cold_start.as_dict(),
+                    "pending_requests": model.batcher.pending,
+                }
                 for key, model in entry.served.items()
             }
             | {

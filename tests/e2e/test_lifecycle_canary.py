@@ -1,0 +1,181 @@
+"""Canary and shadow rollouts under load: a bad candidate is rolled back automatically while the
+stable version keeps answering every request; a good one is promoted; a manual rollback returns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import modelfactory as mf
+import numpy as np
+import tritonclient.http as httpclient
+from lifecycleutil import lifecycle, row, wait_until
+from loadgen import LoadGenerator, Send, add_constant_sender
+from serverctl import RunningServer, start_server
+
+TIMEOUT_S = 90
+BATCHING = "max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_ms: 1\n"
+
+
+def _gather_sender(server: RunningServer) -> Send:
+    client = httpclient.InferenceServerClient(server.http_url, network_timeout=120)
+
+    def send() -> tuple[str, Any]:
+        tensor = httpclient.InferInput("INDEX", [1, 1], "INT64")
+        tensor.set_data_from_numpy(np.array([[5]], dtype=np.int64))
+        result = client.infer("g", [tensor])
+        return result.get_response()["model_version"], float(result.as_numpy("OUTPUT0")[0, 0])
+
+    return send
+
+
+def _cli(server: RunningServer, *args: str) -> str:
+    command = [sys.executable, "-m", "inferd", "models", "--url", f"http://{server.http_url}", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _rolled_back(server: RunningServer, model: str) -> bool:
+    candidate = row(server.http_url, model, "2") or {}
+    return candidate.get("state") == "UNAVAILABLE" and "rolled back" in candidate.get("reason", "")
+
+
+def test_config_canary_with_a_failing_candidate_rolls_back(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    config = (
+        BATCHING
+        + "warmup:\n  - data: zeros\n"
+        + "rollout:\n  candidate: 2\n  canary_percent: 25\n  guard:\n    min_requests: 10\n"
+    )
+    mf.write_model(root, "g", lambda p: mf.gather_table(p, 10), version=1, config=config)
+    # Version 2 warms up fine (index 0) but fails on the index clients send (5).
+    mf.write_model(root, "g", lambda p: mf.gather_table(p, 3), version=2)
+    server = start_server(root, tmp_path)
+    try:
+        assert row(server.http_url, "g", "2") == {
+            "name": "g",
+            "version": "2",
+            "state": "READY",
+            "reason": "canary candidate at 25%",
+        }
+        with LoadGenerator(lambda i: _gather_sender(server), threads=4) as load:
+            wait_until(lambda: _rolled_back(server, "g"), TIMEOUT_S, "the automatic rollback")
+            mark = load.marks()
+            load.wait_for(lambda lg: lg.count_after(mark) >= 40, TIMEOUT_S, "answers after the rollback")
+        # The candidate's failures were answered by the stable version: no client ever saw one.
+        assert load.errors() == []
+        assert set(load.answers()) == {("1", 7.5)}
+        reason = (row(server.http_url, "g", "2") or {})["reason"]
+        assert "candidate error rate" in reason
+        status = lifecycle(server.http_url, "g")
+        assert status["rollout"] is None and status["default_version"] == "1"
+        assert any("rollout started (config.yaml)" in event for event in status["events"])
+        assert any("rolled back" in event for event in status["events"])
+        assert "rolled back" in server.log()
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_api_canary_with_a_slow_candidate_rolls_back(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    mf.write_model(root, "m", lambda p: mf.slow(p, 1), version=1, config=BATCHING)
+    mf.write_model(root, "m", lambda p: mf.slow(p, 150), version=2)
+    # Policy latest 1: version 2 is not loaded until the rollout asks for it.
+    (root / "m" / "config.yaml").write_text(BATCHING + "version_policy: {specific: [1]}\n")
+    server = start_server(root, tmp_path)
+    try:
+        with LoadGenerator(lambda i: add_constant_sender(server.http_url, server.grpc_url, "m", i)) as load:
+            load.wait_for(lambda lg: len(lg.answers()) >= 20, TIMEOUT_S, "answers from version 1")
+            started = _cli(
+                server,
+                "rollout",
+                "m",
+                "--candidate",
+                "2",
+                "--percent",
+                "20",
+                "--min-requests",
+                "10",
+                "--max-latency-ratio",
+                "3",
+            )
+            assert '"candidate_version": "2"' in started
+            wait_until(lambda: _rolled_back(server, "m"), TIMEOUT_S, "the automatic rollback")
+            mark = load.marks()
+            load.wait_for(lambda lg: lg.count_after(mark) >= 40, TIMEOUT_S, "answers after the rollback")
+        assert load.errors() == []
+        assert {meaning for _, meaning in load.answers()} == {1.0}
+        assert "p99" in (row(server.http_url, "m", "2") or {})["reason"]
+        assert "m" in _cli(server, "list")
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_shadow_rollout_with_disagreeing_outputs_rolls_back_without_touching_answers(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    config = BATCHING + (
+        "rollout:\n  candidate: 2\n  canary_percent: 100\n  shadow: true\n"
+        "  guard: {min_requests: 10, max_disagreement_rate: 0.0}\n"
+    )
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), version=1, config=config)
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 2.0), version=2)
+    server = start_server(root, tmp_path)
+    try:
+        with LoadGenerator(lambda i: add_constant_sender(server.http_url, server.grpc_url, "m", i)) as load:
+            wait_until(lambda: _rolled_back(server, "m"), TIMEOUT_S, "the automatic rollback")
+            mark = load.marks()
+            load.wait_for(lambda lg: lg.count_after(mark) >= 20, TIMEOUT_S, "answers after the rollback")
+        assert load.errors() == []
+        # Shadowed answers are compared, never returned.
+        assert set(load.answers()) == {("1", 1.0)}
+        assert "shadow outputs disagree" in (row(server.http_url, "m", "2") or {})["reason"]
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), version=1, config=BATCHING)
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 2.0), version=2)
+    (root / "m" / "config.yaml").write_text(BATCHING + "version_policy: {specific: [1]}\n")
+    server = start_server(root, tmp_path)
+    try:
+        with LoadGenerator(lambda i: add_constant_sender(server.http_url, server.grpc_url, "m", i)) as load:
+            load.wait_for(lambda lg: len(lg.answers()) >= 20, TIMEOUT_S, "answers from version 1")
+            _cli(
+                server,
+                "rollout",
+                "m",
+                "--candidate",
+                "2",
+                "--percent",
+                "50",
+                "--promote-after-requests",
+                "30",
+            )
+            wait_until(
+                lambda: lifecycle(server.http_url, "m")["default_version"] == "2", TIMEOUT_S, "the promotion"
+            )
+            mark = load.marks()
+            load.wait_for(lambda lg: lg.count_after(mark) >= 20, TIMEOUT_S, "answers after the promotion")
+            after_promotion = [
+                a for r, m in zip(load.snapshot(), mark, strict=True) for a in r.answers[m + 1 :]
+            ]
+            assert after_promotion and set(after_promotion) == {("2", 2.0)}
+
+            assert "default version is now 1" in _cli(server, "rollback", "m")
+            mark = load.marks()
+            load.wait_for(lambda lg: lg.count_after(mark) >= 20, TIMEOUT_S, "answers after the rollback")
+            after_rollback = [
+                a for r, m in zip(load.snapshot(), mark, strict=True) for a in r.answers[m + 1 :]
+            ]
+            assert after_rollback and set(after_rollback) == {("1", 1.0)}
+        assert load.errors() == []
+        assert {answer for answer in load.answers()} == {("1", 1.0), ("2", 2.0)}
+        events = lifecycle(server.http_url, "m")["events"]
+        assert any("promoted" in e for e in events) and any("manual rollback" in e for e in events)
+    finally:
+        assert server.stop() == 0, server.log()
