@@ -38,6 +38,13 @@ def _cli(server: RunningServer, *args: str) -> str:
     return result.stdout
 
 
+def _answers_after(load: LoadGenerator, mark: list[int]) -> list[tuple[str, Any]]:
+    """Answers to requests each client sent after ``mark`` (its one request in flight left out)."""
+    return [
+        answer for record, m in zip(load.snapshot(), mark, strict=True) for answer in record.answers[m + 1 :]
+    ]
+
+
 def _rolled_back(server: RunningServer, model: str) -> bool:
     candidate = row(server.http_url, model, "2") or {}
     return candidate.get("state") == "UNAVAILABLE" and "rolled back" in candidate.get("reason", "")
@@ -161,20 +168,16 @@ def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Pa
             )
             mark = load.marks()
             load.wait_for(lambda lg: lg.count_after(mark) >= 20, TIMEOUT_S, "answers after the promotion")
-            after_promotion = [
-                a for r, m in zip(load.snapshot(), mark, strict=True) for a in r.answers[m + 1 :]
-            ]
+            after_promotion = _answers_after(load, mark)
             assert after_promotion and set(after_promotion) == {("2", 2.0)}
 
             assert "default version is now 1" in _cli(server, "rollback", "m")
             mark = load.marks()
             load.wait_for(lambda lg: lg.count_after(mark) >= 20, TIMEOUT_S, "answers after the rollback")
-            after_rollback = [
-                a for r, m in zip(load.snapshot(), mark, strict=True) for a in r.answers[m + 1 :]
-            ]
+            after_rollback = _answers_after(load, mark)
             assert after_rollback and set(after_rollback) == {("1", 1.0)}
         assert load.errors() == []
-        assert {answer for answer in load.answers()} == {("1", 1.0), ("2", 2.0)}
+        assert set(load.answers()) == {("1", 1.0), ("2", 2.0)}
         events = lifecycle(server.http_url, "m")["events"]
         assert any("promoted" in e for e in events) and any("manual rollback" in e for e in events)
     finally:

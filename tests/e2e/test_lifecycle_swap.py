@@ -28,8 +28,7 @@ TIMEOUT_S = 60
 
 
 def _repository(root: Path) -> Path:
-    model_dir = mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), config=CONFIG)
-    return model_dir
+    return mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), config=CONFIG)
 
 
 def _load(server: RunningServer) -> LoadGenerator:
@@ -67,8 +66,6 @@ def test_poll_mode_swaps_a_new_version_under_load(tmp_path: Path) -> None:
             mark = load.marks()
             load.wait_for(lambda lg: lg.count_after(mark) >= 40, TIMEOUT_S, "more answers")
         _assert_switched_cleanly(load, 1.0, 2.0)
-        print(server.log())
-        print([len(r.answers) for r in load.snapshot()], load.answers()[:3])
         wait_until(
             lambda: (row(server.http_url, "m", "1") or {}).get("state") == "UNAVAILABLE",
             TIMEOUT_S,
