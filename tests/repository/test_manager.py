@@ -67,6 +67,7 @@ def test_queued_requests_finish_on_the_old_version_after_a_swap(tmp_path: Path) 
         old = repository.get("m")
         GATE.clear()
         queued = [asyncio.ensure_future(old.batcher.infer(_x(), 1)) for _ in range(3)]
+        await asyncio.sleep(0)  # one loop turn: all three are queued
         assert old.batcher.pending == 3
         _write(tmp_path, 2, "2")
         await repository.load("m")  # no warm-up configured, so it needs no execution
