@@ -207,3 +207,33 @@ def test_explicit_mode_with_a_model_that_does_not_exist_stops(tmp_path: Path) ->
     mf.write_model(tmp_path, "a", lambda p: mf.identity(p, TensorProto.FLOAT))
     result = run_server_expecting_exit(tmp_path, "--model-control", "explicit", "--load-model", "zzz")
     assert result.returncode != 0 and "zzz" in result.stderr
+
+
+def test_poll_mode_picks_up_config_changes_new_and_removed_models(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "models"
+    _versions(root, "a", 2)
+    server = start_server(root, tmp_path, "--model-control", "poll", "--repository-poll-interval", "0.1")
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        assert not _ready_or_missing(client, "a", "1")
+        (root / "a" / "config.yaml").write_text("version_policy: all\n")
+        wait_until(lambda: _ready_or_missing(client, "a", "1"), TIMEOUT_S, "the new version policy")
+        assert client.get_model_config("a")["version_policy"] == {"all": {}}
+        assert _infer(client, "a") == ("2", 2.0)
+
+        _versions(root, "c", 1)
+        wait_until(lambda: _ready_or_missing(client, "c", ""), TIMEOUT_S, "the new model")
+        shutil.rmtree(root / "c")
+        wait_until(lambda: not _ready_or_missing(client, "c", ""), TIMEOUT_S, "the removed model to go")
+        removed = next(r for r in index(server.http_url) if r["name"] == "c")
+        assert removed == {
+            "name": "c",
+            "version": "1",
+            "state": "UNAVAILABLE",
+            "reason": "removed from the repository",
+        }
+        assert client.is_server_ready()
+    finally:
+        assert server.stop() == 0, server.log()
