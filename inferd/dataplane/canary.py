@@ -20,6 +20,9 @@ from inferd.types import InferRequest, InferResponse, Tensor
 
 log = logging.getLogger(__name__)
 
+# Shadow copies beyond this many in flight are skipped: a slow candidate must not pile up work.
+MAX_SHADOWS_IN_FLIGHT = 64
+
 Outputs = dict[str, np.ndarray]
 
 
@@ -51,7 +54,7 @@ class CanaryRouter:
         stable.stats.success.add(elapsed)
         stable.stats.last_inference_ms = time.time_ns() // 1_000_000
         rollout.record_stable(True, elapsed)
-        if candidate is not None:
+        if candidate is not None and len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
             task = asyncio.ensure_future(self._shadow(request, candidate, rollout, outputs))
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)

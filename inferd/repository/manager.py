@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,15 +114,19 @@ class ModelRepository:
                     await self._unload(entry, "removed from the repository")
 
     async def watch(self, poll_interval_s: float | None, check_interval_s: float) -> None:
-        """Background loop: guard-rail checks every ``check_interval_s``, polls every ``poll_interval_s``."""
-        next_poll = time.monotonic() + (poll_interval_s or 0)
+        """Background work until cancelled: guard-rail checks every ``check_interval_s`` and, in poll
+        mode, a repository scan every ``poll_interval_s``. Separate loops, so a slow load found by a
+        poll never delays a rollback."""
+        loops = [self._every(check_interval_s, self.check_rollouts)]
+        if poll_interval_s is not None:
+            loops.append(self._every(poll_interval_s, self.poll))
+        await asyncio.gather(*loops)
+
+    async def _every(self, interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(check_interval_s)
+            await asyncio.sleep(interval_s)
             try:
-                await self.check_rollouts()
-                if poll_interval_s is not None and time.monotonic() >= next_poll:
-                    await self.poll()
-                    next_poll = time.monotonic() + poll_interval_s
+                await work()
             except Exception:  # keep watching: one bad model must not stop lifecycle management
                 log.exception("model lifecycle check failed")
 
@@ -257,11 +262,10 @@ class ModelRepository:
             if rollout is None:
                 continue
             decision = rollout.evaluate(now)
-            if decision is None:
-                continue
-            async with entry.lock:
-                if entry.rollout is rollout:
-                    self._end_rollout(entry, decision)
+            # No lock: ending a rollout is one synchronous step, and a load holding the lock re-reads
+            # the served map after its awaits, so a rollback never waits for a slow load.
+            if decision is not None and entry.rollout is rollout:
+                self._end_rollout(entry, decision)
 
     # Shutdown ----------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -325,7 +329,10 @@ class ModelRepository:
         return self._problems(entry, problems)
 
     def _problems(self, entry: ModelEntry, problems: list[str]) -> list[str]:
-        entry.reason = "; ".join(problems)
+        reason = "; ".join(problems)
+        if reason and reason != entry.reason:  # logged once per new problem, not on every poll
+            log.error("model %s: %s", entry.name, reason)
+        entry.reason = reason
         return problems
 
     def _wanted(self, entry: ModelEntry, config: ModelConfig, available: list[int]) -> list[int]:
