@@ -126,6 +126,8 @@ class GuardRails(_Strict):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     # Candidate p99 latency / stable p99 latency.
     max_latency_ratio: float = Field(default=3.0, gt=0)
+    # p99s below this count as this much in the ratio: sub-millisecond jitter is not a regression.
+    latency_floor_ms: float = Field(default=1.0, ge=0)
     # Shadow mode: share of comparisons whose outputs differ by more than ``tolerance``.
     max_disagreement_rate: float = Field(default=0.0, ge=0, le=1)
     tolerance: float = Field(default=1e-5, ge=0)
@@ -138,6 +140,8 @@ class RolloutConfig(_Strict):
     canary_percent: float = Field(default=10.0, ge=0, le=100)
     # Shadow: the candidate runs on a copy of the sampled requests; answers always come from stable.
     shadow: bool = False
+    # Same routing key (``inferd-routing-key`` header or ``routing_key`` parameter) -> same version.
+    sticky: bool = False
     guard: GuardRails = GuardRails()
     # Promote once the candidate passed this many requests and/or seconds (both, when both are set).
     promote_after_requests: int | None = Field(default=None, ge=1)

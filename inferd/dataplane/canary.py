@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 # Shadow copies beyond this many in flight are skipped: a slow candidate must not pile up work.
 MAX_SHADOWS_IN_FLIGHT = 64
+# The request parameter (REST: also the ``inferd-routing-key`` header) that makes a rollout sticky.
+ROUTING_KEY = "routing_key"
 
 Outputs = dict[str, np.ndarray]
 
@@ -35,7 +37,7 @@ class CanaryRouter:
     async def infer(self, request: InferRequest, stable: LoadedModel, rollout: Rollout) -> InferResponse:
         # The client's contract is the stable version's signature: a request it rejects is the client's fault.
         checked = validate(request, stable.signature)
-        candidate = self._candidate(request.model, rollout) if rollout.takes_candidate() else None
+        candidate = self._candidate(request.model, rollout) if _takes_candidate(request, rollout) else None
         if candidate is not None and not rollout.shadow:
             answered = await self._run_candidate(request, candidate, rollout)
             if answered is not None:
@@ -97,6 +99,14 @@ class CanaryRouter:
 
     async def close(self) -> None:
         await asyncio.gather(*list(self._shadows), return_exceptions=True)
+
+
+def _takes_candidate(request: InferRequest, rollout: Rollout) -> bool:
+    if rollout.config.sticky:
+        key = request.parameters.get(ROUTING_KEY)
+        if isinstance(key, str) and key:
+            return rollout.takes_candidate_for(key)
+    return rollout.takes_candidate()
 
 
 def _agree(expected: np.ndarray, actual: np.ndarray | None, tolerance: float) -> bool:

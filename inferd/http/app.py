@@ -27,6 +27,7 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
 _OCTET = (b"content-type", b"application/octet-stream")
 _HEADER_LENGTH = b"inference-header-content-length"
+_ROUTING_KEY = b"inferd-routing-key"  # sticky canary routing, see docs/lifecycle.md
 
 
 class Response:
@@ -120,15 +121,20 @@ class RestApp:
 
     async def _infer(self, name: str, version: str | None, scope: Scope, receive: Receive) -> Response:
         json_length = None
+        routing_key = None
         for key, value in scope["headers"]:
             if key == _HEADER_LENGTH:
                 try:
                     json_length = int(value)
                 except ValueError:
                     raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
+            elif key == _ROUTING_KEY:
+                routing_key = value.decode("latin-1")
         body = await _read_body(receive, scope, self._max_body_bytes)
         self._dataplane.check_servable(name, version)
         request = decode_request(body, json_length, name, version)
+        if routing_key is not None:
+            request.parameters["routing_key"] = routing_key
         response = await self._dataplane.infer(request)
         payload, header_length = encode_response(request, response)
         if header_length is None:

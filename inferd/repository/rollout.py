@@ -7,6 +7,7 @@ Everything here runs on the event loop thread. The per-request part (``takes_can
 from __future__ import annotations
 
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -75,6 +76,10 @@ class Rollout:
             return True
         return False
 
+    def takes_candidate_for(self, key: str) -> bool:
+        """Sticky split: a stable hash of the key (the same in every replica), not a counter."""
+        return zlib.crc32(key.encode()) % 10_000 < self._fraction * 10_000
+
     def record_stable(self, ok: bool, latency_ns: int) -> None:
         _record(self.stable, ok, latency_ns)
 
@@ -102,8 +107,8 @@ class Rollout:
         if len(self.candidate.latencies_ns) >= guard.min_requests and len(self.stable.latencies_ns) >= (
             guard.min_requests
         ):
-            candidate_p99 = self.candidate.p99_ms() or 0.0
-            stable_p99 = self.stable.p99_ms() or 0.0
+            candidate_p99 = max(self.candidate.p99_ms() or 0.0, guard.latency_floor_ms)
+            stable_p99 = max(self.stable.p99_ms() or 0.0, guard.latency_floor_ms)
             if stable_p99 > 0 and candidate_p99 / stable_p99 > guard.max_latency_ratio:
                 return Decision(
                     "rollback",

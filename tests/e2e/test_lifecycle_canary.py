@@ -125,7 +125,7 @@ def test_shadow_rollout_with_disagreeing_outputs_rolls_back_without_touching_ans
     root = tmp_path / "models"
     config = BATCHING + (
         "rollout:\n  candidate: 2\n  canary_percent: 100\n  shadow: true\n"
-        "  guard: {min_requests: 10, max_disagreement_rate: 0.0}\n"
+        "  guard: {min_requests: 10, max_disagreement_rate: 0.0, max_latency_ratio: 1000}\n"
     )
     mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), version=1, config=config)
     mf.write_model(root, "m", lambda p: mf.add_constant(p, 2.0), version=2)
@@ -162,6 +162,8 @@ def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Pa
                 "50",
                 "--promote-after-requests",
                 "30",
+                "--max-latency-ratio",
+                "1000",
             )
             wait_until(
                 lambda: lifecycle(server.http_url, "m")["default_version"] == "2", TIMEOUT_S, "the promotion"
@@ -180,5 +182,43 @@ def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Pa
         assert set(load.answers()) == {("1", 1.0), ("2", 2.0)}
         events = lifecycle(server.http_url, "m")["events"]
         assert any("promoted" in e for e in events) and any("manual rollback" in e for e in events)
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_a_sticky_rollout_keeps_each_routing_key_on_one_version(tmp_path: Path) -> None:
+    import tritonclient.grpc as grpcclient
+    from httputil import post_json
+
+    root = tmp_path / "models"
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), version=1, config=BATCHING)
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 2.0), version=2)
+    (root / "m" / "config.yaml").write_text(BATCHING + "version_policy: {specific: [1]}\n")
+    server = start_server(root, tmp_path)
+    try:
+        rollout = {"candidate": 2, "canary_percent": 50, "sticky": True, "guard": {"max_latency_ratio": 1000}}
+        status, body = post_json(server.http_url, "/v2/repository/models/m/rollout", rollout)
+        assert status == 200, body
+        http = httpclient.InferenceServerClient(server.http_url)
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        data = np.zeros((1, 4), dtype=np.float32)
+
+        def version_for(key: str, use_grpc: bool) -> str:
+            if use_grpc:
+                tensor = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+                tensor.set_data_from_numpy(data)
+                result = grpc.infer("m", [tensor], parameters={"routing_key": key})
+                return str(result.get_response().model_version)
+            tensor = httpclient.InferInput("INPUT0", [1, 4], "FP32")
+            tensor.set_data_from_numpy(data)
+            response = http.infer("m", [tensor], headers={"inferd-routing-key": key}).get_response()
+            return str(response["model_version"])
+
+        chosen = {}
+        for key in (f"user-{i}" for i in range(16)):
+            seen = {version_for(key, use_grpc=i % 2 == 1) for i in range(6)}
+            assert len(seen) == 1, (key, seen)
+            chosen[key] = seen.pop()
+        assert set(chosen.values()) == {"1", "2"}
     finally:
         assert server.stop() == 0, server.log()

@@ -30,6 +30,14 @@ def test_no_judgement_before_min_requests() -> None:
     assert "error rate 1.000 > 0.05 (5/5 requests)" in decision.reason
 
 
+def test_latencies_under_the_floor_never_breach() -> None:
+    rollout = _rollout(guard={"min_requests": 10, "latency_floor_ms": 1.0})
+    for _ in range(50):
+        rollout.record_stable(True, MS // 20)
+        rollout.record_candidate(True, MS // 2)  # 10x slower, but both well under a millisecond
+    assert rollout.evaluate(0.0) is None
+
+
 def test_latency_ratio_breach_rolls_back() -> None:
     rollout = _rollout(guard=GuardRails(min_requests=10, max_latency_ratio=3.0).model_dump())
     for _ in range(50):
