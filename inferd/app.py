@@ -26,7 +26,11 @@ class Server:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.repository = ModelRepository(settings.model_repository)
+        self.repository = ModelRepository(
+            settings.model_repository,
+            lazy=settings.lifecycle.lazy,
+            max_loaded_models=settings.lifecycle.max_loaded_models,
+        )
         self.dataplane = DataPlane(self.repository, settings.lifecycle.model_control)
         self.http_port: int | None = None
         self.grpc_port: int | None = None

@@ -72,6 +72,12 @@ def main() -> None:
     multiple=True,
     help="Explicit mode: a model to load at start (repeatable; '*' loads all).",
 )
+@click.option("--lazy", is_flag=True, default=None, help="Load each model on its first request.")
+@click.option(
+    "--max-loaded-models",
+    type=int,
+    help="Unload the least recently used idle models above this many (best with --lazy).",
+)
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
     settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
@@ -114,6 +120,8 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         ("model_control", "model_control"),
         ("repository_poll_interval", "poll_interval_s"),
         ("load_model", "load_models"),
+        ("lazy", "lazy"),
+        ("max_loaded_models", "max_loaded_models"),
     ):
         if flag in given:
             lifecycle[field] = given[flag]

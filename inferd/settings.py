@@ -36,6 +36,10 @@ class LifecycleSettings(BaseModel):
     load_models: tuple[str, ...] = ()
     # How often running rollouts' guard rails are evaluated.
     rollout_check_interval_s: float = Field(default=0.2, gt=0)
+    # Load each model on its first request instead of at start.
+    lazy: bool = False
+    # Above this many loaded models, the least recently used idle ones are unloaded.
+    max_loaded_models: int | None = Field(default=None, ge=1)
 
 
 class Settings(BaseSettings):

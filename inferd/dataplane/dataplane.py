@@ -9,8 +9,8 @@ from inferd import __version__
 from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.validation import validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
-from inferd.errors import InferdError, InvalidRequest, NotFound
-from inferd.repository.manager import ModelRepository
+from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
+from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.types import InferRequest, InferResponse, Tensor
 
 SERVER_NAME = "inferd"
@@ -38,17 +38,19 @@ class DataPlane:
     def model_ready(self, name: str, version: str | None = None) -> bool:
         entry = self._repository.entry(name)
         if version:
+            if entry.lazy:
+                return True  # servable: it loads on its first request
             if version not in entry.served:
                 raise NotFound(f"model '{name}' has no version '{version}' loaded")
             return True
-        return entry.ready
+        return entry.ready or entry.lazy
 
     # Metadata -----------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        model = self._repository.get(name, version)
+        model = self._loaded(name, version)
         signature = model.signature
         batch = [-1] if signature.max_batch_size > 0 else []
 
@@ -65,7 +67,7 @@ class DataPlane:
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """The configuration in Triton's field names, as perf_analyzer and tritonclient expect."""
-        model = self._repository.get(name, version)
+        model = self._loaded(name, version)
         signature = model.signature
 
         def tensors(specs: Any) -> list[dict[str, Any]]:
@@ -93,6 +95,14 @@ class DataPlane:
                 "max_queue_delay_microseconds": policy.max_queue_delay_ns // 1000,
             }
         return config
+
+    def _loaded(self, name: str, version: str | None) -> LoadedModel:
+        """The handle for a metadata call; a lazy model starts loading and the caller retries."""
+        try:
+            return self._repository.get(name, version)
+        except NotLoadedYet:
+            self._repository.request_load(name)
+            raise Unavailable(f"model '{name}' is loading on demand; retry shortly") from None
 
     # Statistics ---------------------------------------------------------------------------------
     def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
@@ -138,11 +148,19 @@ class DataPlane:
     # Inference ----------------------------------------------------------------------------------
     def check_servable(self, name: str, version: str | None) -> None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
-        self._repository.get(name, version)
+        # try/except, not contextlib.suppress: this runs per request and suppress allocates.
+        try:  # noqa: SIM105
+            self._repository.get(name, version)
+        except NotLoadedYet:
+            pass  # infer loads it
 
     async def infer(self, request: InferRequest) -> InferResponse:
         start = time.perf_counter_ns()
-        model = self._repository.get(request.model, request.version)
+        try:
+            model = self._repository.get(request.model, request.version)
+        except NotLoadedYet:
+            await self._repository.load_on_demand(request.model)
+            model = self._repository.get(request.model, request.version)
         if model.rollout is not None and not request.version:
             return await self._canary.infer(request, model, model.rollout)
         try:

@@ -56,6 +56,8 @@ class ModelEntry:
     reason: str = ""
     # Whether the model should be loaded (explicit mode: a load was asked for and no unload since).
     wanted: bool = True
+    # --lazy: not loaded yet, loads on its first request.
+    lazy: bool = False
     status: dict[str, VersionStatus] = field(default_factory=dict)
     config: ModelConfig | None = None
     config_override: str | None = None

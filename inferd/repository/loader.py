@@ -53,6 +53,7 @@ class LoadedModel:
     output_datatypes: dict[str, str] = field(init=False)
     # Set on the default version while a canary rollout runs; None on the plain hot path.
     rollout: Rollout | None = None
+    loaded_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
     def __post_init__(self) -> None:
         self.output_datatypes = {spec.name: spec.datatype for spec in self.runtime.signature.outputs}

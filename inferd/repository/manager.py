@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from inferd.errors import InvalidRequest, ModelLoadError, NotFound, Unavailable
+from inferd.errors import InvalidRequest, ModelLoadError, NotFound, NotLoadedYet, Unavailable
 from inferd.model_config import ModelConfig, RolloutConfig
 from inferd.repository.entry import TRITON_STATE, ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
@@ -33,6 +34,7 @@ from inferd.repository.loader import (
 )
 from inferd.repository.rollout import Decision, Rollout
 from inferd.repository.source import scan_model, scan_repository
+from inferd.repository.warmup import rss_bytes
 from inferd.runtimes.onnx import OnnxRuntime
 
 log = logging.getLogger(__name__)
@@ -41,11 +43,21 @@ __all__ = ["LoadedModel", "ModelEntry", "ModelRepository"]
 
 
 class ModelRepository:
-    def __init__(self, root: Path, runtime_factory: RuntimeFactory = OnnxRuntime) -> None:
+    def __init__(
+        self,
+        root: Path,
+        runtime_factory: RuntimeFactory = OnnxRuntime,
+        lazy: bool = False,
+        max_loaded_models: int | None = None,
+    ) -> None:
         self._root = root
         self._runtime_factory = runtime_factory
+        # lazy: models load on their first request; max_loaded_models: LRU-unload idle models above it.
+        self._lazy = lazy
+        self._max_loaded_models = max_loaded_models
         self._models: dict[str, ModelEntry] = {}
         self._draining: set[asyncio.Task[None]] = set()
+        self._background_loads: set[asyncio.Task[None]] = set()
 
     @property
     def root(self) -> Path:
@@ -60,10 +72,14 @@ class ModelRepository:
         if not version:
             model = entry.default
             if model is None:
+                if entry.lazy:
+                    raise NotLoadedYet(f"model '{name}' loads on its first request")
                 raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
             return model
         model = entry.served.get(version)
         if model is None:
+            if entry.lazy:
+                raise NotLoadedYet(f"model '{name}' loads on its first request")
             loaded = ", ".join(entry.served) or "none"
             raise NotFound(f"model '{name}' has no version '{version}' loaded (loaded: {loaded})")
         return model
@@ -92,10 +108,38 @@ class ModelRepository:
             raise ModelLoadError(f"{self._root}: no model named {', '.join(missing)}")
         for name in names:
             entry = self._models.setdefault(name, ModelEntry(name))
+            if self._lazy:
+                entry.wanted, entry.lazy = False, True
+                continue
             async with entry.lock:
                 problems = await self._reconcile(entry)
             if problems and exit_on_error:
                 raise ModelLoadError(problems[0])
+            await self._enforce_capacity(keep=name)
+
+    def request_load(self, name: str) -> None:
+        """Start loading a lazy model in the background (a metadata request for it arrived)."""
+        task = asyncio.ensure_future(self.load_on_demand(name))
+        self._background_loads.add(task)
+        task.add_done_callback(self._background_loads.discard)
+
+    async def load_on_demand(self, name: str) -> None:
+        """Load a lazy model (the first request waits for it, and any others arriving meanwhile)."""
+        entry = self.entry(name)
+        async with entry.lock:
+            if not entry.lazy:
+                return
+            start = time.perf_counter()
+            entry.wanted = True
+            problems = await self._reconcile(entry)
+            entry.lazy = False  # a failure is reported like any other; poll or load retries it
+            if problems:
+                log.error("model %s failed to load on its first request: %s", name, problems[0])
+            else:
+                elapsed_ms = (time.perf_counter() - start) * 1e3
+                entry.note(f"loaded on its first request in {elapsed_ms:.1f} ms")
+                log.info("model %s loaded on its first request in %.1f ms", name, elapsed_ms)
+        await self._enforce_capacity(keep=name)
 
     async def poll(self) -> None:
         """Pick up new, changed and removed versions, models and configs (poll mode)."""
@@ -105,13 +149,20 @@ class ModelRepository:
             log.error("cannot scan the model repository: %s", exc)
             return
         for name in sorted(on_disk | set(self._models)):
-            entry = self._models.setdefault(name, ModelEntry(name))
+            entry = self._models.get(name)
+            if entry is None:
+                entry = self._models[name] = ModelEntry(name, wanted=not self._lazy, lazy=self._lazy)
             async with entry.lock:
-                if name in on_disk:
-                    entry.wanted = True
-                    await self._reconcile(entry)
-                elif entry.wanted:
-                    await self._unload(entry, "removed from the repository")
+                if name not in on_disk:
+                    if entry.wanted:
+                        await self._unload(entry, "removed from the repository")
+                    entry.lazy = False
+                    continue
+                if entry.lazy:
+                    continue  # loads on its first request
+                entry.wanted = True
+                await self._reconcile(entry)
+            await self._enforce_capacity(keep=name)
 
     async def watch(self, poll_interval_s: float | None, check_interval_s: float) -> None:
         """Background work until cancelled: guard-rail checks every ``check_interval_s`` and, in poll
@@ -142,9 +193,11 @@ class ModelRepository:
             entry.pinned = None
             entry.held_back.clear()
             entry.applied_rollout = None
+            entry.lazy = False
             problems = await self._reconcile(entry, retry_failed=True)
         if problems:
             raise ModelLoadError(f"failed to load model '{name}': {'; '.join(problems)}")
+        await self._enforce_capacity(keep=name)
 
     async def unload(self, name: str) -> None:
         """Stop routing to ``name``, finish its queued and running requests, then unload it."""
@@ -165,7 +218,8 @@ class ModelRepository:
                 continue
             keys = sorted(set(entry.served) | set(entry.status), key=int)
             if not keys:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.reason or "not loaded"})
+                reason = "not loaded (loads on its first request)" if entry.lazy else "not loaded"
+                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.reason or reason})
             for key in keys:
                 if key in entry.served:
                     state, reason = "READY", entry.serving_note(key)
@@ -269,6 +323,7 @@ class ModelRepository:
 
     # Shutdown ----------------------------------------------------------------------------------
     async def close(self) -> None:
+        await asyncio.gather(*list(self._background_loads), return_exceptions=True)
         for entry in self._models.values():
             served = list(entry.served.values())
             entry.served, entry.default = {}, None
@@ -278,6 +333,30 @@ class ModelRepository:
             await asyncio.gather(*list(self._draining))
 
     # Internals ---------------------------------------------------------------------------------
+    async def _enforce_capacity(self, keep: str) -> None:
+        """Above --max-loaded-models, unload the least recently used idle models (not ``keep``)."""
+        limit = self._max_loaded_models
+        if limit is None:
+            return
+        while True:
+            loaded = [entry for entry in self._models.values() if entry.served]
+            if len(loaded) <= limit:
+                return
+            idle = [
+                entry
+                for entry in loaded
+                if entry.name != keep
+                and entry.rollout is None
+                and all(model.batcher.pending == 0 for model in entry.served.values())
+            ]
+            if not idle:
+                log.warning("%d models loaded, above --max-loaded-models %d, none idle", len(loaded), limit)
+                return
+            victim = min(idle, key=_last_used)
+            async with victim.lock:
+                await self._unload(victim, f"unloaded: least recently used (--max-loaded-models {limit})")
+                victim.lazy = self._lazy  # with --lazy it loads again on its next request
+
     async def _reconcile(self, entry: ModelEntry, retry_failed: bool = False) -> list[str]:
         """Bring one model in line with its files; returns the problems (empty when all is well)."""
         model_dir = self._root / entry.name
@@ -359,6 +438,7 @@ class ModelRepository:
         try:
             if print_ is None:
                 raise ModelLoadError(f"{path}: file not found")
+            rss_before = rss_bytes()
             runtime, load_ms = await asyncio.to_thread(load_runtime, self._runtime_factory, path, config)
             try:
                 policy = batch_policy(config, runtime.signature, model_dir)
@@ -367,6 +447,9 @@ class ModelRepository:
                 raise
             entry.status[key] = VersionStatus(VersionState.WARMING, "warming up", print_)
             cold_start = await asyncio.to_thread(warm, runtime, config, model_dir, load_ms)
+            rss_after = rss_bytes()
+            if rss_before is not None and rss_after is not None:
+                cold_start = replace(cold_start, rss_delta_mb=(rss_after - rss_before) / 2**20)
         except Exception as exc:
             message = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
             entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
@@ -375,12 +458,13 @@ class ModelRepository:
             raise ModelLoadError(message) from None
         figures = cold_start.as_dict()
         log.info(
-            "model %s version %s warm: load %s ms, first inference %s ms, warm p50 %s ms",
+            "model %s version %s warm: load %s ms, first inference %s ms, warm p50 %s ms, RSS +%s MiB",
             name,
             key,
             figures["load_ms"],
             figures["first_inference_ms"],
             figures["warm_p50_ms"],
+            figures["rss_delta_mb"],
         )
         return assemble(name, key, config, runtime, policy, print_, cold_start)
 
@@ -522,3 +606,8 @@ class ModelRepository:
         self._switch(entry, entry.served)
         entry.note(f"version {key} promoted: {decision.reason}")
         log.info("model %s: version %s promoted: %s", entry.name, key, decision.reason)
+
+
+def _last_used(entry: ModelEntry) -> float:
+    """Wall-clock ms of the model's latest inference, else when it was loaded."""
+    return max(max(model.stats.last_inference_ms, model.loaded_at_ms) for model in entry.served.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +23,30 @@ class ColdStart:
     load_ms: float
     first_inference_ms: float | None
     warm_p50_ms: float | None
+    # Growth of the process's resident memory across load and warm-up (approximate: other threads
+    # allocate too); None where /proc is not available.
+    rss_delta_mb: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
         return {
-            "load_ms": round(self.load_ms, 3),
-            "first_inference_ms": None
-            if self.first_inference_ms is None
-            else round(self.first_inference_ms, 3),
-            "warm_p50_ms": None if self.warm_p50_ms is None else round(self.warm_p50_ms, 3),
+            "load_ms": _round(self.load_ms),
+            "first_inference_ms": _round(self.first_inference_ms),
+            "warm_p50_ms": _round(self.warm_p50_ms),
+            "rss_delta_mb": _round(self.rss_delta_mb),
         }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def rss_bytes() -> int | None:
+    """The process's resident set size (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def sample_inputs(
