@@ -203,6 +203,7 @@ class ModelRepository:
         """Stop routing to ``name``, finish its queued and running requests, then unload it."""
         entry = self.entry(name)
         async with entry.lock:
+            entry.lazy = False
             await self._unload(entry, "unloaded")
 
     def index(self) -> list[dict[str, Any]]:
@@ -355,7 +356,8 @@ class ModelRepository:
             victim = min(idle, key=_last_used)
             async with victim.lock:
                 await self._unload(victim, f"unloaded: least recently used (--max-loaded-models {limit})")
-                victim.lazy = self._lazy  # with --lazy it loads again on its next request
+                # It loads again on its next request (and a poll leaves it alone until then).
+                victim.lazy = True
 
     async def _reconcile(self, entry: ModelEntry, retry_failed: bool = False) -> list[str]:
         """Bring one model in line with its files; returns the problems (empty when all is well)."""
@@ -401,6 +403,11 @@ class ModelRepository:
         # A failed version never costs what already serves: then nothing is unloaded.
         keep = entry.served if problems else {k: m for k, m in entry.served.items() if int(k) in wanted}
         served = {**keep, **fresh}
+        seen = [int(k) for k in (*entry.served, *entry.held_back, *entry.history)]
+        if entry.pinned is not None and fresh and max(map(int, fresh)) > max(seen, default=0):
+            # A version newer than anything seen is a new deployment: a rollback's pin ends.
+            entry.note(f"pin on version {entry.pinned} ends: version {max(map(int, fresh))} arrived")
+            entry.pinned = None
         pending = self._pending_config_rollout(entry, config, served)
         self._switch(entry, served, config)
         if pending is not None:

@@ -152,3 +152,28 @@ def test_initial_load_reports_the_failing_file(tmp_path: Path) -> None:
             relaxed.get("m")
 
     asyncio.run(scenario())
+
+
+def test_manual_rollback_pins_the_previous_version_until_a_newer_one_arrives(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        from inferd.errors import InvalidRequest
+
+        _write(tmp_path, 1, "1")
+        repository = ModelRepository(tmp_path, FactorRuntime)
+        await repository.load_initial(None, exit_on_error=True)
+        with pytest.raises(InvalidRequest, match="no earlier version"):
+            await repository.rollback("m")
+        _write(tmp_path, 2, "2")
+        await repository.poll()
+        assert repository.get("m").version == "2"
+        assert await repository.rollback("m") == "1"  # version 1 was unloaded: loaded again
+        assert repository.get("m").version == "1"
+        await repository.poll()  # nothing new on disk: the pin holds
+        assert repository.get("m").version == "1"
+        _write(tmp_path, 3, "3")
+        await repository.poll()
+        assert repository.get("m").version == "3"
+        assert repository.lifecycle("m")["pinned_version"] is None
+        await repository.close()
+
+    asyncio.run(scenario())
