@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import json_format
 
 from inferd.dataplane.dataplane import DataPlane
-from inferd.errors import InferdError
+from inferd.errors import InferdError, InvalidRequest, Unsupported
 from inferd.grpc.errors import GRPC_STATUS
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
@@ -87,9 +87,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
         try:
+            if any(key.startswith("file:") for key in request.parameters):
+                raise Unsupported("loading a model from files sent in the request is not supported")
             override = None
             if "config" in request.parameters:
-                override = request.parameters["config"].string_param
+                config = request.parameters["config"]
+                if config.WhichOneof("parameter_choice") != "string_param":
+                    raise InvalidRequest("parameter 'config' must be a string holding the configuration")
+                override = config.string_param
             await self._dataplane.load_model(request.model_name, override)
             return pb.RepositoryModelLoadResponse()
         except Exception as exc:

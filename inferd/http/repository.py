@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from inferd.dataplane.dataplane import DataPlane
-from inferd.errors import InvalidRequest, NotFound
+from inferd.errors import InvalidRequest, NotFound, Unsupported
 
 _NO_CONTENT: dict[str, Any] = {}
 
@@ -33,6 +33,8 @@ def _config_override(document: dict[str, Any]) -> str | None:
     parameters = document.get("parameters", {})
     if not isinstance(parameters, dict):
         raise InvalidRequest("'parameters' must be a JSON object")
+    if any(key.startswith("file:") for key in parameters):
+        raise Unsupported("loading a model from files sent in the request is not supported")
     config = parameters.get("config")
     if config is None:
         return None

@@ -237,3 +237,24 @@ def test_poll_mode_picks_up_config_changes_new_and_removed_models(tmp_path: Path
         assert client.is_server_ready()
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_load_requests_the_server_cannot_honour_are_refused(tmp_path: Path) -> None:
+    _versions(tmp_path / "models", "a", 1)
+    server = start_server(tmp_path / "models", tmp_path, "--model-control", "explicit")
+    try:
+        http = httpclient.InferenceServerClient(server.http_url)
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        files = {"file:1/model.onnx": b"\x00"}
+        for client in (http, grpc):
+            with pytest.raises(InferenceServerException, match="files sent in the request is not supported"):
+                client.load_model("a", config="{}", files=files)
+        status, body = post_json(server.http_url, "/v2/repository/models/a/load", {"parameters": []})
+        assert status == 400 and "'parameters' must be a JSON object" in body["error"]
+        status, _, raw = request(server.http_url, "POST", "/v2/repository/models/a/load", b"{not json")
+        assert status == 400 and b"not valid JSON" in raw
+        status, body = post_json(server.http_url, "/v2/repository/models/a/rollout", {"canary_percent": 5})
+        assert status == 400 and "'candidate'" in body["error"]
+        assert not _ready_or_missing(http, "a", "")  # none of them loaded anything
+    finally:
+        assert server.stop() == 0, server.log()
