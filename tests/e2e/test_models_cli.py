@@ -1,0 +1,54 @@
+"""`inferd models ...` against a running server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import modelfactory as mf
+from serverctl import RunningServer, start_server
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "inferd", "models", "--url", url, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _ok(server: RunningServer, *args: str) -> str:
+    result = _cli(f"http://{server.http_url}", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_load_status_list_unload(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0))
+    override = tmp_path / "override.yaml"
+    override.write_text("max_batch_size: 2\nwarmup:\n  - batch_size: 2\n")
+    server = start_server(root, tmp_path, "--model-control", "explicit")
+    try:
+        assert "not loaded" in _ok(server, "list")
+        assert _ok(server, "load", "m", "--config", str(override)).strip() == "loaded m"
+        listing = _ok(server, "list")
+        assert "m" in listing and "READY" in listing and "default version" in listing
+        status = json.loads(_ok(server, "status", "m"))
+        assert status["default_version"] == "1"
+        assert status["versions"]["1"]["cold_start"]["first_inference_ms"] is not None
+        assert _ok(server, "unload", "m").strip() == "unloaded m"
+        assert "unloaded" in _ok(server, "list")
+
+        failed = _cli(f"http://{server.http_url}", "rollback", "m")
+        assert (
+            failed.returncode == 1 and "HTTP 400" in failed.stderr and "no earlier version" in failed.stderr
+        )
+        missing = _cli(f"http://{server.http_url}", "load", "nope")
+        assert missing.returncode == 1 and "no model 'nope'" in missing.stderr
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    result = _cli("http://127.0.0.1:9", "list")
+    assert result.returncode == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
