@@ -314,7 +314,8 @@ def main() -> None:
         shown = f"{batch:5.1f}" if batch is not None else "    -"
         print(f"{model:8} {target:14} c={c:<3} {row.requests_per_s:9.0f} req/s  p50 {row.p50_us:8.0f} us  "
               f"p99 {row.p99_us:8.0f} us  batch {shown}  errors {row.errors}  "
-              f"client cpu {row.client_cpu_pct:4.0f}%  server cpu {row.server_cpu_pct:4.0f}%", flush=True)  # fmt: skip
+              f"client cpu {row.client_cpu_pct:4.0f}%  server cpu {row.server_cpu_pct:4.0f}%",
+              flush=True)  # fmt: skip
 
     floor_targets = [t for t in targets if t.startswith("floor-")]
     for model in models if floor_targets else []:
@@ -391,7 +392,8 @@ def main() -> None:
 def summarize(rows: list[Row]) -> str:
     """Per-request overhead at c=1 (served p50 - raw p50) and share of the floor at the top concurrency."""
     lines = [
-        "| model | target | c=1 p50 (us) | overhead vs raw (us) | top-c req/s | share of floor | top-c p99 (ms) |",
+        "| model | target | c=1 p50 (us) | overhead vs raw (us) | top-c req/s | share of floor "
+        "| top-c p99 (ms) |",
         "|---|---|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(r.model for r in rows):
