@@ -107,6 +107,7 @@ class Server:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await self.dataplane.close()
         await self.repository.close()
         http_socket.close()
         log.info("stopped")

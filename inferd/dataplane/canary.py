@@ -56,7 +56,7 @@ class CanaryRouter:
         stable.stats.success.add(elapsed)
         stable.stats.last_inference_ms = time.time_ns() // 1_000_000
         rollout.record_stable(True, elapsed)
-        if candidate is not None and len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
+        if candidate is not None and rollout.shadow and len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
             task = asyncio.ensure_future(self._shadow(request, candidate, rollout, outputs))
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)

@@ -35,6 +35,10 @@ class DataPlane:
     def start_draining(self) -> None:
         self._draining = True
 
+    async def close(self) -> None:
+        """Wait for background work started by requests (shadow runs of a canary candidate)."""
+        await self._canary.close()
+
     def model_ready(self, name: str, version: str | None = None) -> bool:
         entry = self._repository.entry(name)
         if version:
