@@ -38,6 +38,10 @@ class OnnxRuntimeOptions(_Strict):
     execution_providers: tuple[Literal["cpu", "cuda", "tensorrt", "openvino"], ...] = ("cpu",)
     # ORT's workers spin while idle by default, taking CPU the front-end needs (see docs/performance.md).
     allow_spinning: bool = False
+    # ORT's CPU memory arena keeps freed buffers for reuse (faster, but memory is not returned), and
+    # memory patterns pre-plan buffers for fixed shapes. Off trades speed for a smaller footprint.
+    enable_cpu_mem_arena: bool = True
+    enable_mem_pattern: bool = True
 
 
 class TensorOverride(_Strict):
