@@ -3,17 +3,18 @@ stable version keeps answering every request; a good one is promoted; a manual r
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import modelfactory as mf
 import numpy as np
 import tritonclient.http as httpclient
+from click.testing import CliRunner
 from lifecycleutil import lifecycle, row, wait_until
 from loadgen import LoadGenerator, Send, add_constant_sender
 from serverctl import RunningServer, start_server
+
+from inferd.cli import main
 
 TIMEOUT_S = 90
 BATCHING = "max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_ms: 1\n"
@@ -32,9 +33,9 @@ def _gather_sender(server: RunningServer) -> Send:
 
 
 def _cli(server: RunningServer, *args: str) -> str:
-    command = [sys.executable, "-m", "inferd", "models", "--url", f"http://{server.http_url}", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
+    """The real `inferd models` command, in-process (a subprocess per call is slow on a busy machine)."""
+    result = CliRunner().invoke(main, ["models", "--url", f"http://{server.http_url}", *args])
+    assert result.exit_code == 0, result.stderr
     return result.stdout
 
 

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import modelfactory as mf
+from click.testing import CliRunner, Result
 from serverctl import RunningServer, start_server
 
+from inferd.cli import main
 
-def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "inferd", "models", "--url", url, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+def _cli(url: str, *args: str) -> Result:
+    """The real `inferd models` command, run in-process (a subprocess per call is slow on a busy machine)."""
+    return CliRunner().invoke(main, ["models", "--url", url, *args])
 
 
 def _ok(server: RunningServer, *args: str) -> str:
     result = _cli(f"http://{server.http_url}", *args)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     return result.stdout
 
 
@@ -40,15 +41,13 @@ def test_load_status_list_unload(tmp_path: Path) -> None:
         assert "unloaded" in _ok(server, "list")
 
         failed = _cli(f"http://{server.http_url}", "rollback", "m")
-        assert (
-            failed.returncode == 1 and "HTTP 400" in failed.stderr and "no earlier version" in failed.stderr
-        )
+        assert failed.exit_code == 1 and "HTTP 400" in failed.stderr and "no earlier version" in failed.stderr
         missing = _cli(f"http://{server.http_url}", "load", "nope")
-        assert missing.returncode == 1 and "no model 'nope'" in missing.stderr
+        assert missing.exit_code == 1 and "no model 'nope'" in missing.stderr
     finally:
         assert server.stop() == 0, server.log()
 
 
 def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     result = _cli("http://127.0.0.1:9", "list")
-    assert result.returncode == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
+    assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
