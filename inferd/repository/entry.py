@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from inferd.model_config import ModelConfig, RolloutConfig
 from inferd.repository.loader import Fingerprint, LoadedModel
 from inferd.repository.rollout import Rollout
+
+log = logging.getLogger(__name__)
 
 
 class VersionState(enum.Enum):
@@ -104,3 +107,50 @@ class ModelEntry:
         if status is not None:
             notes.append(f"{status.state.value}: {status.reason}" if status.reason else status.state.value)
         return "; ".join(notes)
+
+    def wanted_versions(self, config: ModelConfig, available: list[int]) -> list[int]:
+        """The policy's versions, plus a config rollout's candidate, a pin and a running rollout's pair."""
+        rollout = config.rollout
+        candidate = rollout.candidate if rollout is not None and rollout.candidate in available else None
+        wanted = set(config.version_policy.select([v for v in available if v != candidate]))
+        extra = [self.pinned]
+        if candidate is not None:
+            extra.append(str(candidate))
+        if self.rollout is not None:
+            extra += [self.rollout.stable_version, self.rollout.candidate_version]
+        wanted.update(int(key) for key in extra if key is not None and int(key) in available)
+        return sorted(wanted)
+
+    def pending_config_rollout(
+        self, config: ModelConfig, served: dict[str, LoadedModel]
+    ) -> LoadedModel | None:
+        """A config rollout not started yet for these candidate files; its candidate is held back."""
+        rollout = config.rollout
+        if rollout is None or self.rollout is not None:
+            return None
+        candidate = served.get(str(rollout.candidate))
+        if candidate is None or self.applied_rollout == (rollout, candidate.fingerprint):
+            return None
+        self.held_back.add(candidate.version)
+        return candidate
+
+    def begin_rollout(self, key: str, config: RolloutConfig, origin: str) -> None:
+        """The current default becomes the stable side; ``key`` gets its share of the traffic."""
+        assert self.default is not None
+        rollout = Rollout(self.default.version, key, config, origin)
+        self.rollout = rollout
+        self.default.rollout = rollout
+        mode = "shadows" if config.shadow else "gets"
+        message = (
+            f"rollout started ({origin}): version {key} {mode} {config.canary_percent:g}% of "
+            f"version {rollout.stable_version}'s traffic"
+        )
+        self.note(message)
+        log.info("model %s: %s", self.name, message)
+
+    def last_used(self) -> float:
+        """Wall-clock ms of the model's latest inference, else when it was loaded."""
+        return max(
+            (max(model.stats.last_inference_ms, model.loaded_at_ms) for model in self.served.values()),
+            default=0,
+        )

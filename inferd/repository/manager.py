@@ -16,11 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from inferd.errors import InvalidRequest, ModelLoadError, NotFound, NotLoadedYet, Unavailable
-from inferd.model_config import ModelConfig, RolloutConfig
-from inferd.repository.entry import TRITON_STATE, ModelEntry, VersionState, VersionStatus
+from inferd.errors import ModelLoadError, NotFound, NotLoadedYet, Unavailable
+from inferd.model_config import ModelConfig
+from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
     Fingerprint,
     LoadedModel,
@@ -32,7 +30,8 @@ from inferd.repository.loader import (
     read_config,
     warm,
 )
-from inferd.repository.rollout import Decision, Rollout
+from inferd.repository.report import index_rows, lifecycle_document
+from inferd.repository.rollouts import RolloutOperations
 from inferd.repository.source import scan_model, scan_repository
 from inferd.repository.warmup import rss_bytes
 from inferd.runtimes.onnx import OnnxRuntime
@@ -42,7 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = ["LoadedModel", "ModelEntry", "ModelRepository"]
 
 
-class ModelRepository:
+class ModelRepository(RolloutOperations):
     def __init__(
         self,
         root: Path,
@@ -207,120 +206,16 @@ class ModelRepository:
             await self._unload(entry, "unloaded")
 
     def index(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+        """Triton's repository index: every model on disk or known, one row per version."""
         try:
             on_disk = [source.name for source in scan_repository(self._root)]
         except OSError:
             on_disk = []
-        for name in sorted(set(on_disk) | set(self._models)):
-            entry = self._models.get(name)
-            if entry is None:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
-                continue
-            keys = sorted(set(entry.served) | set(entry.status), key=int)
-            if not keys:
-                reason = "not loaded (loads on its first request)" if entry.lazy else "not loaded"
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.reason or reason})
-            for key in keys:
-                if key in entry.served:
-                    state, reason = "READY", entry.serving_note(key)
-                else:
-                    status = entry.status[key]
-                    state, reason = TRITON_STATE[status.state], status.reason
-                rows.append({"name": name, "version": key, "state": state, "reason": reason})
-        return rows
+        return index_rows(on_disk, self._models)
 
     def lifecycle(self, name: str) -> dict[str, Any]:
         """Everything about one model's lifecycle: versions, cold starts, rollout, recent decisions."""
-        entry = self.entry(name)
-        return {
-            "name": name,
-            "default_version": entry.default.version if entry.default else None,
-            "pinned_version": entry.pinned,
-            "versions": {
-                key: {
-                    "state": "ready",
-                    "cold_start": model.cold_start.as_dict(),
-                    "pending_requests": model.batcher.pending,
-                }
-                for key, model in entry.served.items()
-            }
-            | {
-                key: {"state": status.state.value, "reason": status.reason}
-                for key, status in entry.status.items()
-                if key not in entry.served
-            },
-            "rollout": entry.rollout.as_dict() if entry.rollout else None,
-            "history": list(entry.history),
-            "events": list(entry.events),
-        }
-
-    # Canary rollouts ---------------------------------------------------------------------------
-    async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
-        try:
-            config = RolloutConfig.model_validate(document)
-        except ValidationError as exc:
-            problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-            raise InvalidRequest(f"invalid rollout: {problems}") from None
-        entry = self.entry(name)
-        async with entry.lock:
-            stable = entry.default
-            if stable is None:
-                raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
-            if entry.rollout is not None:
-                raise InvalidRequest(
-                    f"model '{name}' already has a rollout of version {entry.rollout.candidate_version}; "
-                    "roll it back first"
-                )
-            key = str(config.candidate)
-            if key == stable.version:
-                raise InvalidRequest(f"version {key} of model '{name}' is already the default version")
-            entry.held_back.add(key)
-            if key not in entry.served:
-                candidate = await self._load_candidate(entry, key)
-                self._switch(entry, {**entry.served, key: candidate})
-            self._begin_rollout(entry, key, config, "api")
-            assert entry.rollout is not None
-            return entry.rollout.as_dict()
-
-    async def rollback(self, name: str) -> str:
-        """Stop a running rollout, or return to the previous default version; returns the version."""
-        entry = self.entry(name)
-        async with entry.lock:
-            if entry.rollout is not None:
-                stable = entry.rollout.stable_version
-                self._end_rollout(entry, Decision("rollback", "manual rollback"))
-                return stable
-            if not entry.history or entry.default is None:
-                raise InvalidRequest(f"model '{name}' has no earlier version to roll back to")
-            target = entry.history[-1]
-            served = entry.served
-            if target not in served:
-                served = {**served, target: await self._load_candidate(entry, target)}
-            current = entry.default.version
-            entry.history.pop()
-            entry.pinned = target
-            entry.held_back.add(current)
-            self._switch(entry, served, record_history=False)
-            entry.note(f"manual rollback: default version {current} -> {target}")
-            log.warning("model %s: manual rollback from version %s to %s", name, current, target)
-            return target
-
-    def rollout_status(self, name: str) -> dict[str, Any] | None:
-        rollout = self.entry(name).rollout
-        return rollout.as_dict() if rollout else None
-
-    async def check_rollouts(self) -> None:
-        now = time.monotonic()
-        for entry in list(self._models.values()):
-            rollout = entry.rollout
-            if rollout is None:
-                continue
-            decision = rollout.evaluate(now)
-            # No lock: ending a rollout is one synchronous step, and a load holding the lock re-reads
-            # the served map after its awaits, so a rollback never waits for a slow load.
-            if decision is not None and entry.rollout is rollout:
-                self._end_rollout(entry, decision)
+        return lifecycle_document(self.entry(name))
 
     # Shutdown ----------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -353,7 +248,7 @@ class ModelRepository:
             if not idle:
                 log.warning("%d models loaded, above --max-loaded-models %d, none idle", len(loaded), limit)
                 return
-            victim = min(idle, key=_last_used)
+            victim = min(idle, key=ModelEntry.last_used)
             async with victim.lock:
                 await self._unload(victim, f"unloaded: least recently used (--max-loaded-models {limit})")
                 # It loads again on its next request (and a poll leaves it alone until then).
@@ -375,7 +270,7 @@ class ModelRepository:
             return self._problems(
                 entry, [f"{model_dir}: no version directory (expected e.g. {entry.name}/1/)"]
             )
-        wanted = self._wanted(entry, config, list(source.versions))
+        wanted = entry.wanted_versions(config, list(source.versions))
         if not wanted:
             return self._problems(entry, [f"{model_dir}: no version on disk matches the version_policy"])
         fresh: dict[str, LoadedModel] = {}
@@ -408,7 +303,7 @@ class ModelRepository:
             # A version newer than anything seen is a new deployment: a rollback's pin ends.
             entry.note(f"pin on version {entry.pinned} ends: version {max(map(int, fresh))} arrived")
             entry.pinned = None
-        pending = self._pending_config_rollout(entry, config, served)
+        pending = entry.pending_config_rollout(config, served)
         self._switch(entry, served, config)
         if pending is not None:
             self._start_config_rollout(entry, pending, config)
@@ -420,19 +315,6 @@ class ModelRepository:
             log.error("model %s: %s", entry.name, reason)
         entry.reason = reason
         return problems
-
-    def _wanted(self, entry: ModelEntry, config: ModelConfig, available: list[int]) -> list[int]:
-        """The policy's versions, plus a config rollout's candidate, a pin and a running rollout's pair."""
-        rollout = config.rollout
-        candidate = rollout.candidate if rollout is not None and rollout.candidate in available else None
-        wanted = set(config.version_policy.select([v for v in available if v != candidate]))
-        extra = [entry.pinned]
-        if candidate is not None:
-            extra.append(str(candidate))
-        if entry.rollout is not None:
-            extra += [entry.rollout.stable_version, entry.rollout.candidate_version]
-        wanted.update(int(key) for key in extra if key is not None and int(key) in available)
-        return sorted(wanted)
 
     async def _load_version(
         self, entry: ModelEntry, key: str, path: Path, config: ModelConfig, print_: Fingerprint | None
@@ -557,64 +439,3 @@ class ModelRepository:
                 entry.status[model.version] = VersionStatus(VersionState.UNLOADED, reason, model.fingerprint)
         entry.note(reason)
         log.info("model %s %s", entry.name, reason)
-
-    def _pending_config_rollout(
-        self, entry: ModelEntry, config: ModelConfig, served: dict[str, LoadedModel]
-    ) -> LoadedModel | None:
-        """A config rollout not started yet for these candidate files; its candidate is held back."""
-        rollout = config.rollout
-        if rollout is None or entry.rollout is not None:
-            return None
-        candidate = served.get(str(rollout.candidate))
-        if candidate is None or entry.applied_rollout == (rollout, candidate.fingerprint):
-            return None
-        entry.held_back.add(candidate.version)
-        return candidate
-
-    def _start_config_rollout(self, entry: ModelEntry, candidate: LoadedModel, config: ModelConfig) -> None:
-        assert config.rollout is not None
-        entry.applied_rollout = (config.rollout, candidate.fingerprint)
-        if entry.default is None or entry.default is candidate:
-            entry.held_back.discard(candidate.version)  # nothing to compare against: it simply serves
-            self._switch(entry, entry.served)
-            return
-        self._begin_rollout(entry, candidate.version, config.rollout, "config.yaml")
-
-    def _begin_rollout(self, entry: ModelEntry, key: str, config: RolloutConfig, origin: str) -> None:
-        assert entry.default is not None
-        rollout = Rollout(entry.default.version, key, config, origin)
-        entry.rollout = rollout
-        entry.default.rollout = rollout
-        mode = "shadows" if config.shadow else "gets"
-        message = (
-            f"rollout started ({origin}): version {key} {mode} {config.canary_percent:g}% of "
-            f"version {rollout.stable_version}'s traffic"
-        )
-        entry.note(message)
-        log.info("model %s: %s", entry.name, message)
-
-    def _end_rollout(self, entry: ModelEntry, decision: Decision) -> None:
-        rollout = entry.rollout
-        assert rollout is not None
-        entry.rollout = None
-        key = rollout.candidate_version
-        candidate = entry.served.get(key)
-        if decision.action == "rollback":
-            reason = f"rolled back: {decision.reason}"
-            print_ = candidate.fingerprint if candidate is not None else None
-            entry.status[key] = VersionStatus(VersionState.FAILED, reason, print_)
-            self._switch(entry, {k: m for k, m in entry.served.items() if k != key})
-            entry.note(f"version {key} {reason}")
-            log.warning("model %s: version %s %s", entry.name, key, reason)
-            return
-        entry.held_back.discard(key)
-        higher = [k for k in entry.served if int(k) > int(key) and k not in entry.held_back]
-        entry.pinned = key if higher else None
-        self._switch(entry, entry.served)
-        entry.note(f"version {key} promoted: {decision.reason}")
-        log.info("model %s: version %s promoted: %s", entry.name, key, decision.reason)
-
-
-def _last_used(entry: ModelEntry) -> float:
-    """Wall-clock ms of the model's latest inference, else when it was loaded."""
-    return max(max(model.stats.last_inference_ms, model.loaded_at_ms) for model in entry.served.values())
