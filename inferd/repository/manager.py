@@ -432,7 +432,8 @@ class ModelRepository(RolloutOperations):
         for model in draining:
             model.rollout = None
             self._drain(entry, model)
-        await asyncio.gather(*(self._draining - tasks_before))
+        # Shielded: a cancelled caller (shutdown) must not cut a drain short.
+        await asyncio.gather(*(asyncio.shield(task) for task in self._draining - tasks_before))
         for model in draining:
             status = entry.status.get(model.version)
             if status is None or status.state is not VersionState.FAILED:
