@@ -3,6 +3,7 @@ stable version keeps answering every request; a good one is promoted; a manual r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Pa
 
 def test_a_sticky_rollout_keeps_each_routing_key_on_one_version(tmp_path: Path) -> None:
     import tritonclient.grpc as grpcclient
-    from httputil import post_json
+    from httputil import post_json, request
 
     root = tmp_path / "models"
     mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0), version=1, config=BATCHING)
@@ -200,6 +201,11 @@ def test_a_sticky_rollout_keeps_each_routing_key_on_one_version(tmp_path: Path) 
         rollout = {"candidate": 2, "canary_percent": 50, "sticky": True, "guard": {"max_latency_ratio": 1000}}
         status, body = post_json(server.http_url, "/v2/repository/models/m/rollout", rollout)
         assert status == 200, body
+        assert body["candidate_version"] == "2" and body["stable_version"] == "1"
+        status, _, raw = request(server.http_url, "GET", "/v2/repository/models/m/rollout")
+        assert status == 200 and json.loads(raw)["rollout"]["config"]["sticky"] is True
+        status, again = post_json(server.http_url, "/v2/repository/models/m/rollout", rollout)
+        assert status == 400 and "already has a rollout" in again["error"]
         http = httpclient.InferenceServerClient(server.http_url)
         grpc = grpcclient.InferenceServerClient(server.grpc_url)
         data = np.zeros((1, 4), dtype=np.float32)
