@@ -6,7 +6,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from inferd.model_config import ModelConfig, RolloutConfig
@@ -74,14 +74,18 @@ class ModelEntry:
     # Earlier default versions, oldest first: where a manual rollback goes.
     history: list[str] = field(default_factory=list)
     events: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    # How often each kind of decision happened (loads, load_failures, default_changes, rollbacks, …).
+    counters: Counter[str] = field(default_factory=Counter)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def ready(self) -> bool:
         return self.default is not None
 
-    def note(self, event: str) -> None:
+    def note(self, event: str, counter: str | None = None) -> None:
         self.events.append(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {event}")
+        if counter is not None:
+            self.counters[counter] += 1
 
     def choose_default(self, served: dict[str, LoadedModel]) -> LoadedModel | None:
         """The rollout's stable version, else the pinned one, else the highest not held back."""
@@ -145,7 +149,7 @@ class ModelEntry:
             f"rollout started ({origin}): version {key} {mode} {config.canary_percent:g}% of "
             f"version {rollout.stable_version}'s traffic"
         )
-        self.note(message)
+        self.note(message, "rollouts_started")
         log.info("model %s: %s", self.name, message)
 
     def last_used(self) -> float:

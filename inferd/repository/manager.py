@@ -136,7 +136,7 @@ class ModelRepository(RolloutOperations):
                 log.error("model %s failed to load on its first request: %s", name, problems[0])
             else:
                 elapsed_ms = (time.perf_counter() - start) * 1e3
-                entry.note(f"loaded on its first request in {elapsed_ms:.1f} ms")
+                entry.note(f"loaded on its first request in {elapsed_ms:.1f} ms", "lazy_loads")
                 log.info("model %s loaded on its first request in %.1f ms", name, elapsed_ms)
         await self._enforce_capacity(keep=name)
 
@@ -342,7 +342,7 @@ class ModelRepository(RolloutOperations):
         except Exception as exc:
             message = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
             entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
-            entry.note(f"version {key} failed to load: {message}")
+            entry.note(f"version {key} failed to load: {message}", "load_failures")
             log.error("model %s version %s failed to load: %s", name, key, message)
             raise ModelLoadError(message) from None
         figures = cold_start.as_dict()
@@ -387,13 +387,13 @@ class ModelRepository(RolloutOperations):
         for key, model in served.items():
             if previous_served.get(key) is not model:
                 entry.status.pop(key, None)
-                entry.note(f"version {key} ready")
+                entry.note(f"version {key} ready", "loads")
         if default is not previous_default and default is not None:
             was = previous_default.version if previous_default is not None else None
             if record_history and was is not None and was != default.version:
                 entry.history.append(was)
             if was != default.version:
-                entry.note(f"default version {was} -> {default.version}")
+                entry.note(f"default version {was} -> {default.version}", "default_changes")
                 log.info("model %s: default version is now %s (was %s)", entry.name, default.version, was)
         for key, model in previous_served.items():
             if served.get(key) is not model:
@@ -438,5 +438,5 @@ class ModelRepository(RolloutOperations):
             status = entry.status.get(model.version)
             if status is None or status.state is not VersionState.FAILED:
                 entry.status[model.version] = VersionStatus(VersionState.UNLOADED, reason, model.fingerprint)
-        entry.note(reason)
+        entry.note(reason, "unloads")
         log.info("model %s %s", entry.name, reason)

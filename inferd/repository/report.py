@@ -48,5 +48,6 @@ def lifecycle_document(entry: ModelEntry) -> dict[str, Any]:
         "versions": versions,
         "rollout": entry.rollout.as_dict() if entry.rollout else None,
         "history": list(entry.history),
+        "counters": dict(entry.counters),
         "events": list(entry.events),
     }

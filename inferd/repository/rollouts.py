@@ -84,7 +84,7 @@ class RolloutOperations:
             entry.pinned = target
             entry.held_back.add(current)
             self._switch(entry, served, record_history=False)
-            entry.note(f"manual rollback: default version {current} -> {target}")
+            entry.note(f"manual rollback: default version {current} -> {target}", "manual_rollbacks")
             log.warning("model %s: manual rollback from version %s to %s", name, current, target)
             return target
 
@@ -124,12 +124,12 @@ class RolloutOperations:
             print_ = candidate.fingerprint if candidate is not None else None
             entry.status[key] = VersionStatus(VersionState.FAILED, reason, print_)
             self._switch(entry, {k: m for k, m in entry.served.items() if k != key})
-            entry.note(f"version {key} {reason}")
+            entry.note(f"version {key} {reason}", "rollbacks")
             log.warning("model %s: version %s %s", entry.name, key, reason)
             return
         entry.held_back.discard(key)
         higher = [k for k in entry.served if int(k) > int(key) and k not in entry.held_back]
         entry.pinned = key if higher else None
         self._switch(entry, entry.served)
-        entry.note(f"version {key} promoted: {decision.reason}")
+        entry.note(f"version {key} promoted: {decision.reason}", "promotions")
         log.info("model %s: version %s promoted: %s", entry.name, key, decision.reason)

@@ -81,6 +81,7 @@ def test_config_canary_with_a_failing_candidate_rolls_back(tmp_path: Path) -> No
         assert "candidate error rate" in reason
         status = lifecycle(server.http_url, "g")
         assert status["rollout"] is None and status["default_version"] == "1"
+        assert status["counters"]["rollouts_started"] == 1 and status["counters"]["rollbacks"] == 1
         assert any("rollout started (config.yaml)" in event for event in status["events"])
         assert any("rolled back" in event for event in status["events"])
         assert "rolled back" in server.log()
@@ -182,8 +183,11 @@ def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Pa
             assert after_rollback and set(after_rollback) == {("1", 1.0)}
         assert load.errors() == []
         assert set(load.answers()) == {("1", 1.0), ("2", 2.0)}
-        events = lifecycle(server.http_url, "m")["events"]
-        assert any("promoted" in e for e in events) and any("manual rollback" in e for e in events)
+        status = lifecycle(server.http_url, "m")
+        assert any("promoted" in e for e in status["events"]) and any(
+            "manual rollback" in e for e in status["events"]
+        )
+        assert status["counters"]["promotions"] == 1 and status["counters"]["manual_rollbacks"] == 1
     finally:
         assert server.stop() == 0, server.log()
 

@@ -37,7 +37,9 @@ def test_load_status_list_unload(tmp_path: Path) -> None:
         status = json.loads(_ok(server, "status", "m"))
         assert status["default_version"] == "1"
         assert status["versions"]["1"]["cold_start"]["first_inference_ms"] is not None
+        assert status["counters"]["loads"] == 1
         assert _ok(server, "unload", "m").strip() == "unloaded m"
+        assert json.loads(_ok(server, "status", "m"))["counters"]["unloads"] == 1
         assert "unloaded" in _ok(server, "list")
 
         failed = _cli(f"http://{server.http_url}", "rollback", "m")
