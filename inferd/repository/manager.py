@@ -185,6 +185,8 @@ class ModelRepository(RolloutOperations):
         """(Re)load ``name`` from disk beside what serves; raises ModelLoadError if a version fails."""
         if scan_model(self._root / name) is None:
             raise NotFound(f"no model '{name}' in the repository {self._root}")
+        # A configuration that does not parse changes nothing, not even the remembered override.
+        read_config(self._root / name, config_override)
         entry = self._models.setdefault(name, ModelEntry(name))
         async with entry.lock:
             entry.wanted = True

@@ -177,3 +177,20 @@ def test_manual_rollback_pins_the_previous_version_until_a_newer_one_arrives(tmp
         await repository.close()
 
     asyncio.run(scenario())
+
+
+def test_a_bad_config_override_changes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        _write(tmp_path, 1, "1", config="max_batch_size: 4\n")
+        repository = ModelRepository(tmp_path, FactorRuntime)
+        await repository.load_initial(None, exit_on_error=True)
+        serving = repository.get("m")
+        with pytest.raises(ModelLoadError, match="config override: 'max_batch_size'"):
+            await repository.load("m", '{"max_batch_size": -1}')
+        assert repository.get("m") is serving
+        _write(tmp_path, 2, "2")
+        await repository.load("m")  # the good config.yaml still applies
+        assert repository.get("m").version == "2"
+        await repository.close()
+
+    asyncio.run(scenario())
