@@ -188,6 +188,7 @@ def test_a_bad_config_override_changes_nothing(tmp_path: Path) -> None:
         with pytest.raises(ModelLoadError, match="config override: 'max_batch_size'"):
             await repository.load("m", '{"max_batch_size": -1}')
         assert repository.get("m") is serving
+        assert repository.entry("m").config_override is None  # later reloads and rollbacks unaffected
         _write(tmp_path, 2, "2")
         await repository.load("m")  # the good config.yaml still applies
         assert repository.get("m").version == "2"
