@@ -125,6 +125,15 @@ def rollout(url: str, /, name: str, **options: Any) -> None:
 @models.command()
 @click.argument("name")
 @click.pass_obj
+def promote(url: str, name: str) -> None:
+    """Make the candidate of NAME's running rollout its default version now."""
+    result = _call(url, "POST", f"/v2/repository/models/{name}/promote", {})
+    click.echo(f"{name}: default version is now {result['default_version']}")
+
+
+@models.command()
+@click.argument("name")
+@click.pass_obj
 def rollback(url: str, name: str) -> None:
     """Return NAME's traffic to its last good version (ends a running rollout)."""
     result = _call(url, "POST", f"/v2/repository/models/{name}/rollback", {})

@@ -146,6 +146,9 @@ class DataPlane:
     def rollout_status(self, name: str) -> dict[str, Any] | None:
         return self._repository.rollout_status(name)
 
+    async def promote(self, name: str) -> str:
+        return await self._repository.promote(name)
+
     async def rollback(self, name: str) -> str:
         return await self._repository.rollback(name)
 

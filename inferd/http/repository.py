@@ -1,7 +1,7 @@
 """REST routes of the model repository extension and inferd's rollout endpoints.
 
 ``/v2/repository/index``, ``/v2/repository/models/{m}/load|unload`` (Triton's shapes), and
-``/v2/repository/models/{m}/rollout|rollback|lifecycle`` (inferd's own, see docs/lifecycle.md).
+``/v2/repository/models/{m}/rollout|promote|rollback|lifecycle`` (inferd's own, see docs/lifecycle.md).
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ async def repository_route(dp: DataPlane, rest: list[str], method: str, body: by
         return await dp.start_rollout(name, _document(body))
     if method == "GET" and action == "rollout":
         return {"rollout": dp.rollout_status(name)}
+    if method == "POST" and action == "promote":
+        return {"default_version": await dp.promote(name)}
     if method == "POST" and action == "rollback":
         return {"default_version": await dp.rollback(name)}
     if method == "GET" and action == "lifecycle":

@@ -88,6 +88,16 @@ class RolloutOperations:
             log.warning("model %s: manual rollback from version %s to %s", name, current, target)
             return target
 
+    async def promote(self, name: str) -> str:
+        """End a running rollout by making its candidate the default now; returns the version."""
+        entry = self.entry(name)
+        async with entry.lock:
+            rollout = entry.rollout
+            if rollout is None:
+                raise InvalidRequest(f"model '{name}' has no rollout to promote")
+            self._end_rollout(entry, Decision("promote", "promoted by request"))
+            return rollout.candidate_version
+
     def rollout_status(self, name: str) -> dict[str, Any] | None:
         rollout = self.entry(name).rollout
         return rollout.as_dict() if rollout else None

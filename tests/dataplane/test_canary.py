@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.model_config import ModelConfig
@@ -80,6 +81,27 @@ def test_shadow_compares_every_sampled_request_and_answers_from_stable(tmp_path:
         assert {r.version for r in responses} == {"1"}
         await dataplane.close()  # the shadow copies finish
         assert (rollout.shadow_compared, rollout.shadow_disagreed) == (10, 10)
+        await repository.close()
+
+    asyncio.run(scenario())
+
+
+def test_manual_promotion_and_rollback_of_a_rollout(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        from inferd.errors import InvalidRequest
+
+        repository = _repository(tmp_path, "2")
+        await repository.load_initial(None, exit_on_error=True)
+        dataplane = DataPlane(repository)
+        with pytest.raises(InvalidRequest, match="no rollout to promote"):
+            await dataplane.promote("m")
+        await repository.start_rollout("m", {"candidate": 2, "canary_percent": 10, "guard": NEVER_JUDGED})
+        assert await dataplane.promote("m") == "2"
+        assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"2"}
+        assert dataplane.rollout_status("m") is None
+        # Back to version 1 in one call: the previous default, still loaded.
+        assert await dataplane.rollback("m") == "1"
+        assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"1"}
         await repository.close()
 
     asyncio.run(scenario())

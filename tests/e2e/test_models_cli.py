@@ -44,6 +44,8 @@ def test_load_status_list_unload(tmp_path: Path) -> None:
 
         failed = _cli(f"http://{server.http_url}", "rollback", "m")
         assert failed.exit_code == 1 and "HTTP 400" in failed.stderr and "no earlier version" in failed.stderr
+        no_rollout = _cli(f"http://{server.http_url}", "promote", "m")
+        assert no_rollout.exit_code == 1 and "no rollout to promote" in no_rollout.stderr
         missing = _cli(f"http://{server.http_url}", "load", "nope")
         assert missing.exit_code == 1 and "no model 'nope'" in missing.stderr
     finally:
