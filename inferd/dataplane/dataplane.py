@@ -90,7 +90,7 @@ class DataPlane:
             "instance_group": [
                 {"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}
             ],
-            "version_policy": model.config.version_policy.as_triton(),
+            "version_policy": self._version_policy(name, model),
         }
         policy = model.policy
         if policy.dynamic:
@@ -99,6 +99,11 @@ class DataPlane:
                 "max_queue_delay_microseconds": policy.max_queue_delay_ns // 1000,
             }
         return config
+
+    def _version_policy(self, name: str, model: LoadedModel) -> dict[str, object]:
+        # The model's current policy: a policy edit applies without reloading the versions.
+        config = self._repository.entry(name).config or model.config
+        return config.version_policy.as_triton()
 
     def _loaded(self, name: str, version: str | None) -> LoadedModel:
         """The handle for a metadata call; a lazy model starts loading and the caller retries."""

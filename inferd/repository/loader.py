@@ -66,18 +66,20 @@ class LoadedModel:
         self.runtime.close()
 
 
+# Keys that decide which versions serve and how traffic is split, not how a version runs: changing
+# them must not reload the versions.
+_ROUTING_KEYS = {"version_policy", "rollout"}
+
+
 def read_config(model_dir: Path, override: str | None) -> ModelFiles:
-    """The model's configuration and a digest of its text (the override replaces config.yaml)."""
-    path = model_dir / CONFIG_FILE
-    if override is not None:
-        text = override
-    else:
-        try:
-            text = path.read_text() if path.exists() else ""
-        except OSError as exc:
-            raise ModelLoadError(f"{path}: cannot read: {exc}") from None
-    config = load_model_config(model_dir, override)
-    return ModelFiles(config, hashlib.sha256(text.encode()).hexdigest()[:16])
+    """The model's configuration (the override replaces config.yaml) and a digest of what a loaded
+    version depends on."""
+    try:
+        config = load_model_config(model_dir, override)
+    except OSError as exc:
+        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot read: {exc}") from None
+    runtime_part = f"{config.inferred}:{config.model_dump_json(exclude=_ROUTING_KEYS)}"
+    return ModelFiles(config, hashlib.sha256(runtime_part.encode()).hexdigest()[:16])
 
 
 def fingerprint(files: ModelFiles, model_path: Path) -> Fingerprint | None:

@@ -309,6 +309,8 @@ class ModelRepository(RolloutOperations):
         self._switch(entry, served, config)
         if pending is not None:
             self._start_config_rollout(entry, pending, config)
+        else:
+            self._follow_config_rollout(entry, config)
         return self._problems(entry, problems)
 
     def _problems(self, entry: ModelEntry, problems: list[str]) -> list[str]:

@@ -64,6 +64,11 @@ class Rollout:
         self._fraction = config.canary_percent / 100.0
         self._credit = 0.0
 
+    def reconfigure(self, config: RolloutConfig) -> None:
+        """New share and guard rails for the same candidate; what was measured so far is kept."""
+        self.config = config
+        self._fraction = config.canary_percent / 100.0
+
     @property
     def shadow(self) -> bool:
         return self.config.shadow

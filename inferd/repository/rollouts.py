@@ -123,6 +123,21 @@ class RolloutOperations:
             return
         entry.begin_rollout(candidate.version, config.rollout, "config.yaml")
 
+    def _follow_config_rollout(self, entry: ModelEntry, config: ModelConfig) -> None:
+        """A running rollout that config.yaml started follows edits of its ``rollout:`` section: new
+        settings (a bigger canary_percent, other guard rails) apply at once; removing it rolls back."""
+        rollout = entry.rollout
+        if rollout is None or rollout.origin != "config.yaml":
+            return
+        wanted = config.rollout
+        if wanted is None or str(wanted.candidate) != rollout.candidate_version:
+            self._end_rollout(entry, Decision("rollback", "rollout removed from config.yaml"))
+            return
+        if wanted != rollout.config:
+            rollout.reconfigure(wanted)
+            entry.applied_rollout = (wanted, entry.served[rollout.candidate_version].fingerprint)
+            entry.note(f"rollout of version {rollout.candidate_version} now at {wanted.canary_percent:g}%")
+
     def _end_rollout(self, entry: ModelEntry, decision: Decision) -> None:
         rollout = entry.rollout
         assert rollout is not None

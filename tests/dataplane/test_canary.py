@@ -123,3 +123,29 @@ def test_sticky_keys_and_explicit_versions(tmp_path: Path) -> None:
         await repository.close()
 
     asyncio.run(scenario())
+
+
+def test_a_config_rollout_follows_edits_without_reloading(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        repository = _repository(tmp_path, "2")
+        config = tmp_path / "m" / "config.yaml"
+        guard = "guard: {min_requests: 1000000}"
+        config.write_text(f"rollout: {{candidate: 2, canary_percent: 0, {guard}}}\n")
+        await repository.load_initial(None, exit_on_error=True)
+        dataplane = DataPlane(repository)
+        handles = dict(repository.entry("m").served)
+        assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"1"}
+
+        config.write_text(f"rollout: {{candidate: 2, canary_percent: 100, {guard}}}\n")
+        await repository.poll()
+        assert repository.entry("m").served == handles  # routing keys changed: nothing reloaded
+        assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"2"}
+
+        config.write_text("max_batch_size: 8\n")  # the rollout section removed: it is aborted
+        await repository.poll()
+        assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"1"}
+        rows = {row.get("version"): row for row in repository.index()}
+        assert rows["2"]["reason"] == "rolled back: rollout removed from config.yaml"
+        await repository.close()
+
+    asyncio.run(scenario())
