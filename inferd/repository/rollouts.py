@@ -57,10 +57,11 @@ class RolloutOperations:
             key = str(config.candidate)
             if key == stable.version:
                 raise InvalidRequest(f"version {key} of model '{name}' is already the default version")
-            entry.held_back.add(key)
             if key not in entry.served:
                 candidate = await self._load_candidate(entry, key)
+                entry.held_back.add(key)  # loaded beside: it must not become the default by policy
                 self._switch(entry, {**entry.served, key: candidate})
+            entry.held_back.add(key)
             entry.begin_rollout(key, config, "api")
             assert entry.rollout is not None
             return entry.rollout.as_dict()

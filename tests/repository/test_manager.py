@@ -195,3 +195,18 @@ def test_a_bad_config_override_changes_nothing(tmp_path: Path) -> None:
         await repository.close()
 
     asyncio.run(scenario())
+
+
+def test_a_rollout_whose_candidate_fails_to_load_changes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        _write(tmp_path, 1, "1", config="version_policy: {specific: [1]}\n")
+        _write(tmp_path, 2, "corrupt")
+        repository = ModelRepository(tmp_path, FactorRuntime)
+        await repository.load_initial(None, exit_on_error=True)
+        with pytest.raises(ModelLoadError, match="cannot parse"):
+            await repository.start_rollout("m", {"candidate": 2})
+        entry = repository.entry("m")
+        assert entry.rollout is None and entry.held_back == set() and repository.get("m").version == "1"
+        await repository.close()
+
+    asyncio.run(scenario())
