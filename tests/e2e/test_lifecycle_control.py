@@ -132,6 +132,9 @@ def test_explicit_mode_load_and_unload_over_rest_and_grpc(tmp_path: Path) -> Non
         }
         grpc.unload_model("b")
         assert not grpc.is_model_ready("b")
+        grpc.load_model("b", config='{"version_policy": {"specific": [1]}}')
+        assert _infer(http, "b") == ("1", 1.0)
+        grpc.unload_model("b")
         status, body = post_json(server.http_url, "/v2/repository/index", {"ready": True})
         assert status == 200 and {r["name"] for r in body} == {"a"}
 
