@@ -123,8 +123,8 @@ def gather(path: Path) -> None:
     )
 
 
-def slow(path: Path, ms: int) -> None:
-    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + 1``, taking roughly ``ms`` ms per execution.
+def slow(path: Path, ms: int, plus: float = 1.0) -> None:
+    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + plus``, taking roughly ``ms`` ms per execution.
 
     The time goes into a chain of 256x256 MatMuls on constants, so it does not grow with the batch size.
     The chain starts from the input's shape (times 0) so onnxruntime cannot constant-fold it at load, and
@@ -160,7 +160,7 @@ def slow(path: Path, ms: int) -> None:
             numpy_helper.from_array(mix, "mix"),
             numpy_helper.from_array(start, "start"),
             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
-            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+            numpy_helper.from_array(np.array(plus, dtype=np.float32), "one"),
         ],
     )
 

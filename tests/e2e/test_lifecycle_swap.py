@@ -9,7 +9,7 @@ import modelfactory as mf
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from lifecycleutil import index, row, wait_until, write_version
+from lifecycleutil import index, lifecycle, row, wait_until, write_version
 from loadgen import LoadGenerator, add_constant_sender
 from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
@@ -77,6 +77,32 @@ def test_poll_mode_swaps_a_new_version_under_load(tmp_path: Path) -> None:
             "state": "READY",
             "reason": "default version",
         }
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_requests_queued_on_the_old_version_finish_on_it(tmp_path: Path) -> None:
+    """A slow model without batching: at the switch several requests wait in version 1's queue."""
+    root = tmp_path / "models"
+    config = "max_batch_size: 0\nwarmup:\n  - batch_size: 1\n"
+    model_dir = mf.write_model(root, "m", lambda p: mf.slow(p, 20, plus=1.0), config=config)
+    server = start_server(root, tmp_path, "--model-control", "poll", "--repository-poll-interval", "0.1")
+    try:
+        with LoadGenerator(
+            lambda i: add_constant_sender(server.http_url, server.grpc_url, "m", i), 6
+        ) as load:
+            wait_until(
+                lambda: lifecycle(server.http_url, "m")["versions"]["1"]["pending_requests"] >= 3,
+                TIMEOUT_S,
+                "requests queued on version 1",
+            )
+            write_version(model_dir, 2, lambda p: mf.slow(p, 20, plus=2.0))
+            load.wait_for(
+                lambda lg: all(r.answers and r.answers[-1][1] == 2.0 for r in lg.snapshot()),
+                TIMEOUT_S,
+                "every client to get version 2's answers",
+            )
+        _assert_switched_cleanly(load, 1.0, 2.0)
     finally:
         assert server.stop() == 0, server.log()
 
