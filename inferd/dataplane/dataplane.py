@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from inferd import __version__
+from inferd.dataplane.access_log import log_request
 from inferd.dataplane.validation import validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.errors import InferdError, NotFound
@@ -18,9 +19,10 @@ EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, access_log: bool = False) -> None:
         self._repository = repository
         self._draining = False
+        self._access_log = access_log
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -122,10 +124,16 @@ class DataPlane:
         try:
             checked = validate(request, model.signature)
             outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)
-        except InferdError:
-            model.stats.fail.add(time.perf_counter_ns() - start)
+        except InferdError as exc:
+            elapsed = time.perf_counter_ns() - start
+            model.stats.record_failure(elapsed, exc.kind.value)
+            if self._access_log:
+                log_request(request.id, model.name, model.version, exc.kind.value, elapsed)
             raise
-        model.stats.success.add(time.perf_counter_ns() - start)
+        elapsed = time.perf_counter_ns() - start
+        model.stats.record_success(elapsed)
+        if self._access_log:
+            log_request(request.id, model.name, model.version, "ok", elapsed)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
         datatypes = model.output_datatypes
         return InferResponse(

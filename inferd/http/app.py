@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InferdError, InvalidRequest, NotFound, PayloadTooLarge
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.pages import Page
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,12 @@ def _empty(ok: bool) -> Response:
 
 
 class RestApp:
-    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+    def __init__(
+        self, dataplane: DataPlane, max_body_bytes: int, pages: Mapping[str, Page] | None = None
+    ) -> None:
         self._dataplane = dataplane
         self._max_body_bytes = max_body_bytes
+        self._pages = dict(pages or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +75,11 @@ class RestApp:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if not parts or parts[0] != "v2":
-            raise NotFound(f"no route for {method} {scope['path']}")
+            page = self._pages.get(scope["path"])
+            if page is None or method != "GET":
+                raise NotFound(f"no route for {method} {scope['path']}")
+            content_type, body = page()
+            return Response(200, body, [(b"content-type", content_type)])
         rest = parts[1:]
         dp = self._dataplane
         if not rest:

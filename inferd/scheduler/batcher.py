@@ -172,9 +172,9 @@ class Batcher:
         assert loop is not None
         self._in_flight += 1
         now = time.perf_counter_ns()
-        queue_stats = self._stats.queue
+        record_queue = self._stats.record_queue
         for item in batch:
-            queue_stats.add(now - item.enqueued_ns)
+            record_queue(now - item.enqueued_ns)
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
         done = self._executor.submit(self._execute, instance, inputs, rows)
