@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from inferd.dataplane.dataplane import DataPlane
+from inferd.drift.monitor import DriftConfig, DriftMonitor
 from inferd.grpc.server import GrpcServer
 from inferd.http.app import RestApp
 from inferd.http.pages import Page, PagesApp
@@ -29,7 +30,8 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.repository = ModelRepository(settings.model_repository)
-        self.dataplane = DataPlane(self.repository, access_log=settings.logs.access_log)
+        self.drift = _drift_monitor(settings)
+        self.dataplane = DataPlane(self.repository, access_log=settings.logs.access_log, drift=self.drift)
         metrics = settings.metrics
         self.metrics = (
             Metrics(
@@ -40,6 +42,8 @@ class Server:
             if metrics.enabled
             else None
         )
+        if self.metrics is not None and self.drift is not None:
+            self.metrics.register(self.drift)
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
@@ -86,6 +90,8 @@ class Server:
         metrics_server = await self._start_metrics_server()
         if self.metrics is not None:
             self.metrics.start()
+        if self.drift is not None:
+            self.drift.start()
         grpc_address = f"{settings.grpc.host}:{self.grpc_port}" if grpc_server else "off"
         log.info(
             "inferd serving: REST on %s:%s, gRPC on %s", settings.http.host, self.http_port, grpc_address
@@ -107,6 +113,8 @@ class Server:
             await metrics_server.stop()
         if self.metrics is not None:
             await self.metrics.stop()
+        if self.drift is not None:
+            await self.drift.stop()
         await self.repository.close()
         http_socket.close()
         log.info("stopped")
@@ -154,6 +162,21 @@ class _PagesServer:
         await self._loop
         await self._server.shutdown(sockets=[self._socket])
         self._socket.close()
+
+
+def _drift_monitor(settings: Settings) -> DriftMonitor | None:
+    drift = settings.drift
+    if not drift.enabled or not settings.model_repository.is_dir():
+        return None
+    config = DriftConfig(
+        sample_every=drift.sample_every,
+        window_rows=drift.window_rows,
+        interval_s=drift.interval_s,
+        psi_threshold=drift.psi_threshold,
+        ks_threshold=drift.ks_threshold,
+        min_rows=drift.min_rows,
+    )
+    return DriftMonitor.from_repository(settings.model_repository, config)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -146,3 +146,23 @@ def build_examples(dest: Path) -> None:
 
     names = build_repository(dest)
     click.echo(f"wrote {', '.join(names)} to {dest}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bins", type=click.IntRange(2, 100), default=10, show_default=True)
+@click.option("--max-features", type=click.IntRange(1), default=256, show_default=True)
+def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
+    """Write MODEL_DIR/drift_profile.json from reference inputs in DATA (.npz, one array per input).
+
+    Each array stacks samples on its first axis: rows for a batching model, whole inputs otherwise.
+    """
+    from inferd.drift.cli_support import write_profile
+
+    try:
+        path = write_profile(model_dir, data, bins, max_features)
+    except (ValueError, OSError) as exc:
+        click.echo(f"inferd profile: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {path}")

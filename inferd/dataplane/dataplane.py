@@ -9,6 +9,7 @@ from inferd import __version__
 from inferd.dataplane.access_log import log_request
 from inferd.dataplane.validation import validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
+from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, NotFound
 from inferd.repository.manager import ModelRepository
 from inferd.types import InferRequest, InferResponse, Tensor
@@ -19,10 +20,13 @@ EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, access_log: bool = False) -> None:
+    def __init__(
+        self, repository: ModelRepository, access_log: bool = False, drift: DriftMonitor | None = None
+    ) -> None:
         self._repository = repository
         self._draining = False
         self._access_log = access_log
+        self._drift = drift
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -123,6 +127,8 @@ class DataPlane:
         model = self._repository.get(request.model, request.version)
         try:
             checked = validate(request, model.signature)
+            if self._drift is not None:
+                self._drift.offer(model.name, checked.arrays)
             outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)
         except InferdError as exc:
             elapsed = time.perf_counter_ns() - start
