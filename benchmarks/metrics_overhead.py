@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import timeit
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client import Histogram as PromHistogram
-
-import numpy as np
 
 from inferd.drift.monitor import DriftConfig, DriftMonitor
 from inferd.drift.profile import build_profile
