@@ -12,6 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
+from inferd.dashboard.pages import dashboard_pages
 from inferd.dataplane.dataplane import DataPlane
 from inferd.drift.monitor import DriftConfig, DriftMonitor
 from inferd.grpc.server import GrpcServer
@@ -124,6 +125,8 @@ class Server:
         pages: dict[str, Page] = {}
         if self.metrics is not None:
             pages["/metrics"] = self.metrics.exposition
+            if self.settings.metrics.dashboard:
+                pages.update(dashboard_pages(self.repository))
         return pages
 
     async def _start_metrics_server(self) -> _PagesServer | None:
