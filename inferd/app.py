@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -22,14 +23,20 @@ from inferd.metrics.registry import Metrics
 from inferd.repository.manager import ModelRepository
 from inferd.settings import Settings
 
+if TYPE_CHECKING:
+    from inferd.tracing.tracer import Tracing
+
 log = logging.getLogger(__name__)
 
 
 class Server:
     """One inferd process: model repository, data plane, REST and gRPC front-ends."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
+        """``tracing``: spans go there; by default, when settings.tracing is on, an OTLP exporter
+        configured from the OTEL_* variables."""
         self.settings = settings
+        self.tracing = tracing if tracing is not None else _tracing(settings)
         self.repository = ModelRepository(settings.model_repository)
         self.drift = _drift_monitor(settings)
         self.dataplane = DataPlane(self.repository, access_log=settings.logs.access_log, drift=self.drift)
@@ -66,7 +73,7 @@ class Server:
         settings = self.settings
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages())
+        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages(), self.tracing)
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -80,7 +87,7 @@ class Server:
         http_server = uvicorn.Server(config)
         grpc_server = None
         if settings.grpc.enabled:
-            grpc_server = GrpcServer(self.dataplane, settings.grpc.max_message_bytes)
+            grpc_server = GrpcServer(self.dataplane, settings.grpc.max_message_bytes, self.tracing)
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
         # so both front-ends drain in one order.
@@ -117,6 +124,8 @@ class Server:
         if self.drift is not None:
             await self.drift.stop()
         await self.repository.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flushes spans still waiting for the exporter
         http_socket.close()
         log.info("stopped")
 
@@ -165,6 +174,18 @@ class _PagesServer:
         await self._loop
         await self._server.shutdown(sockets=[self._socket])
         self._socket.close()
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    if not settings.tracing.enabled:
+        return None
+    try:
+        from inferd.tracing.tracer import Tracing
+    except ImportError as exc:
+        raise RuntimeError(
+            f"tracing is on but OpenTelemetry is not installed ({exc}): pip install 'inferd[tracing]'"
+        ) from None
+    return Tracing.from_environment()
 
 
 def _drift_monitor(settings: Settings) -> DriftMonitor | None:

@@ -54,6 +54,11 @@ def main() -> None:
 @click.option("--no-metrics", is_flag=True, default=None, help="Serve neither /metrics nor the status page.")
 @click.option("--no-dashboard", is_flag=True, default=None, help="Do not serve the status page.")
 @click.option("--price-per-hour", type=float, help="Dollars per hour of this machine, for cost metrics.")
+@click.option(
+    "--tracing/--no-tracing",
+    default=None,
+    help="OpenTelemetry spans per request, exported by OTLP as the OTEL_* variables say (default off).",
+)
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
     settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
@@ -118,6 +123,8 @@ def _observability_overrides(given: dict[str, Any], defaults: Settings, override
         logs["format"] = given["log_format"]
     if "access_log" in given:
         logs["access_log"] = given["access_log"]
+    if "tracing" in given:
+        overrides["tracing"] = {**defaults.tracing.model_dump(), "enabled": given["tracing"]}
     if metrics:
         overrides["metrics"] = {**defaults.metrics.model_dump(), **metrics}
     if logs:

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
     logs: LogSettings = Field(default_factory=lambda: LogSettings())
     drift: DriftSettings = Field(default_factory=lambda: DriftSettings())
+    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
 
 
 class MetricsSettings(BaseModel):
@@ -96,3 +97,10 @@ class DriftSettings(BaseModel):
     ks_threshold: float = Field(default=0.2, gt=0, le=1)
     # Scores are withheld until the window holds at least this many rows.
     min_rows: int = Field(default=100, ge=1)
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans per request (the ``tracing`` extra); the exporter is configured by the
+    standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...)."""
+
+    enabled: bool = False

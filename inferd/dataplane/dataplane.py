@@ -12,6 +12,7 @@ from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, NotFound
 from inferd.repository.manager import ModelRepository
+from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse, Tensor
 
 SERVER_NAME = "inferd"
@@ -122,14 +123,14 @@ class DataPlane:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
         self._repository.get(name, version)
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(self, request: InferRequest, trace: RequestTrace | None = None) -> InferResponse:
         start = time.perf_counter_ns()
         model = self._repository.get(request.model, request.version)
         try:
             checked = validate(request, model.signature)
             if self._drift is not None:
                 self._drift.offer(model.name, checked.arrays)
-            outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)
+            outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace)
         except InferdError as exc:
             elapsed = time.perf_counter_ns() - start
             model.stats.record_failure(elapsed, exc.kind.value)
