@@ -3,6 +3,8 @@ Triton statistics endpoint."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +166,15 @@ def test_process_and_energy_sources_are_reported(server: RunningServer) -> None:
         assert (available == 1 and reason == "") or (available == 0 and reason)
     if all(available == 0 for available, _ in sources.values()):
         assert not any(name == "inferd_energy_joules_total" for name, _ in samples)
+
+
+def test_promtool_finds_nothing_to_lint_in_the_exposition(server: RunningServer) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: install Debian's prometheus package (see .ci/run)"
+    _infer_simple(httpclient.InferenceServerClient(server.http_url), httpclient, rows=1)
+    status, _, body = request(server.http_url, "GET", "/metrics")
+    assert status == 200
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
