@@ -65,7 +65,11 @@ def serve(model_repository: Path, **flags: Any) -> None:
     configure_logging(settings.log_level, settings.logs.format)
     from inferd.app import Server  # deferred: keeps `inferd --help` fast
 
-    server = Server(settings)
+    try:
+        server = Server(settings)
+    except RuntimeError as exc:  # e.g. --tracing without the tracing extra installed
+        click.echo(f"inferd: {exc}", err=True)
+        sys.exit(1)
     try:
         server.load_models()
     except (ModelLoadError, FileNotFoundError) as exc:

@@ -54,8 +54,9 @@ def test_access_log_is_off_by_default_and_the_level_filters(repository: Path, tm
     try:
         client = httpclient.InferenceServerClient(server.http_url)
         _infer(client, "quiet")
-        status, _, _ = request(server.http_url, "GET", "/metrics")
-        assert status == 404
+        for path in ("/metrics", "/dashboard", "/"):
+            status, _, _ = request(server.http_url, "GET", path)
+            assert status == 404, path
     finally:
         assert server.stop() == 0
     lines = _lines(server.log())

@@ -81,6 +81,9 @@ def test_requests_move_counters_and_histograms(server: RunningServer) -> None:
     assert delta("inferd_batch_size_count") == delta("inferd_executions_total")
     assert delta("inferd_compute_duration_seconds_count") == delta("inferd_executions_total")
     assert _model(after, "inferd_pending_requests") == 0
+    # The response cache hook: present per model, moved by ModelStats.cache_hit / cache_miss.
+    assert ("inferd_cache_hits_total", frozenset({("model", "simple"), ("version", "1")})) in after
+    assert ("inferd_cache_misses_total", frozenset({("model", "simple"), ("version", "1")})) in after
 
 
 def test_failures_are_counted_by_error_kind(server: RunningServer) -> None:
