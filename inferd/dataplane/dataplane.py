@@ -123,6 +123,14 @@ class DataPlane:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
         self._repository.get(name, version)
 
+    def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
+        """Count a request for a servable model that its front-end could not decode as a failure
+        (its duration is not measured: it never reached the data plane)."""
+        model = self._repository.get(name, version)
+        model.stats.record_failure(0, error.kind.value)
+        if self._access_log:
+            log_request(None, model.name, model.version, error.kind.value, 0)
+
     async def infer(self, request: InferRequest, trace: RequestTrace | None = None) -> InferResponse:
         start = time.perf_counter_ns()
         model = self._repository.get(request.model, request.version)

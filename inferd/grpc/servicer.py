@@ -17,6 +17,7 @@ from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
 from inferd.tracing.carrier import carrier_from_metadata
+from inferd.types import InferRequest
 
 if TYPE_CHECKING:  # OpenTelemetry is an optional extra: imported only when tracing is on
     from inferd.tracing.tracer import Tracing
@@ -104,11 +105,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if self._tracing is not None:
             return await self._infer_traced(self._tracing, request, context)
         try:
-            self._dataplane.check_servable(request.model_name, request.model_version or None)
-            response = await self._dataplane.infer(decode_infer_request(request))
+            response = await self._dataplane.infer(self._decode(request))
             return encode_infer_response(response)
         except Exception as exc:
             await _abort(context, exc, "ModelInfer")
+
+    def _decode(self, request: pb.ModelInferRequest) -> InferRequest:
+        version = request.model_version or None
+        self._dataplane.check_servable(request.model_name, version)
+        try:
+            return decode_infer_request(request)
+        except InferdError as exc:
+            self._dataplane.record_rejected(request.model_name, version, exc)
+            raise
 
     async def _infer_traced(
         self, tracing: Tracing, request: pb.ModelInferRequest, context: Context
@@ -116,8 +125,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         carrier = carrier_from_metadata(context.invocation_metadata())
         span = tracing.start_request("grpc", request.model_name, request.model_version or None, carrier)
         try:
-            self._dataplane.check_servable(request.model_name, request.model_version or None)
-            decoded = decode_infer_request(request)
+            decoded = self._decode(request)
             span.set_request_id(decoded.id)
             response = await self._dataplane.infer(decoded, span)
             with span.encoding():

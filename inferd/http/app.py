@@ -160,7 +160,11 @@ class RestApp:
                     raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
         body = await _read_body(receive, scope, self._max_body_bytes)
         self._dataplane.check_servable(name, version)
-        request = decode_request(body, json_length, name, version)
+        try:
+            request = decode_request(body, json_length, name, version)
+        except InferdError as exc:
+            self._dataplane.record_rejected(name, version, exc)
+            raise
         if span is None:
             response = await self._dataplane.infer(request)
             payload, header_length = encode_response(request, response)

@@ -181,3 +181,31 @@ def test_promtool_finds_nothing_to_lint_in_the_exposition(server: RunningServer)
         [promtool, "check", "metrics"], input=body, capture_output=True, timeout=60, check=False
     )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_undecodable_requests_for_a_served_model_count_as_its_failures(server: RunningServer) -> None:
+    import grpc
+
+    from inferd.protocol._generated import grpc_service_pb2 as pb
+    from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
+
+    before = scrape(server.http_url)
+    status, _, _ = request(server.http_url, "POST", "/v2/models/simple/infer", b"{not json")
+    assert status == 400
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        with pytest.raises(grpc.RpcError) as error:
+            stub.ModelInfer(pb.ModelInferRequest(model_name="simple"))  # no inputs
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    after = scrape(server.http_url)
+    kind = {"kind": "invalid_argument"}
+    failed = _model(after, "inferd_request_failure_total", **kind) - _model(
+        before, "inferd_request_failure_total", **kind
+    )
+    assert failed == 2
+    stats = httpclient.InferenceServerClient(server.http_url).get_inference_statistics("simple")
+    fail_count = stats["model_stats"][0]["inference_stats"]["fail"]["count"]
+    failures = sum(
+        v for (n, k), v in after.items() if n == "inferd_request_failure_total" and ("model", "simple") in k
+    )
+    assert fail_count == failures
