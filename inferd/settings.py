@@ -26,25 +26,6 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
-
-    model_repository: Path = Path("models")
-    http: HttpSettings = HttpSettings()
-    grpc: GrpcSettings = GrpcSettings()
-    # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
-    exit_on_error: bool = True
-    # Once serving, write {"http": port, "grpc": port} here (useful with port 0).
-    port_file: Path | None = None
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Seconds to finish accepted requests after SIGTERM/SIGINT before exiting.
-    drain_timeout_s: float = Field(default=30.0, ge=0)
-    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
-    logs: LogSettings = Field(default_factory=lambda: LogSettings())
-    drift: DriftSettings = Field(default_factory=lambda: DriftSettings())
-    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
-
-
 class MetricsSettings(BaseModel):
     """Prometheus metrics, cost and the status page (docs/metrics.md)."""
 
@@ -104,3 +85,22 @@ class TracingSettings(BaseModel):
     standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...)."""
 
     enabled: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
+
+    model_repository: Path = Path("models")
+    http: HttpSettings = HttpSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
+    exit_on_error: bool = True
+    # Once serving, write {"http": port, "grpc": port} here (useful with port 0).
+    port_file: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Seconds to finish accepted requests after SIGTERM/SIGINT before exiting.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    metrics: MetricsSettings = MetricsSettings()
+    logs: LogSettings = LogSettings()
+    drift: DriftSettings = DriftSettings()
+    tracing: TracingSettings = TracingSettings()
