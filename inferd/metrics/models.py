@@ -76,6 +76,8 @@ class ModelCollector(Collector):
         f.cache_misses.add_metric(labels, stats.cache_miss.count)
         busy_s = stats.busy.ns / _NS
         f.busy.add_metric(labels, busy_s)
+        if stats.load_rss_bytes is not None:
+            f.memory.add_metric(labels, stats.load_rss_bytes)
         if self._price_per_second is not None and f.cost is not None and f.cost_per_1000 is not None:
             cost = busy_s * self._price_per_second
             f.cost.add_metric(labels, cost)
@@ -128,6 +130,11 @@ class _Families:
         )
         self.busy = CounterMetricFamily(
             "inferd_busy_seconds", "Time spent executing the model (compute time)", labels=_LABELS
+        )
+        self.memory = GaugeMetricFamily(
+            "inferd_model_load_resident_bytes",
+            "Growth of the process's resident memory while the model version was loaded",
+            labels=_LABELS,
         )
         self.cost: CounterMetricFamily | None = None
         self.cost_per_1000: GaugeMetricFamily | None = None

@@ -53,6 +53,8 @@ class ModelStats:
     busy: Duration = field(default_factory=Duration)
     # Failed requests by ErrorKind value; the values add up to ``fail.count``.
     failures: dict[str, int] = field(default_factory=dict)
+    # Growth of the process's resident memory while the model was loaded (None where unknown).
+    load_rss_bytes: int | None = None
 
     # The two per-request recorders are inlined by hand: each call here is on every request's path.
     def record_success(self, ns: int) -> None:

@@ -157,6 +157,9 @@ def test_busy_time_is_priced(server: RunningServer) -> None:
 def test_process_and_energy_sources_are_reported(server: RunningServer) -> None:
     samples = scrape(server.http_url)
     assert value(samples, "process_resident_memory_bytes") > 0
+    # Measured per model at load (Linux /proc): present for every loaded version, never negative.
+    loaded = [v for (name, _), v in samples.items() if name == "inferd_model_load_resident_bytes"]
+    assert len(loaded) == value(samples, "inferd_models_loaded") and min(loaded) >= 0
     assert ("process_cpu_seconds_total", frozenset()) in samples
     sources = {
         dict(labels)["source"]: (v, dict(labels)["reason"])
