@@ -6,6 +6,7 @@ Only built when tracing is on; the request path then pays for spans, and nothing
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from inferd.errors import InferdError
 from inferd.scheduler.tracehook import RequestTrace
 
+log = logging.getLogger(__name__)
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -71,20 +73,30 @@ class RequestSpan(RequestTrace):
         # The batcher's clock is perf_counter_ns; spans need wall-clock (epoch) nanoseconds.
         self._offset_ns = time.time_ns() - time.perf_counter_ns()
 
+    # The batcher calls these from its own bookkeeping: a tracing failure must never reach it (a
+    # raising callback there would leave requests waiting), so they log and carry on.
     def queued(self, start_ns: int, end_ns: int) -> None:
-        span = self._tracer.start_span("queue", context=self._context, start_time=start_ns + self._offset_ns)
-        span.end(end_time=end_ns + self._offset_ns)
+        try:
+            span = self._tracer.start_span(
+                "queue", context=self._context, start_time=start_ns + self._offset_ns
+            )
+            span.end(end_time=end_ns + self._offset_ns)
+        except Exception:
+            log.exception("tracing: cannot record a queue span")
 
     def executed(self, batch: Sequence[RequestTrace], start_ns: int, end_ns: int, rows: int) -> None:
-        links = [Link(member.span.get_span_context()) for member in batch if isinstance(member, RequestSpan)]
-        span = self._tracer.start_span(
-            "execute",
-            context=self._context,
-            links=links,
-            start_time=start_ns + self._offset_ns,
-            attributes={"inferd.batch.rows": rows, "inferd.batch.requests": len(batch)},
-        )
-        span.end(end_time=end_ns + self._offset_ns)
+        try:
+            links = [Link(m.span.get_span_context()) for m in batch if isinstance(m, RequestSpan)]
+            span = self._tracer.start_span(
+                "execute",
+                context=self._context,
+                links=links,
+                start_time=start_ns + self._offset_ns,
+                attributes={"inferd.batch.rows": rows, "inferd.batch.requests": len(batch)},
+            )
+            span.end(end_time=end_ns + self._offset_ns)
+        except Exception:
+            log.exception("tracing: cannot record an execution span")
 
     @contextmanager
     def encoding(self) -> Iterator[None]:
