@@ -20,7 +20,7 @@ from inferd.drift.monitor import DriftConfig, DriftMonitor
 from inferd.drift.profile import build_profile
 from inferd.metrics.energy import EnergyMeter
 from inferd.metrics.gpu import GpuCollector, Nvml
-from inferd.metrics.models import ModelCollector
+from inferd.metrics.models import ModelMetrics
 from inferd.repository.manager import ModelRepository
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -43,13 +43,16 @@ def _exported_names(tmp_path: Path) -> set[str]:
 
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    registry.register(ModelCollector(ModelRepository(tmp_path), price_per_hour=1.0))
     registry.register(EnergyMeter([_Source()], {}, dict))
     registry.register(GpuCollector(Nvml(None, [])))
     profile = build_profile({"x": np.zeros((20, 1))}, batched=True)
     registry.register(DriftMonitor({"m": profile}, DriftConfig()))
+    text = (
+        ModelMetrics(ModelRepository(tmp_path), price_per_hour=1.0).render()
+        + generate_latest(registry).decode()
+    )
     names = set()
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+    for family in text_string_to_metric_families(text):
         names.add(family.name)
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
         names.update(family.name + suffix for suffix in suffixes)

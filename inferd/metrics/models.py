@@ -1,23 +1,18 @@
-"""Per model version metrics, read from ModelStats at scrape time (nothing runs per request here)."""
+"""Per model version metrics, rendered from ModelStats at scrape time (nothing runs per request here).
+
+The text is formatted here rather than through prometheus_client's metric families: its generic
+exposition costs ~15 µs per sample, and a scrape runs on the event loop thread, so with tens of
+models it stalled serving for tens of milliseconds (benchmarks/metrics_scrape.py; docs/performance.md).
+Label strings are escaped once per model and every line is one f-string.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Iterable, Iterator
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.scheduler.histogram import Histogram
 
 # Batch sizes are exact in ModelStats.batch; these are only the buckets they are reported in.
 BATCH_SIZE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-_LABELS = ["model", "version"]
 _NS = 1e9
 
 
@@ -39,116 +34,139 @@ def executions_by_size(model: LoadedModel) -> dict[int, int]:
     return {size: stats.compute_infer.count for size, stats in model.stats.batch.items()}
 
 
-class ModelCollector(Collector):
-    """Requests, latency/queue/compute/batch-size histograms, counts, pending, cache and cost."""
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Family:
+    __slots__ = ("lines", "name")
+
+    def __init__(self, name: str, kind: str, help_text: str) -> None:
+        self.name = name
+        self.lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
+
+    def sample(self, labels: str, value: float) -> None:
+        self.lines.append(f"{self.name}{{{labels}}} {float(value)!r}\n")
+
+    def histogram(self, labels: str, buckets: list[tuple[str, float]], total: float) -> None:
+        name = self.name
+        lines = self.lines
+        for bound, count in buckets:
+            lines.append(f'{name}_bucket{{le="{bound}",{labels}}} {count!r}\n')
+        lines.append(f"{name}_count{{{labels}}} {buckets[-1][1]!r}\n")
+        lines.append(f"{name}_sum{{{labels}}} {float(total)!r}\n")
+
+
+def _counter(name: str, help_text: str) -> _Family:
+    # As prometheus_client writes text format 0.0.4: the family, its HELP and TYPE all carry _total.
+    return _Family(f"{name}_total", "counter", help_text)
+
+
+class ModelMetrics:
+    """Requests, latency/queue/compute/batch-size histograms, counts, pending, cache, memory, cost."""
 
     def __init__(self, repository: ModelRepository, price_per_hour: float | None) -> None:
         self._repository = repository
         self._price_per_second = None if price_per_hour is None else price_per_hour / 3600
 
-    def collect(self) -> Iterable[Metric]:
-        families = _Families(self._price_per_second is not None)
+    def render(self) -> str:
+        f = _Families(self._price_per_second is not None)
         loaded = 0
         for entry in self._repository.entries():
             if not entry.versions:
-                families.ready.add_metric([entry.name, ""], 0)
-            for version, model in entry.versions.items():
+                f.ready.sample(f'model="{escape_label(entry.name)}",version=""', 0)
+            for model in entry.versions.values():
                 loaded += 1
-                families.ready.add_metric([entry.name, version], 1 if entry.ready else 0)
-                self._add_model(families, model)
-        families.loaded.add_metric([], loaded)
-        yield from families
+                self._add_model(f, model, 1 if entry.ready else 0)
+        f.loaded.lines.append(f"inferd_models_loaded {float(loaded)!r}\n")
+        return "".join(line for family in f.all() for line in family.lines)
 
-    def _add_model(self, f: _Families, model: LoadedModel) -> None:
-        labels = [model.name, model.version]
+    def _add_model(self, f: _Families, model: LoadedModel, ready: int) -> None:
+        labels = f'model="{escape_label(model.name)}",version="{escape_label(model.version)}"'
         stats = model.stats
-        f.success.add_metric(labels, stats.success.count)
+        f.ready.sample(labels, ready)
+        f.success.sample(labels, stats.success.count)
         for kind, count in sorted(stats.failures.items()):
-            f.failure.add_metric([*labels, kind], count)
-        f.latency.add_metric(labels, seconds_buckets(stats.latency), stats.success.ns / _NS)
-        f.queue.add_metric(labels, seconds_buckets(stats.queue_time), stats.queue.ns / _NS)
-        f.compute.add_metric(labels, seconds_buckets(stats.compute_time), stats.busy.ns / _NS)
-        f.batch.add_metric(labels, batch_size_buckets(executions_by_size(model)), stats.inference_count)
-        f.inferences.add_metric(labels, stats.inference_count)
-        f.executions.add_metric(labels, stats.execution_count)
-        f.pending.add_metric(labels, model.batcher.pending)
-        f.cache_hits.add_metric(labels, stats.cache_hit.count)
-        f.cache_misses.add_metric(labels, stats.cache_miss.count)
-        busy_s = stats.busy.ns / _NS
-        f.busy.add_metric(labels, busy_s)
+            f.failure.sample(f'{labels},kind="{kind}"', count)
+        f.latency.histogram(labels, seconds_buckets(stats.latency), stats.success.ns / _NS)
+        f.queue.histogram(labels, seconds_buckets(stats.queue_time), stats.queue.ns / _NS)
+        f.compute.histogram(labels, seconds_buckets(stats.compute_time), stats.busy.ns / _NS)
+        f.batch.histogram(labels, batch_size_buckets(executions_by_size(model)), stats.inference_count)
+        f.inferences.sample(labels, stats.inference_count)
+        f.executions.sample(labels, stats.execution_count)
+        f.pending.sample(labels, model.batcher.pending)
+        f.cache_hits.sample(labels, stats.cache_hit.count)
+        f.cache_misses.sample(labels, stats.cache_miss.count)
         if stats.load_rss_bytes is not None:
-            f.memory.add_metric(labels, stats.load_rss_bytes)
-        if self._price_per_second is not None and f.cost is not None and f.cost_per_1000 is not None:
+            f.memory.sample(labels, stats.load_rss_bytes)
+        busy_s = stats.busy.ns / _NS
+        f.busy.sample(labels, busy_s)
+        if self._price_per_second is not None:
             cost = busy_s * self._price_per_second
-            f.cost.add_metric(labels, cost)
+            f.cost.sample(labels, cost)
             if stats.inference_count:
-                f.cost_per_1000.add_metric(labels, cost / stats.inference_count * 1000)
+                f.cost_per_1000.sample(labels, cost / stats.inference_count * 1000)
 
 
 class _Families:
-    """The metric families of one scrape, filled model by model."""
+    """The metric families of one scrape, filled model by model, in exposition order."""
 
     def __init__(self, with_cost: bool) -> None:
-        self.ready = GaugeMetricFamily(
-            "inferd_model_ready", "1 when the model version is loaded and serving", labels=_LABELS
-        )
-        self.loaded = GaugeMetricFamily("inferd_models_loaded", "Model versions loaded")
-        self.success = CounterMetricFamily(
-            "inferd_request_success", "Inference requests that succeeded", labels=_LABELS
-        )
-        self.failure = CounterMetricFamily(
-            "inferd_request_failure",
-            "Inference requests that failed, by error kind",
-            labels=[*_LABELS, "kind"],
-        )
-        self.latency = HistogramMetricFamily(
+        self._with_cost = with_cost
+        self.ready = _Family("inferd_model_ready", "gauge", "1 when the model version is loaded and serving")
+        self.loaded = _Family("inferd_models_loaded", "gauge", "Model versions loaded")
+        self.success = _counter("inferd_request_success", "Inference requests that succeeded")
+        self.failure = _counter("inferd_request_failure", "Inference requests that failed, by error kind")
+        self.latency = _Family(
             "inferd_request_duration_seconds",
+            "histogram",
             "End-to-end latency of successful requests in the data plane",
-            labels=_LABELS,
         )
-        self.queue = HistogramMetricFamily(
-            "inferd_queue_duration_seconds", "Time requests waited in the batcher queue", labels=_LABELS
+        self.queue = _Family(
+            "inferd_queue_duration_seconds", "histogram", "Time requests waited in the batcher queue"
         )
-        self.compute = HistogramMetricFamily(
+        self.compute = _Family(
             "inferd_compute_duration_seconds",
+            "histogram",
             "Time per execution (merge inputs, run, split outputs)",
-            labels=_LABELS,
         )
-        self.batch = HistogramMetricFamily(
-            "inferd_batch_size", "Rows per execution (sum: inferences)", labels=_LABELS
-        )
-        self.inferences = CounterMetricFamily(
-            "inferd_inferences", "Rows inferred (a batched request counts each row)", labels=_LABELS
-        )
-        self.executions = CounterMetricFamily("inferd_executions", "Model executions", labels=_LABELS)
-        self.pending = GaugeMetricFamily(
-            "inferd_pending_requests", "Requests queued or executing", labels=_LABELS
-        )
-        self.cache_hits = CounterMetricFamily("inferd_cache_hits", "Response cache hits", labels=_LABELS)
-        self.cache_misses = CounterMetricFamily(
-            "inferd_cache_misses", "Response cache misses", labels=_LABELS
-        )
-        self.busy = CounterMetricFamily(
-            "inferd_busy_seconds", "Time spent executing the model (compute time)", labels=_LABELS
-        )
-        self.memory = GaugeMetricFamily(
+        self.batch = _Family("inferd_batch_size", "histogram", "Rows per execution (sum: inferences)")
+        self.inferences = _counter("inferd_inferences", "Rows inferred (a batched request counts each row)")
+        self.executions = _counter("inferd_executions", "Model executions")
+        self.pending = _Family("inferd_pending_requests", "gauge", "Requests queued or executing")
+        self.cache_hits = _counter("inferd_cache_hits", "Response cache hits")
+        self.cache_misses = _counter("inferd_cache_misses", "Response cache misses")
+        self.memory = _Family(
             "inferd_model_load_resident_bytes",
+            "gauge",
             "Growth of the process's resident memory while the model version was loaded",
-            labels=_LABELS,
         )
-        self.cost: CounterMetricFamily | None = None
-        self.cost_per_1000: GaugeMetricFamily | None = None
-        if with_cost:
-            self.cost = CounterMetricFamily(
-                "inferd_cost_dollars", "Busy time priced at the configured price per hour", labels=_LABELS
-            )
-            self.cost_per_1000 = GaugeMetricFamily(
-                "inferd_cost_per_1000_inferences_dollars",
-                "inferd_cost_dollars_total / inferd_inferences_total * 1000",
-                labels=_LABELS,
-            )
+        self.busy = _counter("inferd_busy_seconds", "Time spent executing the model (compute time)")
+        self.cost = _counter("inferd_cost_dollars", "Busy time priced at the configured price per hour")
+        self.cost_per_1000 = _Family(
+            "inferd_cost_per_1000_inferences_dollars",
+            "gauge",
+            "inferd_cost_dollars_total / inferd_inferences_total * 1000",
+        )
 
-    def __iter__(self) -> Iterator[Metric]:
-        for family in vars(self).values():
-            if family is not None:
-                yield family
+    def all(self) -> list[_Family]:
+        families = [
+            self.ready,
+            self.loaded,
+            self.success,
+            self.failure,
+            self.latency,
+            self.queue,
+            self.compute,
+            self.batch,
+            self.inferences,
+            self.executions,
+            self.pending,
+            self.cache_hits,
+            self.cache_misses,
+            self.memory,
+            self.busy,
+        ]
+        if self._with_cost:
+            families += [self.cost, self.cost_per_1000]
+        return families

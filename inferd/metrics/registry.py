@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from inferd.metrics.energy import RAPL_ROOT, EnergyMeter, ModelKey, open_sources
 from inferd.metrics.gpu import GpuCollector, Nvml
-from inferd.metrics.models import ModelCollector
+from inferd.metrics.models import ModelMetrics
 from inferd.repository.manager import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ class Metrics:
         self._repository = repository
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
         PlatformCollector(registry=self.registry)
-        self.registry.register(ModelCollector(repository, price_per_hour))
+        # Model metrics are formatted by hand (fast); the registry holds everything else.
+        self._models = ModelMetrics(repository, price_per_hour)
         nvml, nvml_reason = Nvml.open() if use_nvml else (None, "disabled")
         if nvml is not None:
             self.registry.register(GpuCollector(nvml))
@@ -51,7 +52,7 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, bytes]:
         """(content type, body) of the Prometheus text format."""
-        return CONTENT_TYPE.encode(), generate_latest(self.registry)
+        return CONTENT_TYPE.encode(), self._models.render().encode() + generate_latest(self.registry)
 
     def _busy(self) -> dict[ModelKey, tuple[int, int]]:
         return {

@@ -19,3 +19,14 @@ def test_batch_size_buckets_count_executions_at_or_below_each_size() -> None:
     assert buckets["8"] == 8
     assert buckets["1024"] == 8
     assert buckets["+Inf"] == 9
+
+
+def test_label_values_are_escaped_so_any_model_name_parses_back() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from inferd.metrics.models import escape_label
+
+    name = 'odd "model" \\ with\nnewline'
+    text = f'# TYPE x gauge\nx{{model="{escape_label(name)}"}} 1.0\n'
+    (family,) = text_string_to_metric_families(text)
+    assert family.samples[0].labels == {"model": name}
