@@ -70,15 +70,22 @@ def test_page_shows_models_and_charts_move_with_requests(server: RunningServer, 
         _wait(driver, lambda d: rate_chart.get_attribute("data-points"), "a first rate point")
         executions_before = int(batch_chart.get_attribute("data-total") or 0)
 
-        def saw_traffic(d: WebDriver) -> bool:
-            _infer(server, rows=3)  # keep traffic going until a poll interval sees it
-            last = json.loads(d.find_element(By.ID, "rate-chart").get_attribute("data-last") or "[0]")
-            return bool(last[0]) and last[0] > 0
+        # One script call reads everything a single poll drew, so a later poll cannot slip in between.
+        snapshot = (
+            "const c = id => document.getElementById(id);"
+            "return [c('rate-chart').dataset.last || '[0]', c('latency-chart').dataset.last || '[]',"
+            " c('p99').textContent];"
+        )
 
-        _wait(driver, saw_traffic, "a request rate above zero")
-        latency = json.loads(driver.find_element(By.ID, "latency-chart").get_attribute("data-last") or "[]")
+        def saw_traffic(d: WebDriver) -> object:
+            _infer(server, rows=3)  # keep traffic going until a poll interval sees it
+            rate, latency, p99 = d.execute_script(snapshot)
+            seen = json.loads(rate)[0]
+            return (json.loads(latency), p99) if seen and seen > 0 else None
+
+        latency, p99 = _wait(driver, saw_traffic, "a request rate above zero")  # type: ignore[misc]
         assert latency and all(v is not None and v > 0 for v in latency)
+        assert p99.endswith("ms")
         assert int(batch_chart.get_attribute("data-total") or 0) > executions_before
         assert "3" in json.loads(batch_chart.get_attribute("data-sizes") or "{}")
-        assert driver.find_element(By.ID, "p99").text.endswith("ms")
         driver.save_screenshot(str(tmp_path / "dashboard.png"))

@@ -25,10 +25,14 @@ def _profile(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
+def _fp32_identity(path: Path) -> None:
+    mf.identity(path, TensorProto.FLOAT)
+
+
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
     root = tmp_path / "models"
-    mf.write_model(root, "sensor", lambda p: mf.identity(p, TensorProto.FLOAT), config="max_batch_size: 64\n")
+    mf.write_model(root, "sensor", _fp32_identity, config="max_batch_size: 256\n")
     return root
 
 
@@ -76,16 +80,15 @@ def test_shifted_inputs_raise_the_scores_and_log_a_warning(
     server = start_server(repository, tmp_path)
     try:
         labels = {"model": "sensor", "input": "INPUT0"}
-        for _ in range(4):
-            _send(server, RNG.normal(size=(50, FEATURES)))
+        # One request fills the whole window, so no score is ever taken on a half-updated window.
+        _send(server, RNG.normal(size=(200, FEATURES)))
         calm = _wait_for(server, lambda s: value(s, "inferd_drift_window_rows", **labels) == 200)
         for feature in range(FEATURES):
             assert value(calm, "inferd_drift_psi", feature=str(feature), **labels) < 0.2
             assert value(calm, "inferd_drift_ks", feature=str(feature), **labels) < 0.2
         assert value(calm, "inferd_drift_features_over_threshold", model="sensor") == 0
 
-        for _ in range(4):
-            _send(server, RNG.normal(loc=2.0, size=(50, FEATURES)))
+        _send(server, RNG.normal(loc=2.0, size=(200, FEATURES)))
         shifted = _wait_for(
             server, lambda s: value(s, "inferd_drift_features_over_threshold", model="sensor") == FEATURES
         )

@@ -50,7 +50,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedServer]:
     mf.write_model(
         repository,
         "slow",
-        lambda p: mf.slow(p, ms=40),
+        lambda p: mf.slow(p, ms=100),
         config="max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_ms: 1\n",
     )
     exporter = InMemorySpanExporter()
