@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from httputil import request
 from serverctl import start_server
@@ -37,6 +38,13 @@ def test_access_log_lines_carry_request_model_status_and_latency(repository: Pat
         _infer(client, "req-ok")
         with pytest.raises(InferenceServerException):
             _infer(client, "req-bad", dtype="FP32")
+        grpc = grpcclient.InferenceServerClient(server.grpc_url)
+        tensors = []
+        for name in ("INPUT0", "INPUT1"):
+            tensor = grpcclient.InferInput(name, [1, 16], "INT32")
+            tensor.set_data_from_numpy(np.full((1, 16), MARKER, dtype=np.int32))
+            tensors.append(tensor)
+        grpc.infer("simple", tensors, request_id="req-grpc")
     finally:
         assert server.stop() == 0
     log = server.log()
@@ -46,6 +54,7 @@ def test_access_log_lines_carry_request_model_status_and_latency(repository: Pat
     assert (ok["model"], ok["version"], ok["status"]) == ("simple", "1", "ok")
     assert isinstance(ok["latency_ms"], float) and ok["latency_ms"] >= 0
     assert access["req-bad"]["status"] == "invalid_argument"
+    assert access["req-grpc"]["status"] == "ok"  # the data plane logs both transports
     assert str(MARKER) not in log
 
 
