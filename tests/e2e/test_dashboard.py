@@ -89,3 +89,5 @@ def test_page_shows_models_and_charts_move_with_requests(server: RunningServer, 
         assert int(batch_chart.get_attribute("data-total") or 0) > executions_before
         assert "3" in json.loads(batch_chart.get_attribute("data-sizes") or "{}")
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors  # no script error, no failed fetch, no missing asset
