@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 import socket
 from pathlib import Path
 
 import uvicorn
 
+from inferd.cache.factory import build_cache
 from inferd.dataplane.dataplane import DataPlane
 from inferd.grpc.server import GrpcServer
 from inferd.http.app import RestApp
@@ -27,7 +29,9 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.repository = ModelRepository(settings.model_repository)
-        self.dataplane = DataPlane(self.repository)
+        cache = settings.cache
+        self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
+        self.dataplane = DataPlane(self.repository, self.cache, settings.admission.default_timeout_us)
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._stop = asyncio.Event()
@@ -56,7 +60,8 @@ class Server:
             lifespan="off",
             access_log=False,
             log_config=None,
-            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+            # An int, and never None (which would mean waiting forever): 0 really means no grace.
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
             backlog=4096,
         )
         http_server = uvicorn.Server(config)
@@ -88,6 +93,8 @@ class Server:
             stopping.append(grpc_server.stop(settings.drain_timeout_s))
         await asyncio.gather(*stopping)
         await self.repository.close()
+        if self.cache is not None:
+            await self.cache.close()
         http_socket.close()
         log.info("stopped")
 

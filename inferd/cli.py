@@ -53,6 +53,21 @@ def main() -> None:
 @click.option(
     "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
 )
+@click.option(
+    "--cache",
+    "cache_backend",
+    help="Response cache for models with response_cache: true: memory (default), off, or redis://HOST:PORT/DB.",
+)
+@click.option(
+    "--cache-bytes", type=int, help="Byte budget of the in-process response cache (default 256 MiB)."
+)
+@click.option("--cache-ttl", type=float, help="Seconds a Redis cache entry lives (default 3600).")
+@click.option("--cache-key-prefix", help="Prefix of every Redis cache key (default inferd:).")
+@click.option(
+    "--default-timeout-us",
+    type=int,
+    help="Queue deadline in microseconds for requests without a timeout parameter (default: none).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
@@ -86,12 +101,24 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         grpc["max_message_bytes"] = given["grpc_max_message_bytes"]
     if given.get("no_grpc"):
         grpc["enabled"] = False
+    cache: dict[str, Any] = {}
+    for flag, field in (
+        ("cache_backend", "backend"),
+        ("cache_bytes", "memory_bytes"),
+        ("cache_ttl", "ttl_s"),
+    ):
+        if flag in given:
+            cache[field] = given[flag]
     overrides: dict[str, Any] = {}
     defaults = Settings()
     if http:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
+    if cache:
+        overrides["cache"] = {**defaults.cache.model_dump(), **cache}
+    if "default_timeout_us" in given:
+        overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),

@@ -71,8 +71,26 @@ class ModelConfig(_Strict):
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
+    # Answer repeated identical requests from the response cache: only for deterministic models.
+    response_cache: bool = False
+    # Admission control (docs/hardening.md). Requests waiting beyond this many get 503; 0: unbounded.
+    max_queue_size: int = Field(default=0, ge=0)
+    # Triton's priorities: 1 is served first, priority_levels last; 0 in a request means the default.
+    priority_levels: int = Field(default=0, ge=0, le=1000)
+    default_priority_level: int = Field(default=0, ge=0)
+    # A request's queue deadline when it sends no `timeout` parameter; 0: the server default.
+    default_timeout_us: int = Field(default=0, ge=0)
     # Set when no config.yaml exists: batching models then batch dynamically, as Triton's auto-complete does.
     inferred: bool = Field(default=False, exclude=True)
+
+    @model_validator(mode="after")
+    def _default_priority_within_levels(self) -> ModelConfig:
+        if self.default_priority_level > self.priority_levels:
+            raise ValueError(
+                f"default_priority_level {self.default_priority_level} exceeds priority_levels "
+                f"{self.priority_levels}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _preferred_within_max(self) -> ModelConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MIB = 1024 * 1024
@@ -26,12 +26,38 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
 
 
+class CacheSettings(BaseModel):
+    """The response cache that models with ``response_cache: true`` use (docs/hardening.md)."""
+
+    # "memory" (in-process LRU), "off", or a redis:// (rediss://, unix://) URL shared by replicas.
+    backend: str = "memory"
+    # Byte budget of the in-process LRU: keys, values and per-entry overhead.
+    memory_bytes: int = Field(default=256 * _MIB, ge=0)
+    # How long Redis keeps an entry.
+    ttl_s: float = Field(default=3600.0, gt=0)
+    key_prefix: str = "inferd:"
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        if backend in ("memory", "off") or backend.startswith(("redis://", "rediss://", "unix://")):
+            return backend
+        raise ValueError(f"cache backend must be 'memory', 'off' or a redis:// URL, got {backend!r}")
+
+
+class AdmissionSettings(BaseModel):
+    # Queue deadline for requests without a `timeout` parameter on models without default_timeout_us.
+    default_timeout_us: int = Field(default=0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
 
     model_repository: Path = Path("models")
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
+    cache: CacheSettings = CacheSettings()
+    admission: AdmissionSettings = AdmissionSettings()
     # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
     exit_on_error: bool = True
     # Once serving, write {"http": port, "grpc": port} here (useful with port 0).
