@@ -31,7 +31,13 @@ class Server:
         self.repository = ModelRepository(settings.model_repository)
         cache = settings.cache
         self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
-        self.dataplane = DataPlane(self.repository, self.cache, settings.admission.default_timeout_us)
+        self.dataplane = DataPlane(
+            self.repository,
+            self.cache,
+            settings.admission.default_timeout_us,
+            settings.limits.max_tensor_elements,
+            settings.limits.max_bytes_length,
+        )
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._stop = asyncio.Event()

@@ -68,6 +68,8 @@ def main() -> None:
     type=int,
     help="Queue deadline in microseconds for requests without a timeout parameter (default: none).",
 )
+@click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
+@click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
@@ -117,6 +119,9 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
     if cache:
         overrides["cache"] = {**defaults.cache.model_dump(), **cache}
+    limits = {k: given[k] for k in ("max_tensor_elements", "max_bytes_length") if k in given}
+    if limits:
+        overrides["limits"] = {**defaults.limits.model_dump(), **limits}
     if "default_timeout_us" in given:
         overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
     for flag, field in (

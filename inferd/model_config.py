@@ -44,6 +44,15 @@ class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
     dims: tuple[int, ...] | None = None
+    # Inputs only: values outside [min, max] (and NaN, when either is set) are refused with 400.
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> TensorOverride:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
 
     @field_validator("datatype")
     @classmethod
@@ -60,6 +69,15 @@ class TensorOverride(_Strict):
         return dims
 
 
+class InputLimits(_Strict):
+    """Per-model bounds on request tensors; None: the server's default (Settings.limits)."""
+
+    max_elements: int | None = Field(default=None, ge=1)
+    max_bytes_length: int | None = Field(default=None, ge=0)
+    # False: NaN and +-Inf in floating-point inputs are refused with 400.
+    allow_nan: bool = True
+
+
 class ModelConfig(_Strict):
     """What ``config.yaml`` may say; every field is optional and inferred from the model when absent."""
 
@@ -71,6 +89,7 @@ class ModelConfig(_Strict):
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
+    limits: InputLimits = InputLimits()
     # Answer repeated identical requests from the response cache: only for deterministic models.
     response_cache: bool = False
     # Admission control (docs/hardening.md). Requests waiting beyond this many get 503; 0: unbounded.

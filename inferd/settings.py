@@ -45,6 +45,15 @@ class CacheSettings(BaseModel):
         raise ValueError(f"cache backend must be 'memory', 'off' or a redis:// URL, got {backend!r}")
 
 
+class LimitsSettings(BaseModel):
+    """Server-wide bounds on request tensors; a model's config.yaml `limits:` may override them."""
+
+    # Elements in one tensor, batch included (a decoded 2**26-element FP32 tensor is 256 MiB).
+    max_tensor_elements: int = Field(default=2**26, ge=1)
+    # Bytes in one BYTES element.
+    max_bytes_length: int = Field(default=16 * _MIB, ge=0)
+
+
 class AdmissionSettings(BaseModel):
     # Queue deadline for requests without a `timeout` parameter on models without default_timeout_us.
     default_timeout_us: int = Field(default=0, ge=0)
@@ -58,6 +67,7 @@ class Settings(BaseSettings):
     grpc: GrpcSettings = GrpcSettings()
     cache: CacheSettings = CacheSettings()
     admission: AdmissionSettings = AdmissionSettings()
+    limits: LimitsSettings = LimitsSettings()
     # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
     exit_on_error: bool = True
     # Once serving, write {"http": port, "grpc": port} here (useful with port 0).

@@ -13,6 +13,7 @@ from inferd.cache.base import ResponseCache
 from inferd.cache.entries import CorruptEntry, decode_outputs, encode_outputs
 from inferd.cache.keys import response_key
 from inferd.dataplane.admission import queue_placement
+from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import ValidatedInputs, validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.errors import InferdError, NotFound
@@ -32,8 +33,14 @@ class DataPlane:
         repository: ModelRepository,
         cache: ResponseCache | None = None,
         default_timeout_us: int = 0,
+        max_tensor_elements: int = 2**26,
+        max_bytes_length: int = 16 * 1024 * 1024,
     ) -> None:
         self._repository = repository
+        self._max_tensor_elements = max_tensor_elements
+        self._max_bytes_length = max_bytes_length
+        # Built on a model's first request; LoadedModel hashes by identity, so a reload gets new checks.
+        self._checks: dict[LoadedModel, InputChecks] = {}
         self._cache = cache
         # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
         self._default_timeout_us = default_timeout_us
@@ -138,6 +145,8 @@ class DataPlane:
         model = self._repository.get(request.model, request.version)
         try:
             checked = validate(request, model.signature)
+            checks = self._checks.get(model) or self._build_checks(model)
+            check_inputs(checks, checked.arrays)
             if self._cache is not None and model.config.response_cache:
                 outputs = await self._infer_cached(self._cache, model, request, checked)
             else:
@@ -154,6 +163,13 @@ class DataPlane:
             outputs=[Tensor(name, datatypes[name], outputs[name]) for name in checked.outputs],
             id=request.id,
         )
+
+    def _build_checks(self, model: LoadedModel) -> InputChecks:
+        checks = build_checks(
+            model.config, model.signature, self._max_tensor_elements, self._max_bytes_length
+        )
+        self._checks[model] = checks
+        return checks
 
     async def _schedule(
         self, model: LoadedModel, request: InferRequest, checked: ValidatedInputs
