@@ -66,6 +66,8 @@ class Server:
             lifespan="off",
             access_log=False,
             log_config=None,
+            # X-Forwarded-* rewriting is a middleware call per request; behind a proxy, turn it on there.
+            proxy_headers=False,
             # An int, and never None (which would mean waiting forever): 0 really means no grace.
             timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
             backlog=4096,
