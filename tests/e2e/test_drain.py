@@ -12,7 +12,9 @@ from pathlib import Path
 
 import modelfactory as mf
 import numpy as np
+import tritonclient.grpc as grpcclient
 from serverctl import RunningServer, start_server
+from tritonclient.utils import InferenceServerException
 
 SLOW_MS = 150
 WORKERS = 6
@@ -54,6 +56,21 @@ def _worker(server: RunningServer, index: int, outcomes: list[Outcome], stop: th
             connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
 
 
+def _grpc_worker(server: RunningServer, index: int, outcomes: list[str], stop: threading.Event) -> None:
+    """gRPC calls until the server goes away; each outcome is "ok", "wrong" or the status code."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    data = np.full((1, 4), float(index), np.float32)
+    while not stop.is_set():
+        tensor = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(data)
+        try:
+            output = client.infer("slow", [tensor], client_timeout=60).as_numpy("OUTPUT0")
+        except InferenceServerException as exc:
+            outcomes.append(str(exc.status()))
+            return
+        outcomes.append("ok" if np.array_equal(output, data + 1) else "wrong")
+
+
 def test_sigterm_under_load_finishes_every_accepted_request(tmp_path: Path) -> None:
     root = tmp_path / "models"
     mf.write_model(root, "slow", lambda p: mf.slow(p, SLOW_MS), config="max_batch_size: 2\n")
@@ -64,11 +81,16 @@ def test_sigterm_under_load_finishes_every_accepted_request(tmp_path: Path) -> N
         threading.Thread(target=_worker, args=(server, i, outcomes[i], stop), daemon=True)
         for i in range(WORKERS)
     ]
+    grpc_outcomes: list[list[str]] = [[] for _ in range(2)]
+    threads += [
+        threading.Thread(target=_grpc_worker, args=(server, 100 + i, grpc_outcomes[i], stop), daemon=True)
+        for i in range(2)
+    ]
     for thread in threads:
         thread.start()
     try:
         deadline = time.monotonic() + 60
-        while not all(outcomes):  # every connection has been served once: load is sustained
+        while not all(outcomes) or not all(grpc_outcomes):  # every client served once: load is sustained
             assert time.monotonic() < deadline, server.log()
             time.sleep(0.02)
         server.process.send_signal(signal.SIGTERM)
@@ -91,6 +113,10 @@ def test_sigterm_under_load_finishes_every_accepted_request(tmp_path: Path) -> N
     for outcome in everything:
         assert outcome.status in (None, 200, 503), outcome
         assert outcome.status != 200 or outcome.correct
+    # gRPC calls the server had taken complete; the others are refused as UNAVAILABLE, never cut off
+    # (CANCELLED) or answered wrongly.
+    for per_worker in grpc_outcomes:
+        assert per_worker and set(per_worker) <= {"ok", "StatusCode.UNAVAILABLE"}, grpc_outcomes
     # The listener is gone: new connections are refused.
     try:
         http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=5).request(
