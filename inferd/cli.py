@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from inferd.errors import ModelLoadError
 from inferd.settings import Settings
@@ -73,7 +74,11 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
-    settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
+    try:
+        settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from None
     _configure_logging(settings.log_level)
     from inferd.app import Server  # deferred: keeps `inferd --help` fast
 
@@ -108,6 +113,7 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         ("cache_backend", "backend"),
         ("cache_bytes", "memory_bytes"),
         ("cache_ttl", "ttl_s"),
+        ("cache_key_prefix", "key_prefix"),
     ):
         if flag in given:
             cache[field] = given[flag]

@@ -8,6 +8,7 @@ from pathlib import Path
 import modelfactory as mf
 import numpy as np
 import pytest
+import redis
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from onnx import TensorProto
@@ -144,21 +145,43 @@ def test_models_without_response_cache_never_touch_it(memory_server: RunningServ
     assert (hits, misses, executions) == (0, 0, 2)
 
 
+def test_cache_off_runs_every_request(cache_repository: Path, tmp_path: Path) -> None:
+    server = start_server(cache_repository, tmp_path, "--cache", "off")
+    try:
+        for _ in range(2):
+            _add_sub(server, "cached", seed=11)
+        assert _counts(_stats(server, "cached"))[:3] == (0, 0, 2)
+    finally:
+        assert server.stop() == 0, server.log()
+
+
 def test_replicas_share_a_redis_cache(
     cache_repository: Path, redis_server: RunningRedis, tmp_path: Path
 ) -> None:
-    prefix = f"--cache-prefix-test-{tmp_path.name}:"
+    prefix = f"replicas-{tmp_path.name}:"
     flags = ("--cache", redis_server.url, "--cache-key-prefix", prefix)
     first = start_server(cache_repository, tmp_path, *flags)
     second = start_server(cache_repository, tmp_path, *flags)
+    # Another deployment on the same Redis, under its own prefix: it shares nothing.
+    other = start_server(
+        cache_repository, tmp_path, "--cache", redis_server.url, "--cache-key-prefix", "other:"
+    )
     try:
         _add_sub(first, "cached", seed=6)
         _add_sub(second, "cached", seed=6)
+        _add_sub(other, "cached", seed=6)
         assert _counts(_stats(first, "cached"))[:3] == (0, 1, 1)
         assert _counts(_stats(second, "cached"))[:3] == (1, 0, 0)
+        assert _counts(_stats(other, "cached"))[:3] == (0, 1, 1)
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            assert len(client.keys(f"{prefix}*")) == 1
+            assert all(ttl > 0 for ttl in (client.ttl(k) for k in client.keys(f"{prefix}*")))
+        finally:
+            client.close()
     finally:
-        assert first.stop() == 0, first.log()
-        assert second.stop() == 0, second.log()
+        for server in (first, second, other):
+            assert server.stop() == 0, server.log()
 
 
 def test_requests_keep_succeeding_while_redis_is_down_and_the_cache_returns_after(
