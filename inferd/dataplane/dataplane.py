@@ -193,14 +193,14 @@ class DataPlane:
         """Triton's accounting: a hit costs the lookup; a miss, the lookup plus the insertion."""
         stats = model.stats
         start = time.perf_counter_ns()
-        key = response_key(
-            model.name,
-            model.version,
-            {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
-            checked.outputs,
-            request.parameters,
-        )
         try:
+            key = response_key(
+                model.name,
+                model.version,
+                {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
+                checked.outputs,
+                request.parameters,
+            )
             value = await cache.get(key)
         except Exception as exc:  # never fail a request because of the cache
             self._cache_failed(model, exc)
