@@ -8,6 +8,7 @@ Hierarchy::
       Unavailable                UNAVAILABLE      - model not ready, server draining, queue full
         NotLoadedYet             UNAVAILABLE      - a --lazy model that loads on its first request
       PayloadTooLarge            PAYLOAD_TOO_LARGE- body over the configured limit
+      DeadlineExceeded           DEADLINE_EXCEEDED- the request's timeout passed while it was queued
       ExecutionError             INTERNAL         - the runtime failed while running a batch
       ModelLoadError             INTERNAL         - a model could not be loaded (start-up, load API)
 """
@@ -56,6 +57,10 @@ class NotLoadedYet(Unavailable):
 
 class PayloadTooLarge(InferdError):
     kind = ErrorKind.PAYLOAD_TOO_LARGE
+
+
+class DeadlineExceeded(InferdError):
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
 
 class Unsupported(InferdError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from inferd.dataplane.validation import ValidatedInputs, validate
 from inferd.errors import InferdError, NotFound
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.repository.rollout import Rollout
+from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse, Tensor
 
 log = logging.getLogger(__name__)
@@ -26,34 +28,39 @@ MAX_SHADOWS_IN_FLIGHT = 64
 ROUTING_KEY = "routing_key"
 
 Outputs = dict[str, np.ndarray]
+# The data plane's path from validated inputs to outputs on one version (input limits, queue placement).
+RunOn = Callable[[LoadedModel, InferRequest, ValidatedInputs, "RequestTrace | None"], Awaitable[Outputs]]
 
 
 class CanaryRouter:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, run_on: RunOn) -> None:
         self._repository = repository
+        self._run_on = run_on
         # Shadow runs in flight (held so they are not garbage-collected mid-run).
         self._shadows: set[asyncio.Task[None]] = set()
 
-    async def infer(self, request: InferRequest, stable: LoadedModel, rollout: Rollout) -> InferResponse:
+    async def infer(
+        self, request: InferRequest, stable: LoadedModel, rollout: Rollout, trace: RequestTrace | None = None
+    ) -> InferResponse:
         # The client's contract is the stable version's signature: a request it rejects is the client's fault.
         checked = validate(request, stable.signature)
         candidate = self._candidate(request.model, rollout) if _takes_candidate(request, rollout) else None
         if candidate is not None and not rollout.shadow:
-            answered = await self._run_candidate(request, candidate, rollout)
+            answered = await self._run_candidate(request, candidate, rollout, trace)
             if answered is not None:
                 candidate_checked, outputs = answered
                 return _response(request, candidate, candidate_checked, outputs)
             # The candidate failed: the client still gets an answer, from the stable version.
         start = time.perf_counter_ns()
         try:
-            outputs = await stable.batcher.infer(checked.arrays, checked.rows, checked.group)
-        except InferdError:
+            outputs = await self._run_on(stable, request, checked, trace)
+        except InferdError as exc:
             elapsed = time.perf_counter_ns() - start
-            stable.stats.fail.add(elapsed)
+            stable.stats.record_failure(elapsed, exc.kind.value)
             rollout.record_stable(False, elapsed)
             raise
         elapsed = time.perf_counter_ns() - start
-        stable.stats.success.add(elapsed)
+        stable.stats.record_success(elapsed)
         stable.stats.last_inference_ms = time.time_ns() // 1_000_000
         rollout.record_stable(True, elapsed)
         if candidate is not None and rollout.shadow and len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
@@ -69,20 +76,24 @@ class CanaryRouter:
             return None
 
     async def _run_candidate(
-        self, request: InferRequest, candidate: LoadedModel, rollout: Rollout
+        self,
+        request: InferRequest,
+        candidate: LoadedModel,
+        rollout: Rollout,
+        trace: RequestTrace | None = None,
     ) -> tuple[ValidatedInputs, Outputs] | None:
         start = time.perf_counter_ns()
         try:
             checked = validate(request, candidate.signature)
-            outputs = await candidate.batcher.infer(checked.arrays, checked.rows, checked.group)
+            outputs = await self._run_on(candidate, request, checked, trace)
         except InferdError as exc:
             elapsed = time.perf_counter_ns() - start
-            candidate.stats.fail.add(elapsed)
+            candidate.stats.record_failure(elapsed, exc.kind.value)
             rollout.record_candidate(False, elapsed)
             log.debug("model %s candidate %s failed: %s", request.model, candidate.version, exc.message)
             return None
         elapsed = time.perf_counter_ns() - start
-        candidate.stats.success.add(elapsed)
+        candidate.stats.record_success(elapsed)
         candidate.stats.last_inference_ms = time.time_ns() // 1_000_000
         rollout.record_candidate(True, elapsed)
         return checked, outputs

@@ -82,6 +82,11 @@ class ModelEntry:
     def ready(self) -> bool:
         return self.default is not None
 
+    @property
+    def versions(self) -> dict[str, LoadedModel]:
+        """The served versions (read-only view for metrics and pages)."""
+        return self.served
+
     def note(self, event: str, counter: str | None = None) -> None:
         self.events.append(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {event}")
         if counter is not None:

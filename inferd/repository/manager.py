@@ -83,6 +83,11 @@ class ModelRepository(RolloutOperations):
             raise NotFound(f"model '{name}' has no version '{version}' loaded (loaded: {loaded})")
         return model
 
+    def serves(self, model: LoadedModel) -> bool:
+        """Whether ``model`` is still one of its model's served versions (not replaced or unloaded)."""
+        entry = self._models.get(model.name)
+        return entry is not None and entry.served.get(model.version) is model
+
     def entry(self, name: str) -> ModelEntry:
         entry = self._models.get(name)
         if entry is None:
@@ -96,6 +101,10 @@ class ModelRepository(RolloutOperations):
         return all(entry.ready for entry in self._models.values() if entry.wanted)
 
     # Start-up and polling ----------------------------------------------------------------------
+    def load_all(self, exit_on_error: bool = True) -> None:
+        """Load every model now, blocking: for scripts and benchmarks outside an event loop."""
+        asyncio.run(self.load_initial(None, exit_on_error))
+
     async def load_initial(self, names: list[str] | None, exit_on_error: bool) -> None:
         """Load ``names`` (every model when None). With ``exit_on_error`` the first failure raises;
         otherwise a failing model is kept, marked not ready with the reason."""
@@ -222,10 +231,9 @@ class ModelRepository(RolloutOperations):
     # Shutdown ----------------------------------------------------------------------------------
     async def close(self) -> None:
         await asyncio.gather(*list(self._background_loads), return_exceptions=True)
+        # Handles stay published (their statistics stay readable); their batchers refuse new work.
         for entry in self._models.values():
-            served = list(entry.served.values())
-            entry.served, entry.default = {}, None
-            for model in served:
+            for model in entry.served.values():
                 self._drain(entry, model)
         while self._draining:
             await asyncio.gather(*list(self._draining))
@@ -359,7 +367,10 @@ class ModelRepository(RolloutOperations):
             figures["warm_p50_ms"],
             figures["rss_delta_mb"],
         )
-        return assemble(name, key, config, runtime, policy, print_, cold_start)
+        model = assemble(name, key, config, runtime, policy, print_, cold_start)
+        if rss_before is not None and rss_after is not None:
+            model.stats.load_rss_bytes = max(0, rss_after - rss_before)
+        return model
 
     async def _load_candidate(self, entry: ModelEntry, key: str) -> LoadedModel:
         """Load one version from disk with the model's current configuration (rollout, rollback)."""
