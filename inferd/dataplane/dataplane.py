@@ -21,6 +21,7 @@ from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse, Tensor
 
@@ -217,7 +218,7 @@ class DataPlane:
             await self._repository.load_on_demand(request.model)
             model = self._repository.get(request.model, request.version)
         if model.rollout is not None and not request.version:
-            return await self._canary.infer(request, model, model.rollout, trace)
+            return await self._infer_rollout(request, model, model.rollout, trace, start)
         try:
             checked = validate(request, model.signature)
             checks = self._checks.get(model) or self._build_checks(model)
@@ -246,6 +247,27 @@ class DataPlane:
             outputs=[Tensor(name, datatypes[name], outputs[name]) for name in checked.outputs],
             id=request.id,
         )
+
+    async def _infer_rollout(
+        self,
+        request: InferRequest,
+        model: LoadedModel,
+        rollout: Rollout,
+        trace: RequestTrace | None,
+        start: int,
+    ) -> InferResponse:
+        """A model with a running canary: the router picks the version (and records per version)."""
+        try:
+            response = await self._canary.infer(request, model, rollout, trace)
+        except InferdError as exc:
+            if self._access_log:
+                log_request(
+                    request.id, model.name, model.version, exc.kind.value, time.perf_counter_ns() - start
+                )
+            raise
+        if self._access_log:
+            log_request(request.id, response.model, response.version, "ok", time.perf_counter_ns() - start)
+        return response
 
     def _build_checks(self, model: LoadedModel) -> InputChecks:
         checks = build_checks(
