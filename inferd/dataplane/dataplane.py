@@ -321,7 +321,7 @@ class DataPlane:
         try:
             key = response_key(
                 model.name,
-                model.version,
+                model.cache_version or model.version,
                 {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
                 checked.outputs,
                 request.parameters,

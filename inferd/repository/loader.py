@@ -54,6 +54,10 @@ class LoadedModel:
     # Set on the default version while a canary rollout runs; None on the plain hot path.
     rollout: Rollout | None = None
     loaded_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    # The version as response-cache keys name it: the number plus a digest of the model file, so a file
+    # replaced under the same number never answers from the old file's cache entries (and replicas
+    # serving the same file share entries).
+    cache_version: str = ""
 
     def __post_init__(self) -> None:
         self.output_datatypes = {spec.name: spec.datatype for spec in self.runtime.signature.outputs}
@@ -98,6 +102,12 @@ def load_runtime(factory: RuntimeFactory, model_path: Path, config: ModelConfig)
     start = time.perf_counter()
     runtime = factory(model_path, config)
     return runtime, (time.perf_counter() - start) * 1e3
+
+
+def file_digest(model_path: Path) -> str:
+    """Blocking: a short SHA-256 of the model file's bytes."""
+    with model_path.open("rb") as model_file:
+        return hashlib.file_digest(model_file, "sha256").hexdigest()[:16]
 
 
 def batch_policy(config: ModelConfig, signature: Signature, model_dir: Path) -> BatchPolicy:

@@ -25,6 +25,7 @@ from inferd.repository.loader import (
     RuntimeFactory,
     assemble,
     batch_policy,
+    file_digest,
     fingerprint,
     load_runtime,
     read_config,
@@ -342,6 +343,11 @@ class ModelRepository(RolloutOperations):
             rss_before = rss_bytes()
             runtime, load_ms = await asyncio.to_thread(load_runtime, self._runtime_factory, path, config)
             try:
+                digest = await asyncio.to_thread(file_digest, path)
+            except OSError as exc:
+                runtime.close()
+                raise ModelLoadError(f"{path}: cannot read: {exc}") from None
+            try:
                 policy = batch_policy(config, runtime.signature, model_dir)
             except ModelLoadError:
                 runtime.close()
@@ -368,6 +374,7 @@ class ModelRepository(RolloutOperations):
             figures["rss_delta_mb"],
         )
         model = assemble(name, key, config, runtime, policy, print_, cold_start)
+        model.cache_version = f"{key}@{digest}"
         if rss_before is not None and rss_after is not None:
             model.stats.load_rss_bytes = max(0, rss_after - rss_before)
         return model
