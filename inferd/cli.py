@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from inferd.bench.command import bench as bench_command
 from inferd.errors import ModelLoadError
 from inferd.settings import Settings
 
@@ -125,3 +126,6 @@ def build_examples(dest: Path) -> None:
 
     names = build_repository(dest)
     click.echo(f"wrote {', '.join(names)} to {dest}")
+
+
+main.add_command(bench_command)
