@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -18,8 +19,11 @@ import httptools
 from inferd.bench.endpoint import Endpoint
 from inferd.bench.payloads import RestPayload
 
-# Called once per request: None on success, else a short error kind ("HTTP 503", "UNAVAILABLE", ...).
-OnDone = Callable[[str | None], None]
+# Called once per request with its outcome (None on success, else a short error kind such as "HTTP 503"
+# or "UNAVAILABLE") and the perf_counter() time its answer arrived: taken as the bytes come in, before
+# parsing and before other answers that came in the same wake-up are handled, so the client's own
+# processing does not count as server latency.
+OnDone = Callable[[str | None, float], None]
 
 _MAX_ERROR_SAMPLE = 300
 
@@ -52,6 +56,7 @@ class _HttpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._on_done: OnDone | None = None
         self._error_body: list[bytes] | None = None
+        self._arrived = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they have the same methods.
@@ -66,6 +71,7 @@ class _HttpConnection(asyncio.Protocol):
         self._transport.write(request)
 
     def data_received(self, data: bytes) -> None:
+        self._arrived = time.perf_counter()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -92,6 +98,7 @@ class _HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._pool.forget(self)
         if self._on_done is not None:
+            self._arrived = time.perf_counter()
             self._finish("connection lost", keep=False)
 
     def _finish(self, kind: str | None, keep: bool) -> None:
@@ -101,7 +108,7 @@ class _HttpConnection(asyncio.Protocol):
         elif self._transport is not None:
             self._transport.close()
         if on_done is not None:
-            on_done(kind)
+            on_done(kind, self._arrived)
 
 
 class HttpSubmitter:
@@ -142,7 +149,7 @@ class HttpSubmitter:
             )
         except OSError as exc:
             self.error_samples.setdefault("connect failed", str(exc)[:_MAX_ERROR_SAMPLE])
-            on_done("connect failed")
+            on_done("connect failed", time.perf_counter())
             return
         self._all.add(connection)
         connection.send(self._request, on_done)
@@ -202,9 +209,9 @@ class GrpcSubmitter:
         except grpc.aio.AioRpcError as exc:
             kind = exc.code().name
             self.error_samples.setdefault(kind, (exc.details() or "")[:_MAX_ERROR_SAMPLE])
-            on_done(kind)
+            on_done(kind, time.perf_counter())
         else:
-            on_done(None)
+            on_done(None, time.perf_counter())
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -84,8 +84,7 @@ class _Recorder:
         self.completed = 0
         self.outstanding = 0
 
-    def done(self, scheduled: float, kind: str | None) -> None:
-        now = time.perf_counter()
+    def done(self, scheduled: float, kind: str | None, now: float) -> None:
         self.outstanding -= 1
         if kind is None and self.start <= now < self.end:
             self.completed += 1
@@ -156,10 +155,10 @@ async def closed_loop(
         scheduled = time.perf_counter()
         recorder.outstanding += 1
         in_window_unanswered[worker] = scheduled
-        submitter.submit(lambda kind: finished(worker, scheduled, kind))
+        submitter.submit(lambda kind, arrived: finished(worker, scheduled, kind, arrived))
 
-    def finished(worker: int, scheduled: float, kind: str | None) -> None:
-        recorder.done(scheduled, kind)
+    def finished(worker: int, scheduled: float, kind: str | None, arrived: float) -> None:
+        recorder.done(scheduled, kind, arrived)
         del in_window_unanswered[worker]
         if time.perf_counter() < recorder.end:
             issue(worker)
@@ -192,9 +191,9 @@ async def open_loop(
     lags: list[float] = []
     schedule_done = False
 
-    def finished(scheduled: float, kind: str | None) -> None:
+    def finished(scheduled: float, kind: str | None, arrived: float) -> None:
         pending.discard(scheduled)
-        recorder.done(scheduled, kind)
+        recorder.done(scheduled, kind, arrived)
         if schedule_done and recorder.outstanding == 0:
             idle.set()
 
@@ -211,7 +210,7 @@ async def open_loop(
                 lags.append(now - scheduled)
             recorder.outstanding += 1
             if recorder.outstanding > max_outstanding:
-                recorder.done(scheduled, OVERLOADED)
+                recorder.done(scheduled, OVERLOADED, now)
                 continue
             pending.add(scheduled)
             submitter.submit(functools.partial(finished, scheduled))

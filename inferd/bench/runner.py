@@ -146,7 +146,7 @@ async def _probe_async(spec: LoadSpec, timeout_s: float) -> str | None:
     outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
     try:
 
-        def done(kind: str | None) -> None:
+        def done(kind: str | None, arrived: float) -> None:
             if not outcome.done():
                 outcome.set_result(kind)
 
