@@ -57,7 +57,9 @@ HERE = Path(__file__).resolve().parent
 MAX_BATCH = 32
 BATCH_DELAY_S = 0.001
 PEER_PACKAGES = {
-    "mlserver": ["mlserver==1.7.1", f"onnxruntime=={ort.__version__}"],
+    # MLServer 1.7.1's worker processes call asyncio.get_event_loop() with no loop set, which uvloop
+    # 0.22 and later turn into an error (the workers die and no model loads): keep an older uvloop.
+    "mlserver": ["mlserver==1.7.1", "uvloop<0.22", f"onnxruntime=={ort.__version__}"],
     "litserve": ["litserve==0.2.19", f"onnxruntime=={ort.__version__}"],
 }
 MODELS: dict[str, Callable[[Path], None]] = {"mlp": build_mlp, "tabular": build_tabular}
@@ -253,6 +255,7 @@ def inferd_repository(models: dict[str, Path], dest: Path, threads: int) -> Path
 def mlserver_repository(
     models: dict[str, Path], dest: Path, threads: int, batching: bool, ports: tuple[int, int, int]
 ) -> Path:
+    dest.mkdir(parents=True)
     shutil.copy(HERE / "peers" / "mlserver_ort.py", dest / "mlserver_ort.py")
     http, grpc, metrics = ports
     (dest / "settings.json").write_text(

@@ -103,6 +103,8 @@ def render_table(measurements: Sequence[Measurement], price_per_hour: float | No
     table.add_column("errors", justify="right")
     table.add_column("server queue / compute ms", justify="right")
     table.add_column("gen CPU", justify="right")
+    # Open loop only: how late the generator sent against the schedule (its own stalls show up here).
+    table.add_column("send lag p99 ms", justify="right")
     if price_per_hour is not None:
         table.add_column("$ / 1k inf", justify="right")
     for m in measurements:
@@ -122,6 +124,7 @@ def render_table(measurements: Sequence[Measurement], price_per_hour: float | No
             ", ".join(f"{n} {kind}" for kind, n in sorted(result.errors.items())) or "0",
             server,
             f"{cpu * 100:.0f}%",
+            _ms(percentile(np.sort(result.send_lag_s), 99)) if len(result.send_lag_s) else "-",
         ]
         if price_per_hour is not None:
             row.append(f"{cost_per_1000(price_per_hour, m.inferences_per_s):.3g}")
