@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.queues
+import multiprocessing.synchronize
 import queue
 import time
 from dataclasses import dataclass, replace
