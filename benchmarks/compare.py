@@ -385,6 +385,28 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(document: dict[str, Any], path: Path) -> None:
+    """Bars per model: single-stream p50 and peak inferences/s for every target that ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = document["models"]
+    figure, axes = plt.subplots(len(models), 2, figsize=(11, 3.5 * len(models)), squeeze=False)
+    for row, model in enumerate(models):
+        done = {t: r[model] for t, r in document["results"].items() if "error" not in r and model in r}
+        names = list(done)
+        axes[row][0].barh(names, [done[t]["single_stream_p50_ms"] for t in names])
+        axes[row][0].set_xlabel("single-stream p50 latency (ms), lower is better")
+        axes[row][1].barh(names, [done[t]["peak_inferences_per_s"] for t in names])
+        axes[row][1].set_xlabel("peak inferences/s, higher is better")
+        axes[row][0].set_title(model, loc="left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -400,6 +422,7 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="mlp only, 2 s runs, coarse SLO search")
     parser.add_argument("--out-json", type=Path, default=Path("compare-results.json"))
     parser.add_argument("--out-md", type=Path, default=Path("compare-results.md"))
+    parser.add_argument("--out-png", type=Path, help="bar charts of the results (needs matplotlib)")
     args = parser.parse_args()
     if args.short:
         args.models, args.duration, args.warmup = "mlp", 2.0, 0.5
@@ -445,6 +468,8 @@ def main() -> None:
             document["targets"][target] = config
     args.out_json.write_text(json.dumps(document, indent=2, default=str) + "\n")
     args.out_md.write_text(markdown(document))
+    if args.out_png:
+        plot(document, args.out_png)
     print(markdown(document))
 
 

@@ -81,3 +81,10 @@ def test_parse_levels() -> None:
     for bad in ("", "0,1", "a", "4:1", "1:4:0"):
         with pytest.raises(ValueError):
             parse_levels(bad, int)
+
+
+def test_json_output_has_no_nan() -> None:
+    from inferd.bench.command import _finite
+
+    document = {"latency_ms": {"p50": math.nan, "max": math.inf}, "runs": [1.5, (math.nan,)], "name": "x"}
+    assert _finite(document) == {"latency_ms": {"p50": None, "max": None}, "runs": [1.5, [None]], "name": "x"}
