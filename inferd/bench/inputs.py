@@ -66,7 +66,10 @@ def random_inputs(
         shape = _concrete_shape(name, [int(d) for d in spec["shape"]], batch_size, shapes.get(name))
         tensors.append(InputTensor(name, datatype, _fill(rng, datatype, shape, zeros)))
     if not tensors:
-        raise BenchError("the model metadata lists no inputs")
+        raise BenchError(
+            "the server's metadata lists no inputs, so bench cannot make random ones: "
+            "give --input-data a V2 request body"
+        )
     return tensors
 
 
@@ -106,7 +109,8 @@ def _fill(rng: np.random.Generator, datatype: str, shape: tuple[int, ...], zeros
 
 def load_inputs(path: Path, metadata: Mapping[str, Any]) -> list[InputTensor]:
     """Tensors from ``.npz`` (one array per input name) or ``.json`` (``{name: nested list}`` or a V2
-    request body with ``inputs``); datatypes come from the model metadata."""
+    request body with ``inputs``); datatypes come from the model metadata, or from a V2 body when the
+    server's metadata lists no inputs (as MLServer's custom runtimes may)."""
     datatypes = {t["name"]: t["datatype"] for t in metadata.get("inputs", [])}
     arrays: dict[str, Any]
     try:
@@ -116,6 +120,10 @@ def load_inputs(path: Path, metadata: Mapping[str, Any]) -> list[InputTensor]:
         else:
             document = json.loads(path.read_text())
             if isinstance(document, dict) and isinstance(document.get("inputs"), list):
+                if not datatypes:
+                    datatypes = {t["name"]: t["datatype"] for t in document["inputs"]}
+                    if not set(datatypes.values()) <= DATATYPES:
+                        raise BenchError(f"{path}: unknown datatypes in {sorted(datatypes.values())}")
                 arrays = {
                     t["name"]: np.asarray(t["data"]).reshape([int(d) for d in t["shape"]])
                     for t in document["inputs"]
@@ -126,6 +134,11 @@ def load_inputs(path: Path, metadata: Mapping[str, Any]) -> list[InputTensor]:
                 raise BenchError(f"{path}: expected a JSON object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"cannot read inputs from {path}: {exc}") from None
+    if not datatypes:
+        raise BenchError(
+            "the server's metadata lists no inputs: give --input-data a V2 request body "
+            '(JSON with "inputs": [{"name", "shape", "datatype", "data"}])'
+        )
     missing = set(datatypes) - set(arrays)
     extra = set(arrays) - set(datatypes)
     if missing or extra:
@@ -148,8 +161,7 @@ def load_inputs(path: Path, metadata: Mapping[str, Any]) -> list[InputTensor]:
 
 def batch_rows(tensors: Sequence[InputTensor], metadata: Mapping[str, Any]) -> int:
     """Inferences per request: the batch dim of the first input for a batching model, else 1."""
-    first = metadata.get("inputs", [{}])[0]
-    declared = first.get("shape", [])
+    declared = (metadata.get("inputs") or [{}])[0].get("shape", [])
     if declared and int(declared[0]) == -1 and tensors and tensors[0].data.ndim:
         return int(tensors[0].data.shape[0])
     return 1

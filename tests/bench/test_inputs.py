@@ -111,3 +111,21 @@ def test_grpc_payload_decodes_on_the_server() -> None:
     decoded = {t.name: t.data for t in request.inputs}
     for tensor in tensors:
         np.testing.assert_array_equal(decoded[tensor.name], tensor.data)
+
+
+def test_a_v2_body_stands_in_for_missing_metadata(tmp_path: Path) -> None:
+    # MLServer's custom runtimes can answer metadata with no inputs at all.
+    bare = {"name": "m", "inputs": [], "outputs": []}
+    with pytest.raises(BenchError, match="give --input-data a V2 request body"):
+        random_inputs(bare, 1, {})
+    body = tmp_path / "body.json"
+    body.write_text(
+        json.dumps({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}]})
+    )
+    (tensor,) = load_inputs(body, bare)
+    assert tensor.datatype == "FP64" and tensor.data.dtype == np.float64 and tensor.shape == (2, 2)
+    assert batch_rows([tensor], bare) == 1
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"x": [1.0]}))
+    with pytest.raises(BenchError, match="V2 request body"):
+        load_inputs(plain, bare)
