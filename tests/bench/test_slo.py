@@ -61,7 +61,9 @@ def test_rejects_bad_arguments(slo: float, start: float, tolerance: float) -> No
 
 def test_search_on_a_real_server_of_fixed_capacity() -> None:
     # One request at a time, 5 ms each: capacity 200/s. The search must settle below saturation and
-    # well above a trickle, whatever this machine's noise does to the exact point.
+    # well above a trickle, whatever this machine's noise does to the exact point. The SLO is loose
+    # (200 ms) so that scheduling hiccups of a busy machine cannot fail the low rates; above capacity
+    # the backlog of a 1.2 s run still pushes p99 far past it.
     import numpy as np
     from synthserver import Behaviour, synthetic_server
 
@@ -88,12 +90,12 @@ def test_search_on_a_real_server_of_fixed_capacity() -> None:
 
             result = run_here(replace(spec, rate=rate))
             latency = percentile_with_failures(result.latencies_s, sum(result.errors.values()), 99)
-            goodput = np.count_nonzero(result.latencies_s <= 0.05) / result.window_s
+            goodput = np.count_nonzero(result.latencies_s <= 0.2) / result.window_s
             return Probe(rate, latency, goodput, None)
 
-        found = search(measure, slo_s=0.05, percentile=99, start_rate=25, tolerance=0.1, max_probes=8)
+        found = search(measure, slo_s=0.2, percentile=99, start_rate=25, tolerance=0.1, max_probes=8)
     best = found.best
     assert best is not None
-    assert 25 <= best.rate < 400
+    assert 25 <= best.rate < 400  # 400/s is twice the capacity: its backlog alone is ~240 requests
     assert 0 < best.goodput <= best.rate * 1.5
     assert any(not found.passes(p) for p in found.probes)  # it did find the ceiling
