@@ -44,6 +44,18 @@ _SCENARIOS = ("single-stream", "server", "offline", "sweep")
     help="Measured seconds per run.",
 )
 @click.option(
+    "-p",
+    "--measurement-interval",
+    type=click.IntRange(min=100),
+    help="perf_analyzer's form of --duration, in milliseconds (overrides it).",
+)
+@click.option(
+    "-i",
+    "--protocol",
+    type=click.Choice(["http", "grpc"]),
+    help="perf_analyzer's -i: the protocol for a URL given as host:port (default http).",
+)
+@click.option(
     "--warmup",
     type=click.FloatRange(min=0),
     default=1.0,
@@ -131,6 +143,12 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
 
     if importlib.util.find_spec("rich") is None:
         raise BenchError("inferd bench needs rich for its report: pip install 'inferd[bench]'")
+    if flags["protocol"] is not None:
+        if "://" in url and not url.lower().startswith(flags["protocol"] + "://"):
+            raise BenchError(f"-i {flags['protocol']} contradicts the URL {url}")
+        url = url if "://" in url else f"{flags['protocol']}://{url}"
+    if flags["measurement_interval"] is not None:
+        flags["duration"] = flags["measurement_interval"] / 1000
     endpoint = Endpoint.parse(url)
     if flags["plot_path"] and importlib.util.find_spec("matplotlib") is None:
         raise BenchError("--plot needs matplotlib: pip install 'inferd[plot]'")  # say so before the runs

@@ -112,9 +112,13 @@ def test_slo_search(server: RunningServer, tmp_path: Path) -> None:
     assert search["max_rate"] == (max(passed) if passed else None)
 
 
-def test_json_to_stdout(server: RunningServer) -> None:
-    done = bench(f"http://{server.http_url}", "-m", "simple", *SHORT, "--json", "-")
-    assert json.loads(done.stdout)["runs"][0]["requests_ok"] > 0
+def test_json_to_stdout_with_perf_analyzer_flags(server: RunningServer) -> None:
+    # perf_analyzer's -i grpc with a bare host:port, -p in milliseconds
+    done = bench(server.grpc_url, "-i", "grpc", "-m", "simple", *SHORT, "-p", "500", "--json", "-")
+    document = json.loads(done.stdout)
+    assert document["protocol"] == "grpc"
+    assert document["runs"][0]["requests_ok"] > 0
+    assert document["runs"][0]["window_s"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -124,6 +128,7 @@ def test_json_to_stdout(server: RunningServer) -> None:
         (["-m", "dynamic"], "--shape INPUT0"),
         (["-m", "simple", "--scenario", "server"], "needs --rate"),
         (["-m", "simple", "--instance-type", "z9.huge"], "no price known"),
+        (["-m", "simple", "-i", "grpc"], "contradicts the URL"),
     ],
 )
 def test_errors_are_clear(server: RunningServer, args: list[str], message: str) -> None:
