@@ -70,8 +70,23 @@ async def run_async(spec: LoadSpec) -> LoadResult:
         await submitter.close()
 
 
+def _allow_many_sockets(needed: int) -> None:
+    """HTTP/1.1 holds one socket per request in flight: lift the soft open-files limit towards the
+    hard one when the run may need more (the common default soft limit is 1024)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = needed + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def run_here(spec: LoadSpec) -> LoadResult:
     """One run on a fresh event loop (uvloop for REST where installed; grpc.aio wants asyncio's own)."""
+    _allow_many_sockets(spec.max_outstanding if spec.mode == "open" else spec.concurrency)
     if spec.endpoint.protocol == "http":
         try:
             import uvloop
