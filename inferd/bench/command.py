@@ -154,6 +154,11 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
         raise BenchError("--plot needs matplotlib: pip install 'inferd[plot]'")  # say so before the runs
     price = hourly_price(flags["price_per_hour"], flags["instance_type"])
     scenario = _scenario(flags)
+    from inferd.bench.scenarios import parse_levels
+
+    for name, kind in (("concurrency", int), ("rate", float)):  # bad lists fail before any request
+        if flags[name]:
+            parse_levels(flags[name], kind)
     batch_size = flags["batch_size"] or (32 if scenario == "offline" else 1)
     metadata = model_metadata(endpoint, model, version)
     source = flags["input_data"]
