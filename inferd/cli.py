@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,8 @@ import click
 
 from inferd.bench.command import bench as bench_command
 from inferd.errors import ModelLoadError
+from inferd.logging_setup import configure_logging
 from inferd.settings import Settings
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,13 +47,30 @@ def main() -> None:
     "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
+@click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
+@click.option(
+    "--access-log/--no-access-log", default=None, help="Log one line per inference request (default off)."
+)
+@click.option("--metrics-port", type=int, help="Also serve /metrics on this port (0 picks a free one).")
+@click.option("--no-metrics", is_flag=True, default=None, help="Serve neither /metrics nor the status page.")
+@click.option("--no-dashboard", is_flag=True, default=None, help="Do not serve the status page.")
+@click.option("--price-per-hour", type=float, help="Dollars per hour of this machine, for cost metrics.")
+@click.option(
+    "--tracing/--no-tracing",
+    default=None,
+    help="OpenTelemetry spans per request, exported by OTLP as the OTEL_* variables say (default off).",
+)
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
     settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.logs.format)
     from inferd.app import Server  # deferred: keeps `inferd --help` fast
 
-    server = Server(settings)
+    try:
+        server = Server(settings)
+    except RuntimeError as exc:  # e.g. --tracing without the tracing extra installed
+        click.echo(f"inferd: {exc}", err=True)
+        sys.exit(1)
     try:
         server.load_models()
     except (ModelLoadError, FileNotFoundError) as exc:
@@ -89,6 +98,7 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         grpc["enabled"] = False
     overrides: dict[str, Any] = {}
     defaults = Settings()
+    _observability_overrides(given, defaults, overrides)
     if http:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
@@ -102,6 +112,28 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         if flag in given:
             overrides[field] = given[flag]
     return overrides
+
+
+def _observability_overrides(given: dict[str, Any], defaults: Settings, overrides: dict[str, Any]) -> None:
+    metrics: dict[str, Any] = {}
+    logs: dict[str, Any] = {}
+    for flag, field in (("metrics_port", "port"), ("price_per_hour", "price_per_hour")):
+        if flag in given:
+            metrics[field] = given[flag]
+    if given.get("no_metrics"):
+        metrics["enabled"] = False
+    if given.get("no_dashboard"):
+        metrics["dashboard"] = False
+    if "log_format" in given:
+        logs["format"] = given["log_format"]
+    if "access_log" in given:
+        logs["access_log"] = given["access_log"]
+    if "tracing" in given:
+        overrides["tracing"] = {**defaults.tracing.model_dump(), "enabled": given["tracing"]}
+    if metrics:
+        overrides["metrics"] = {**defaults.metrics.model_dump(), **metrics}
+    if logs:
+        overrides["logs"] = {**defaults.logs.model_dump(), **logs}
 
 
 def _run(coroutine: Any) -> None:
@@ -140,6 +172,26 @@ def build_examples(dest: Path, heavy: str) -> None:
         click.echo(
             f"also available: --with {','.join(HEAVY_EXAMPLES)} (pip install 'inferd[examples-heavy]')"
         )
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bins", type=click.IntRange(2, 100), default=10, show_default=True)
+@click.option("--max-features", type=click.IntRange(1), default=256, show_default=True)
+def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
+    """Write MODEL_DIR/drift_profile.json from reference inputs in DATA (.npz, one array per input).
+
+    Each array stacks samples on its first axis: rows for a batching model, whole inputs otherwise.
+    """
+    from inferd.drift.cli_support import write_profile
+
+    try:
+        path = write_profile(model_dir, data, bins, max_features)
+    except (ValueError, OSError) as exc:
+        click.echo(f"inferd profile: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {path}")
 
 
 main.add_command(bench_command)

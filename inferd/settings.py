@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MIB = 1024 * 1024
@@ -26,6 +26,67 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics, cost and the status page (docs/metrics.md)."""
+
+    # Serve /metrics (and the status page) on the REST port.
+    enabled: bool = True
+    # Also serve /metrics alone on this port (0 picks a free one); None: only on the REST port.
+    port: int | None = Field(default=None, ge=0, le=65535)
+    dashboard: bool = True
+    # Dollars per hour of this machine; busy (compute) time is priced at it.
+    price_per_hour: float | None = Field(default=None, ge=0)
+    # Or name the instance type and give a table of prices (instance type -> dollars per hour).
+    instance_type: str | None = None
+    prices: dict[str, float] = Field(default_factory=dict)
+    # How often measured energy (RAPL, NVML) is charged to the models busy in the interval.
+    energy_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _instance_type_is_priced(self) -> MetricsSettings:
+        if self.instance_type is not None and self.instance_type not in self.prices:
+            known = ", ".join(sorted(self.prices)) or "none"
+            raise ValueError(f"no price for instance type '{self.instance_type}' (priced: {known})")
+        return self
+
+    @property
+    def effective_price_per_hour(self) -> float | None:
+        if self.price_per_hour is not None:
+            return self.price_per_hour
+        return self.prices[self.instance_type] if self.instance_type is not None else None
+
+
+class LogSettings(BaseModel):
+    # json: one JSON object per line; text: the classic human-readable line.
+    format: Literal["json", "text"] = "json"
+    # One line per inference request (model, version, status, latency). Off by default: it costs
+    # several microseconds per request.
+    access_log: bool = False
+
+
+class DriftSettings(BaseModel):
+    """Input drift against a model's reference profile (drift_profile.json, `inferd profile`)."""
+
+    enabled: bool = True
+    # Sample one request in this many; the request path only counts.
+    sample_every: int = Field(default=4, ge=1)
+    # Rows kept per model in the sliding window the scores are computed on.
+    window_rows: int = Field(default=2000, ge=10)
+    # Seconds between score updates (done in a background task).
+    interval_s: float = Field(default=5.0, gt=0)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_threshold: float = Field(default=0.2, gt=0, le=1)
+    # Scores are withheld until the window holds at least this many rows.
+    min_rows: int = Field(default=100, ge=1)
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans per request (the ``tracing`` extra); the exporter is configured by the
+    standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...)."""
+
+    enabled: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
 
@@ -39,3 +100,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Seconds to finish accepted requests after SIGTERM/SIGINT before exiting.
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    metrics: MetricsSettings = MetricsSettings()
+    logs: LogSettings = LogSettings()
+    drift: DriftSettings = DriftSettings()
+    tracing: TracingSettings = TracingSettings()

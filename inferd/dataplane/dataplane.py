@@ -6,10 +6,13 @@ import time
 from typing import Any
 
 from inferd import __version__
+from inferd.dataplane.access_log import log_request
 from inferd.dataplane.validation import validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
+from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, NotFound
 from inferd.repository.manager import ModelRepository
+from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse, Tensor
 
 SERVER_NAME = "inferd"
@@ -18,9 +21,13 @@ EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(
+        self, repository: ModelRepository, access_log: bool = False, drift: DriftMonitor | None = None
+    ) -> None:
         self._repository = repository
         self._draining = False
+        self._access_log = access_log
+        self._drift = drift
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -116,16 +123,32 @@ class DataPlane:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
         self._repository.get(name, version)
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
+        """Count a request for a servable model that its front-end could not decode as a failure
+        (its duration is not measured: it never reached the data plane)."""
+        model = self._repository.get(name, version)
+        model.stats.record_failure(0, error.kind.value)
+        if self._access_log:
+            log_request(None, model.name, model.version, error.kind.value, 0)
+
+    async def infer(self, request: InferRequest, trace: RequestTrace | None = None) -> InferResponse:
         start = time.perf_counter_ns()
         model = self._repository.get(request.model, request.version)
         try:
             checked = validate(request, model.signature)
-            outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)
-        except InferdError:
-            model.stats.fail.add(time.perf_counter_ns() - start)
+            if self._drift is not None:
+                self._drift.offer(model.name, checked.arrays)
+            outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace)
+        except InferdError as exc:
+            elapsed = time.perf_counter_ns() - start
+            model.stats.record_failure(elapsed, exc.kind.value)
+            if self._access_log:
+                log_request(request.id, model.name, model.version, exc.kind.value, elapsed)
             raise
-        model.stats.success.add(time.perf_counter_ns() - start)
+        elapsed = time.perf_counter_ns() - start
+        model.stats.record_success(elapsed)
+        if self._access_log:
+            log_request(request.id, model.name, model.version, "ok", elapsed)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
         datatypes = model.output_datatypes
         return InferResponse(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.grpc.servicer import InferenceServicer
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 
+if TYPE_CHECKING:
+    from inferd.tracing.tracer import Tracing
+
 
 class GrpcServer:
-    def __init__(self, dataplane: DataPlane, max_message_bytes: int) -> None:
+    def __init__(self, dataplane: DataPlane, max_message_bytes: int, tracing: Tracing | None = None) -> None:
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -20,7 +25,7 @@ class GrpcServer:
             ]
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(dataplane), self._server
+            InferenceServicer(dataplane, tracing), self._server
         )
 
     async def start(self, host: str, port: int) -> int:

@@ -21,6 +21,7 @@ from inferd.errors import ExecutionError, InferdError, Unavailable
 from inferd.runtimes.base import Runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.stats import ModelStats
+from inferd.scheduler.tracehook import RequestTrace
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class _Pending:
     group: Hashable
     future: asyncio.Future[Outputs]
     enqueued_ns: int
+    trace: RequestTrace | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,9 @@ class Batcher:
     def pending(self) -> int:
         return len(self._queue) + self._in_flight
 
-    async def infer(self, inputs: Outputs, rows: int, group: Hashable = ()) -> Outputs:
+    async def infer(
+        self, inputs: Outputs, rows: int, group: Hashable = (), trace: RequestTrace | None = None
+    ) -> Outputs:
         """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge)."""
         if self._closing:
             raise Unavailable(f"model '{self._name}' is shutting down")
@@ -89,7 +93,7 @@ class Batcher:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._queue.append(_Pending(inputs, rows, group, future, time.perf_counter_ns()))
+        self._queue.append(_Pending(inputs, rows, group, future, time.perf_counter_ns(), trace))
         self._queued_rows += rows
         self._idle.clear()
         # Deferring by one loop turn lets requests parsed in the same turn share an execution.
@@ -172,9 +176,13 @@ class Batcher:
         assert loop is not None
         self._in_flight += 1
         now = time.perf_counter_ns()
-        queue_stats = self._stats.queue
+        record_queue = self._stats.record_queue
+        traced: list[RequestTrace] = []
         for item in batch:
-            queue_stats.add(now - item.enqueued_ns)
+            record_queue(now - item.enqueued_ns)
+            if item.trace is not None:
+                item.trace.queued(item.enqueued_ns, now)
+                traced.append(item.trace)
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
         done = self._executor.submit(self._execute, instance, inputs, rows)
@@ -182,7 +190,7 @@ class Batcher:
         def finished(future: Future[_Executed]) -> None:
             # RuntimeError: the loop closed during shutdown; nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._complete, instance, batch, future)
+                loop.call_soon_threadsafe(self._complete, instance, batch, future, now, traced)
 
         done.add_done_callback(finished)
 
@@ -216,7 +224,14 @@ class Batcher:
                 results.append(_execution_error(self._name, single_exc))
         return results
 
-    def _complete(self, instance: int, batch: list[_Pending], done: Future[_Executed]) -> None:
+    def _complete(
+        self,
+        instance: int,
+        batch: list[_Pending],
+        done: Future[_Executed],
+        launched_ns: int,
+        traced: list[RequestTrace],
+    ) -> None:
         self._free_instances.append(instance)
         self._in_flight -= 1
         try:
@@ -225,13 +240,13 @@ class Batcher:
             log.exception("model %s: execution crashed", self._name)
             error = _execution_error(self._name, exc)
             executed = _Executed([error] * len(batch), 0, 0, 0)
+        rows = sum(item.rows for item in batch)
         self._stats.record_execution(
-            sum(item.rows for item in batch),
-            len(batch),
-            executed.input_ns,
-            executed.infer_ns,
-            executed.output_ns,
+            rows, len(batch), executed.input_ns, executed.infer_ns, executed.output_ns
         )
+        if traced:
+            # One execution span, parented by the first traced request and linked to all of them.
+            traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)
         for item, result in zip(batch, executed.results, strict=True):
             if item.future.done():
                 continue
