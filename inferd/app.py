@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 import socket
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from inferd.cache.factory import build_cache
 from inferd.dashboard.pages import dashboard_pages
 from inferd.dataplane.dataplane import DataPlane
 from inferd.drift.monitor import DriftConfig, DriftMonitor
@@ -39,7 +41,17 @@ class Server:
         self.tracing = tracing if tracing is not None else _tracing(settings)
         self.repository = ModelRepository(settings.model_repository)
         self.drift = _drift_monitor(settings)
-        self.dataplane = DataPlane(self.repository, access_log=settings.logs.access_log, drift=self.drift)
+        cache = settings.cache
+        self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
+        self.dataplane = DataPlane(
+            self.repository,
+            self.cache,
+            settings.admission.default_timeout_us,
+            settings.limits.max_tensor_elements,
+            settings.limits.max_bytes_length,
+            access_log=settings.logs.access_log,
+            drift=self.drift,
+        )
         metrics = settings.metrics
         self.metrics = (
             Metrics(
@@ -83,7 +95,8 @@ class Server:
             log_config=None,
             # X-Forwarded-* rewriting is a middleware call per request; behind a proxy, turn it on there.
             proxy_headers=False,
-            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+            # An int, and never None (which would mean waiting forever): 0 really means no grace.
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
             backlog=4096,
         )
         http_server = uvicorn.Server(config)
@@ -128,6 +141,8 @@ class Server:
         await self.repository.close()
         if self.tracing is not None:
             self.tracing.shutdown()  # flushes spans still waiting for the exporter
+        if self.cache is not None:
+            await self.cache.close()
         http_socket.close()
         log.info("stopped")
 

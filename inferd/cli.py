@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from inferd.bench.command import bench as bench_command
 from inferd.errors import ModelLoadError
@@ -46,6 +47,23 @@ def main() -> None:
 @click.option(
     "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
 )
+@click.option(
+    "--cache",
+    "cache_backend",
+    help="Response cache for models with response_cache: true: memory (default), off, or redis://HOST:PORT/DB.",
+)
+@click.option(
+    "--cache-bytes", type=int, help="Byte budget of the in-process response cache (default 256 MiB)."
+)
+@click.option("--cache-ttl", type=float, help="Seconds a Redis cache entry lives (default 3600).")
+@click.option("--cache-key-prefix", help="Prefix of every Redis cache key (default inferd:).")
+@click.option(
+    "--default-timeout-us",
+    type=int,
+    help="Queue deadline in microseconds for requests without a timeout parameter (default: none).",
+)
+@click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
+@click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
 @click.option(
@@ -62,7 +80,11 @@ def main() -> None:
 )
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
-    settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
+    try:
+        settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from None
     configure_logging(settings.log_level, settings.logs.format)
     from inferd.app import Server  # deferred: keeps `inferd --help` fast
 
@@ -96,6 +118,15 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         grpc["max_message_bytes"] = given["grpc_max_message_bytes"]
     if given.get("no_grpc"):
         grpc["enabled"] = False
+    cache: dict[str, Any] = {}
+    for flag, field in (
+        ("cache_backend", "backend"),
+        ("cache_bytes", "memory_bytes"),
+        ("cache_ttl", "ttl_s"),
+        ("cache_key_prefix", "key_prefix"),
+    ):
+        if flag in given:
+            cache[field] = given[flag]
     overrides: dict[str, Any] = {}
     defaults = Settings()
     _observability_overrides(given, defaults, overrides)
@@ -103,6 +134,13 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
+    if cache:
+        overrides["cache"] = {**defaults.cache.model_dump(), **cache}
+    limits = {k: given[k] for k in ("max_tensor_elements", "max_bytes_length") if k in given}
+    if limits:
+        overrides["limits"] = {**defaults.limits.model_dump(), **limits}
+    if "default_timeout_us" in given:
+        overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),

@@ -98,6 +98,7 @@ class ModelRepository:
             dynamic=dynamic,
             max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
             preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
+            max_queue_size=config.max_queue_size,
         )
         if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
             raise ModelLoadError(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inferd.errors import ExecutionError, InferdError, Unavailable
+from inferd.errors import DeadlineExceeded, ExecutionError, InferdError, Unavailable
 from inferd.runtimes.base import Runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.stats import ModelStats
@@ -36,6 +36,8 @@ class BatchPolicy:
     dynamic: bool = False
     max_queue_delay_ns: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
+    # Requests allowed to wait at once (0: unbounded); beyond it a request is refused with 503 at once.
+    max_queue_size: int = 0
 
     @property
     def merges(self) -> bool:
@@ -50,6 +52,11 @@ class _Pending:
     future: asyncio.Future[Outputs]
     enqueued_ns: int
     trace: RequestTrace | None = None
+    # Triton's order: 1 before 2 before ...; 0 when the model has no priority levels.
+    priority: int = 0
+    # perf_counter_ns after which the request is dropped unexecuted; 0: none.
+    deadline_ns: int = 0
+    expiry: asyncio.TimerHandle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +91,38 @@ class Batcher:
         return len(self._queue) + self._in_flight
 
     async def infer(
-        self, inputs: Outputs, rows: int, group: Hashable = (), trace: RequestTrace | None = None
+        self,
+        inputs: Outputs,
+        rows: int,
+        group: Hashable = (),
+        trace: RequestTrace | None = None,
+        priority: int = 0,
+        deadline_ns: int = 0,
     ) -> Outputs:
-        """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge)."""
+        """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
+
+        ``priority``: 1 is served first, then 2, ...; 0 for a model without priority levels.
+        ``deadline_ns``: a ``time.perf_counter_ns()`` after which the request is dropped unexecuted.
+        """
         if self._closing:
             raise Unavailable(f"model '{self._name}' is shutting down")
+        queue = self._queue
+        limit = self._policy.max_queue_size
+        if limit and len(queue) >= limit:
+            self._stats.rejected_queue_full += 1
+            raise Unavailable(f"model '{self._name}': exceeds maximum queue size {limit}")
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._queue.append(_Pending(inputs, rows, group, future, time.perf_counter_ns(), trace))
+        now = time.perf_counter_ns()
+        item = _Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
+        if priority and queue and queue[-1].priority > priority:
+            self._insert_by_priority(item)
+        else:
+            queue.append(item)
+        if deadline_ns:
+            item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
         self._queued_rows += rows
         self._idle.clear()
         # Deferring by one loop turn lets requests parsed in the same turn share an execution.
@@ -101,6 +130,36 @@ class Batcher:
             self._dispatch_scheduled = True
             loop.call_soon(self._dispatch)
         return await future
+
+    def _insert_by_priority(self, item: _Pending) -> None:
+        """Behind every queued request of the same or a higher priority (FIFO within a level)."""
+        queue = self._queue
+        index = len(queue)
+        while index and queue[index - 1].priority > item.priority:
+            index -= 1
+        queue.insert(index, item)
+
+    def _expire(self, item: _Pending) -> None:
+        """The deadline passed while the request still waited: answer now, never run it."""
+        item.expiry = None
+        if item.future.done():
+            return
+        try:
+            self._queue.remove(item)
+        except ValueError:
+            return  # already taken into a batch
+        self._queued_rows -= item.rows
+        self._reject_expired(item)
+        self._update_idle()
+
+    def _reject_expired(self, item: _Pending) -> None:
+        self._stats.deadline_exceeded += 1
+        waited_us = (time.perf_counter_ns() - item.enqueued_ns) // 1000
+        item.future.set_exception(
+            DeadlineExceeded(
+                f"model '{self._name}': request timeout expired after {waited_us} us in the queue"
+            )
+        )
 
     async def close(self) -> None:
         """Stop taking requests, finish everything queued or running, then release the threads."""
@@ -151,6 +210,9 @@ class Batcher:
         self._queued_rows -= head.rows
         if head.future.done():  # the client went away while it waited
             return []
+        if head.deadline_ns and time.perf_counter_ns() >= head.deadline_ns:
+            self._reject_expired(head)  # its timer has not fired yet, but it must not run
+            return []
         batch = [head]
         if not self._policy.merges:
             return batch
@@ -161,6 +223,9 @@ class Batcher:
             item = queue.popleft()
             if item.future.done():
                 self._queued_rows -= item.rows
+            elif item.deadline_ns and time.perf_counter_ns() >= item.deadline_ns:
+                self._queued_rows -= item.rows
+                self._reject_expired(item)
             elif item.group == head.group and rows + item.rows <= limit:
                 batch.append(item)
                 rows += item.rows
@@ -180,6 +245,9 @@ class Batcher:
         traced: list[RequestTrace] = []
         for item in batch:
             record_queue(now - item.enqueued_ns)
+            if item.expiry is not None:
+                item.expiry.cancel()
+                item.expiry = None
             if item.trace is not None:
                 item.trace.queued(item.enqueued_ns, now)
                 traced.append(item.trace)

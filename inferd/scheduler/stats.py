@@ -43,6 +43,10 @@ class ModelStats:
     inference_count: int = 0
     execution_count: int = 0
     last_inference_ms: int = 0
+    # Beyond Triton's statistics (so not in as_dict, whose schema clients check): for metrics and logs.
+    rejected_queue_full: int = 0
+    deadline_exceeded: int = 0
+    cache_errors: int = 0
     batch: dict[int, BatchSizeStats] = field(default_factory=dict)
     # Prometheus histograms (inferd/metrics), each paired with the Duration holding its count and sum:
     # end-to-end latency of successful requests (success), queue time per request (queue), compute
