@@ -8,6 +8,8 @@ import json
 import logging
 import signal
 import socket
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -16,6 +18,8 @@ from inferd.dataplane.dataplane import DataPlane
 from inferd.grpc.server import GrpcServer
 from inferd.http.app import RestApp
 from inferd.repository.manager import ModelRepository
+from inferd.security.service import Security
+from inferd.security.tls import TlsFiles
 from inferd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,7 @@ class Server:
         self.settings = settings
         self.repository = ModelRepository(settings.model_repository)
         self.dataplane = DataPlane(self.repository)
+        self.security = Security(settings.security)
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._stop = asyncio.Event()
@@ -44,11 +49,14 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.security.reload_keys)
+        self.security.start()
 
         settings = self.settings
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(self.dataplane, settings.http.max_body_bytes)
+        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self.security.gate)
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -58,11 +66,14 @@ class Server:
             log_config=None,
             timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
             backlog=4096,
+            ssl_context_factory=_ssl_factory(self.security.tls),
         )
         http_server = uvicorn.Server(config)
         grpc_server = None
         if settings.grpc.enabled:
-            grpc_server = GrpcServer(self.dataplane, settings.grpc.max_message_bytes)
+            grpc_server = GrpcServer(
+                self.dataplane, settings.grpc.max_message_bytes, self.security.gate, self.security.tls
+            )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
         # so both front-ends drain in one order.
@@ -72,7 +83,11 @@ class Server:
         http_loop = asyncio.create_task(http_server.main_loop())
         grpc_address = f"{settings.grpc.host}:{self.grpc_port}" if grpc_server else "off"
         log.info(
-            "inferd serving: REST on %s:%s, gRPC on %s", settings.http.host, self.http_port, grpc_address
+            "inferd serving: REST on %s:%s, gRPC on %s%s",
+            settings.http.host,
+            self.http_port,
+            grpc_address,
+            " (TLS)" if self.security.tls else "",
         )
         if settings.port_file:
             _write_port_file(settings.port_file, self.http_port, self.grpc_port)
@@ -88,8 +103,20 @@ class Server:
             stopping.append(grpc_server.stop(settings.drain_timeout_s))
         await asyncio.gather(*stopping)
         await self.repository.close()
+        await self.security.close()
         http_socket.close()
         log.info("stopped")
+
+
+def _ssl_factory(tls: TlsFiles | None) -> Callable[..., ssl.SSLContext] | None:
+    """uvicorn's hook for our own context (TLS 1.2+, client CA for mTLS), or None for plain HTTP."""
+    if tls is None:
+        return None
+
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return tls.ssl_context()
+
+    return factory
 
 
 def _bind(host: str, port: int) -> socket.socket:

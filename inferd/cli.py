@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.settings import Settings
 
@@ -54,13 +55,18 @@ def main() -> None:
     "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
+@security_options
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
     settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
     _configure_logging(settings.log_level)
     from inferd.app import Server  # deferred: keeps `inferd --help` fast
 
-    server = Server(settings)
+    try:
+        server = Server(settings)
+    except ValueError as exc:  # bad key file or TLS files: named in the message, never a key
+        click.echo(f"inferd: {exc}", err=True)
+        sys.exit(1)
     try:
         server.load_models()
     except (ModelLoadError, FileNotFoundError) as exc:
@@ -92,6 +98,9 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
+    security = security_overrides(given)
+    if security:
+        overrides["security"] = {**defaults.security.model_dump(), **security}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),
@@ -125,3 +134,6 @@ def build_examples(dest: Path) -> None:
 
     names = build_repository(dest)
     click.echo(f"wrote {', '.join(names)} to {dest}")
+
+
+main.add_command(keys)
