@@ -77,6 +77,20 @@ class KeyFileSpec(BaseModel):
     keys: list[KeyEntrySpec] = []
 
 
+def _describe(exc: ValidationError) -> str:
+    """Where and what, without the offending values: a misplaced key must not reach the logs."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = error["loc"]
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":  # the field's name itself may be a pasted key
+            loc = loc[:-1]
+            message = f"unknown field; the fields are {', '.join(KeyEntrySpec.model_fields)}"
+        where = ".".join(str(part) for part in loc) or "document"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
+
+
 def _is_hex(text: str) -> bool:
     try:
         int(text, 16)
@@ -112,9 +126,14 @@ def parse_key_document(text: str, source: str) -> dict[bytes, Principal]:
     """Parse a key file (YAML or JSON) into principals by SHA-256 digest; ValueError names the source."""
     try:
         document: Any = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:  # its message quotes the file's text, so only the position is kept
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"invalid key file {source}: not valid YAML/JSON{where}") from None
+    try:
         spec = KeyFileSpec.model_validate(document)
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise ValueError(f"invalid key file {source}: {exc}") from None
+    except ValidationError as exc:
+        raise ValueError(f"invalid key file {source}: {_describe(exc)}") from None
     principals: dict[bytes, Principal] = {}
     ids: set[str] = set()
     for entry in spec.keys:

@@ -55,7 +55,7 @@ def test_model_scopes_are_globs_and_apis_can_be_all() -> None:
         ("keys:\n  - id: a\n    hash: md5:abc\n", "sha256"),
         ("keys:\n  - id: a\n    hash: sha256:" + "z" * 64 + "\n", "sha256"),
         ("keys:\n  - id: a\n    hash: sha256:" + "0" * 64 + "\n    apis: [admin]\n", "unknown apis"),
-        ("keys:\n  - id: a\n    hash: sha256:" + "0" * 64 + "\n    colour: red\n", "colour"),
+        ("keys:\n  - id: a\n    hash: sha256:" + "0" * 64 + "\n    colour: red\n", "unknown field"),
         ("keys: [", "invalid key file"),
         (
             "keys:\n  - id: a\n    hash: sha256:" + "0" * 64 + "\n  - id: a\n    hash: sha256:" + "1" * 64,
@@ -101,3 +101,17 @@ def test_inline_document_and_file_combine(tmp_path: Path) -> None:
     store = KeyStore(path, document)
     assert len(store) == 2
     assert store.lookup(inline_key) is not None and store.lookup(file_key) is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "keys:\n  - id: a\n    hash: inferd_SECRETVALUE\n",  # a raw key pasted where the hash goes
+        "keys: [\n  inferd_SECRETVALUE",  # broken YAML quoting the line
+        "keys:\n  - id: a\n    hash: sha256:" + "0" * 64 + "\n    inferd_SECRETVALUE: 1\n",
+    ],
+)
+def test_errors_never_quote_the_file(text: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_key_document(text, "keys.yaml")
+    assert "SECRETVALUE" not in str(error.value)
