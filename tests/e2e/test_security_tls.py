@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,18 +125,6 @@ def test_plain_text_clients_get_nothing_from_a_tls_server(tls_server: RunningSer
     with pytest.raises(InferenceServerException) as refused:
         plain.is_server_live(client_timeout=10)
     assert "UNAVAILABLE" in str(refused.value.status())
-
-
-def test_tls_below_1_2_is_refused(tls_server: RunningServer, certs: Certificates) -> None:
-    context = ssl.create_default_context(cafile=certs.ca)
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    context.maximum_version = ssl.TLSVersion.TLSv1_1
-    with (
-        socket.create_connection(("127.0.0.1", tls_server.http_port), timeout=30) as sock,
-        pytest.raises(ssl.SSLError),
-        context.wrap_socket(sock, server_hostname="127.0.0.1"),
-    ):
-        pass
 
 
 def test_mtls_serves_clients_with_a_certificate(mtls_server: RunningServer, certs: Certificates) -> None:
