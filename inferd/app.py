@@ -49,8 +49,9 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, self.security.reload_keys)
+        if self.security.keys is not None:  # otherwise SIGHUP keeps its default meaning
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, self.security.reload_keys)
         self.security.start()
 
         settings = self.settings

@@ -1,0 +1,192 @@
+"""Per-request cost of the security gate (API key check, rate limit, audit) on the REST path.
+
+Two measurements, both in one process so that only the gate differs:
+  gate     ``Gate.admit`` alone (plus the REST front-end's path classification and header scan),
+           for each configuration, in a tight loop: the added work per request.
+  asgi     the REST app called directly as ASGI (no sockets, no HTTP parsing) for a V2 JSON infer
+           request on the example ``tabular`` model, gate off vs on, in alternating rounds; the
+           median of the rounds' per-request times is reported.
+With --redis URL the Redis-backed limiter is measured too (one round trip to Redis per request).
+
+    python benchmarks/security_overhead.py [--requests 20000] [--rounds 7] [--redis redis://127.0.0.1:6379/0]
+
+Needs: pip install -e '.[examples]' (the example models are built into a temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from inferd.dataplane.dataplane import DataPlane
+from inferd.examples import TABULAR_FEATURES, build_repository
+from inferd.http import access
+from inferd.http.app import RestApp
+from inferd.repository.manager import ModelRepository
+from inferd.security.audit import AuditLog
+from inferd.security.auth import Authenticator
+from inferd.security.gate import Gate
+from inferd.security.keys import KeyStore, hash_key, new_key
+from inferd.security.ratelimit import Limiter, Limits, LocalLimiter
+
+KEY = new_key()
+PATH = "/v2/models/tabular/infer"
+# Effectively unlimited, so every request is allowed and does the full bucket update.
+NO_DENIAL = Limits(rate=1e9, burst=1_000_000_000)
+
+
+def _gate(workdir: Path, auth: bool, limiter: Limiter | None, audit: bool) -> Gate:
+    authenticator = None
+    if auth:
+        keys = workdir / "keys.yaml"
+        lines = [f"  - id: other{i}\n    hash: {hash_key(new_key())}\n" for i in range(100)]
+        keys.write_text("keys:\n" + "".join(lines) + f"  - id: bench\n    hash: {hash_key(KEY)}\n")
+        authenticator = Authenticator(KeyStore(keys), open_health=False)
+    log = AuditLog(workdir / f"audit-{time.monotonic_ns()}.jsonl") if audit else None
+    return Gate(authenticator, limiter, NO_DENIAL, log)
+
+
+async def _configurations(workdir: Path, redis_url: str | None) -> dict[str, Gate]:
+    gates = {
+        "auth": _gate(workdir, True, None, False),
+        "auth+ratelimit": _gate(workdir, True, LocalLimiter(), False),
+        "auth+ratelimit+audit": _gate(workdir, True, LocalLimiter(), True),
+        "ratelimit by address (no keys)": _gate(workdir, False, LocalLimiter(), False),
+    }
+    if redis_url:
+        from inferd.security.redis_limiter import RedisLimiter
+
+        gates["auth+ratelimit(redis)"] = _gate(workdir, True, RedisLimiter(redis_url), False)
+    for gate in gates.values():
+        if gate.audit is not None:
+            gate.audit.start()
+    return gates
+
+
+async def bench_gate(gates: dict[str, Gate], requests: int) -> dict[str, float]:
+    headers = [
+        (b"host", b"x"),
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {KEY}".encode()),
+    ]
+    results = {}
+    for name, gate in gates.items():
+        n = requests // 10 if "redis" in name else requests
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            wanted = access.classify("POST", PATH)
+            await gate.admit(access.credential(headers), wanted, "127.0.0.1")
+            gate.record("http", "bench", "127.0.0.1", wanted, f"POST {PATH}", 200)
+        results[name] = (time.perf_counter_ns() - start) / n / 1000
+    return results
+
+
+def _asgi_call(app: RestApp, body: bytes) -> Callable[[], Awaitable[int]]:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": PATH,
+        "client": ("127.0.0.1", 50000),
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {KEY}".encode()),
+        ],
+    }
+    message = {"type": "http.request", "body": body, "more_body": False}
+    status = [0]
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(event: dict[str, Any]) -> None:
+        if event["type"] == "http.response.start":
+            status[0] = event["status"]
+
+    async def call() -> int:
+        await app(scope, receive, send)
+        return status[0]
+
+    return call
+
+
+async def bench_asgi(
+    dataplane: DataPlane, gates: dict[str, Gate], requests: int, rounds: int
+) -> dict[str, float]:
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, TABULAR_FEATURES],
+                    "datatype": "FP32",
+                    "data": [0.5] * TABULAR_FEATURES,
+                }
+            ]
+        }
+    )
+    apps = {"gate off": RestApp(dataplane, 1 << 20, None)}
+    apps.update(
+        {name: RestApp(dataplane, 1 << 20, gate) for name, gate in gates.items() if "redis" not in name}
+    )
+    calls = {name: _asgi_call(app, body) for name, app in apps.items()}
+    for name, call in calls.items():  # warm-up, and every configuration must answer 200
+        for _ in range(200):
+            status = await call()
+            assert status == 200, (name, status)
+    per_round: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter_ns()
+            for _ in range(requests):
+                await call()
+            per_round[name].append((time.perf_counter_ns() - start) / requests / 1000)
+    return {name: statistics.median(times) for name, times in per_round.items()}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--redis", help="also measure the Redis-backed limiter against this URL")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        build_repository(workdir / "models")
+        repository = ModelRepository(workdir / "models")
+        repository.load_all()
+        dataplane = DataPlane(repository)
+        gates = await _configurations(workdir, args.redis)
+        try:
+            print(
+                f"Gate.admit + classify + header scan + audit record, {args.requests} calls (µs per request):"
+            )
+            for name, us in (await bench_gate(gates, args.requests)).items():
+                print(f"  {name:34s} {us:7.2f}")
+            asgi_requests = max(1, args.requests // 4)
+            print(
+                f"REST infer on tabular via ASGI, median of {args.rounds} rounds x {asgi_requests}"
+                " (µs per request):"
+            )
+            results = await bench_asgi(dataplane, gates, asgi_requests, args.rounds)
+            base = results["gate off"]
+            for name, us in results.items():
+                print(f"  {name:34s} {us:7.2f}  ({us - base:+6.2f})")
+        finally:
+            for gate in gates.values():
+                await gate.close()
+            await repository.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
