@@ -65,6 +65,8 @@ class Server:
             lifespan="off",
             access_log=False,
             log_config=None,
+            # X-Forwarded-* rewriting is a middleware call per request; behind a proxy, turn it on there.
+            proxy_headers=False,
             timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
             backlog=4096,
             ssl_context_factory=_ssl_factory(self.security.tls),
