@@ -97,6 +97,8 @@ class LocalLimiter:
             day = int(wall // SECONDS_PER_DAY)
             counted = self._quota.get(caller)
             if counted is None or counted[0] != day:
+                if counted is None and len(self._quota) >= self._max_buckets:
+                    self._quota = {c: n for c, n in self._quota.items() if n[0] == day}
                 counted = self._quota[caller] = [day, 0]
             if counted[1] >= limits.daily_quota:
                 return Denial("quota", retry_after((day + 1) * SECONDS_PER_DAY - wall))

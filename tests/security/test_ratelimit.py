@@ -90,3 +90,15 @@ def test_make_limits_defaults_the_burst_to_one_second() -> None:
     assert make_limits(0.2, None, None).burst == 1
     assert make_limits(None, None, 7) == Limits(None, 1, 7)
     assert not make_limits(None, None, None).active
+
+
+def test_quota_counters_of_past_days_are_dropped_past_the_bound() -> None:
+    wall = FakeClock(start=5 * SECONDS_PER_DAY)
+    limiter = LocalLimiter(monotonic=FakeClock(), wall=wall, max_buckets=2)
+    limits = Limits(daily_quota=1)
+    limiter.check("a", "m", limits)
+    limiter.check("b", "m", limits)
+    wall.now += SECONDS_PER_DAY
+    limiter.check("c", "m", limits)
+    assert set(limiter._quota) == {"c"}
+    assert limiter.check("a", "m", limits) is None  # a new day: a fresh count
