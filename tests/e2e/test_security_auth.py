@@ -228,7 +228,10 @@ def _audit_lines(path: Path, wanted: int) -> list[dict[str, Any]]:
 
 
 def test_audit_log_and_server_log_hold_no_key_material(secured: RunningServer, workdir: Path) -> None:
-    marker = "/v2/models/private/versions/7"
+    grpc = grpcclient.InferenceServerClient(secured.grpc_url)
+    with pytest.raises(InferenceServerException):  # refused by the servicer, not by the gate
+        grpc.get_model_metadata("missing_model", headers={"x-api-key": ADMIN})
+    marker = "/v2/models/private/versions/7"  # the last request: its line comes last
     request(secured.http_url, "GET", marker, headers=_bearer(ALICE))
     lines = _audit_lines(workdir / "audit.jsonl", 1)
     while not any(line["call"] == f"GET {marker}" for line in lines):
@@ -239,6 +242,9 @@ def test_audit_log_and_server_log_hold_no_key_material(secured: RunningServer, w
     assert line["client"] == "127.0.0.1"
     grpc_lines = [line for line in lines if line["protocol"] == "grpc"]
     assert {"OK", "UNAUTHENTICATED", "PERMISSION_DENIED"} <= {line["status"] for line in grpc_lines}
+    missing = next(line for line in grpc_lines if line["model"] == "missing_model")
+    assert missing["status"] == "NOT_FOUND" and missing["key_id"] == "admin"
+    assert missing["call"] == "/inference.GRPCInferenceService/ModelMetadata"
     audit_text = (workdir / "audit.jsonl").read_text()
     for key in ALL_KEYS:
         for text in (audit_text, secured.log()):
