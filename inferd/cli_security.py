@@ -11,7 +11,7 @@ import click
 import yaml
 
 from inferd.security.apis import Api
-from inferd.security.keys import KeyEntrySpec, KeyFileSpec, hash_key, new_key
+from inferd.security.keys import KeyEntrySpec, KeyFileSpec, hash_key, new_key, parse_key_entries
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,9 +93,8 @@ def add_key(
     daily_quota: int | None,
 ) -> None:
     """Make a new key, append its hashed entry to KEY_FILE, and print the key (shown only once)."""
-    document = yaml.safe_load(key_file.read_text()) if key_file.exists() else None
     try:
-        spec = KeyFileSpec.model_validate(document or {})
+        spec = _read(key_file)
         if any(entry.id == key_id for entry in spec.keys):
             raise ValueError(f"{key_file} already has a key with id '{key_id}'")
         key = new_key()
@@ -111,12 +110,39 @@ def add_key(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     spec.keys.append(entry)
-    entries = [e.model_dump(exclude_none=True) for e in spec.keys]
+    _write(key_file, spec)
+    click.echo(key)
+
+
+@keys.command("remove")
+@click.argument("key_file", type=_EXISTING)
+@click.option("--id", "key_id", required=True, help="Id of the key to revoke.")
+def remove_key(key_file: Path, key_id: str) -> None:
+    """Revoke a key: drop its entry from KEY_FILE (a running server picks it up within seconds)."""
+    try:
+        spec = _read(key_file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    kept = [entry for entry in spec.keys if entry.id != key_id]
+    if len(kept) == len(spec.keys):
+        raise click.ClickException(f"{key_file} has no key with id '{key_id}'")
+    _write(key_file, KeyFileSpec(keys=kept))
+    click.echo(f"removed key '{key_id}'")
+
+
+def _read(key_file: Path) -> KeyFileSpec:
+    if not key_file.exists():
+        return KeyFileSpec()
+    text = key_file.read_text()
+    return KeyFileSpec(keys=list(parse_key_entries(text, str(key_file))))
+
+
+def _write(key_file: Path, spec: KeyFileSpec) -> None:
+    entries = [entry.model_dump(exclude_none=True) for entry in spec.keys]
     temporary = key_file.with_name(key_file.name + ".tmp")
     temporary.write_text(yaml.safe_dump({"keys": entries}, sort_keys=False))
     temporary.chmod(0o600)
     temporary.replace(key_file)  # atomic: a running server never reads half a file
-    click.echo(key)
 
 
 @keys.command("hash")

@@ -95,3 +95,16 @@ def test_keys_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert security.keys is not None and security.gate is not None
     principal = security.keys.lookup("k1")
     assert principal is not None and principal.id == "ci"
+
+
+def test_keys_remove_revokes_one_entry(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    runner = CliRunner()
+    alice = runner.invoke(main, ["keys", "add", str(path), "--id", "alice"]).output.strip()
+    bob = runner.invoke(main, ["keys", "add", str(path), "--id", "bob"]).output.strip()
+    removed = runner.invoke(main, ["keys", "remove", str(path), "--id", "alice"])
+    assert removed.exit_code == 0, removed.output
+    store = KeyStore(path)
+    assert store.lookup(alice) is None and store.lookup(bob) is not None
+    missing = runner.invoke(main, ["keys", "remove", str(path), "--id", "alice"])
+    assert missing.exit_code != 0 and "no key with id 'alice'" in missing.output

@@ -122,8 +122,8 @@ class Principal:
         return allowed
 
 
-def parse_key_document(text: str, source: str) -> dict[bytes, Principal]:
-    """Parse a key file (YAML or JSON) into principals by SHA-256 digest; ValueError names the source."""
+def parse_key_entries(text: str, source: str) -> list[KeyEntrySpec]:
+    """The entries of a key file (YAML or JSON); ValueError names the source, never a value."""
     try:
         document: Any = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:  # its message quotes the file's text, so only the position is kept
@@ -134,12 +134,18 @@ def parse_key_document(text: str, source: str) -> dict[bytes, Principal]:
         spec = KeyFileSpec.model_validate(document)
     except ValidationError as exc:
         raise ValueError(f"invalid key file {source}: {_describe(exc)}") from None
-    principals: dict[bytes, Principal] = {}
     ids: set[str] = set()
     for entry in spec.keys:
         if entry.id in ids:
             raise ValueError(f"invalid key file {source}: key id '{entry.id}' appears twice")
         ids.add(entry.id)
+    return spec.keys
+
+
+def parse_key_document(text: str, source: str) -> dict[bytes, Principal]:
+    """Parse a key file into principals by SHA-256 digest."""
+    principals: dict[bytes, Principal] = {}
+    for entry in parse_key_entries(text, source):
         digest = bytes.fromhex(entry.hash.removeprefix(HASH_PREFIX))
         apis = frozenset(Api) if "*" in entry.apis else frozenset(Api(name) for name in entry.apis)
         principals[digest] = Principal(
