@@ -5,6 +5,8 @@ Two measurements, both in one process so that only the gate differs:
            for each configuration, in a tight loop: the added work per request.
   asgi     the REST app called directly as ASGI (no sockets, no HTTP parsing) for a V2 JSON infer
            request on the example ``tabular`` model, gate off vs on, in alternating rounds.
+  grpc     ModelInfer on ``tabular`` through a grpc.aio server (interceptor installed only when a
+           gate is) and a grpc.aio client on the same event loop, over loopback.
 With --redis URL the Redis-backed limiter is measured too (one round trip to Redis per request).
 
     python benchmarks/security_overhead.py [--requests 20000] [--rounds 7] [--redis redis://127.0.0.1:6379/0]
@@ -26,12 +28,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
+import numpy as np
 import orjson
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.examples import TABULAR_FEATURES, build_repository
+from inferd.grpc.server import GrpcServer
 from inferd.http import access
 from inferd.http.app import RestApp
+from inferd.protocol._generated import grpc_service_pb2 as pb
+from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.repository.manager import ModelRepository
 from inferd.security.audit import AuditLog
 from inferd.security.auth import Authenticator
@@ -162,6 +169,49 @@ async def bench_asgi(
     return {name: (min(times), statistics.median(times)) for name, times in per_round.items()}
 
 
+async def bench_grpc(
+    dataplane: DataPlane, gates: dict[str, Gate], requests: int, rounds: int
+) -> dict[str, tuple[float, float]]:
+    """Sequential ModelInfer calls over loopback, client and server on this event loop."""
+    request = pb.ModelInferRequest(model_name="tabular")
+    tensor = request.inputs.add(name="input", datatype="FP32")
+    tensor.shape.extend([1, TABULAR_FEATURES])
+    request.raw_input_contents.append(np.full((1, TABULAR_FEATURES), 0.5, np.float32).tobytes())
+    metadata = (("authorization", f"Bearer {KEY}"),)
+    configs = {"gate off": None, **{name: gate for name, gate in gates.items() if "redis" not in name}}
+    servers, stubs = [], {}
+    for name, gate in configs.items():
+        server = GrpcServer(dataplane, 1 << 20, gate)
+        port = await server.start("127.0.0.1", 0)
+        servers.append(server)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stubs[name] = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    try:
+        for stub in stubs.values():  # warm-up; every configuration must answer
+            for _ in range(100):
+                await stub.ModelInfer(request, metadata=metadata)
+        for _ in range(rounds):
+            for name, stub in stubs.items():
+                start = time.perf_counter_ns()
+                for _ in range(requests):
+                    await stub.ModelInfer(request, metadata=metadata)
+                times[name].append((time.perf_counter_ns() - start) / requests / 1000)
+    finally:
+        for server in servers:
+            await server.stop(0)
+    return {name: (min(values), statistics.median(values)) for name, values in times.items()}
+
+
+def _print_against_base(results: dict[str, tuple[float, float]]) -> None:
+    base_low, base_mid = results["gate off"]
+    for name, (low, mid) in results.items():
+        print(
+            f"  {name:34s} min {low:8.2f} ({low - base_low:+6.2f})"
+            f"  median {mid:8.2f} ({mid - base_mid:+6.2f})"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,13 +234,10 @@ async def main() -> None:
                 print(f"  {name:34s} min {low:8.2f}  median {mid:8.2f}")
             asgi_requests = max(1, args.requests // 4)
             print(f"REST infer on tabular via ASGI, {asgi_requests} requests a round:")
-            results = await bench_asgi(dataplane, gates, asgi_requests, args.rounds)
-            base_low, base_mid = results["gate off"]
-            for name, (low, mid) in results.items():
-                print(
-                    f"  {name:34s} min {low:8.2f} ({low - base_low:+6.2f})"
-                    f"  median {mid:8.2f} ({mid - base_mid:+6.2f})"
-                )
+            _print_against_base(await bench_asgi(dataplane, gates, asgi_requests, args.rounds))
+            grpc_requests = max(1, args.requests // 20)
+            print(f"gRPC ModelInfer on tabular over loopback, {grpc_requests} sequential calls a round:")
+            _print_against_base(await bench_grpc(dataplane, gates, grpc_requests, args.rounds))
         finally:
             for gate in gates.values():
                 await gate.close()
