@@ -106,7 +106,9 @@ class RestApp:
         except Exception as exc:
             key_id = key_id or refused_key_id(exc)
             response = _error_response(exc, scope)
-        gate.record("http", key_id, client, wanted, f"{scope['method']} {scope['path']}", response.status)
+        if gate.audit is not None:
+            call = f"{scope['method']} {scope['path']}"
+            gate.record("http", key_id, client, wanted, call, response.status)
         return response
 
     async def _route(self, scope: Scope, receive: Receive) -> Response:
