@@ -42,9 +42,19 @@ def security_options(command: F) -> F:
             help="Require API keys listed (hashed) in this file; reloaded on SIGHUP and on change.",
         ),
         click.option("--open-health", is_flag=True, default=None, help="Health endpoints need no key."),
-        click.option("--rate-limit", type=float, help="Requests/s per caller per model (token bucket)."),
-        click.option("--rate-burst", type=int, help="Token bucket size (default: one second's worth)."),
-        click.option("--daily-quota", type=int, help="Inference requests per caller per UTC day."),
+        click.option(
+            "--rate-limit",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Requests/s per caller per model (token bucket).",
+        ),
+        click.option(
+            "--rate-burst",
+            type=click.IntRange(min=1),
+            help="Token bucket size (default: one second's worth).",
+        ),
+        click.option(
+            "--daily-quota", type=click.IntRange(min=1), help="Inference requests per caller per UTC day."
+        ),
         click.option("--rate-limit-redis", help="redis://host:port/db shared by replicas for limits."),
         click.option(
             "--rate-limit-redis-failure",
@@ -80,9 +90,9 @@ def keys() -> None:
     show_default=True,
     help=f"Comma-separated, from: {', '.join(api.value for api in Api)}, or *.",
 )
-@click.option("--rate", type=float, help="This key's requests/s per model.")
-@click.option("--burst", type=int, help="This key's token bucket size.")
-@click.option("--daily-quota", type=int, help="This key's inference requests per UTC day.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="This key's requests/s per model.")
+@click.option("--burst", type=click.IntRange(min=1), help="This key's token bucket size.")
+@click.option("--daily-quota", type=click.IntRange(min=1), help="This key's inference requests per UTC day.")
 def add_key(
     key_file: Path,
     key_id: str,

@@ -108,3 +108,10 @@ def test_keys_remove_revokes_one_entry(tmp_path: Path) -> None:
     assert store.lookup(alice) is None and store.lookup(bob) is not None
     missing = runner.invoke(main, ["keys", "remove", str(path), "--id", "alice"])
     assert missing.exit_code != 0 and "no key with id 'alice'" in missing.output
+
+
+def test_a_redis_url_of_another_scheme_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERD_SECURITY__RATE_LIMIT_REDIS", "http://127.0.0.1:6379")
+    monkeypatch.setenv("INFERD_SECURITY__RATE_LIMIT", "5")
+    with pytest.raises(ValueError, match="redis://"):
+        Security(Settings().security)

@@ -39,6 +39,9 @@ class Security:
             if settings.rate_limit_redis:
                 from inferd.security.redis_limiter import RedisLimiter  # redis is needed only here
 
+                if not settings.rate_limit_redis.startswith(("redis://", "rediss://", "unix://")):
+                    raise ValueError("--rate-limit-redis must be a redis://, rediss:// or unix:// URL")
+
                 limiter = RedisLimiter(
                     settings.rate_limit_redis, fail_open=settings.rate_limit_redis_failure == "open"
                 )
