@@ -23,8 +23,8 @@ from tritonclient.utils import InferenceServerException
 
 from inferd.security.keys import hash_key, new_key
 
-ADMIN, ALICE, LIMITED, QUOTA = new_key(), new_key(), new_key(), new_key()
-ALL_KEYS = (ADMIN, ALICE, LIMITED, QUOTA)
+ADMIN, ALICE, LIMITED, QUOTA, STREAMER = new_key(), new_key(), new_key(), new_key(), new_key()
+ALL_KEYS = (ADMIN, ALICE, LIMITED, QUOTA, STREAMER)
 BATCHING = "max_batch_size: 8\n"
 
 
@@ -37,6 +37,7 @@ def _key_file(path: Path) -> None:
         f"  - id: limited\n    hash: {hash_key(LIMITED)}\n    apis: [inference]\n"
         "    rate: 0.001\n    burst: 2\n"
         f"  - id: quota\n    hash: {hash_key(QUOTA)}\n    apis: [inference]\n    daily_quota: 2\n"
+        f"  - id: streamer\n    hash: {hash_key(STREAMER)}\n    rate: 0.001\n    burst: 2\n"
     )
 
 
@@ -181,6 +182,12 @@ def test_grpc_stream_checks_the_key_and_each_message(secured: RunningServer) -> 
     scoped = _stream(secured, {"x-api-key": ALICE}, ["identity_fp32", "private", "identity_fp32"])
     assert scoped[0].as_numpy("OUTPUT0").shape == (1, 4)
     assert len(scoped) == 2 and "PERMISSION_DENIED" in str(scoped[1].status())
+
+
+def test_grpc_stream_messages_are_rate_limited(secured: RunningServer) -> None:
+    outcomes = _stream(secured, {"x-api-key": STREAMER}, ["identity_fp32"] * 4)
+    assert [r.as_numpy("OUTPUT0").shape for r in outcomes[:2]] == [(1, 4), (1, 4)]
+    assert len(outcomes) == 3 and "RESOURCE_EXHAUSTED" in str(outcomes[2].status())
 
 
 def test_per_key_rate_limit_is_shared_by_rest_and_grpc(secured: RunningServer) -> None:
