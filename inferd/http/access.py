@@ -26,7 +26,9 @@ def classify(method: str, path: str) -> Access:
     head = rest[0]
     if head == "health":
         return Access(Api.HEALTH)
-    if head == "repository":
+    if head == "repository":  # index, or models/{m}/load|unload (scoped to the model, as over gRPC)
+        if len(rest) >= 3 and rest[1] == "models" and rest[2]:
+            return Access(Api.REPOSITORY, rest[2])
         return Access(Api.REPOSITORY)
     if head != "models" or len(rest) < 2 or not rest[1]:
         return _UNKNOWN
