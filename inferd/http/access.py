@@ -5,6 +5,7 @@ Used only when a Gate is configured; it mirrors the routes in app.py.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from inferd.security.apis import Api
@@ -14,6 +15,9 @@ from inferd.security.gate import Access
 _UNKNOWN = Access(None)
 
 
+# Clients repeat the same few paths, so the answer is memoised (Access is immutable); the bound
+# keeps made-up paths from growing it.
+@functools.lru_cache(maxsize=4096)
 def classify(method: str, path: str) -> Access:
     parts = path.strip("/").split("/")
     if parts == ["metrics"]:  # Prometheus exposition, where served
