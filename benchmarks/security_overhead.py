@@ -184,12 +184,13 @@ async def bench_grpc(
     request.raw_input_contents.append(np.full((1, TABULAR_FEATURES), 0.5, np.float32).tobytes())
     metadata = (("authorization", f"Bearer {KEY}"),)
     configs = {"gate off": None, **{name: gate for name, gate in gates.items() if "redis" not in name}}
-    servers, stubs = [], {}
+    servers, channels, stubs = [], [], {}
     for name, gate in configs.items():
         server = GrpcServer(dataplane, 1 << 20, gate)
         port = await server.start("127.0.0.1", 0)
         servers.append(server)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        channels.append(channel)
         stubs[name] = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
     times: dict[str, list[float]] = {name: [] for name in configs}
     try:
@@ -203,6 +204,8 @@ async def bench_grpc(
                     await stub.ModelInfer(request, metadata=metadata)
                 times[name].append((CLOCK[0]() - start) / requests / 1000)
     finally:
+        for channel in channels:
+            await channel.close()
         for server in servers:
             await server.stop(0)
     return {name: (min(values), statistics.median(values)) for name, values in times.items()}
