@@ -21,7 +21,7 @@ from inferd.security.gate import Access, Gate, refused_key_id
 _Extract = Callable[[Any], Access]
 
 
-def _server(api: Api) -> _Extract:
+def _server(api: Api | None) -> _Extract:
     access = Access(api)
     return lambda request: access
 
@@ -35,6 +35,8 @@ def _model(api: Api) -> _Extract:  # requests with `model_name` (and `model_vers
         api, request.model_name or None, getattr(request, "model_version", "") or None
     )
 
+
+_authenticated_only: _Extract = _server(None)
 
 _RULES: dict[str, _Extract] = {
     "ServerLive": _server(Api.HEALTH),
@@ -93,9 +95,10 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         wrapped = self._handlers.get(method)
         if wrapped is None:
             handler = await continuation(handler_call_details)
-            rule = _RULES.get(method.rpartition("/")[2])
-            if handler is None or rule is None:
-                return handler  # unknown method: gRPC answers UNIMPLEMENTED
+            if handler is None:
+                return None  # no such method: gRPC answers UNIMPLEMENTED
+            # A method added to the service without a rule still needs a valid key (fail closed).
+            rule = _RULES.get(method.rpartition("/")[2], _authenticated_only)
             wrapped = self._handlers[method] = self._wrap(handler, method, rule)
         return wrapped
 
@@ -106,11 +109,15 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return grpc.stream_stream_rpc_method_handler(
-            self._stream(handler.stream_stream, method, extract),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(handler.stream_stream, method, extract),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # The service has no unary-stream or stream-unary methods; one added later must get a
+        # wrapper here rather than be served unchecked.
+        raise TypeError(f"{method}: no access check for this kind of method")
 
     def _unary(self, behavior: Any, method: str, extract: _Extract) -> Any:
         gate = self._gate
