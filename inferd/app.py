@@ -6,21 +6,31 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
+from inferd.cache.factory import build_cache
+from inferd.dashboard.pages import dashboard_pages
 from inferd.dataplane.dataplane import DataPlane
+from inferd.drift.monitor import DriftConfig, DriftMonitor
 from inferd.grpc.server import GrpcServer
 from inferd.http.app import RestApp
+from inferd.http.pages import Page, PagesApp
+from inferd.metrics.registry import Metrics
 from inferd.repository.manager import ModelRepository
 from inferd.security.service import Security
 from inferd.security.tls import TlsFiles
 from inferd.settings import Settings
+
+if TYPE_CHECKING:
+    from inferd.tracing.tracer import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +38,40 @@ log = logging.getLogger(__name__)
 class Server:
     """One inferd process: model repository, data plane, REST and gRPC front-ends."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
+        """``tracing``: spans go there; by default, when settings.tracing is on, an OTLP exporter
+        configured from the OTEL_* variables."""
         self.settings = settings
+        self.tracing = tracing if tracing is not None else _tracing(settings)
         self.repository = ModelRepository(settings.model_repository)
-        self.dataplane = DataPlane(self.repository)
         self.security = Security(settings.security)
+        self.drift = _drift_monitor(settings)
+        cache = settings.cache
+        self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
+        self.dataplane = DataPlane(
+            self.repository,
+            self.cache,
+            settings.admission.default_timeout_us,
+            settings.limits.max_tensor_elements,
+            settings.limits.max_bytes_length,
+            access_log=settings.logs.access_log,
+            drift=self.drift,
+        )
+        metrics = settings.metrics
+        self.metrics = (
+            Metrics(
+                self.repository,
+                price_per_hour=metrics.effective_price_per_hour,
+                energy_interval_s=metrics.energy_interval_s,
+            )
+            if metrics.enabled
+            else None
+        )
+        if self.metrics is not None and self.drift is not None:
+            self.metrics.register(self.drift)
         self.http_port: int | None = None
         self.grpc_port: int | None = None
+        self.metrics_port: int | None = None
         self._stop = asyncio.Event()
 
     def load_models(self) -> None:
@@ -57,7 +94,9 @@ class Server:
         settings = self.settings
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self.security.gate)
+        rest = RestApp(
+            self.dataplane, settings.http.max_body_bytes, self._pages(), self.tracing, self.security.gate
+        )
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -67,7 +106,8 @@ class Server:
             log_config=None,
             # X-Forwarded-* rewriting is a middleware call per request; behind a proxy, turn it on there.
             proxy_headers=False,
-            timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+            # An int, and never None (which would mean waiting forever): 0 really means no grace.
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
             backlog=4096,
             ssl_context_factory=_ssl_factory(self.security.tls),
         )
@@ -75,7 +115,11 @@ class Server:
         grpc_server = None
         if settings.grpc.enabled:
             grpc_server = GrpcServer(
-                self.dataplane, settings.grpc.max_message_bytes, self.security.gate, self.security.tls
+                self.dataplane,
+                settings.grpc.max_message_bytes,
+                self.tracing,
+                self.security.gate,
+                self.security.tls,
             )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
@@ -84,6 +128,11 @@ class Server:
         http_server.lifespan = config.lifespan_class(config)
         await http_server.startup(sockets=[http_socket])
         http_loop = asyncio.create_task(http_server.main_loop())
+        metrics_server = await self._start_metrics_server()
+        if self.metrics is not None:
+            self.metrics.start()
+        if self.drift is not None:
+            self.drift.start()
         grpc_address = f"{settings.grpc.host}:{self.grpc_port}" if grpc_server else "off"
         log.info(
             "inferd serving: REST on %s:%s, gRPC on %s%s",
@@ -93,7 +142,7 @@ class Server:
             " (TLS)" if self.security.tls else "",
         )
         if settings.port_file:
-            _write_port_file(settings.port_file, self.http_port, self.grpc_port)
+            _write_port_file(settings.port_file, self.http_port, self.grpc_port, self.metrics_port)
 
         await self._stop.wait()
         log.info("stopping: draining in-flight requests")
@@ -105,10 +154,93 @@ class Server:
         if grpc_server:
             stopping.append(grpc_server.stop(settings.drain_timeout_s))
         await asyncio.gather(*stopping)
+        if metrics_server is not None:
+            await metrics_server.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.drift is not None:
+            await self.drift.stop()
         await self.repository.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # flushes spans still waiting for the exporter
+        if self.cache is not None:
+            await self.cache.close()
         await self.security.close()
         http_socket.close()
         log.info("stopped")
+
+    def _pages(self) -> dict[str, Page]:
+        """GET pages served beside the V2 API on the REST port."""
+        pages: dict[str, Page] = {}
+        if self.metrics is not None:
+            pages["/metrics"] = self.metrics.exposition
+            if self.settings.metrics.dashboard:
+                pages.update(dashboard_pages(self.repository))
+        return pages
+
+    async def _start_metrics_server(self) -> _PagesServer | None:
+        port = self.settings.metrics.port
+        if self.metrics is None or port is None:
+            return None
+        server = _PagesServer({"/metrics": self.metrics.exposition})
+        self.metrics_port = await server.start(self.settings.http.host, port)
+        log.info("metrics on %s:%s/metrics", self.settings.http.host, self.metrics_port)
+        return server
+
+
+class _PagesServer:
+    """A second uvicorn listener on the same event loop, serving only pages (--metrics-port)."""
+
+    def __init__(self, pages: dict[str, Page]) -> None:
+        self._config = uvicorn.Config(
+            PagesApp(pages), loop="none", http="httptools", lifespan="off", access_log=False, log_config=None
+        )
+        self._server = uvicorn.Server(self._config)
+        self._socket: socket.socket | None = None
+        self._loop: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self._socket = _bind(host, port)
+        self._config.load()
+        self._server.lifespan = self._config.lifespan_class(self._config)
+        await self._server.startup(sockets=[self._socket])
+        self._loop = asyncio.create_task(self._server.main_loop())
+        bound: int = self._socket.getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        assert self._socket is not None and self._loop is not None
+        self._server.should_exit = True
+        await self._loop
+        await self._server.shutdown(sockets=[self._socket])
+        self._socket.close()
+
+
+def _tracing(settings: Settings) -> Tracing | None:
+    if not settings.tracing.enabled:
+        return None
+    try:
+        from inferd.tracing.tracer import Tracing
+    except ImportError as exc:
+        raise RuntimeError(
+            f"tracing is on but OpenTelemetry is not installed ({exc}): pip install 'inferd[tracing]'"
+        ) from None
+    return Tracing.from_environment()
+
+
+def _drift_monitor(settings: Settings) -> DriftMonitor | None:
+    drift = settings.drift
+    if not drift.enabled or not settings.model_repository.is_dir():
+        return None
+    config = DriftConfig(
+        sample_every=drift.sample_every,
+        window_rows=drift.window_rows,
+        interval_s=drift.interval_s,
+        psi_threshold=drift.psi_threshold,
+        ks_threshold=drift.ks_threshold,
+        min_rows=drift.min_rows,
+    )
+    return DriftMonitor.from_repository(settings.model_repository, config)
 
 
 def _ssl_factory(tls: TlsFiles | None) -> Callable[..., ssl.SSLContext] | None:
@@ -131,7 +263,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _write_port_file(path: Path, http_port: int | None, grpc_port: int | None) -> None:
+def _write_port_file(
+    path: Path, http_port: int | None, grpc_port: int | None, metrics_port: int | None = None
+) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps({"http": http_port, "grpc": grpc_port}))
+    temporary.write_text(json.dumps({"http": http_port, "grpc": grpc_port, "metrics": metrics_port}))
     temporary.replace(path)  # atomic: readers never see a half-written file

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
+from inferd.logging_setup import configure_logging
 from inferd.settings import Settings
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,17 +47,53 @@ def main() -> None:
 @click.option(
     "--drain-timeout", type=float, help="Seconds to finish accepted requests on SIGTERM (default 30)."
 )
+@click.option(
+    "--cache",
+    "cache_backend",
+    help="Response cache for models with response_cache: true: memory (default), off, or redis://HOST:PORT/DB.",
+)
+@click.option(
+    "--cache-bytes", type=int, help="Byte budget of the in-process response cache (default 256 MiB)."
+)
+@click.option("--cache-ttl", type=float, help="Seconds a Redis cache entry lives (default 3600).")
+@click.option("--cache-key-prefix", help="Prefix of every Redis cache key (default inferd:).")
+@click.option(
+    "--default-timeout-us",
+    type=int,
+    help="Queue deadline in microseconds for requests without a timeout parameter (default: none).",
+)
+@click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
+@click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
 @security_options
+@click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
+@click.option(
+    "--access-log/--no-access-log", default=None, help="Log one line per inference request (default off)."
+)
+@click.option("--metrics-port", type=int, help="Also serve /metrics on this port (0 picks a free one).")
+@click.option("--no-metrics", is_flag=True, default=None, help="Serve neither /metrics nor the status page.")
+@click.option("--no-dashboard", is_flag=True, default=None, help="Do not serve the status page.")
+@click.option("--price-per-hour", type=float, help="Dollars per hour of this machine, for cost metrics.")
+@click.option(
+    "--tracing/--no-tracing",
+    default=None,
+    help="OpenTelemetry spans per request, exported by OTLP as the OTEL_* variables say (default off).",
+)
 def serve(model_repository: Path, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
-    settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
-    _configure_logging(settings.log_level)
+    try:
+        settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from None
+    configure_logging(settings.log_level, settings.logs.format)
     from inferd.app import Server  # deferred: keeps `inferd --help` fast
 
     try:
         server = Server(settings)
-    except ValueError as exc:  # bad key file or TLS files: named in the message, never a key
+    # ValueError: bad key file or TLS files, named in the message, never a key.
+    # RuntimeError: e.g. --tracing without the tracing extra installed.
+    except (ValueError, RuntimeError) as exc:
         click.echo(f"inferd: {exc}", err=True)
         sys.exit(1)
     try:
@@ -92,8 +121,18 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         grpc["max_message_bytes"] = given["grpc_max_message_bytes"]
     if given.get("no_grpc"):
         grpc["enabled"] = False
+    cache: dict[str, Any] = {}
+    for flag, field in (
+        ("cache_backend", "backend"),
+        ("cache_bytes", "memory_bytes"),
+        ("cache_ttl", "ttl_s"),
+        ("cache_key_prefix", "key_prefix"),
+    ):
+        if flag in given:
+            cache[field] = given[flag]
     overrides: dict[str, Any] = {}
     defaults = Settings()
+    _observability_overrides(given, defaults, overrides)
     if http:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
@@ -101,6 +140,13 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     security = security_overrides(given)
     if security:
         overrides["security"] = {**defaults.security.model_dump(), **security}
+    if cache:
+        overrides["cache"] = {**defaults.cache.model_dump(), **cache}
+    limits = {k: given[k] for k in ("max_tensor_elements", "max_bytes_length") if k in given}
+    if limits:
+        overrides["limits"] = {**defaults.limits.model_dump(), **limits}
+    if "default_timeout_us" in given:
+        overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),
@@ -110,6 +156,28 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         if flag in given:
             overrides[field] = given[flag]
     return overrides
+
+
+def _observability_overrides(given: dict[str, Any], defaults: Settings, overrides: dict[str, Any]) -> None:
+    metrics: dict[str, Any] = {}
+    logs: dict[str, Any] = {}
+    for flag, field in (("metrics_port", "port"), ("price_per_hour", "price_per_hour")):
+        if flag in given:
+            metrics[field] = given[flag]
+    if given.get("no_metrics"):
+        metrics["enabled"] = False
+    if given.get("no_dashboard"):
+        metrics["dashboard"] = False
+    if "log_format" in given:
+        logs["format"] = given["log_format"]
+    if "access_log" in given:
+        logs["access_log"] = given["access_log"]
+    if "tracing" in given:
+        overrides["tracing"] = {**defaults.tracing.model_dump(), "enabled": given["tracing"]}
+    if metrics:
+        overrides["metrics"] = {**defaults.metrics.model_dump(), **metrics}
+    if logs:
+        overrides["logs"] = {**defaults.logs.model_dump(), **logs}
 
 
 def _run(coroutine: Any) -> None:
@@ -134,6 +202,26 @@ def build_examples(dest: Path) -> None:
 
     names = build_repository(dest)
     click.echo(f"wrote {', '.join(names)} to {dest}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bins", type=click.IntRange(2, 100), default=10, show_default=True)
+@click.option("--max-features", type=click.IntRange(1), default=256, show_default=True)
+def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
+    """Write MODEL_DIR/drift_profile.json from reference inputs in DATA (.npz, one array per input).
+
+    Each array stacks samples on its first axis: rows for a batching model, whole inputs otherwise.
+    """
+    from inferd.drift.cli_support import write_profile
+
+    try:
+        path = write_profile(model_dir, data, bins, max_features)
+    except (ValueError, OSError) as exc:
+        click.echo(f"inferd profile: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {path}")
 
 
 main.add_command(keys)

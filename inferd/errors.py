@@ -7,6 +7,7 @@ Hierarchy::
       NotFound                   NOT_FOUND        - unknown model or version
       Unavailable                UNAVAILABLE      - model not ready, server draining, queue full
       PayloadTooLarge            PAYLOAD_TOO_LARGE- body over the configured limit
+      DeadlineExceeded           DEADLINE_EXCEEDED- the request's timeout passed while it was queued
       ExecutionError             INTERNAL         - the runtime failed while running a batch
       ModelLoadError             INTERNAL         - a model could not be loaded (start-up, load API)
       Unauthenticated            UNAUTHENTICATED  - no API key, or one that is not known
@@ -56,6 +57,10 @@ class Unavailable(InferdError):
 
 class PayloadTooLarge(InferdError):
     kind = ErrorKind.PAYLOAD_TOO_LARGE
+
+
+class DeadlineExceeded(InferdError):
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
 
 class Unsupported(InferdError):

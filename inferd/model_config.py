@@ -44,6 +44,15 @@ class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
     dims: tuple[int, ...] | None = None
+    # Inputs only: values outside [min, max] (and NaN, when either is set) are refused with 400.
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> TensorOverride:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
 
     @field_validator("datatype")
     @classmethod
@@ -60,6 +69,15 @@ class TensorOverride(_Strict):
         return dims
 
 
+class InputLimits(_Strict):
+    """Per-model bounds on request tensors; None: the server's default (Settings.limits)."""
+
+    max_elements: int | None = Field(default=None, ge=1)
+    max_bytes_length: int | None = Field(default=None, ge=0)
+    # False: NaN and +-Inf in floating-point inputs are refused with 400.
+    allow_nan: bool = True
+
+
 class ModelConfig(_Strict):
     """What ``config.yaml`` may say; every field is optional and inferred from the model when absent."""
 
@@ -71,8 +89,27 @@ class ModelConfig(_Strict):
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
+    limits: InputLimits = InputLimits()
+    # Answer repeated identical requests from the response cache: only for deterministic models.
+    response_cache: bool = False
+    # Admission control (docs/hardening.md). Requests waiting beyond this many get 503; 0: unbounded.
+    max_queue_size: int = Field(default=0, ge=0)
+    # Triton's priorities: 1 is served first, priority_levels last; 0 in a request means the default.
+    priority_levels: int = Field(default=0, ge=0, le=1000)
+    default_priority_level: int = Field(default=0, ge=0)
+    # A request's queue deadline when it sends no `timeout` parameter; 0: the server default.
+    default_timeout_us: int = Field(default=0, ge=0)
     # Set when no config.yaml exists: batching models then batch dynamically, as Triton's auto-complete does.
     inferred: bool = Field(default=False, exclude=True)
+
+    @model_validator(mode="after")
+    def _default_priority_within_levels(self) -> ModelConfig:
+        if self.default_priority_level > self.priority_levels:
+            raise ValueError(
+                f"default_priority_level {self.default_priority_level} exceeds priority_levels "
+                f"{self.priority_levels}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _preferred_within_max(self) -> ModelConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MIB = 1024 * 1024
@@ -52,6 +52,100 @@ class SecuritySettings(BaseModel):
     audit_log: Path | None = None
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics, cost and the status page (docs/metrics.md)."""
+
+    # Serve /metrics (and the status page) on the REST port.
+    enabled: bool = True
+    # Also serve /metrics alone on this port (0 picks a free one); None: only on the REST port.
+    port: int | None = Field(default=None, ge=0, le=65535)
+    dashboard: bool = True
+    # Dollars per hour of this machine; busy (compute) time is priced at it.
+    price_per_hour: float | None = Field(default=None, ge=0)
+    # Or name the instance type and give a table of prices (instance type -> dollars per hour).
+    instance_type: str | None = None
+    prices: dict[str, float] = Field(default_factory=dict)
+    # How often measured energy (RAPL, NVML) is charged to the models busy in the interval.
+    energy_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _instance_type_is_priced(self) -> MetricsSettings:
+        if self.instance_type is not None and self.instance_type not in self.prices:
+            known = ", ".join(sorted(self.prices)) or "none"
+            raise ValueError(f"no price for instance type '{self.instance_type}' (priced: {known})")
+        return self
+
+    @property
+    def effective_price_per_hour(self) -> float | None:
+        if self.price_per_hour is not None:
+            return self.price_per_hour
+        return self.prices[self.instance_type] if self.instance_type is not None else None
+
+
+class LogSettings(BaseModel):
+    # json: one JSON object per line; text: the classic human-readable line.
+    format: Literal["json", "text"] = "json"
+    # One line per inference request (model, version, status, latency). Off by default: it costs
+    # several microseconds per request.
+    access_log: bool = False
+
+
+class DriftSettings(BaseModel):
+    """Input drift against a model's reference profile (drift_profile.json, `inferd profile`)."""
+
+    enabled: bool = True
+    # Sample one request in this many; the request path only counts.
+    sample_every: int = Field(default=4, ge=1)
+    # Rows kept per model in the sliding window the scores are computed on.
+    window_rows: int = Field(default=2000, ge=10)
+    # Seconds between score updates (done in a background task).
+    interval_s: float = Field(default=5.0, gt=0)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_threshold: float = Field(default=0.2, gt=0, le=1)
+    # Scores are withheld until the window holds at least this many rows.
+    min_rows: int = Field(default=100, ge=1)
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans per request (the ``tracing`` extra); the exporter is configured by the
+    standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...)."""
+
+    enabled: bool = False
+
+
+class CacheSettings(BaseModel):
+    """The response cache that models with ``response_cache: true`` use (docs/hardening.md)."""
+
+    # "memory" (in-process LRU), "off", or a redis:// (rediss://, unix://) URL shared by replicas.
+    backend: str = "memory"
+    # Byte budget of the in-process LRU: keys, values and per-entry overhead.
+    memory_bytes: int = Field(default=256 * _MIB, ge=0)
+    # How long Redis keeps an entry.
+    ttl_s: float = Field(default=3600.0, gt=0)
+    key_prefix: str = "inferd:"
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        if backend in ("memory", "off") or backend.startswith(("redis://", "rediss://", "unix://")):
+            return backend
+        raise ValueError(f"cache backend must be 'memory', 'off' or a redis:// URL, got {backend!r}")
+
+
+class LimitsSettings(BaseModel):
+    """Server-wide bounds on request tensors; a model's config.yaml `limits:` may override them."""
+
+    # Elements in one tensor, batch included (a decoded 2**26-element FP32 tensor is 256 MiB).
+    max_tensor_elements: int = Field(default=2**26, ge=1)
+    # Bytes in one BYTES element.
+    max_bytes_length: int = Field(default=16 * _MIB, ge=0)
+
+
+class AdmissionSettings(BaseModel):
+    # Queue deadline for requests without a `timeout` parameter on models without default_timeout_us.
+    default_timeout_us: int = Field(default=0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
 
@@ -59,6 +153,9 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
     security: SecuritySettings = SecuritySettings()
+    cache: CacheSettings = CacheSettings()
+    admission: AdmissionSettings = AdmissionSettings()
+    limits: LimitsSettings = LimitsSettings()
     # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
     exit_on_error: bool = True
     # Once serving, write {"http": port, "grpc": port} here (useful with port 0).
@@ -66,3 +163,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Seconds to finish accepted requests after SIGTERM/SIGINT before exiting.
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    metrics: MetricsSettings = MetricsSettings()
+    logs: LogSettings = LogSettings()
+    drift: DriftSettings = DriftSettings()
+    tracing: TracingSettings = TracingSettings()

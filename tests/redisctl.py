@@ -40,15 +40,23 @@ def _ping(port: int) -> bool:
         return False
 
 
-def start_redis(workdir: Path) -> RunningRedis:
-    """redis-server on 127.0.0.1, no persistence; retries if another process takes the port first."""
+def start_redis(workdir: Path, port: int = 0) -> RunningRedis:
+    """redis-server on 127.0.0.1, no persistence; retries if another process takes the port first.
+
+    ``port`` 0 picks a free one; another value restarts a stopped server where clients expect it.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    wanted = port
     for _ in range(5):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        if wanted:
+            port = wanted
+        else:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
         command = [
             binary,
             "--port",

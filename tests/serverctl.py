@@ -20,6 +20,8 @@ class RunningServer:
     http_port: int
     grpc_port: int
     log_path: Path
+    # Set when the server was started with --metrics-port.
+    metrics_port: int | None = None
 
     @property
     def http_url(self) -> str:
@@ -73,7 +75,7 @@ def start_server(repository: Path, workdir: Path, *extra: str) -> RunningServer:
             raise AssertionError(f"inferd did not start in {START_TIMEOUT_S} s:\n{log_path.read_text()}")
         time.sleep(0.05)
     ports = json.loads(port_file.read_text())
-    return RunningServer(process, ports["http"], ports["grpc"], log_path)
+    return RunningServer(process, ports["http"], ports["grpc"], log_path, ports.get("metrics"))
 
 
 def run_server_expecting_exit(

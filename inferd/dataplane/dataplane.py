@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+import numpy as np
+
 from inferd import __version__
-from inferd.dataplane.validation import validate
+from inferd.cache.base import ResponseCache
+from inferd.cache.entries import CorruptEntry, decode_outputs, encode_outputs
+from inferd.cache.keys import response_key
+from inferd.dataplane.access_log import log_request
+from inferd.dataplane.admission import queue_placement
+from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
+from inferd.dataplane.validation import ValidatedInputs, validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
+from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, NotFound
-from inferd.repository.manager import ModelRepository
+from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse, Tensor
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "inferd"
 # Only what is really served: perf_analyzer reads this list to decide what it may ask for.
@@ -18,9 +31,27 @@ EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        cache: ResponseCache | None = None,
+        default_timeout_us: int = 0,
+        max_tensor_elements: int = 2**26,
+        max_bytes_length: int = 16 * 1024 * 1024,
+        access_log: bool = False,
+        drift: DriftMonitor | None = None,
+    ) -> None:
         self._repository = repository
+        self._max_tensor_elements = max_tensor_elements
+        self._max_bytes_length = max_bytes_length
+        # Built on a model's first request; LoadedModel hashes by identity, so a reload gets new checks.
+        self._checks: dict[LoadedModel, InputChecks] = {}
+        self._cache = cache
+        # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
+        self._default_timeout_us = default_timeout_us
         self._draining = False
+        self._access_log = access_log
+        self._drift = drift
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -116,16 +147,37 @@ class DataPlane:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
         self._repository.get(name, version)
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
+        """Count a request for a servable model that its front-end could not decode as a failure
+        (its duration is not measured: it never reached the data plane)."""
+        model = self._repository.get(name, version)
+        model.stats.record_failure(0, error.kind.value)
+        if self._access_log:
+            log_request(None, model.name, model.version, error.kind.value, 0)
+
+    async def infer(self, request: InferRequest, trace: RequestTrace | None = None) -> InferResponse:
         start = time.perf_counter_ns()
         model = self._repository.get(request.model, request.version)
         try:
             checked = validate(request, model.signature)
-            outputs = await model.batcher.infer(checked.arrays, checked.rows, checked.group)
-        except InferdError:
-            model.stats.fail.add(time.perf_counter_ns() - start)
+            checks = self._checks.get(model) or self._build_checks(model)
+            check_inputs(checks, checked.arrays)
+            if self._drift is not None:
+                self._drift.offer(model.name, checked.arrays)
+            if self._cache is not None and model.config.response_cache:
+                outputs = await self._infer_cached(self._cache, model, request, checked, trace)
+            else:
+                outputs = await self._schedule(model, request, checked, trace)
+        except InferdError as exc:
+            elapsed = time.perf_counter_ns() - start
+            model.stats.record_failure(elapsed, exc.kind.value)
+            if self._access_log:
+                log_request(request.id, model.name, model.version, exc.kind.value, elapsed)
             raise
-        model.stats.success.add(time.perf_counter_ns() - start)
+        elapsed = time.perf_counter_ns() - start
+        model.stats.record_success(elapsed)
+        if self._access_log:
+            log_request(request.id, model.name, model.version, "ok", elapsed)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
         datatypes = model.output_datatypes
         return InferResponse(
@@ -134,3 +186,76 @@ class DataPlane:
             outputs=[Tensor(name, datatypes[name], outputs[name]) for name in checked.outputs],
             id=request.id,
         )
+
+    def _build_checks(self, model: LoadedModel) -> InputChecks:
+        checks = build_checks(
+            model.config, model.signature, self._max_tensor_elements, self._max_bytes_length
+        )
+        self._checks[model] = checks
+        return checks
+
+    async def _schedule(
+        self,
+        model: LoadedModel,
+        request: InferRequest,
+        checked: ValidatedInputs,
+        trace: RequestTrace | None = None,
+    ) -> dict[str, np.ndarray]:
+        config = model.config
+        if (
+            request.parameters
+            or config.priority_levels
+            or config.default_timeout_us
+            or self._default_timeout_us
+        ):
+            priority, deadline_ns = queue_placement(request.parameters, config, self._default_timeout_us)
+            return await model.batcher.infer(
+                checked.arrays, checked.rows, checked.group, trace, priority, deadline_ns
+            )
+        return await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace)
+
+    async def _infer_cached(
+        self,
+        cache: ResponseCache,
+        model: LoadedModel,
+        request: InferRequest,
+        checked: ValidatedInputs,
+        trace: RequestTrace | None,
+    ) -> dict[str, np.ndarray]:
+        """Triton's accounting: a hit costs the lookup; a miss, the lookup plus the insertion."""
+        stats = model.stats
+        start = time.perf_counter_ns()
+        try:
+            key = response_key(
+                model.name,
+                model.version,
+                {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
+                checked.outputs,
+                request.parameters,
+            )
+            value = await cache.get(key)
+        except Exception as exc:  # never fail a request because of the cache
+            self._cache_failed(model, exc)
+            return await self._schedule(model, request, checked, trace)
+        if value is not None:
+            try:
+                cached = decode_outputs(value)
+            except CorruptEntry as exc:
+                log.debug("model %s: ignoring a corrupt cache entry: %s", model.name, exc)
+            else:
+                stats.cache_hit.add(time.perf_counter_ns() - start)
+                return {name: array for name, (_, array) in cached.items()}
+        lookup_ns = time.perf_counter_ns() - start
+        outputs = await self._schedule(model, request, checked, trace)
+        insert_start = time.perf_counter_ns()
+        datatypes = model.output_datatypes
+        try:
+            await cache.put(key, encode_outputs({n: (datatypes[n], outputs[n]) for n in checked.outputs}))
+        except Exception as exc:
+            self._cache_failed(model, exc)
+        stats.cache_miss.add(lookup_ns + time.perf_counter_ns() - insert_start)
+        return outputs
+
+    def _cache_failed(self, model: LoadedModel, exc: Exception) -> None:
+        model.stats.cache_errors += 1
+        log.debug("model %s: response cache failed: %s", model.name, exc)

@@ -90,8 +90,10 @@ def _check_shape(array: np.ndarray, spec: TensorSpec, batched: bool) -> tuple[in
 def _requested_outputs(request: InferRequest, signature: Signature) -> tuple[str, ...]:
     if not request.outputs:
         return tuple(spec.name for spec in signature.outputs)
-    names = []
+    names: list[str] = []
     for output in request.outputs:
+        if output.name in names:
+            raise InvalidRequest(f"output '{output.name}' is requested more than once")
         if signature.output(output.name) is None:
             known = ", ".join(s.name for s in signature.outputs)
             raise InvalidRequest(

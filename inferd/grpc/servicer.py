@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import json_format
@@ -16,6 +16,11 @@ from inferd.grpc.errors import GRPC_STATUS
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
+from inferd.tracing.carrier import carrier_from_metadata
+from inferd.types import InferRequest
+
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra: imported only when tracing is on
+    from inferd.tracing.tracer import Tracing
 
 log = logging.getLogger(__name__)
 # grpcio ships no type information, so the servicer context is untyped here.
@@ -32,8 +37,9 @@ async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, tracing: Tracing | None = None) -> None:
         self._dataplane = dataplane
+        self._tracing = tracing
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._dataplane.live())
@@ -96,12 +102,39 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await _abort(context, Unsupported("model load/unload is not supported yet"), "RepositoryModelUnload")
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        if self._tracing is not None:
+            return await self._infer_traced(self._tracing, request, context)
         try:
-            self._dataplane.check_servable(request.model_name, request.model_version or None)
-            response = await self._dataplane.infer(decode_infer_request(request))
+            response = await self._dataplane.infer(self._decode(request))
             return encode_infer_response(response)
         except Exception as exc:
             await _abort(context, exc, "ModelInfer")
+
+    def _decode(self, request: pb.ModelInferRequest) -> InferRequest:
+        version = request.model_version or None
+        self._dataplane.check_servable(request.model_name, version)
+        try:
+            return decode_infer_request(request)
+        except InferdError as exc:
+            self._dataplane.record_rejected(request.model_name, version, exc)
+            raise
+
+    async def _infer_traced(
+        self, tracing: Tracing, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        carrier = carrier_from_metadata(context.invocation_metadata())
+        span = tracing.start_request("grpc", request.model_name, request.model_version or None, carrier)
+        try:
+            decoded = self._decode(request)
+            span.set_request_id(decoded.id)
+            response = await self._dataplane.infer(decoded, span)
+            with span.encoding():
+                encoded = encode_infer_response(response)
+        except Exception as exc:
+            span.end(exc)
+            await _abort(context, exc, "ModelInfer")
+        span.end()
+        return encoded
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context

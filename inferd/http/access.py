@@ -20,7 +20,8 @@ _UNKNOWN = Access(None)
 @functools.lru_cache(maxsize=4096)
 def classify(method: str, path: str) -> Access:
     parts = path.strip("/").split("/")
-    if parts == ["metrics"]:  # Prometheus exposition, where served
+    # Prometheus exposition and the status page (its HTML, assets and data) beside the V2 API.
+    if parts[0] in ("metrics", "dashboard", ""):
         return Access(Api.METRICS)
     if not parts or parts[0] != "v2":
         return _UNKNOWN

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import (
@@ -22,8 +22,13 @@ from inferd.errors import (
 )
 from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.pages import Page
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.security.gate import Gate, refused_key_id
+from inferd.tracing.carrier import carrier_from_headers
+
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra: imported only when tracing is on
+    from inferd.tracing.tracer import RequestSpan, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +79,18 @@ def _error_response(exc: Exception, scope: Scope) -> Response:
 
 
 class RestApp:
-    def __init__(self, dataplane: DataPlane, max_body_bytes: int, gate: Gate | None = None) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        max_body_bytes: int,
+        pages: Mapping[str, Page] | None = None,
+        tracing: Tracing | None = None,
+        gate: Gate | None = None,
+    ) -> None:
         self._dataplane = dataplane
         self._max_body_bytes = max_body_bytes
+        self._pages = dict(pages or {})
+        self._tracing = tracing
         # None when auth, rate limits and audit are all off: then requests skip them at no cost.
         self._gate = gate
 
@@ -115,7 +129,11 @@ class RestApp:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if not parts or parts[0] != "v2":
-            raise NotFound(f"no route for {method} {scope['path']}")
+            page = self._pages.get(scope["path"])
+            if page is None or method != "GET":
+                raise NotFound(f"no route for {method} {scope['path']}")
+            content_type, body = page()
+            return Response(200, body, [(b"content-type", content_type)])
         rest = parts[1:]
         dp = self._dataplane
         if not rest:
@@ -148,6 +166,8 @@ class RestApp:
         if action == ["infer"]:
             if method != "POST":
                 return _not_allowed(method, scope)
+            if self._tracing is not None:
+                return await self._infer_traced(self._tracing, name, version, scope, receive)
             return await self._infer(name, version, scope, receive)
         if method != "GET":
             return _not_allowed(method, scope)
@@ -161,7 +181,21 @@ class RestApp:
             return _json({"model_stats": dp.model_statistics(name, version)})
         raise NotFound(f"no route for {method} {scope['path']}")
 
-    async def _infer(self, name: str, version: str | None, scope: Scope, receive: Receive) -> Response:
+    async def _infer_traced(
+        self, tracing: Tracing, name: str, version: str | None, scope: Scope, receive: Receive
+    ) -> Response:
+        span = tracing.start_request("http", name, version, carrier_from_headers(scope["headers"]))
+        try:
+            response = await self._infer(name, version, scope, receive, span)
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        span.end()
+        return response
+
+    async def _infer(
+        self, name: str, version: str | None, scope: Scope, receive: Receive, span: RequestSpan | None = None
+    ) -> Response:
         json_length = None
         for key, value in scope["headers"]:
             if key == _HEADER_LENGTH:
@@ -171,9 +205,19 @@ class RestApp:
                     raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
         body = await _read_body(receive, scope, self._max_body_bytes)
         self._dataplane.check_servable(name, version)
-        request = decode_request(body, json_length, name, version)
-        response = await self._dataplane.infer(request)
-        payload, header_length = encode_response(request, response)
+        try:
+            request = decode_request(body, json_length, name, version)
+        except InferdError as exc:
+            self._dataplane.record_rejected(name, version, exc)
+            raise
+        if span is None:
+            response = await self._dataplane.infer(request)
+            payload, header_length = encode_response(request, response)
+        else:
+            span.set_request_id(request.id)
+            response = await self._dataplane.infer(request, span)
+            with span.encoding():
+                payload, header_length = encode_response(request, response)
         if header_length is None:
             return Response(200, payload)
         return Response(

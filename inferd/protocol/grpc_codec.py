@@ -3,6 +3,7 @@ because tritonclient.grpc reads only ``raw_output_contents``."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,15 @@ def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[i
             f"input '{tensor.name}': {tensor.datatype} data must be sent in raw_input_contents"
         )
     values = getattr(tensor.contents, field)
-    count = int(np.prod(shape))
+    if not len(values):
+        # The usual cause: a client filled the contents field of another datatype.
+        filled = [f.name for f, _ in tensor.contents.ListFields()]
+        if filled:
+            raise InvalidRequest(
+                f"input '{tensor.name}': {tensor.datatype} data goes in contents.{field}, "
+                f"the request filled {', '.join(filled)}"
+            )
+    count = math.prod(shape)
     if len(values) != count:
         raise InvalidRequest(
             f"input '{tensor.name}': shape {list(shape)} needs {count} elements, contents has {len(values)}"

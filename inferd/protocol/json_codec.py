@@ -72,7 +72,7 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, in
     if not isinstance(name, str) or not name:
         raise InvalidRequest("every input needs a 'name' string")
     datatype = raw.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidRequest(
             f"input '{name}': unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
         )
@@ -119,7 +119,11 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
             info = np.iinfo(dtype)
             if array.min() < info.min or array.max() > info.max:
                 raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
+        narrowed = dtype.kind == "f" and dtype.itemsize < 8
         array = array.astype(dtype, copy=False)
+        # JSON has no Infinity, so an infinite element here is a finite number too large for the type.
+        if narrowed and np.isinf(array).any():
+            raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
     if array.size != count:
         raise InvalidRequest(
             f"input '{name}': shape {list(shape)} needs {count} elements, the data has {array.size}"

@@ -12,12 +12,21 @@ from inferd.errors import InvalidRequest
 
 _LENGTH = struct.Struct("<I")
 
+# Bounds no real tensor comes near, so that numpy never sees a shape it cannot represent: numpy
+# refuses more than 64 dimensions, and a zero-sized shape like [0, 2**62, 2**62] still overflows.
+MAX_DIMS = 32
+MAX_NONZERO_PRODUCT = 2**48
+
 
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise InvalidRequest(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_DIMS:
+        raise InvalidRequest(f"input '{name}': shape has {len(shape)} dimensions, more than {MAX_DIMS}")
+    if math.prod(d for d in shape if d) > MAX_NONZERO_PRODUCT:
+        raise InvalidRequest(f"input '{name}': shape {list(shape)} is too large")
     return tuple(shape)
 
 

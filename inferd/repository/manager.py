@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,9 @@ class ModelRepository:
         version, path = max(source.versions.items())
         if not path.is_file():
             raise ModelLoadError(f"{path}: file not found")
+        rss_before = _rss_bytes()
         runtime = self._runtime_factory(path, config)
+        rss_after = _rss_bytes()
         signature = runtime.signature
         batching = config.dynamic_batching
         dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
@@ -95,6 +98,7 @@ class ModelRepository:
             dynamic=dynamic,
             max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
             preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
+            max_queue_size=config.max_queue_size,
         )
         if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
             raise ModelLoadError(
@@ -102,6 +106,8 @@ class ModelRepository:
                 f"{signature.max_batch_size}"
             )
         stats = ModelStats()
+        if rss_before is not None and rss_after is not None:
+            stats.load_rss_bytes = max(0, rss_after - rss_before)
         batcher = Batcher(runtime, policy, stats, source.name)
         entry.versions[str(version)] = LoadedModel(
             source.name, str(version), config, runtime, policy, batcher, stats
@@ -141,3 +147,12 @@ class ModelRepository:
         await asyncio.gather(*(m.batcher.close() for m in models))
         for model in models:
             model.runtime.close()
+
+
+def _rss_bytes() -> int | None:
+    """Resident set size of this process (Linux /proc), or None elsewhere."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from inferd.errors import ModelLoadError
+from inferd.errors import InvalidRequest, ModelLoadError
 from inferd.model_config import ModelConfig, OnnxRuntimeOptions, TensorOverride
 from inferd.runtimes.base import Signature
 from inferd.types import TensorSpec
@@ -83,7 +83,9 @@ class OnnxRuntime:
         session = self._sessions[instance]
         feed: dict[str, Any] = inputs
         if self._string_inputs:
-            feed = {name: _to_str(a) if name in self._string_inputs else a for name, a in inputs.items()}
+            feed = {
+                name: _to_str(a, name) if name in self._string_inputs else a for name, a in inputs.items()
+            }
         if self._uses_bf16:
             results = self._run_ort_values(session, feed)
         else:
@@ -125,9 +127,17 @@ def _bf16_words(value: Any) -> np.ndarray:
     return words
 
 
-def _to_str(array: np.ndarray) -> np.ndarray:
-    flat = [e.decode("utf-8") if isinstance(e, bytes) else str(e) for e in array.reshape(-1)]
-    return np.array(flat, dtype=object).reshape(array.shape)
+def _to_str(array: np.ndarray, name: str) -> np.ndarray:
+    # ONNX string tensors hold text: bytes that are not UTF-8 are the client's error, not the model's.
+    try:
+        flat = [e.decode("utf-8") if isinstance(e, bytes) else str(e) for e in array.reshape(-1)]
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            f"input '{name}': this model takes text, and a BYTES element is not valid UTF-8"
+        ) from None
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(array.shape)
 
 
 def _to_bytes(array: np.ndarray) -> np.ndarray:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inferd.errors import ExecutionError, InferdError, Unavailable
+from inferd.errors import DeadlineExceeded, ExecutionError, InferdError, Unavailable
 from inferd.runtimes.base import Runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.stats import ModelStats
+from inferd.scheduler.tracehook import RequestTrace
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class BatchPolicy:
     dynamic: bool = False
     max_queue_delay_ns: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
+    # Requests allowed to wait at once (0: unbounded); beyond it a request is refused with 503 at once.
+    max_queue_size: int = 0
 
     @property
     def merges(self) -> bool:
@@ -48,6 +51,12 @@ class _Pending:
     group: Hashable
     future: asyncio.Future[Outputs]
     enqueued_ns: int
+    trace: RequestTrace | None = None
+    # Triton's order: 1 before 2 before ...; 0 when the model has no priority levels.
+    priority: int = 0
+    # perf_counter_ns after which the request is dropped unexecuted; 0: none.
+    deadline_ns: int = 0
+    expiry: asyncio.TimerHandle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +90,39 @@ class Batcher:
     def pending(self) -> int:
         return len(self._queue) + self._in_flight
 
-    async def infer(self, inputs: Outputs, rows: int, group: Hashable = ()) -> Outputs:
-        """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge)."""
+    async def infer(
+        self,
+        inputs: Outputs,
+        rows: int,
+        group: Hashable = (),
+        trace: RequestTrace | None = None,
+        priority: int = 0,
+        deadline_ns: int = 0,
+    ) -> Outputs:
+        """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
+
+        ``priority``: 1 is served first, then 2, ...; 0 for a model without priority levels.
+        ``deadline_ns``: a ``time.perf_counter_ns()`` after which the request is dropped unexecuted.
+        """
         if self._closing:
             raise Unavailable(f"model '{self._name}' is shutting down")
+        queue = self._queue
+        limit = self._policy.max_queue_size
+        if limit and len(queue) >= limit:
+            self._stats.rejected_queue_full += 1
+            raise Unavailable(f"model '{self._name}': exceeds maximum queue size {limit}")
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
-        self._queue.append(_Pending(inputs, rows, group, future, time.perf_counter_ns()))
+        now = time.perf_counter_ns()
+        item = _Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
+        if priority and queue and queue[-1].priority > priority:
+            self._insert_by_priority(item)
+        else:
+            queue.append(item)
+        if deadline_ns:
+            item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
         self._queued_rows += rows
         self._idle.clear()
         # Deferring by one loop turn lets requests parsed in the same turn share an execution.
@@ -97,6 +130,36 @@ class Batcher:
             self._dispatch_scheduled = True
             loop.call_soon(self._dispatch)
         return await future
+
+    def _insert_by_priority(self, item: _Pending) -> None:
+        """Behind every queued request of the same or a higher priority (FIFO within a level)."""
+        queue = self._queue
+        index = len(queue)
+        while index and queue[index - 1].priority > item.priority:
+            index -= 1
+        queue.insert(index, item)
+
+    def _expire(self, item: _Pending) -> None:
+        """The deadline passed while the request still waited: answer now, never run it."""
+        item.expiry = None
+        if item.future.done():
+            return
+        try:
+            self._queue.remove(item)
+        except ValueError:
+            return  # already taken into a batch
+        self._queued_rows -= item.rows
+        self._reject_expired(item)
+        self._update_idle()
+
+    def _reject_expired(self, item: _Pending) -> None:
+        self._stats.deadline_exceeded += 1
+        waited_us = (time.perf_counter_ns() - item.enqueued_ns) // 1000
+        item.future.set_exception(
+            DeadlineExceeded(
+                f"model '{self._name}': request timeout expired after {waited_us} us in the queue"
+            )
+        )
 
     async def close(self) -> None:
         """Stop taking requests, finish everything queued or running, then release the threads."""
@@ -147,6 +210,9 @@ class Batcher:
         self._queued_rows -= head.rows
         if head.future.done():  # the client went away while it waited
             return []
+        if head.deadline_ns and time.perf_counter_ns() >= head.deadline_ns:
+            self._reject_expired(head)  # its timer has not fired yet, but it must not run
+            return []
         batch = [head]
         if not self._policy.merges:
             return batch
@@ -157,6 +223,9 @@ class Batcher:
             item = queue.popleft()
             if item.future.done():
                 self._queued_rows -= item.rows
+            elif item.deadline_ns and time.perf_counter_ns() >= item.deadline_ns:
+                self._queued_rows -= item.rows
+                self._reject_expired(item)
             elif item.group == head.group and rows + item.rows <= limit:
                 batch.append(item)
                 rows += item.rows
@@ -172,9 +241,16 @@ class Batcher:
         assert loop is not None
         self._in_flight += 1
         now = time.perf_counter_ns()
-        queue_stats = self._stats.queue
+        record_queue = self._stats.record_queue
+        traced: list[RequestTrace] = []
         for item in batch:
-            queue_stats.add(now - item.enqueued_ns)
+            record_queue(now - item.enqueued_ns)
+            if item.expiry is not None:
+                item.expiry.cancel()
+                item.expiry = None
+            if item.trace is not None:
+                item.trace.queued(item.enqueued_ns, now)
+                traced.append(item.trace)
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
         done = self._executor.submit(self._execute, instance, inputs, rows)
@@ -182,7 +258,7 @@ class Batcher:
         def finished(future: Future[_Executed]) -> None:
             # RuntimeError: the loop closed during shutdown; nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._complete, instance, batch, future)
+                loop.call_soon_threadsafe(self._complete, instance, batch, future, now, traced)
 
         done.add_done_callback(finished)
 
@@ -216,7 +292,14 @@ class Batcher:
                 results.append(_execution_error(self._name, single_exc))
         return results
 
-    def _complete(self, instance: int, batch: list[_Pending], done: Future[_Executed]) -> None:
+    def _complete(
+        self,
+        instance: int,
+        batch: list[_Pending],
+        done: Future[_Executed],
+        launched_ns: int,
+        traced: list[RequestTrace],
+    ) -> None:
         self._free_instances.append(instance)
         self._in_flight -= 1
         try:
@@ -225,13 +308,13 @@ class Batcher:
             log.exception("model %s: execution crashed", self._name)
             error = _execution_error(self._name, exc)
             executed = _Executed([error] * len(batch), 0, 0, 0)
+        rows = sum(item.rows for item in batch)
         self._stats.record_execution(
-            sum(item.rows for item in batch),
-            len(batch),
-            executed.input_ns,
-            executed.infer_ns,
-            executed.output_ns,
+            rows, len(batch), executed.input_ns, executed.infer_ns, executed.output_ns
         )
+        if traced:
+            # One execution span, parented by the first traced request and linked to all of them.
+            traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)
         for item, result in zip(batch, executed.results, strict=True):
             if item.future.done():
                 continue

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
+
+from inferd.scheduler.histogram import LATENCY_BOUNDS_NS, Histogram
 
 
 @dataclass(slots=True)
@@ -40,7 +43,39 @@ class ModelStats:
     inference_count: int = 0
     execution_count: int = 0
     last_inference_ms: int = 0
+    # Beyond Triton's statistics (so not in as_dict, whose schema clients check): for metrics and logs.
+    rejected_queue_full: int = 0
+    deadline_exceeded: int = 0
+    cache_errors: int = 0
     batch: dict[int, BatchSizeStats] = field(default_factory=dict)
+    # Prometheus histograms (inferd/metrics), each paired with the Duration holding its count and sum:
+    # end-to-end latency of successful requests (success), queue time per request (queue), compute
+    # time per execution (busy: input + infer + output, counted once per execution).
+    latency: Histogram = field(default_factory=Histogram)
+    queue_time: Histogram = field(default_factory=Histogram)
+    compute_time: Histogram = field(default_factory=Histogram)
+    busy: Duration = field(default_factory=Duration)
+    # Failed requests by ErrorKind value; the values add up to ``fail.count``.
+    failures: dict[str, int] = field(default_factory=dict)
+    # Growth of the process's resident memory while the model was loaded (None where unknown).
+    load_rss_bytes: int | None = None
+
+    # The two per-request recorders are inlined by hand: each call here is on every request's path.
+    def record_success(self, ns: int) -> None:
+        success = self.success
+        success.count += 1
+        success.ns += ns
+        self.latency.counts[bisect_left(LATENCY_BOUNDS_NS, ns)] += 1
+
+    def record_queue(self, ns: int) -> None:
+        queue = self.queue
+        queue.count += 1
+        queue.ns += ns
+        self.queue_time.counts[bisect_left(LATENCY_BOUNDS_NS, ns)] += 1
+
+    def record_failure(self, ns: int, kind: str) -> None:
+        self.fail.add(ns)
+        self.failures[kind] = self.failures.get(kind, 0) + 1
 
     def record_execution(
         self, rows: int, requests: int, input_ns: int, infer_ns: int, output_ns: int
@@ -52,6 +87,9 @@ class ModelStats:
         self.compute_input.add(input_ns * requests, requests)
         self.compute_infer.add(infer_ns * requests, requests)
         self.compute_output.add(output_ns * requests, requests)
+        busy_ns = input_ns + infer_ns + output_ns
+        self.busy.add(busy_ns)
+        self.compute_time.observe(busy_ns)
         per_size = self.batch.get(rows)
         if per_size is None:
             per_size = self.batch[rows] = BatchSizeStats()

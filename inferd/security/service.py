@@ -37,12 +37,8 @@ class Security:
             # Keys may carry their own limits, so a limiter exists whenever keys do; it is only asked
             # about callers that have limits.
             if settings.rate_limit_redis:
-                try:  # the redis package is an optional extra, needed only here
-                    from inferd.security.redis_limiter import RedisLimiter
-                except ImportError:
-                    raise ValueError(
-                        "--rate-limit-redis needs the redis package: pip install 'inferd[redis]'"
-                    ) from None
+                from inferd.security.redis_limiter import RedisLimiter  # imported only when used
+
                 if not settings.rate_limit_redis.startswith(("redis://", "rediss://", "unix://")):
                     raise ValueError("--rate-limit-redis must be a redis://, rediss:// or unix:// URL")
 

@@ -26,7 +26,8 @@ from inferd.security.gate import Access
         ("POST", "/v2/repository/index", Access(Api.REPOSITORY)),
         ("POST", "/v2/repository/models/m/load", Access(Api.REPOSITORY, "m")),
         ("GET", "/metrics", Access(Api.METRICS)),
-        ("GET", "/", Access(None)),
+        ("GET", "/", Access(Api.METRICS)),  # the status page
+        ("GET", "/dashboard/data", Access(Api.METRICS)),
         ("GET", "/v1/models/m", Access(None)),
         ("GET", "/v2/models/", Access(None)),
         ("GET", "/v2/models/m/explain", Access(None, "m")),

@@ -1,0 +1,1 @@
+"""The live status page: static files bundled in the package and the JSON they poll."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics: every collector in one injected object (no module-level registries)."""

@@ -1,0 +1,45 @@
+"""The hardening flags map onto Settings, and a bad value is a usage error, not a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from serverctl import run_server_expecting_exit
+
+from inferd.cli import _settings_overrides, main
+from inferd.settings import Settings
+
+
+def test_cache_admission_and_limit_flags_map_onto_settings() -> None:
+    flags = {
+        "cache_backend": "redis://127.0.0.1:6379/1",
+        "cache_bytes": 1024,
+        "cache_ttl": 5.0,
+        "cache_key_prefix": "p:",
+        "default_timeout_us": 2500,
+        "max_tensor_elements": 99,
+        "max_bytes_length": 7,
+        "host": None,
+    }
+    settings = Settings(**_settings_overrides(flags))
+    assert settings.cache.backend == "redis://127.0.0.1:6379/1"
+    assert (settings.cache.memory_bytes, settings.cache.ttl_s, settings.cache.key_prefix) == (1024, 5.0, "p:")
+    assert settings.admission.default_timeout_us == 2500
+    assert (settings.limits.max_tensor_elements, settings.limits.max_bytes_length) == (99, 7)
+
+
+def test_defaults_without_flags() -> None:
+    settings = Settings(**_settings_overrides({}))
+    assert settings.cache.backend == "memory" and settings.admission.default_timeout_us == 0
+
+
+def test_an_unknown_cache_backend_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--cache", "memcached://x"])
+    assert result.exit_code == 2
+    assert "cache backend must be 'memory', 'off' or a redis:// URL" in result.output
+
+
+def test_an_invalid_limit_stops_the_server_with_a_usage_error(tmp_path: Path) -> None:
+    result = run_server_expecting_exit(tmp_path, "--max-tensor-elements", "0", timeout=60)
+    assert result.returncode == 2 and "max_tensor_elements" in result.stderr
