@@ -25,6 +25,7 @@ from inferd.http.app import RestApp
 from inferd.http.pages import Page, PagesApp
 from inferd.metrics.registry import Metrics
 from inferd.repository.manager import ModelRepository
+from inferd.security.metrics import SecurityCollector
 from inferd.security.service import Security
 from inferd.security.tls import TlsFiles
 from inferd.settings import Settings
@@ -69,6 +70,8 @@ class Server:
         )
         if self.metrics is not None and self.drift is not None:
             self.metrics.register(self.drift)
+        if self.metrics is not None and self.security.gate is not None:
+            self.metrics.register(SecurityCollector(self.security.gate))
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inferd.errors import RateLimited
+from inferd.errors import InferdError, RateLimited
 from inferd.security.apis import Api
 from inferd.security.audit import AuditLog
 from inferd.security.auth import Authenticator
@@ -36,6 +36,11 @@ class Gate:
         self.limiter = limiter
         self.audit = audit
         self._default_limits = default_limits
+        # Refusals by reason (unauthenticated, permission_denied, rate, quota, limiter_unavailable).
+        self.refusals: dict[str, int] = {}
+
+    def _count(self, reason: str) -> None:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     async def admit(self, credential: str | None, access: Access, client: str) -> Principal | None:
         """The caller's principal (None without keys); raises Unauthenticated, PermissionDenied,
@@ -43,13 +48,22 @@ class Gate:
         principal = None
         api = access.api
         if self.authenticator is not None:
-            principal = self.authenticator.check(credential, api, access.model)
+            try:
+                principal = self.authenticator.check(credential, api, access.model)
+            except InferdError as exc:  # counted for /metrics; free when nothing is raised
+                self._count(exc.kind.value)
+                raise
         if self.limiter is not None and api is Api.INFERENCE and access.model is not None:
             limits = self._limits(principal)
             if limits.active:
                 caller = principal.id if principal is not None else client
-                denial = await self.limiter.acquire(caller, access.model, limits)
+                try:
+                    denial = await self.limiter.acquire(caller, access.model, limits)
+                except InferdError:  # a fail-closed limiter without its Redis
+                    self._count("limiter_unavailable")
+                    raise
                 if denial is not None:
+                    self._count(denial.reason)
                     what = "daily query quota" if denial.reason == "quota" else "rate limit"
                     raise RateLimited(
                         f"{what} exceeded for model '{access.model}'; retry after {denial.retry_after_s} s",

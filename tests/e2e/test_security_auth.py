@@ -130,6 +130,19 @@ def test_rest_a_known_key_outside_its_scope_is_403(secured: RunningServer, metho
     assert "alice" in json.loads(body)["error"]
 
 
+def test_metrics_need_a_key_with_the_metrics_api_and_count_refusals(secured: RunningServer) -> None:
+    request(secured.http_url, "GET", "/v2")  # one more 401 to count
+    assert request(secured.http_url, "GET", "/metrics")[0] == 401
+    assert request(secured.http_url, "GET", "/metrics", headers=_bearer(ALICE))[0] == 403
+    status, _, body = request(secured.http_url, "GET", "/metrics", headers=_bearer(ADMIN))
+    assert status == 200
+    counted = [
+        line for line in body.decode().splitlines() if line.startswith("inferd_security_refusals_total")
+    ]
+    unauthenticated = next(line for line in counted if 'reason="unauthenticated"' in line)
+    assert float(unauthenticated.rsplit(" ", 1)[1]) >= 2
+
+
 def test_a_missing_model_is_still_404_for_a_key_allowed_all_models(secured: RunningServer) -> None:
     status, _, _ = request(secured.http_url, "GET", "/v2/models/nope", headers=_bearer(ADMIN))
     assert status == 404

@@ -87,6 +87,11 @@ def test_redis_down_fail_closed_answers_503_fail_open_serves(repository: Path, t
         status, _, body = request(closed.http_url, "POST", INFER, BODY)
         assert status == 503 and "rate limiter unavailable" in json.loads(body)["error"]
         assert _infer_status(fail_open)[0] == 200
+        metrics = request(fail_open.http_url, "GET", "/metrics")[2].decode()
+        errors = next(
+            line for line in metrics.splitlines() if line.startswith("inferd_rate_limit_redis_errors")
+        )
+        assert float(errors.rsplit(" ", 1)[1]) >= 1
         for server in servers:
             assert server.stop() == 0
             assert "rate-limit Redis unreachable" in server.log()
