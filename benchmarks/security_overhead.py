@@ -155,9 +155,9 @@ async def bench_asgi(
             ]
         }
     )
-    apps = {"gate off": RestApp(dataplane, 1 << 20, None)}
+    apps = {"gate off": RestApp(dataplane, 1 << 20)}
     apps.update(
-        {name: RestApp(dataplane, 1 << 20, gate) for name, gate in gates.items() if "redis" not in name}
+        {name: RestApp(dataplane, 1 << 20, gate=gate) for name, gate in gates.items() if "redis" not in name}
     )
     calls = {name: _asgi_call(app, body) for name, app in apps.items()}
     for name, call in calls.items():  # warm-up, and every configuration must answer 200
@@ -186,7 +186,7 @@ async def bench_grpc(
     configs = {"gate off": None, **{name: gate for name, gate in gates.items() if "redis" not in name}}
     servers, channels, stubs = [], [], {}
     for name, gate in configs.items():
-        server = GrpcServer(dataplane, 1 << 20, gate)
+        server = GrpcServer(dataplane, 1 << 20, gate=gate)
         port = await server.start("127.0.0.1", 0)
         servers.append(server)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
