@@ -10,6 +10,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from inferd.bench.command import bench as bench_command
 from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
@@ -196,12 +197,26 @@ def examples() -> None:
 
 @examples.command("build")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
-def build_examples(dest: Path) -> None:
-    """Write the example model repository (mlp, tabular) into DEST."""
-    from inferd.examples import build_repository
+@click.option(
+    "--with",
+    "heavy",
+    default="",
+    help="Also build these, comma-separated: cnn, text (need the examples-heavy extra and torch).",
+)
+def build_examples(dest: Path, heavy: str) -> None:
+    """Write the example model repository (mlp, tabular; optionally cnn, text) into DEST."""
+    from inferd.examples import HEAVY_EXAMPLES, build_repository
 
-    names = build_repository(dest)
+    wanted = [name.strip() for name in heavy.split(",") if name.strip()]
+    try:
+        names = build_repository(dest, wanted)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {', '.join(names)} to {dest}")
+    if not wanted:
+        click.echo(
+            f"also available: --with {','.join(HEAVY_EXAMPLES)} (pip install 'inferd[examples-heavy]')"
+        )
 
 
 @main.command()
@@ -225,3 +240,4 @@ def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
 
 
 main.add_command(keys)
+main.add_command(bench_command)

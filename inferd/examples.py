@@ -7,6 +7,7 @@ for the CLI's help text) stays cheap and scikit-learn is only needed when the ex
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -138,12 +139,59 @@ def build_tabular(path: Path, seed: int = 0) -> None:
     onnx.save_model(model, str(path))
 
 
-def build_repository(dest: Path) -> list[str]:
-    """Write the example model repository (``mlp``, ``tabular``) under ``dest``; returns the names.
+_CNN_CONFIG = """\
+# ResNet-18-shaped CNN on 3x224x224 images (random weights, exported with torch): compute-heavy.
+max_batch_size: 16
+dynamic_batching:
+  max_queue_delay_ms: 2
+instances: 1
+"""
+
+_TEXT_CONFIG = """\
+# all-MiniLM-L6-v2 sentence embeddings (real weights): token ids + attention mask -> 384-d unit vectors.
+# Requests merge only with requests of the same sequence length.
+max_batch_size: 32
+dynamic_batching:
+  max_queue_delay_ms: 2
+instances: 1
+"""
+
+# Models whose builders need the examples-heavy extra (torch); built only when asked for.
+HEAVY_EXAMPLES = ("cnn", "text")
+
+
+def _heavy_models(names: Sequence[str]) -> dict[str, tuple[Callable[[Path], None], str]]:
+    from inferd import heavy_examples
+
+    unknown = sorted(set(names) - set(HEAVY_EXAMPLES))
+    if unknown:
+        raise ValueError(
+            f"unknown example models {unknown}; the optional ones are {', '.join(HEAVY_EXAMPLES)}"
+        )
+    missing = sorted({p for name in names for p in heavy_examples.missing_dependencies(name)})
+    if missing:
+        raise ValueError(
+            f"building {', '.join(names)} needs {', '.join(missing)}: pip install torch==2.13.0 "
+            "(the CPU build), then pip install 'inferd[examples-heavy]'"
+        )
+    builders = {
+        "cnn": (heavy_examples.build_cnn, _CNN_CONFIG),
+        "text": (heavy_examples.build_text, _TEXT_CONFIG),
+    }
+    return {name: builders[name] for name in names}
+
+
+def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
+    """Write the example model repository (``mlp``, ``tabular``, plus any of ``HEAVY_EXAMPLES`` named
+    in ``heavy``) under ``dest``; returns the names.
 
     Rebuilds each model directory from scratch so rerunning it leaves no stale versions behind.
     """
-    models = {"mlp": (build_mlp, _MLP_CONFIG), "tabular": (build_tabular, _TABULAR_CONFIG)}
+    models: dict[str, tuple[Callable[[Path], None], str]] = {
+        "mlp": (build_mlp, _MLP_CONFIG),
+        "tabular": (build_tabular, _TABULAR_CONFIG),
+    }
+    models.update(_heavy_models(heavy))  # checks the dependencies before anything is written
     for name, (builder, config) in models.items():
         model_dir = dest / name
         if model_dir.exists():
