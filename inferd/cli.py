@@ -11,6 +11,7 @@ import click
 from pydantic import ValidationError
 
 from inferd.bench.command import bench as bench_command
+from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
 from inferd.settings import Settings
@@ -65,6 +66,7 @@ def main() -> None:
 @click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
 @click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
+@security_options
 @click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
 @click.option(
     "--access-log/--no-access-log", default=None, help="Log one line per inference request (default off)."
@@ -90,7 +92,9 @@ def serve(model_repository: Path, **flags: Any) -> None:
 
     try:
         server = Server(settings)
-    except RuntimeError as exc:  # e.g. --tracing without the tracing extra installed
+    # ValueError: bad key file or TLS files, named in the message, never a key.
+    # RuntimeError: e.g. --tracing without the tracing extra installed.
+    except (ValueError, RuntimeError) as exc:
         click.echo(f"inferd: {exc}", err=True)
         sys.exit(1)
     try:
@@ -134,6 +138,9 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
+    security = security_overrides(given)
+    if security:
+        overrides["security"] = {**defaults.security.model_dump(), **security}
     if cache:
         overrides["cache"] = {**defaults.cache.model_dump(), **cache}
     limits = {k: given[k] for k in ("max_tensor_elements", "max_bytes_length") if k in given}
@@ -232,4 +239,5 @@ def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
     click.echo(f"wrote {path}")
 
 
+main.add_command(keys)
 main.add_command(bench_command)
