@@ -9,6 +9,8 @@ import logging
 import math
 import signal
 import socket
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,9 @@ from inferd.http.app import RestApp
 from inferd.http.pages import Page, PagesApp
 from inferd.metrics.registry import Metrics
 from inferd.repository.manager import ModelRepository
+from inferd.security.metrics import SecurityCollector
+from inferd.security.service import Security
+from inferd.security.tls import TlsFiles
 from inferd.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ class Server:
             lazy=settings.lifecycle.lazy,
             max_loaded_models=settings.lifecycle.max_loaded_models,
         )
+        self.security = Security(settings.security)
         self.drift = _drift_monitor(settings)
         cache = settings.cache
         self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
@@ -69,6 +75,8 @@ class Server:
         )
         if self.metrics is not None and self.drift is not None:
             self.metrics.register(self.drift)
+        if self.metrics is not None and self.security.gate is not None:
+            self.metrics.register(SecurityCollector(self.security.gate))
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
@@ -97,6 +105,10 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+        if self.security.keys is not None:  # otherwise SIGHUP keeps its default meaning
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, self.security.reload_keys)
+        self.security.start()
 
         settings = self.settings
         if not self._models_loaded:
@@ -108,7 +120,9 @@ class Server:
         )
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages(), self.tracing)
+        rest = RestApp(
+            self.dataplane, settings.http.max_body_bytes, self._pages(), self.tracing, self.security.gate
+        )
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -121,11 +135,18 @@ class Server:
             # An int, and never None (which would mean waiting forever): 0 really means no grace.
             timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
             backlog=4096,
+            ssl_context_factory=_ssl_factory(self.security.tls),
         )
         http_server = uvicorn.Server(config)
         grpc_server = None
         if settings.grpc.enabled:
-            grpc_server = GrpcServer(self.dataplane, settings.grpc.max_message_bytes, self.tracing)
+            grpc_server = GrpcServer(
+                self.dataplane,
+                settings.grpc.max_message_bytes,
+                self.tracing,
+                self.security.gate,
+                self.security.tls,
+            )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
         # so both front-ends drain in one order.
@@ -140,7 +161,11 @@ class Server:
             self.drift.start()
         grpc_address = f"{settings.grpc.host}:{self.grpc_port}" if grpc_server else "off"
         log.info(
-            "inferd serving: REST on %s:%s, gRPC on %s", settings.http.host, self.http_port, grpc_address
+            "inferd serving: REST on %s:%s, gRPC on %s%s",
+            settings.http.host,
+            self.http_port,
+            grpc_address,
+            " (TLS)" if self.security.tls else "",
         )
         if settings.port_file:
             _write_port_file(settings.port_file, self.http_port, self.grpc_port, self.metrics_port)
@@ -170,6 +195,7 @@ class Server:
             self.tracing.shutdown()  # flushes spans still waiting for the exporter
         if self.cache is not None:
             await self.cache.close()
+        await self.security.close()
         http_socket.close()
         log.info("stopped")
 
@@ -245,6 +271,17 @@ def _drift_monitor(settings: Settings) -> DriftMonitor | None:
         min_rows=drift.min_rows,
     )
     return DriftMonitor.from_repository(settings.model_repository, config)
+
+
+def _ssl_factory(tls: TlsFiles | None) -> Callable[..., ssl.SSLContext] | None:
+    """uvicorn's hook for our own context (TLS 1.2+, client CA for mTLS), or None for plain HTTP."""
+    if tls is None:
+        return None
+
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return tls.ssl_context()
+
+    return factory
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -11,6 +11,7 @@ import click
 from pydantic import ValidationError
 
 from inferd.bench.command import bench as bench_command
+from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
 from inferd.models_cli import models
@@ -89,6 +90,7 @@ def main() -> None:
     type=int,
     help="Unload the least recently used idle models above this many (best with --lazy).",
 )
+@security_options
 @click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
 @click.option(
     "--access-log/--no-access-log", default=None, help="Log one line per inference request (default off)."
@@ -114,7 +116,9 @@ def serve(model_repository: Path, **flags: Any) -> None:
 
     try:
         server = Server(settings)
-    except RuntimeError as exc:  # e.g. --tracing without the tracing extra installed
+    # ValueError: bad key file or TLS files, named in the message, never a key.
+    # RuntimeError: e.g. --tracing without the tracing extra installed.
+    except (ValueError, RuntimeError) as exc:
         click.echo(f"inferd: {exc}", err=True)
         sys.exit(1)
     try:
@@ -169,6 +173,9 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
             lifecycle[field] = given[flag]
     if lifecycle:
         overrides["lifecycle"] = {**defaults.lifecycle.model_dump(), **lifecycle}
+    security = security_overrides(given)
+    if security:
+        overrides["security"] = {**defaults.security.model_dump(), **security}
     if cache:
         overrides["cache"] = {**defaults.cache.model_dump(), **cache}
     limits = {k: given[k] for k in ("max_tensor_elements", "max_bytes_length") if k in given}
@@ -270,4 +277,5 @@ def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
     click.echo(f"wrote {path}")
 
 
+main.add_command(keys)
 main.add_command(bench_command)

@@ -11,6 +11,9 @@ Hierarchy::
       DeadlineExceeded           DEADLINE_EXCEEDED- the request's timeout passed while it was queued
       ExecutionError             INTERNAL         - the runtime failed while running a batch
       ModelLoadError             INTERNAL         - a model could not be loaded (start-up, load API)
+      Unauthenticated            UNAUTHENTICATED  - no API key, or one that is not known
+      PermissionDenied           PERMISSION_DENIED- a known key not allowed this API or model
+      RateLimited                RESOURCE_EXHAUSTED - over a rate limit or daily quota; says when to retry
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class ErrorKind(enum.Enum):
     RESOURCE_EXHAUSTED = "resource_exhausted"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     UNIMPLEMENTED = "unimplemented"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
     INTERNAL = "internal"
 
 
@@ -73,3 +78,24 @@ class ExecutionError(InferdError):
 
 class ModelLoadError(InferdError):
     kind = ErrorKind.INTERNAL
+
+
+class Unauthenticated(InferdError):
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class PermissionDenied(InferdError):
+    kind = ErrorKind.PERMISSION_DENIED
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id  # for the audit log: who was refused
+
+
+class RateLimited(InferdError):
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: int, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.key_id = key_id

@@ -42,6 +42,32 @@ class LifecycleSettings(BaseModel):
     max_loaded_models: int | None = Field(default=None, ge=1)
 
 
+class SecuritySettings(BaseModel):
+    """Authentication, rate limits, TLS and audit (docs/security.md). Everything is off by default."""
+
+    # Key file (YAML/JSON, hashed keys; `inferd keys add`), reloaded on SIGHUP and when it changes.
+    api_keys_file: Path | None = None
+    # The same document inline, e.g. INFERD_SECURITY__API_KEYS='{"keys": [...]}' (not reloaded).
+    api_keys: str | None = None
+    keys_reload_interval_s: float = Field(default=2.0, gt=0)
+    # Leave health endpoints (live, ready, model ready) open to callers without a key.
+    open_health: bool = False
+    # Requests/s per caller (key, or client address without keys) per model; burst defaults to 1 s.
+    rate_limit: float | None = Field(default=None, gt=0)
+    rate_burst: int | None = Field(default=None, ge=1)
+    daily_quota: int | None = Field(default=None, ge=1)
+    # Share buckets and quotas between replicas; without it they are kept in this process.
+    rate_limit_redis: str | None = None
+    # Redis unreachable: "open" lets requests through, "closed" answers 503.
+    rate_limit_redis_failure: Literal["open", "closed"] = "open"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Require client certificates signed by this CA (mutual TLS).
+    tls_client_ca_file: Path | None = None
+    # Append-only JSON-lines audit log of every request: who, what, when, outcome.
+    audit_log: Path | None = None
+
+
 class MetricsSettings(BaseModel):
     """Prometheus metrics, cost and the status page (docs/metrics.md)."""
 
@@ -143,6 +169,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    security: SecuritySettings = SecuritySettings()
     cache: CacheSettings = CacheSettings()
     admission: AdmissionSettings = AdmissionSettings()
     limits: LimitsSettings = LimitsSettings()

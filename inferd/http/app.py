@@ -12,11 +12,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from inferd.dataplane.dataplane import DataPlane
-from inferd.errors import InferdError, InvalidRequest, NotFound, PayloadTooLarge
+from inferd.errors import (
+    InferdError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+)
+from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.pages import Page
 from inferd.http.repository import repository_route
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
+from inferd.security.gate import Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
 
 if TYPE_CHECKING:  # OpenTelemetry is an optional extra: imported only when tracing is on
@@ -52,6 +61,25 @@ def _empty(ok: bool) -> Response:
     return Response(200 if ok else 503, b"" if ok else encode_error("not ready"))
 
 
+def _error_response(exc: Exception, scope: Scope) -> Response:
+    if isinstance(exc, InferdError):
+        response = Response(HTTP_STATUS[exc.kind], encode_error(exc.message))
+        if isinstance(exc, Unauthenticated):
+            response.headers = [_JSON, (b"www-authenticate", b'Bearer realm="inferd"')]
+        elif isinstance(exc, RateLimited):
+            response.headers = [_JSON, (b"retry-after", str(exc.retry_after_s).encode())]
+        return response
+    request_id = uuid.uuid4().hex[:12]
+    log.error(
+        "unexpected error handling %s %s (error id %s)",
+        scope["method"],
+        scope["path"],
+        request_id,
+        exc_info=exc,
+    )
+    return Response(500, encode_error(f"internal server error (error id {request_id})"))
+
+
 class RestApp:
     def __init__(
         self,
@@ -59,28 +87,45 @@ class RestApp:
         max_body_bytes: int,
         pages: Mapping[str, Page] | None = None,
         tracing: Tracing | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._dataplane = dataplane
         self._max_body_bytes = max_body_bytes
         self._pages = dict(pages or {})
         self._tracing = tracing
+        # None when auth, rate limits and audit are all off: then requests skip them at no cost.
+        self._gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is handled by app.py, websockets are not served
-        try:
-            response = await self._route(scope, receive)
-        except InferdError as exc:
-            response = Response(HTTP_STATUS[exc.kind], encode_error(exc.message))
-        except Exception:
-            request_id = uuid.uuid4().hex[:12]
-            log.exception(
-                "unexpected error handling %s %s (error id %s)", scope["method"], scope["path"], request_id
-            )
-            response = Response(500, encode_error(f"internal server error (error id {request_id})"))
+        if self._gate is not None:
+            response = await self._gated(self._gate, scope, receive)
+        else:
+            try:
+                response = await self._route(scope, receive)
+            except Exception as exc:
+                response = _error_response(exc, scope)
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+
+    async def _gated(self, gate: Gate, scope: Scope, receive: Receive) -> Response:
+        """Authenticate, authorize and rate-limit before routing; audit the outcome."""
+        wanted = access.classify(scope["method"], scope["path"])
+        client = access.client_address(scope)
+        key_id = None
+        try:
+            principal = await gate.admit(access.credential(scope["headers"]), wanted, client)
+            key_id = principal.id if principal is not None else None
+            response = await self._route(scope, receive)
+        except Exception as exc:
+            key_id = key_id or refused_key_id(exc)
+            response = _error_response(exc, scope)
+        if gate.audit is not None:
+            call = f"{scope['method']} {scope['path']}"
+            gate.record("http", key_id, client, wanted, call, response.status)
+        return response
 
     async def _route(self, scope: Scope, receive: Receive) -> Response:
         parts = scope["path"].strip("/").split("/")

@@ -1,0 +1,176 @@
+"""A grpc.aio interceptor applying the security Gate to every RPC, as the REST front-end does.
+
+Installed only when a Gate is configured. Each method's wrapped handler is built once and cached;
+per call it reads the metadata (``authorization: Bearer <key>`` or ``x-api-key``), the peer address
+and the model named in the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+
+from inferd.errors import InferdError, RateLimited
+from inferd.grpc.errors import GRPC_STATUS
+from inferd.security.apis import Api
+from inferd.security.auth import bearer_or_api_key
+from inferd.security.gate import Access, Gate, refused_key_id
+
+_Extract = Callable[[Any], Access]
+
+
+def _server(api: Api | None) -> _Extract:
+    access = Access(api)
+    return lambda request: access
+
+
+def _named(api: Api) -> _Extract:  # requests with `name` and `version`; an empty name means all models
+    return lambda request: Access(api, request.name or None, request.version or None)
+
+
+def _model(api: Api) -> _Extract:  # requests with `model_name` (and `model_version`)
+    return lambda request: Access(
+        api, request.model_name or None, getattr(request, "model_version", "") or None
+    )
+
+
+_authenticated_only: _Extract = _server(None)
+
+_RULES: dict[str, _Extract] = {
+    "ServerLive": _server(Api.HEALTH),
+    "ServerReady": _server(Api.HEALTH),
+    "ModelReady": _named(Api.HEALTH),
+    "ServerMetadata": _server(Api.METADATA),
+    "ModelMetadata": _named(Api.METADATA),
+    "ModelConfig": _named(Api.METADATA),
+    "ModelStatistics": _named(Api.METRICS),
+    "RepositoryIndex": _server(Api.REPOSITORY),
+    "RepositoryModelLoad": _model(Api.REPOSITORY),
+    "RepositoryModelUnload": _model(Api.REPOSITORY),
+    "ModelInfer": _model(Api.INFERENCE),
+    "ModelStreamInfer": _model(Api.INFERENCE),
+}
+
+
+def _credential(metadata: Any) -> str | None:
+    authorization = api_key = None
+    for key, value in metadata or ():
+        if key == "authorization":
+            authorization = value
+        elif key == "x-api-key":
+            api_key = value
+    return bearer_or_api_key(authorization, api_key)
+
+
+def _address(peer: str) -> str:
+    """'ipv4:127.0.0.1:5000' -> '127.0.0.1'; 'ipv6:[::1]:5000' -> '::1'."""
+    address = peer.partition(":")[2]
+    return address.rpartition(":")[0].strip("[]") or address
+
+
+def _status(context: Any) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+async def _deny(context: Any, exc: InferdError) -> NoReturn:
+    trailing = (("retry-after", str(exc.retry_after_s)),) if isinstance(exc, RateLimited) else ()
+    await context.abort(GRPC_STATUS[exc.kind], exc.message, trailing_metadata=trailing)
+    raise AssertionError("context.abort returned")  # it always raises
+
+
+class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._handlers: dict[str, Any] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        handler_call_details: Any,
+    ) -> Any:
+        method = handler_call_details.method
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None  # no such method: gRPC answers UNIMPLEMENTED
+            # A method added to the service without a rule still needs a valid key (fail closed).
+            rule = _RULES.get(method.rpartition("/")[2], _authenticated_only)
+            wrapped = self._handlers[method] = self._wrap(handler, method, rule)
+        return wrapped
+
+    def _wrap(self, handler: Any, method: str, extract: _Extract) -> Any:
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, extract),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(handler.stream_stream, method, extract),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # The service has no unary-stream or stream-unary methods; one added later must get a
+        # wrapper here rather than be served unchecked.
+        raise TypeError(f"{method}: no access check for this kind of method")
+
+    def _unary(self, behavior: Any, method: str, extract: _Extract) -> Any:
+        gate = self._gate
+
+        async def guarded(request: Any, context: Any) -> Any:
+            wanted = extract(request)
+            client = _address(context.peer())
+            try:
+                principal = await gate.admit(_credential(context.invocation_metadata()), wanted, client)
+            except InferdError as exc:
+                gate.record("grpc", refused_key_id(exc), client, wanted, method, GRPC_STATUS[exc.kind].name)
+                await _deny(context, exc)
+            key_id = principal.id if principal is not None else None
+            try:
+                response = await behavior(request, context)
+            except BaseException:
+                gate.record("grpc", key_id, client, wanted, method, _status(context))
+                raise
+            gate.record("grpc", key_id, client, wanted, method, "OK")
+            return response
+
+        return guarded
+
+    def _stream(self, behavior: Any, method: str, extract: _Extract) -> Any:
+        gate = self._gate
+
+        async def guarded(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            credential = _credential(context.invocation_metadata())
+            client = _address(context.peer())
+            opening = Access(Api.INFERENCE)
+            try:  # the key and its API are checked before the first message is read
+                await gate.admit(credential, opening, client)
+            except InferdError as exc:
+                gate.record("grpc", refused_key_id(exc), client, opening, method, GRPC_STATUS[exc.kind].name)
+                await _deny(context, exc)
+
+            async def admitted() -> AsyncIterator[Any]:
+                # Each message is checked for its model and rate limit; a refusal ends the stream
+                # with its status code. Admitted messages are audited as ADMITTED: their outcome
+                # travels in-band in the stream.
+                async for request in requests:
+                    wanted = extract(request)
+                    try:
+                        principal = await gate.admit(credential, wanted, client)
+                    except InferdError as exc:
+                        status = GRPC_STATUS[exc.kind].name
+                        gate.record("grpc", refused_key_id(exc), client, wanted, method, status)
+                        await _deny(context, exc)
+                    key_id = principal.id if principal is not None else None
+                    gate.record("grpc", key_id, client, wanted, method, "ADMITTED")
+                    yield request
+
+            async for response in behavior(admitted(), context):
+                yield response
+
+        return guarded

@@ -1,0 +1,71 @@
+"""What a REST request asks for (API class, model, version) and who presents which key.
+
+Used only when a Gate is configured; it mirrors the routes in app.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from inferd.security.apis import Api
+from inferd.security.auth import bearer_or_api_key
+from inferd.security.gate import Access
+
+_UNKNOWN = Access(None)
+
+
+# Clients repeat the same few paths, so the answer is memoised (Access is immutable); the bound
+# keeps made-up paths from growing it.
+@functools.lru_cache(maxsize=4096)
+def classify(method: str, path: str) -> Access:
+    parts = path.strip("/").split("/")
+    # Prometheus exposition and the status page (its HTML, assets and data) beside the V2 API.
+    if parts[0] in ("metrics", "dashboard", ""):
+        return Access(Api.METRICS)
+    if not parts or parts[0] != "v2":
+        return _UNKNOWN
+    rest = parts[1:]
+    if not rest:
+        return Access(Api.METADATA)
+    head = rest[0]
+    if head == "health":
+        return Access(Api.HEALTH)
+    if head == "repository":  # index, or models/{m}/load|unload (scoped to the model, as over gRPC)
+        if len(rest) >= 3 and rest[1] == "models" and rest[2]:
+            return Access(Api.REPOSITORY, rest[2])
+        return Access(Api.REPOSITORY)
+    if head != "models" or len(rest) < 2 or not rest[1]:
+        return _UNKNOWN
+    if rest[1:] == ["stats"]:
+        return Access(Api.METRICS)
+    name = rest[1]
+    version: str | None = None
+    action = rest[2:]
+    if len(action) >= 2 and action[0] == "versions":
+        version = action[1]
+        action = action[2:]
+    if action == ["infer"]:
+        return Access(Api.INFERENCE, name, version)
+    if action == ["ready"]:
+        return Access(Api.HEALTH, name, version)
+    if action == ["stats"]:
+        return Access(Api.METRICS, name, version)
+    if not action or action == ["config"]:
+        return Access(Api.METADATA, name, version)
+    return Access(None, name, version)
+
+
+def credential(headers: list[tuple[bytes, bytes]]) -> str | None:
+    authorization = api_key = None
+    for key, value in headers:
+        if key == b"authorization":
+            authorization = value.decode("latin-1")
+        elif key == b"x-api-key":
+            api_key = value.decode("latin-1")
+    return bearer_or_api_key(authorization, api_key)
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""

@@ -1,0 +1,110 @@
+"""The one object the front-ends call: authenticate, authorize, rate-limit, then audit the outcome.
+
+A front-end holds ``None`` instead of a Gate when every feature here is off, so it costs nothing then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferd.errors import InferdError, RateLimited
+from inferd.security.apis import Api
+from inferd.security.audit import AuditLog
+from inferd.security.auth import Authenticator
+from inferd.security.keys import Principal
+from inferd.security.ratelimit import Limiter, Limits, make_limits
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What a request asks for, as a front-end classified it."""
+
+    api: Api | None  # None: an unknown route; only authentication applies, then the route answers 404
+    model: str | None = None
+    version: str | None = None
+
+
+class Gate:
+    def __init__(
+        self,
+        authenticator: Authenticator | None,
+        limiter: Limiter | None,
+        default_limits: Limits,
+        audit: AuditLog | None,
+    ) -> None:
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.audit = audit
+        self._default_limits = default_limits
+        # Refusals by reason (unauthenticated, permission_denied, rate, quota, limiter_unavailable).
+        self.refusals: dict[str, int] = {}
+
+    def _count(self, reason: str) -> None:
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
+    async def admit(self, credential: str | None, access: Access, client: str) -> Principal | None:
+        """The caller's principal (None without keys); raises Unauthenticated, PermissionDenied,
+        RateLimited, or Unavailable (a fail-closed limiter whose Redis is down)."""
+        principal = None
+        api = access.api
+        if self.authenticator is not None:
+            try:
+                principal = self.authenticator.check(credential, api, access.model)
+            except InferdError as exc:  # counted for /metrics; free when nothing is raised
+                self._count(exc.kind.value)
+                raise
+        if self.limiter is not None and api is Api.INFERENCE and access.model is not None:
+            limits = self._limits(principal)
+            if limits.active:
+                caller = principal.id if principal is not None else client
+                try:
+                    denial = await self.limiter.acquire(caller, access.model, limits)
+                except InferdError:  # a fail-closed limiter without its Redis
+                    self._count("limiter_unavailable")
+                    raise
+                if denial is not None:
+                    self._count(denial.reason)
+                    what = "daily query quota" if denial.reason == "quota" else "rate limit"
+                    raise RateLimited(
+                        f"{what} exceeded for model '{access.model}'; retry after {denial.retry_after_s} s",
+                        denial.retry_after_s,
+                        principal.id if principal is not None else None,
+                    )
+        return principal
+
+    def _limits(self, principal: Principal | None) -> Limits:
+        default = self._default_limits
+        if principal is None or (
+            principal.rate is None and principal.burst is None and principal.daily_quota is None
+        ):
+            return default
+        rate: float | None
+        if principal.rate is not None:  # its own rate: its own burst, or one derived from that rate
+            rate, burst = principal.rate, principal.burst
+        else:
+            rate, burst = default.rate, principal.burst or default.burst
+        quota = principal.daily_quota if principal.daily_quota is not None else default.daily_quota
+        return make_limits(rate, burst, quota)
+
+    def record(
+        self,
+        protocol: str,
+        key_id: str | None,
+        client: str,
+        access: Access,
+        call: str,
+        status: int | str,
+    ) -> None:
+        if self.audit is not None:
+            self.audit.record(protocol, key_id, client, access, call, status)
+
+    async def close(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.close()
+        if self.audit is not None:
+            await self.audit.close()
+
+
+def refused_key_id(exc: BaseException) -> str | None:
+    """The key id a refusal (403, 429) names, for the audit log."""
+    return getattr(exc, "key_id", None)
