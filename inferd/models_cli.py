@@ -6,6 +6,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,19 @@ import click
 _TIMEOUT_S = 600.0  # a load waits for the model to load and warm up
 
 
-def _call(url: str, method: str, path: str, document: dict[str, Any] | None = None) -> Any:
+@dataclass(frozen=True)
+class Target:
+    url: str
+    api_key: str | None
+
+
+def _call(target: Target, method: str, path: str, document: dict[str, Any] | None = None) -> Any:
     body = json.dumps(document).encode() if document is not None else b"" if method == "POST" else None
-    request = urllib.request.Request(
-        url.rstrip("/") + path, data=body, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if target.api_key:
+        headers["X-API-Key"] = target.api_key
+    url = target.url
+    request = urllib.request.Request(url.rstrip("/") + path, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
             raw = response.read()
@@ -48,17 +57,22 @@ def _print(document: Any) -> None:
     envvar="INFERD_URL",
     help="The server's REST address.",
 )
+@click.option(
+    "--api-key",
+    envvar="INFERD_API_KEY",
+    help="Key for a server with API keys (docs/security.md); needs the repository scope.",
+)
 @click.pass_context
-def models(context: click.Context, url: str) -> None:
+def models(context: click.Context, url: str, api_key: str | None) -> None:
     """List, load, unload, roll out and roll back models on a running server."""
-    context.obj = url
+    context.obj = Target(url, api_key)
 
 
 @models.command("list")
 @click.pass_obj
-def list_models(url: str) -> None:
+def list_models(target: Target) -> None:
     """Every model and version with its state (the repository index)."""
-    rows = _call(url, "POST", "/v2/repository/index", {})
+    rows = _call(target, "POST", "/v2/repository/index", {})
     for row in rows:
         click.echo(
             f"{row['name']:<24} {row.get('version', '-'):>8}  {row['state']:<12} {row.get('reason', '')}"
@@ -74,21 +88,21 @@ def list_models(url: str) -> None:
     help="A configuration (YAML or JSON) used instead of the model's config.yaml.",
 )
 @click.pass_obj
-def load(url: str, name: str, config_file: Path | None) -> None:
+def load(target: Target, name: str, config_file: Path | None) -> None:
     """Load (or reload) NAME; returns once it serves (explicit model control mode)."""
     document: dict[str, Any] = {}
     if config_file is not None:
         document = {"parameters": {"config": config_file.read_text()}}
-    _call(url, "POST", f"/v2/repository/models/{name}/load", document)
+    _call(target, "POST", f"/v2/repository/models/{name}/load", document)
     click.echo(f"loaded {name}")
 
 
 @models.command()
 @click.argument("name")
 @click.pass_obj
-def unload(url: str, name: str) -> None:
+def unload(target: Target, name: str) -> None:
     """Unload NAME once its queued requests finish (explicit model control mode)."""
-    _call(url, "POST", f"/v2/repository/models/{name}/unload", {})
+    _call(target, "POST", f"/v2/repository/models/{name}/unload", {})
     click.echo(f"unloaded {name}")
 
 
@@ -105,7 +119,7 @@ def unload(url: str, name: str) -> None:
 @click.option("--tolerance", type=float, help="Shadow: absolute output tolerance (default 1e-5).")
 @click.option("--min-requests", type=int, help="Requests before any judgement (default 20).")
 @click.pass_obj
-def rollout(url: str, /, name: str, **options: Any) -> None:
+def rollout(target: Target, /, name: str, **options: Any) -> None:
     """Start a canary (or shadow) rollout of a candidate version of NAME."""
     guard_keys = ("max_error_rate", "max_latency_ratio", "max_disagreement_rate", "tolerance", "min_requests")
     guard = {key: options[key] for key in guard_keys if options[key] is not None}
@@ -119,30 +133,30 @@ def rollout(url: str, /, name: str, **options: Any) -> None:
             document[key] = options[key]
     if guard:
         document["guard"] = guard
-    _print(_call(url, "POST", f"/v2/repository/models/{name}/rollout", document))
+    _print(_call(target, "POST", f"/v2/repository/models/{name}/rollout", document))
 
 
 @models.command()
 @click.argument("name")
 @click.pass_obj
-def promote(url: str, name: str) -> None:
+def promote(target: Target, name: str) -> None:
     """Make the candidate of NAME's running rollout its default version now."""
-    result = _call(url, "POST", f"/v2/repository/models/{name}/promote", {})
+    result = _call(target, "POST", f"/v2/repository/models/{name}/promote", {})
     click.echo(f"{name}: default version is now {result['default_version']}")
 
 
 @models.command()
 @click.argument("name")
 @click.pass_obj
-def rollback(url: str, name: str) -> None:
+def rollback(target: Target, name: str) -> None:
     """Return NAME's traffic to its last good version (ends a running rollout)."""
-    result = _call(url, "POST", f"/v2/repository/models/{name}/rollback", {})
+    result = _call(target, "POST", f"/v2/repository/models/{name}/rollback", {})
     click.echo(f"{name}: default version is now {result['default_version']}")
 
 
 @models.command()
 @click.argument("name")
 @click.pass_obj
-def status(url: str, name: str) -> None:
+def status(target: Target, name: str) -> None:
     """NAME's lifecycle: versions, cold-start figures, rollout, recent decisions."""
-    _print(_call(url, "GET", f"/v2/repository/models/{name}/lifecycle"))
+    _print(_call(target, "GET", f"/v2/repository/models/{name}/lifecycle"))

@@ -55,3 +55,25 @@ def test_load_status_list_unload(tmp_path: Path) -> None:
 def test_an_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     result = _cli("http://127.0.0.1:9", "list")
     assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
+
+
+def test_the_api_key_reaches_a_secured_server(tmp_path: Path) -> None:
+    import hashlib
+
+    root = tmp_path / "models"
+    mf.write_model(root, "m", lambda p: mf.add_constant(p, 1.0))
+    key = "lifecycle-operator-key"
+    keys = tmp_path / "keys.yaml"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    keys.write_text(f"keys:\n  - id: ops\n    hash: sha256:{digest}\n    apis: [repository]\n")
+    server = start_server(root, tmp_path, "--api-keys", str(keys))
+    try:
+        refused = _cli(f"http://{server.http_url}", "list")
+        assert refused.exit_code == 1 and "HTTP 401" in refused.stderr
+        allowed = CliRunner().invoke(
+            main, ["models", "--url", f"http://{server.http_url}", "--api-key", key, "list"]
+        )
+        assert allowed.exit_code == 0, allowed.stderr
+        assert "READY" in allowed.stdout
+    finally:
+        assert server.stop() == 0, server.log()
