@@ -44,7 +44,11 @@ class Server:
         configured from the OTEL_* variables."""
         self.settings = settings
         self.tracing = tracing if tracing is not None else _tracing(settings)
-        self.repository = ModelRepository(settings.model_repository)
+        self.repository = ModelRepository(
+            settings.model_repository,
+            lazy=settings.lifecycle.lazy,
+            max_loaded_models=settings.lifecycle.max_loaded_models,
+        )
         self.security = Security(settings.security)
         self.drift = _drift_monitor(settings)
         cache = settings.cache
@@ -57,6 +61,7 @@ class Server:
             settings.limits.max_bytes_length,
             access_log=settings.logs.access_log,
             drift=self.drift,
+            model_control=settings.lifecycle.model_control,
         )
         metrics = settings.metrics
         self.metrics = (
@@ -76,10 +81,21 @@ class Server:
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
         self._stop = asyncio.Event()
+        self._models_loaded = False
 
     def load_models(self) -> None:
-        """Load the repository; raises ModelLoadError naming the file when exit_on_error is set."""
-        self.repository.load_all(exit_on_error=self.settings.exit_on_error)
+        """Load what the model control mode asks for now, blocking (call it outside an event loop,
+        before ``serve``; otherwise ``serve`` loads them). Raises ModelLoadError naming the file when
+        exit_on_error is set."""
+        asyncio.run(self._load_models())
+        self._models_loaded = True
+
+    async def _load_models(self) -> None:
+        lifecycle = self.settings.lifecycle
+        names: list[str] | None = None
+        if lifecycle.model_control == "explicit":
+            names = None if "*" in lifecycle.load_models else list(lifecycle.load_models)
+        await self.repository.load_initial(names, exit_on_error=self.settings.exit_on_error)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -95,6 +111,13 @@ class Server:
         self.security.start()
 
         settings = self.settings
+        if not self._models_loaded:
+            await self._load_models()
+        lifecycle = settings.lifecycle
+        poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
+        watcher = asyncio.create_task(
+            self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
+        )
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
         rest = RestApp(
@@ -157,6 +180,10 @@ class Server:
         if grpc_server:
             stopping.append(grpc_server.stop(settings.drain_timeout_s))
         await asyncio.gather(*stopping)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await self.dataplane.close()
         if metrics_server is not None:
             await metrics_server.stop()
         if self.metrics is not None:

@@ -14,6 +14,7 @@ from inferd.bench.command import bench as bench_command
 from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
+from inferd.models_cli import models
 from inferd.settings import Settings
 
 
@@ -66,6 +67,29 @@ def main() -> None:
 @click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
 @click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
+@click.option(
+    "--model-control",
+    type=click.Choice(["none", "poll", "explicit"]),
+    help="none: load every model at start (default); poll: also pick up changes on disk; "
+    "explicit: load only --load-model models and what the load API asks for.",
+)
+@click.option(
+    "--repository-poll-interval",
+    type=float,
+    help="Seconds between repository scans (poll mode; default 5).",
+)
+@click.option(
+    "--load-model",
+    "load_model",
+    multiple=True,
+    help="Explicit mode: a model to load at start (repeatable; '*' loads all).",
+)
+@click.option("--lazy", is_flag=True, default=None, help="Load each model on its first request.")
+@click.option(
+    "--max-loaded-models",
+    type=int,
+    help="Unload the least recently used idle models above this many (best with --lazy).",
+)
 @security_options
 @click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
 @click.option(
@@ -98,16 +122,15 @@ def serve(model_repository: Path, **flags: Any) -> None:
         click.echo(f"inferd: {exc}", err=True)
         sys.exit(1)
     try:
-        server.load_models()
+        _run(server.serve())
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
         sys.exit(1)
-    _run(server.serve())
 
 
 def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Only flags the user gave: everything else keeps the Settings (or INFERD_* environment) value."""
-    given = {k: v for k, v in flags.items() if v is not None}
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
     http: dict[str, Any] = {}
     grpc: dict[str, Any] = {}
     if "host" in given:
@@ -138,6 +161,18 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["http"] = {**defaults.http.model_dump(), **http}
     if grpc:
         overrides["grpc"] = {**defaults.grpc.model_dump(), **grpc}
+    lifecycle: dict[str, Any] = {}
+    for flag, field in (
+        ("model_control", "model_control"),
+        ("repository_poll_interval", "poll_interval_s"),
+        ("load_model", "load_models"),
+        ("lazy", "lazy"),
+        ("max_loaded_models", "max_loaded_models"),
+    ):
+        if flag in given:
+            lifecycle[field] = given[flag]
+    if lifecycle:
+        overrides["lifecycle"] = {**defaults.lifecycle.model_dump(), **lifecycle}
     security = security_overrides(given)
     if security:
         overrides["security"] = {**defaults.security.model_dump(), **security}
@@ -188,6 +223,9 @@ def _run(coroutine: Any) -> None:
         asyncio.run(coroutine)
     else:
         uvloop.run(coroutine)
+
+
+main.add_command(models)
 
 
 @main.group()

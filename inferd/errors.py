@@ -6,6 +6,7 @@ Hierarchy::
       InvalidRequest             INVALID_ARGUMENT - malformed or does not match the model signature
       NotFound                   NOT_FOUND        - unknown model or version
       Unavailable                UNAVAILABLE      - model not ready, server draining, queue full
+        NotLoadedYet             UNAVAILABLE      - a --lazy model that loads on its first request
       PayloadTooLarge            PAYLOAD_TOO_LARGE- body over the configured limit
       DeadlineExceeded           DEADLINE_EXCEEDED- the request's timeout passed while it was queued
       ExecutionError             INTERNAL         - the runtime failed while running a batch
@@ -53,6 +54,10 @@ class NotFound(InferdError):
 
 class Unavailable(InferdError):
     kind = ErrorKind.UNAVAILABLE
+
+
+class NotLoadedYet(Unavailable):
+    """Raised by the repository for a lazy model; the data plane loads it and retries."""
 
 
 class PayloadTooLarge(InferdError):

@@ -38,6 +38,10 @@ class OnnxRuntimeOptions(_Strict):
     execution_providers: tuple[Literal["cpu", "cuda", "tensorrt", "openvino"], ...] = ("cpu",)
     # ORT's workers spin while idle by default, taking CPU the front-end needs (see docs/performance.md).
     allow_spinning: bool = False
+    # ORT's CPU memory arena keeps freed buffers for reuse (faster, but memory is not returned), and
+    # memory patterns pre-plan buffers for fixed shapes. Off trades speed for a smaller footprint.
+    enable_cpu_mem_arena: bool = True
+    enable_mem_pattern: bool = True
 
 
 class TensorOverride(_Strict):
@@ -69,6 +73,94 @@ class TensorOverride(_Strict):
         return dims
 
 
+class VersionPolicy(_Strict):
+    """Triton's version policies: ``{latest: N}`` (default 1), ``all``, or ``{specific: [..]}``."""
+
+    latest: int | None = Field(default=None, ge=1)
+    specific: tuple[int, ...] | None = Field(default=None, min_length=1)
+    all: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, raw: object) -> object:
+        if raw == "all":
+            return {"all": True}
+        if isinstance(raw, str):
+            raise ValueError("expected 'all', {latest: N} or {specific: [versions]}")
+        return raw
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> VersionPolicy:
+        kinds = (self.latest is not None) + (self.specific is not None) + self.all
+        if kinds > 1:
+            raise ValueError("give one of latest, specific or all")
+        if self.specific is not None and any(v < 1 for v in self.specific):
+            raise ValueError("versions are positive integers")
+        return self
+
+    def select(self, available: list[int]) -> list[int]:
+        """The versions this policy serves out of ``available`` (ascending)."""
+        ordered = sorted(available)
+        if self.all:
+            return ordered
+        if self.specific is not None:
+            return [v for v in ordered if v in self.specific]
+        return ordered[-(self.latest or 1) :]
+
+    def as_triton(self) -> dict[str, object]:
+        if self.all:
+            return {"all": {}}
+        if self.specific is not None:
+            return {"specific": {"versions": sorted(self.specific)}}
+        return {"latest": {"num_versions": self.latest or 1}}
+
+
+class WarmupSample(_Strict):
+    """Requests run on every instance before a version takes traffic (Triton's model_warmup)."""
+
+    batch_size: int = Field(default=1, ge=1)
+    # random: uniform data of each input's type; zeros; file: arrays from an .npz next to config.yaml.
+    data: Literal["random", "zeros", "file"] = "random"
+    file: str | None = None
+    count: int = Field(default=1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _file_given(self) -> WarmupSample:
+        if (self.data == "file") != (self.file is not None):
+            raise ValueError("'file' is required with data: file, and only then")
+        return self
+
+
+class GuardRails(_Strict):
+    """Checked continuously on the candidate against the stable version; a breach rolls back."""
+
+    # Candidate requests (or shadow comparisons) needed before any judgement.
+    min_requests: int = Field(default=20, ge=1)
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    # Candidate p99 latency / stable p99 latency.
+    max_latency_ratio: float = Field(default=3.0, gt=0)
+    # p99s below this count as this much in the ratio: sub-millisecond jitter is not a regression.
+    latency_floor_ms: float = Field(default=1.0, ge=0)
+    # Shadow mode: share of comparisons whose outputs differ by more than ``tolerance``.
+    max_disagreement_rate: float = Field(default=0.0, ge=0, le=1)
+    tolerance: float = Field(default=1e-5, ge=0)
+
+
+class RolloutConfig(_Strict):
+    """Send ``canary_percent`` of default-version traffic to ``candidate`` (or shadow it)."""
+
+    candidate: int = Field(ge=1)
+    canary_percent: float = Field(default=10.0, ge=0, le=100)
+    # Shadow: the candidate runs on a copy of the sampled requests; answers always come from stable.
+    shadow: bool = False
+    # Same routing key (``inferd-routing-key`` header or ``routing_key`` parameter) -> same version.
+    sticky: bool = False
+    guard: GuardRails = GuardRails()
+    # Promote once the candidate passed this many requests and/or seconds (both, when both are set).
+    promote_after_requests: int | None = Field(default=None, ge=1)
+    promote_after_s: float | None = Field(default=None, gt=0)
+
+
 class InputLimits(_Strict):
     """Per-model bounds on request tensors; None: the server's default (Settings.limits)."""
 
@@ -89,6 +181,9 @@ class ModelConfig(_Strict):
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
+    version_policy: VersionPolicy = VersionPolicy()
+    warmup: tuple[WarmupSample, ...] = ()
+    rollout: RolloutConfig | None = None
     limits: InputLimits = InputLimits()
     # Answer repeated identical requests from the response cache: only for deterministic models.
     response_cache: bool = False
@@ -123,13 +218,16 @@ class ModelConfig(_Strict):
         return self
 
 
-def load_model_config(model_dir: Path) -> ModelConfig:
-    """Read ``model_dir/config.yaml``; raise ModelLoadError naming the file, the key and the problem."""
+def load_model_config(model_dir: Path, override: str | None = None) -> ModelConfig:
+    """Read ``model_dir/config.yaml`` (or ``override``, YAML or JSON text, in its place); raise
+    ModelLoadError naming the file, the key and the problem."""
     path = model_dir / CONFIG_FILE
-    if not path.exists():
+    if override is None and not path.exists():
         return ModelConfig(inferred=True)
+    if override is not None:
+        path = Path("config override")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text() if override is None else override) or {}
     except yaml.YAMLError as exc:
         raise ModelLoadError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -26,6 +26,22 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
 
 
+class LifecycleSettings(BaseModel):
+    """Which models load when, and how often the repository and running rollouts are checked."""
+
+    # none: load every model at start; poll: also pick up changes on disk; explicit: load API only.
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    # Explicit mode: models loaded at start ("*" loads every model).
+    load_models: tuple[str, ...] = ()
+    # How often running rollouts' guard rails are evaluated.
+    rollout_check_interval_s: float = Field(default=0.2, gt=0)
+    # Load each model on its first request instead of at start.
+    lazy: bool = False
+    # Above this many loaded models, the least recently used idle ones are unloaded.
+    max_loaded_models: int | None = Field(default=None, ge=1)
+
+
 class SecuritySettings(BaseModel):
     """Authentication, rate limits, TLS and audit (docs/security.md). Everything is off by default."""
 
@@ -152,6 +168,7 @@ class Settings(BaseSettings):
     model_repository: Path = Path("models")
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
     security: SecuritySettings = SecuritySettings()
     cache: CacheSettings = CacheSettings()
     admission: AdmissionSettings = AdmissionSettings()

@@ -123,8 +123,8 @@ def gather(path: Path) -> None:
     )
 
 
-def slow(path: Path, ms: int) -> None:
-    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + 1``, taking roughly ``ms`` ms per execution.
+def slow(path: Path, ms: int, plus: float = 1.0) -> None:
+    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + plus``, taking roughly ``ms`` ms per execution.
 
     The time goes into a chain of 256x256 MatMuls on constants, so it does not grow with the batch size.
     The chain starts from the input's shape (times 0) so onnxruntime cannot constant-fold it at load, and
@@ -160,7 +160,7 @@ def slow(path: Path, ms: int) -> None:
             numpy_helper.from_array(mix, "mix"),
             numpy_helper.from_array(start, "start"),
             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
-            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+            numpy_helper.from_array(np.array(plus, dtype=np.float32), "one"),
         ],
     )
 
@@ -184,3 +184,47 @@ def write_model(
     if config is not None:
         (model_dir / "config.yaml").write_text(config)
     return model_dir
+
+
+def add_constant(path: Path, value: float) -> None:
+    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + value``: versions that differ only in ``value``."""
+    _save(
+        path,
+        [helper.make_node("Add", ["INPUT0", "value"], ["OUTPUT0"])],
+        [_tensor("INPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(np.array(value, dtype=np.float32), "value")],
+    )
+
+
+def fails_below_batch_3(path: Path) -> None:
+    """Same signature as ``add_constant`` but any execution of 1 or 2 rows fails in onnxruntime.
+
+    A batch of 1 or 2 rows has 4 or 8 elements, which cannot be reshaped to [-1, 3]; the graph loads
+    fine because the batch dim is symbolic. The way to get a model that loads but fails its warm-up.
+    """
+    _save(
+        path,
+        [
+            helper.make_node("Reshape", ["INPUT0", "by3"], ["threes"]),
+            helper.make_node("Reshape", ["threes", "by4"], ["OUTPUT0"]),
+        ],
+        [_tensor("INPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [
+            numpy_helper.from_array(np.array([-1, 3], dtype=np.int64), "by3"),
+            numpy_helper.from_array(np.array([-1, 4], dtype=np.int64), "by4"),
+        ],
+    )
+
+
+def gather_table(path: Path, size: int) -> None:
+    """Like ``gather`` but with a table of ``size`` entries: an index >= size fails at run time."""
+    table = np.arange(size, dtype=np.float32) * 1.5
+    _save(
+        path,
+        [helper.make_node("Gather", ["table", "INDEX"], ["OUTPUT0"], axis=0)],
+        [_tensor("INDEX", TensorProto.INT64, ["batch", 1])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
+        [numpy_helper.from_array(table, "table")],
+    )

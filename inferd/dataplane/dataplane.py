@@ -14,12 +14,14 @@ from inferd.cache.entries import CorruptEntry, decode_outputs, encode_outputs
 from inferd.cache.keys import response_key
 from inferd.dataplane.access_log import log_request
 from inferd.dataplane.admission import queue_placement
+from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import ValidatedInputs, validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.drift.monitor import DriftMonitor
-from inferd.errors import InferdError, NotFound
+from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse, Tensor
 
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "inferd"
 # Only what is really served: perf_analyzer reads this list to decide what it may ask for.
-EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data")
+EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "model_repository")
 
 
 class DataPlane:
@@ -40,6 +42,7 @@ class DataPlane:
         max_bytes_length: int = 16 * 1024 * 1024,
         access_log: bool = False,
         drift: DriftMonitor | None = None,
+        model_control: str = "none",
     ) -> None:
         self._repository = repository
         self._max_tensor_elements = max_tensor_elements
@@ -52,6 +55,8 @@ class DataPlane:
         self._draining = False
         self._access_log = access_log
         self._drift = drift
+        self._model_control = model_control
+        self._canary = CanaryRouter(repository, self._run_on)
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -63,20 +68,26 @@ class DataPlane:
     def start_draining(self) -> None:
         self._draining = True
 
+    async def close(self) -> None:
+        """Wait for background work started by requests (shadow runs of a canary candidate)."""
+        await self._canary.close()
+
     def model_ready(self, name: str, version: str | None = None) -> bool:
         entry = self._repository.entry(name)
         if version:
-            if version not in entry.versions:
+            if entry.lazy:
+                return True  # servable: it loads on its first request
+            if version not in entry.served:
                 raise NotFound(f"model '{name}' has no version '{version}' loaded")
-            return entry.ready
-        return entry.ready
+            return True
+        return entry.ready or entry.lazy
 
     # Metadata -----------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        model = self._repository.get(name, version)
+        model = self._loaded(name, version)
         signature = model.signature
         batch = [-1] if signature.max_batch_size > 0 else []
 
@@ -85,7 +96,7 @@ class DataPlane:
 
         return {
             "name": model.name,
-            "versions": list(self._repository.entry(name).versions),
+            "versions": list(self._repository.entry(name).served),
             "platform": model.config.platform,
             "inputs": tensors(signature.inputs),
             "outputs": tensors(signature.outputs),
@@ -93,7 +104,7 @@ class DataPlane:
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """The configuration in Triton's field names, as perf_analyzer and tritonclient expect."""
-        model = self._repository.get(name, version)
+        model = self._loaded(name, version)
         signature = model.signature
 
         def tensors(specs: Any) -> list[dict[str, Any]]:
@@ -112,7 +123,7 @@ class DataPlane:
             "instance_group": [
                 {"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}
             ],
-            "version_policy": {"latest": {"num_versions": 1}},
+            "version_policy": self._version_policy(name, model),
         }
         policy = model.policy
         if policy.dynamic:
@@ -122,42 +133,92 @@ class DataPlane:
             }
         return config
 
+    def _version_policy(self, name: str, model: LoadedModel) -> dict[str, object]:
+        # The model's current policy: a policy edit applies without reloading the versions.
+        config = self._repository.entry(name).config or model.config
+        return config.version_policy.as_triton()
+
+    def _loaded(self, name: str, version: str | None) -> LoadedModel:
+        """The handle for a metadata call; a lazy model starts loading and the caller retries."""
+        try:
+            return self._repository.get(name, version)
+        except NotLoadedYet:
+            self._repository.request_load(name)
+            raise Unavailable(f"model '{name}' is loading on demand; retry shortly") from None
+
     # Statistics ---------------------------------------------------------------------------------
     def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         if name:
             entry = self._repository.entry(name)
-            models = [self._repository.get(name, version)] if version else list(entry.versions.values())
+            models = [self._repository.get(name, version)] if version else list(entry.served.values())
         else:
-            models = [m for e in self._repository.entries() for m in e.versions.values()]
+            models = [m for e in self._repository.entries() for m in e.served.values()]
         return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
 
-    # Repository ---------------------------------------------------------------------------------
-    def repository_index(self) -> list[dict[str, Any]]:
-        index = []
-        for entry in self._repository.entries():
-            if not entry.versions:
-                index.append({"name": entry.name, "state": "UNAVAILABLE", "reason": entry.reason})
-            for version in entry.versions:
-                state = "READY" if entry.ready else "UNAVAILABLE"
-                index.append({"name": entry.name, "version": version, "state": state, "reason": entry.reason})
-        return index
+    # Repository (model lifecycle) -------------------------------------------------------------
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        index = self._repository.index()
+        return [row for row in index if row["state"] == "READY"] if ready_only else index
+
+    async def load_model(self, name: str, config_override: str | None = None) -> None:
+        self._require_explicit("load")
+        await self._repository.load(name, config_override)
+
+    async def unload_model(self, name: str) -> None:
+        self._require_explicit("unload")
+        await self._repository.unload(name)
+
+    def _require_explicit(self, action: str) -> None:
+        if self._model_control != "explicit":
+            raise InvalidRequest(
+                f"explicit model {action} is not allowed in model control mode '{self._model_control}' "
+                "(start the server with --model-control explicit)"
+            )
+
+    def model_lifecycle(self, name: str) -> dict[str, Any]:
+        return self._repository.lifecycle(name)
+
+    async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
+        return await self._repository.start_rollout(name, document)
+
+    def rollout_status(self, name: str) -> dict[str, Any] | None:
+        return self._repository.rollout_status(name)
+
+    async def promote(self, name: str) -> str:
+        return await self._repository.promote(name)
+
+    async def rollback(self, name: str) -> str:
+        return await self._repository.rollback(name)
 
     # Inference ----------------------------------------------------------------------------------
     def check_servable(self, name: str, version: str | None) -> None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
-        self._repository.get(name, version)
+        # try/except, not contextlib.suppress: this runs per request and suppress allocates.
+        try:  # noqa: SIM105
+            self._repository.get(name, version)
+        except NotLoadedYet:
+            pass  # infer loads it
 
     def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
         """Count a request for a servable model that its front-end could not decode as a failure
         (its duration is not measured: it never reached the data plane)."""
-        model = self._repository.get(name, version)
+        try:
+            model = self._repository.get(name, version)
+        except InferdError:  # e.g. a lazy model not loaded yet: nothing to count it against
+            return
         model.stats.record_failure(0, error.kind.value)
         if self._access_log:
             log_request(None, model.name, model.version, error.kind.value, 0)
 
     async def infer(self, request: InferRequest, trace: RequestTrace | None = None) -> InferResponse:
         start = time.perf_counter_ns()
-        model = self._repository.get(request.model, request.version)
+        try:
+            model = self._repository.get(request.model, request.version)
+        except NotLoadedYet:
+            await self._repository.load_on_demand(request.model)
+            model = self._repository.get(request.model, request.version)
+        if model.rollout is not None and not request.version:
+            return await self._infer_rollout(request, model, model.rollout, trace, start)
         try:
             checked = validate(request, model.signature)
             checks = self._checks.get(model) or self._build_checks(model)
@@ -187,12 +248,44 @@ class DataPlane:
             id=request.id,
         )
 
+    async def _infer_rollout(
+        self,
+        request: InferRequest,
+        model: LoadedModel,
+        rollout: Rollout,
+        trace: RequestTrace | None,
+        start: int,
+    ) -> InferResponse:
+        """A model with a running canary: the router picks the version (and records per version)."""
+        try:
+            response = await self._canary.infer(request, model, rollout, trace)
+        except InferdError as exc:
+            if self._access_log:
+                log_request(
+                    request.id, model.name, model.version, exc.kind.value, time.perf_counter_ns() - start
+                )
+            raise
+        if self._access_log:
+            log_request(request.id, response.model, response.version, "ok", time.perf_counter_ns() - start)
+        return response
+
     def _build_checks(self, model: LoadedModel) -> InputChecks:
         checks = build_checks(
             model.config, model.signature, self._max_tensor_elements, self._max_bytes_length
         )
+        # A new handle (first request after a load or a swap): forget handles no longer served, so
+        # replaced versions are not kept alive by this table.
+        self._checks = {m: c for m, c in self._checks.items() if self._repository.serves(m)}
         self._checks[model] = checks
         return checks
+
+    async def _run_on(
+        self, model: LoadedModel, request: InferRequest, checked: ValidatedInputs, trace: RequestTrace | None
+    ) -> dict[str, np.ndarray]:
+        """Input limits and queue placement for one version, then its batcher (the canary's path)."""
+        checks = self._checks.get(model) or self._build_checks(model)
+        check_inputs(checks, checked.arrays)
+        return await self._schedule(model, request, checked, trace)
 
     async def _schedule(
         self,
@@ -228,7 +321,7 @@ class DataPlane:
         try:
             key = response_key(
                 model.name,
-                model.version,
+                model.cache_version or model.version,
                 {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
                 checked.outputs,
                 request.parameters,

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import json_format
 
 from inferd.dataplane.dataplane import DataPlane
-from inferd.errors import InferdError, Unsupported
+from inferd.errors import InferdError, InvalidRequest, Unsupported
 from inferd.grpc.errors import GRPC_STATUS
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
@@ -86,20 +86,34 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
-        index = self._dataplane.repository_index()
-        if request.ready:
-            index = [entry for entry in index if entry["state"] == "READY"]
+        index = self._dataplane.repository_index(ready_only=request.ready)
         return json_format.ParseDict({"models": index}, pb.RepositoryIndexResponse())
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
-        await _abort(context, Unsupported("model load/unload is not supported yet"), "RepositoryModelLoad")
+        try:
+            if any(key.startswith("file:") for key in request.parameters):
+                raise Unsupported("loading a model from files sent in the request is not supported")
+            override = None
+            if "config" in request.parameters:
+                config = request.parameters["config"]
+                if config.WhichOneof("parameter_choice") != "string_param":
+                    raise InvalidRequest("parameter 'config' must be a string holding the configuration")
+                override = config.string_param
+            await self._dataplane.load_model(request.model_name, override)
+            return pb.RepositoryModelLoadResponse()
+        except Exception as exc:
+            await _abort(context, exc, "RepositoryModelLoad")
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
-        await _abort(context, Unsupported("model load/unload is not supported yet"), "RepositoryModelUnload")
+        try:
+            await self._dataplane.unload_model(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+        except Exception as exc:
+            await _abort(context, exc, "RepositoryModelUnload")
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         if self._tracing is not None:

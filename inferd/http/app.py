@@ -23,6 +23,7 @@ from inferd.errors import (
 from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.pages import Page
+from inferd.http.repository import repository_route
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.security.gate import Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
@@ -40,6 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON = (b"content-type", b"application/json")
 _OCTET = (b"content-type", b"application/octet-stream")
 _HEADER_LENGTH = b"inference-header-content-length"
+_ROUTING_KEY = b"inferd-routing-key"  # sticky canary routing, see docs/lifecycle.md
 
 
 class Response:
@@ -146,9 +148,9 @@ class RestApp:
                 return _empty(dp.ready())
         elif head == "models":
             return await self._models(rest[1:], method, scope, receive)
-        elif head == "repository" and rest[1:] == ["index"] and method == "POST":
-            await _read_body(receive, scope, self._max_body_bytes)
-            return _json(dp.repository_index())
+        elif head == "repository":
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            return _json(await repository_route(dp, rest[1:], method, body))
         raise NotFound(f"no route for {method} {scope['path']}")
 
     async def _models(self, rest: list[str], method: str, scope: Scope, receive: Receive) -> Response:
@@ -197,12 +199,15 @@ class RestApp:
         self, name: str, version: str | None, scope: Scope, receive: Receive, span: RequestSpan | None = None
     ) -> Response:
         json_length = None
+        routing_key = None
         for key, value in scope["headers"]:
             if key == _HEADER_LENGTH:
                 try:
                     json_length = int(value)
                 except ValueError:
                     raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
+            elif key == _ROUTING_KEY:
+                routing_key = value.decode("latin-1")
         body = await _read_body(receive, scope, self._max_body_bytes)
         self._dataplane.check_servable(name, version)
         try:
@@ -210,6 +215,8 @@ class RestApp:
         except InferdError as exc:
             self._dataplane.record_rejected(name, version, exc)
             raise
+        if routing_key is not None:
+            request.parameters["routing_key"] = routing_key
         if span is None:
             response = await self._dataplane.infer(request)
             payload, header_length = encode_response(request, response)

@@ -28,3 +28,18 @@ def scan_repository(root: Path) -> list[ModelSource]:
         }
         sources.append(ModelSource(model_dir.name, model_dir, dict(sorted(versions.items()))))
     return sources
+
+
+def scan_model(model_dir: Path) -> ModelSource | None:
+    """One model directory's versions; None when the directory is gone."""
+    if not model_dir.is_dir():
+        return None
+    try:
+        versions = {
+            int(v.name): v / MODEL_FILE
+            for v in model_dir.iterdir()
+            if v.is_dir() and v.name.isdigit() and int(v.name) > 0
+        }
+    except FileNotFoundError:  # removed while it was read
+        return None
+    return ModelSource(model_dir.name, model_dir, dict(sorted(versions.items())))

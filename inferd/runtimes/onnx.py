@@ -156,6 +156,8 @@ def _session_options(options: OnnxRuntimeOptions, instances: int) -> ort.Session
     spinning = "1" if options.allow_spinning else "0"
     session_options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     session_options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    session_options.enable_cpu_mem_arena = options.enable_cpu_mem_arena
+    session_options.enable_mem_pattern = options.enable_mem_pattern
     session_options.log_severity_level = 3
     return session_options
 

@@ -41,7 +41,12 @@ def test_server_metadata_lists_only_real_extensions(
 ) -> None:
     rest = http.get_server_metadata()
     assert rest["name"] == "inferd"
-    assert set(rest["extensions"]) == {"model_configuration", "statistics", "binary_tensor_data"}
+    assert set(rest["extensions"]) == {
+        "model_configuration",
+        "statistics",
+        "binary_tensor_data",
+        "model_repository",
+    }
     assert list(grpc.get_server_metadata().extensions) == rest["extensions"]
 
 

@@ -38,7 +38,9 @@ def _schema() -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_dict(document)
 
 
-schema = _schema()
+# Starting, promoting or rolling back a rollout changes which version answers the shared server's
+# other tests; tests/e2e/test_lifecycle_canary.py covers them on servers of their own.
+schema = _schema().exclude(method="POST", path_regex=r"/(rollout|promote|rollback)$")
 
 
 @schema.parametrize()

@@ -1,0 +1,150 @@
+"""Building one servable version: read its files, load the runtime, warm it up (blocking steps)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inferd.errors import ModelLoadError
+from inferd.model_config import CONFIG_FILE, ModelConfig, load_model_config
+from inferd.repository.warmup import ColdStart, warm_up
+from inferd.runtimes.base import Runtime, Signature
+from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.stats import ModelStats
+
+if TYPE_CHECKING:
+    from inferd.repository.rollout import Rollout
+
+RuntimeFactory = Callable[[Path, ModelConfig], Runtime]
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What a version was loaded from: a change to any part means the version must be reloaded."""
+
+    config_digest: str
+    model_mtime_ns: int
+    model_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    config: ModelConfig
+    config_digest: str
+
+
+@dataclass(slots=True, eq=False)
+class LoadedModel:
+    """One servable model version: its runtime, its queue and its statistics."""
+
+    name: str
+    version: str
+    config: ModelConfig
+    runtime: Runtime
+    policy: BatchPolicy
+    batcher: Batcher
+    stats: ModelStats
+    fingerprint: Fingerprint
+    cold_start: ColdStart
+    output_datatypes: dict[str, str] = field(init=False)
+    # Set on the default version while a canary rollout runs; None on the plain hot path.
+    rollout: Rollout | None = None
+    loaded_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    # The version as response-cache keys name it: the number plus a digest of the model file, so a file
+    # replaced under the same number never answers from the old file's cache entries (and replicas
+    # serving the same file share entries).
+    cache_version: str = ""
+
+    def __post_init__(self) -> None:
+        self.output_datatypes = {spec.name: spec.datatype for spec in self.runtime.signature.outputs}
+
+    @property
+    def signature(self) -> Signature:
+        return self.runtime.signature
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+# Keys that decide which versions serve and how traffic is split, not how a version runs: changing
+# them must not reload the versions.
+_ROUTING_KEYS = {"version_policy", "rollout"}
+
+
+def read_config(model_dir: Path, override: str | None) -> ModelFiles:
+    """The model's configuration (the override replaces config.yaml) and a digest of what a loaded
+    version depends on."""
+    try:
+        config = load_model_config(model_dir, override)
+    except OSError as exc:
+        raise ModelLoadError(f"{model_dir / CONFIG_FILE}: cannot read: {exc}") from None
+    runtime_part = f"{config.inferred}:{config.model_dump_json(exclude=_ROUTING_KEYS)}"
+    return ModelFiles(config, hashlib.sha256(runtime_part.encode()).hexdigest()[:16])
+
+
+def fingerprint(files: ModelFiles, model_path: Path) -> Fingerprint | None:
+    """None when the model file is missing."""
+    try:
+        stat = model_path.stat()
+    except OSError:
+        return None
+    return Fingerprint(files.config_digest, stat.st_mtime_ns, stat.st_size)
+
+
+def load_runtime(factory: RuntimeFactory, model_path: Path, config: ModelConfig) -> tuple[Runtime, float]:
+    """Blocking: create the runtime; returns it and the load time in milliseconds."""
+    if not model_path.is_file():
+        raise ModelLoadError(f"{model_path}: file not found")
+    start = time.perf_counter()
+    runtime = factory(model_path, config)
+    return runtime, (time.perf_counter() - start) * 1e3
+
+
+def file_digest(model_path: Path) -> str:
+    """Blocking: a short SHA-256 of the model file's bytes."""
+    with model_path.open("rb") as model_file:
+        return hashlib.file_digest(model_file, "sha256").hexdigest()[:16]
+
+
+def batch_policy(config: ModelConfig, signature: Signature, model_dir: Path) -> BatchPolicy:
+    batching = config.dynamic_batching
+    dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
+    policy = BatchPolicy(
+        max_batch_size=signature.max_batch_size,
+        dynamic=dynamic,
+        max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
+        preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
+        max_queue_size=config.max_queue_size,
+    )
+    if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
+        raise ModelLoadError(
+            f"{model_dir}: preferred_batch_sizes exceed the max_batch_size {signature.max_batch_size}"
+        )
+    return policy
+
+
+def warm(runtime: Runtime, config: ModelConfig, model_dir: Path, load_ms: float) -> ColdStart:
+    """Blocking: run the configured warm-up; closes the runtime when it fails."""
+    try:
+        return warm_up(runtime, config.warmup, model_dir, load_ms)
+    except BaseException:
+        runtime.close()
+        raise
+
+
+def assemble(
+    name: str,
+    version: str,
+    config: ModelConfig,
+    runtime: Runtime,
+    policy: BatchPolicy,
+    print_: Fingerprint,
+    cold_start: ColdStart,
+) -> LoadedModel:
+    stats = ModelStats()
+    batcher = Batcher(runtime, policy, stats, name)
+    return LoadedModel(name, version, config, runtime, policy, batcher, stats, print_, cold_start)

@@ -1,0 +1,53 @@
+"""What the repository reports about its models: Triton's index rows and the lifecycle document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferd.repository.entry import TRITON_STATE, ModelEntry
+
+
+def index_rows(on_disk: list[str], models: dict[str, ModelEntry]) -> list[dict[str, Any]]:
+    """One row per version (name, version, state, reason); models never loaded get one row."""
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(on_disk) | set(models)):
+        entry = models.get(name)
+        if entry is None:
+            rows.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
+            continue
+        keys = sorted(set(entry.served) | set(entry.status), key=int)
+        if not keys:
+            reason = "not loaded (loads on its first request)" if entry.lazy else "not loaded"
+            rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.reason or reason})
+        for key in keys:
+            if key in entry.served:
+                state, reason = "READY", entry.serving_note(key)
+            else:
+                status = entry.status[key]
+                state, reason = TRITON_STATE[status.state], status.reason
+            rows.append({"name": name, "version": key, "state": state, "reason": reason})
+    return rows
+
+
+def lifecycle_document(entry: ModelEntry) -> dict[str, Any]:
+    versions: dict[str, Any] = {
+        key: {
+            "state": "ready",
+            "cold_start": model.cold_start.as_dict(),
+            "pending_requests": model.batcher.pending,
+        }
+        for key, model in entry.served.items()
+    }
+    for key, status in entry.status.items():
+        if key not in entry.served:
+            versions[key] = {"state": status.state.value, "reason": status.reason}
+    return {
+        "name": entry.name,
+        "default_version": entry.default.version if entry.default else None,
+        "pinned_version": entry.pinned,
+        "versions": versions,
+        "rollout": entry.rollout.as_dict() if entry.rollout else None,
+        "history": list(entry.history),
+        "counters": dict(entry.counters),
+        "events": list(entry.events),
+    }
