@@ -73,6 +73,9 @@ class ModelMetrics:
         f = _Families(self._price_per_second is not None)
         loaded = 0
         for entry in self._repository.entries():
+            model_label = f'model="{escape_label(entry.name)}"'
+            for event, count in sorted(entry.counters.items()):
+                f.lifecycle.sample(f'{model_label},event="{escape_label(event)}"', count)
             if not entry.versions:
                 f.ready.sample(f'model="{escape_label(entry.name)}",version=""', 0)
             for model in entry.versions.values():
@@ -97,6 +100,9 @@ class ModelMetrics:
         f.pending.sample(labels, model.batcher.pending)
         f.cache_hits.sample(labels, stats.cache_hit.count)
         f.cache_misses.sample(labels, stats.cache_miss.count)
+        f.cache_errors.sample(labels, stats.cache_errors)
+        f.queue_full.sample(labels, stats.rejected_queue_full)
+        f.deadline.sample(labels, stats.deadline_exceeded)
         if stats.load_rss_bytes is not None:
             f.memory.sample(labels, stats.load_rss_bytes)
         busy_s = stats.busy.ns / _NS
@@ -136,6 +142,19 @@ class _Families:
         self.pending = _Family("inferd_pending_requests", "gauge", "Requests queued or executing")
         self.cache_hits = _counter("inferd_cache_hits", "Response cache hits")
         self.cache_misses = _counter("inferd_cache_misses", "Response cache misses")
+        self.cache_errors = _counter(
+            "inferd_cache_errors", "Response cache backend errors (the request was served without the cache)"
+        )
+        self.queue_full = _counter(
+            "inferd_queue_full_rejections", "Requests refused at once because the model's queue was full"
+        )
+        self.deadline = _counter(
+            "inferd_deadline_expired", "Requests dropped unexecuted because their timeout passed in the queue"
+        )
+        self.lifecycle = _counter(
+            "inferd_lifecycle_events",
+            "Lifecycle decisions per model (loads, load failures, default changes, rollouts, rollbacks, ...)",
+        )
         self.memory = _Family(
             "inferd_model_load_resident_bytes",
             "gauge",
@@ -164,6 +183,10 @@ class _Families:
             self.pending,
             self.cache_hits,
             self.cache_misses,
+            self.cache_errors,
+            self.queue_full,
+            self.deadline,
+            self.lifecycle,
             self.memory,
             self.busy,
         ]

@@ -14,6 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from httputil import post_json
+from metricsutil import scrape, value
 from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
 
@@ -77,6 +78,10 @@ def test_a_full_queue_answers_503_at_once_and_accepted_requests_complete(
         results = [f.result() for f in sent]
     rejected = [body for status, body in results if status == 503]
     assert rejected and all("exceeds maximum queue size 1" in b["error"] for b in rejected)  # type: ignore[index]
+    refused = value(
+        scrape(admission_server.http_url), "inferd_queue_full_rejections_total", model="bounded", version="1"
+    )
+    assert refused >= len(rejected)  # the gRPC test shares the model: at least this test's refusals
     for status, body in results:
         assert status in (200, 503), body
         if status == 200:
@@ -119,6 +124,10 @@ def test_a_request_that_times_out_in_the_queue_gets_504_and_never_runs(
     assert after["inference_count"] - before["inference_count"] == completed  # type: ignore[operator]
     failed = after["inference_stats"]["fail"]["count"] - before["inference_stats"]["fail"]["count"]  # type: ignore[index]
     assert failed == len(timed_out)
+    expired = value(
+        scrape(admission_server.http_url), "inferd_deadline_expired_total", model="prioritized", version="1"
+    )
+    assert expired >= len(timed_out) > 0
 
 
 @pytest.mark.parametrize(

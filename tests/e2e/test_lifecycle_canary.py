@@ -13,6 +13,7 @@ import tritonclient.http as httpclient
 from click.testing import CliRunner
 from lifecycleutil import lifecycle, row, wait_until
 from loadgen import LoadGenerator, Send, add_constant_sender
+from metricsutil import scrape, value
 from serverctl import RunningServer, start_server
 
 from inferd.cli import main
@@ -82,6 +83,9 @@ def test_config_canary_with_a_failing_candidate_rolls_back(tmp_path: Path) -> No
         status = lifecycle(server.http_url, "g")
         assert status["rollout"] is None and status["default_version"] == "1"
         assert status["counters"]["rollouts_started"] == 1 and status["counters"]["rollbacks"] == 1
+        samples = scrape(server.http_url)  # the same decisions, counted in Prometheus metrics
+        assert value(samples, "inferd_lifecycle_events_total", model="g", event="rollbacks") == 1
+        assert value(samples, "inferd_lifecycle_events_total", model="g", event="rollouts_started") == 1
         assert any("rollout started (config.yaml)" in event for event in status["events"])
         assert any("rolled back" in event for event in status["events"])
         assert "rolled back" in server.log()
@@ -188,6 +192,9 @@ def test_a_passing_canary_is_promoted_and_a_manual_rollback_returns(tmp_path: Pa
             "manual rollback" in e for e in status["events"]
         )
         assert status["counters"]["promotions"] == 1 and status["counters"]["manual_rollbacks"] == 1
+        samples = scrape(server.http_url)
+        assert value(samples, "inferd_lifecycle_events_total", model="m", event="promotions") == 1
+        assert value(samples, "inferd_lifecycle_events_total", model="m", event="manual_rollbacks") == 1
     finally:
         assert server.stop() == 0, server.log()
 

@@ -54,6 +54,9 @@ def test_metrics_are_served_on_the_rest_port_and_the_metrics_port(server: Runnin
         samples = scrape(address)
         assert value(samples, "inferd_models_loaded") == len(index)
         assert value(samples, "inferd_model_ready", model="versioned", version="3") == 1
+        # Every model's version loaded once at start, a lifecycle decision counted per model.
+        assert value(samples, "inferd_lifecycle_events_total", model="simple", event="loads") == 1
+        assert value(samples, "inferd_queue_full_rejections_total", model="simple", version="1") == 0
     status, _, _ = request(f"127.0.0.1:{server.metrics_port}", "GET", "/v2/models/simple")
     assert status == 404  # the metrics port serves metrics only
 
