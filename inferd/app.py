@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -113,6 +114,7 @@ class Server:
         settings = self.settings
         if not self._models_loaded:
             await self._load_models()
+        _freeze_startup_heap()
         lifecycle = settings.lifecycle
         poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
         watcher = asyncio.create_task(
@@ -299,3 +301,13 @@ def _write_port_file(
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps({"http": http_port, "grpc": grpc_port, "metrics": metrics_port}))
     temporary.replace(path)  # atomic: readers never see a half-written file
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything alive after start-up (modules, sessions, configs) out of the collector's reach.
+
+    Without it every full collection walks that heap while serving: at concurrency 64 the pauses set
+    p99 at ~45 ms against ~10 ms with it, and cost ~20% of throughput (docs/performance.md).
+    """
+    gc.collect()
+    gc.freeze()
