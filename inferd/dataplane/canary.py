@@ -18,7 +18,7 @@ from inferd.errors import InferdError, NotFound
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.types import InferRequest, InferResponse, Tensor
+from inferd.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class CanaryRouter:
             answered = await self._run_candidate(request, candidate, rollout, trace)
             if answered is not None:
                 candidate_checked, outputs = answered
-                return _response(request, candidate, candidate_checked, outputs)
+                return candidate.response(request.id, outputs, candidate_checked.outputs)
             # The candidate failed: the client still gets an answer, from the stable version.
         start = time.perf_counter_ns()
         try:
@@ -67,7 +67,7 @@ class CanaryRouter:
             task = asyncio.ensure_future(self._shadow(request, candidate, rollout, outputs))
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)
-        return _response(request, stable, checked, outputs)
+        return stable.response(request.id, outputs, checked.outputs)
 
     def _candidate(self, name: str, rollout: Rollout) -> LoadedModel | None:
         try:
@@ -126,15 +126,3 @@ def _agree(expected: np.ndarray, actual: np.ndarray | None, tolerance: float) ->
     if expected.dtype.kind in "fc" and actual.dtype.kind in "fc":
         return bool(np.allclose(expected, actual, rtol=0.0, atol=tolerance, equal_nan=True))
     return bool(np.array_equal(expected, actual))
-
-
-def _response(
-    request: InferRequest, model: LoadedModel, checked: ValidatedInputs, outputs: Outputs
-) -> InferResponse:
-    datatypes = model.output_datatypes
-    return InferResponse(
-        model=model.name,
-        version=model.version,
-        outputs=[Tensor(name, datatypes[name], outputs[name]) for name in checked.outputs],
-        id=request.id,
-    )

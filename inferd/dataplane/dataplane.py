@@ -23,7 +23,7 @@ from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, U
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.types import InferRequest, InferResponse, Tensor
+from inferd.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +240,7 @@ class DataPlane:
         if self._access_log:
             log_request(request.id, model.name, model.version, "ok", elapsed)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
-        datatypes = model.output_datatypes
-        return InferResponse(
-            model=model.name,
-            version=model.version,
-            outputs=[Tensor(name, datatypes[name], outputs[name]) for name in checked.outputs],
-            id=request.id,
-        )
+        return model.response(request.id, outputs, checked.outputs)
 
     async def _infer_rollout(
         self,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from inferd.errors import ModelLoadError
 from inferd.model_config import CONFIG_FILE, ModelConfig, load_model_config
@@ -15,6 +17,7 @@ from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
+from inferd.types import InferResponse, Tensor
 
 if TYPE_CHECKING:
     from inferd.repository.rollout import Rollout
@@ -65,6 +68,18 @@ class LoadedModel:
     @property
     def signature(self) -> Signature:
         return self.runtime.signature
+
+    def response(
+        self, request_id: str | None, outputs: dict[str, np.ndarray], names: Sequence[str]
+    ) -> InferResponse:
+        """The answer of this version: the ``names`` outputs, in that order."""
+        datatypes = self.output_datatypes
+        return InferResponse(
+            model=self.name,
+            version=self.version,
+            outputs=[Tensor(name, datatypes[name], outputs[name]) for name in names],
+            id=request_id,
+        )
 
     def close(self) -> None:
         self.runtime.close()
