@@ -116,11 +116,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, exc, "RepositoryModelUnload")
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        if self._tracing is not None:
-            return await self._infer_traced(self._tracing, request, context)
         try:
-            response = await self._dataplane.infer(self._decode(request))
-            return encode_infer_response(response)
+            return await self._infer(request, context)
         except Exception as exc:
             await _abort(context, exc, "ModelInfer")
 
@@ -133,9 +130,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._dataplane.record_rejected(request.model_name, version, exc)
             raise
 
-    async def _infer_traced(
-        self, tracing: Tracing, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
+    async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        """One request, unary or from a stream, with its span when tracing is on; raises on failure."""
+        tracing = self._tracing
+        if tracing is None:
+            return encode_infer_response(await self._dataplane.infer(self._decode(request)))
         carrier = carrier_from_metadata(context.invocation_metadata())
         span = tracing.start_request("grpc", request.model_name, request.model_version or None, carrier)
         try:
@@ -146,7 +145,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 encoded = encode_infer_response(response)
         except Exception as exc:
             span.end(exc)
-            await _abort(context, exc, "ModelInfer")
+            raise
         span.end()
         return encoded
 
@@ -156,8 +155,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # Errors travel in-band so one bad request does not end the stream.
         async for request in request_iterator:
             try:
-                response = await self._dataplane.infer(decode_infer_request(request))
-                yield pb.ModelStreamInferResponse(infer_response=encode_infer_response(response))
+                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request, context))
             except InferdError as exc:
                 yield pb.ModelStreamInferResponse(error_message=exc.message)
             except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -106,7 +107,7 @@ def _request_span(
     return matches[0], spans
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("protocol", ["http", "grpc", "grpc-stream"])
 def test_request_span_continues_the_callers_trace_with_queue_execute_encode(
     traced: TracedServer, protocol: str
 ) -> None:
@@ -116,15 +117,27 @@ def test_request_span_continues_the_callers_trace_with_queue_execute_encode(
         client.infer(
             "ident", _inputs(httpclient), request_id=request_id, headers={"traceparent": TRACEPARENT}
         )
-    else:
+    elif protocol == "grpc":
         grpc = grpcclient.InferenceServerClient(traced.grpc)
         grpc.infer("ident", _inputs(grpcclient), request_id=request_id, headers={"traceparent": TRACEPARENT})
+    else:  # ModelStreamInfer: the stream's metadata carries the caller's trace for each request
+        results: queue.Queue[object] = queue.Queue()
+        stream = grpcclient.InferenceServerClient(traced.grpc)
+        stream.start_stream(
+            lambda result, error: results.put(error or result), headers={"traceparent": TRACEPARENT}
+        )
+        try:
+            stream.async_stream_infer("ident", _inputs(grpcclient), request_id=request_id)
+            answer = results.get(timeout=30)
+        finally:
+            stream.stop_stream()
+        assert not isinstance(answer, Exception), answer
     span, spans = _request_span(traced.exporter, request_id)
     assert span.name == "infer ident" and span.kind == SpanKind.SERVER
     assert span.context is not None and span.parent is not None
     assert f"{span.context.trace_id:032x}" == TRACE_ID
     assert f"{span.parent.span_id:016x}" == PARENT_ID
-    assert span.attributes is not None and span.attributes["rpc.system"] == protocol
+    assert span.attributes is not None and span.attributes["rpc.system"] == protocol.split("-")[0]
     children = _children(spans, span)
     assert set(children) == {"queue", "execute", "encode"}
     for child in children.values():
