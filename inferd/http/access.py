@@ -15,6 +15,17 @@ from inferd.security.gate import Access
 _UNKNOWN = Access(None)
 
 
+def split_model_path(parts: list[str]) -> tuple[str, str | None, list[str]]:
+    """``[model, "versions", v, *action]`` or ``[model, *action]`` -> (model, version, action).
+
+    The router (app.py) and the classifier below share it, so both read a path the same way.
+    """
+    name, action = parts[0], parts[1:]
+    if len(action) >= 2 and action[0] == "versions":
+        return name, action[1], action[2:]
+    return name, None, action
+
+
 # Clients repeat the same few paths, so the answer is memoised (Access is immutable); the bound
 # keeps made-up paths from growing it.
 @functools.lru_cache(maxsize=4096)
@@ -39,12 +50,7 @@ def classify(method: str, path: str) -> Access:
         return _UNKNOWN
     if rest[1:] == ["stats"]:
         return Access(Api.METRICS)
-    name = rest[1]
-    version: str | None = None
-    action = rest[2:]
-    if len(action) >= 2 and action[0] == "versions":
-        version = action[1]
-        action = action[2:]
+    name, version, action = split_model_path(rest[1:])
     if action == ["infer"]:
         return Access(Api.INFERENCE, name, version)
     if action == ["ready"]:

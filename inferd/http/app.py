@@ -159,12 +159,7 @@ class RestApp:
             return _json({"model_stats": dp.model_statistics()})
         if not rest or not rest[0]:
             raise NotFound(f"no route for {method} {scope['path']}")
-        name = rest[0]
-        version: str | None = None
-        action = rest[1:]
-        if len(action) >= 2 and action[0] == "versions":
-            version = action[1]
-            action = action[2:]
+        name, version, action = access.split_model_path(rest)
         if action == ["infer"]:
             if method != "POST":
                 return _not_allowed(method, scope)
