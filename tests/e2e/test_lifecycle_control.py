@@ -162,8 +162,9 @@ def test_load_and_unload_are_refused_outside_explicit_mode(tmp_path: Path) -> No
 
 def test_unloading_a_model_finishes_its_queued_requests_first(tmp_path: Path) -> None:
     root = tmp_path / "models"
-    # One instance, no batching: requests queue up behind each other, ~300 ms each.
-    mf.write_model(root, "slow", lambda p: mf.slow(p, 300), config="max_batch_size: 0\n")
+    # One instance, no batching: requests queue up behind each other, ~1 s each (the time is only
+    # roughly calibrated, so the test never relies on catching all four in the queue at once).
+    mf.write_model(root, "slow", lambda p: mf.slow(p, 1000), config="max_batch_size: 0\n")
     server = start_server(root, tmp_path, "--model-control", "explicit", "--load-model", "slow")
     results: list[object] = []
     lock = threading.Lock()
@@ -183,11 +184,14 @@ def test_unloading_a_model_finishes_its_queued_requests_first(tmp_path: Path) ->
         threads = [threading.Thread(target=send) for _ in range(4)]
         for thread in threads:
             thread.start()
-        wait_until(
-            lambda: lifecycle(server.http_url, "slow")["versions"]["1"]["pending_requests"] == 4,
-            TIMEOUT_S,
-            "four requests queued or running",
-        )
+        def all_sent_and_some_queued() -> bool:
+            pending = lifecycle(server.http_url, "slow")["versions"]["1"]["pending_requests"]
+            with lock:
+                finished = len(results)
+            # pending >= 2: one running and at least one waiting behind it when the unload comes.
+            return pending >= 2 and pending + finished == 4
+
+        wait_until(all_sent_and_some_queued, TIMEOUT_S, "all four sent and some still queued")
         status, _, body = request(server.http_url, "POST", "/v2/repository/models/slow/unload", b"{}")
         assert status == 200, body
         for thread in threads:
