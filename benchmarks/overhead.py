@@ -4,7 +4,10 @@ In one run, on the bundled example models (tabular: 30 features; mlp: 256->1024-
   raw       in-process ONNX Runtime, batch 1 (the limit; same session options inferd uses)
   floor     benchmarks/floor_server.py: raw ASGI + orjson + ORT, no validation, no batching, and
             the same on grpc.aio (raw contents): the floors of a Python REST and gRPC front-end
-  inferd    REST JSON, REST binary (tritonclient's encoding) and gRPC (ModelInfer, raw contents)
+  inferd    REST JSON, REST binary (tritonclient's encoding) and gRPC (ModelInfer, raw contents),
+            as configured by default: every execution on a worker thread
+  inline    the same three with `--inline-execution-max-us 100`: a lone request on an idle model
+            runs on the event-loop thread (docs/model-repository.md)
 at each concurrency. Load comes from C programs so the client is not the bottleneck: `wrk` (Lua
 script posting a fixed body) for REST and `h2load` (nghttp2-client; gRPC framing of a fixed
 ModelInferRequest) for gRPC. Every answer path is checked against raw ORT before it is loaded.
@@ -45,6 +48,10 @@ from inferd.protocol._generated import grpc_service_pb2 as pb
 
 HERE = Path(__file__).resolve().parent
 FEATURES = {"tabular": 30, "mlp": 256}
+TARGETS = ("floor-json", "floor-grpc", "inferd-json", "inferd-binary", "inferd-grpc", "inline-json",
+           "inline-binary", "inline-grpc")  # fmt: skip
+# The inline variant's bound: about one request's front-end time, above both models' batch-1 run time.
+INLINE_MAX_US = 100
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -281,7 +288,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--models", default="tabular,mlp")
-    parser.add_argument("--targets", default="floor-json,floor-grpc,inferd-json,inferd-binary,inferd-grpc")
+    parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "overhead.json")
     parser.add_argument("--inferd-arg", action="append", default=[], help="extra argument for inferd serve")
     args = parser.parse_args()
@@ -337,13 +344,19 @@ def main() -> None:
                         result = run_h2load(grpc_url, grpc_message(model, FEATURES[model]), c, duration, work)
                     record(model, target, c, result, 100 * (cpu_seconds(process.pid) - cpu0) / duration, None)
 
-    inferd_targets = [t for t in targets if t.startswith("inferd-")]
-    if inferd_targets:
+    # The same server twice: as configured by default (every execution on a worker thread), then with
+    # inline execution on (docs/model-repository.md#inline_execution_max_us), each with its targets.
+    variants = [("inferd-", []), ("inline-", ["--inline-execution-max-us", str(INLINE_MAX_US)])]
+    for prefix, variant_args in variants:
+        chosen = [t for t in targets if t.startswith(prefix)]
+        if not chosen:
+            continue
         http_port, grpc_port = free_port(), free_port()
         http = f"127.0.0.1:{http_port}"
         command = [sys.executable, "-m", "inferd", "serve", str(repository), "--http-port", str(http_port),
-                   "--grpc-port", str(grpc_port), "--log-level", "warning", *args.inferd_arg]  # fmt: skip
-        with running(command, f"http://{http}/v2/health/ready", work / "inferd.log") as process:
+                   "--grpc-port", str(grpc_port), "--log-level", "warning", *variant_args,
+                   *args.inferd_arg]  # fmt: skip
+        with running(command, f"http://{http}/v2/health/ready", work / f"{prefix}server.log") as process:
             for model in models:
                 features = FEATURES[model]
                 session = ort.InferenceSession(str(repository / model / "1" / "model.onnx"))
@@ -352,20 +365,15 @@ def main() -> None:
                 check_answers(http, grpc_port, model, features, expected, output)
                 url = f"http://{http}/v2/models/{model}/infer"
                 binary, header_length = binary_body(features)
-                for target in inferd_targets:
+                for target in chosen:
+                    encoding = target.removeprefix(prefix)
                     for c in concurrencies:
                         before = stats(http, model)
                         cpu0 = cpu_seconds(process.pid)
-                        if target == "inferd-json":
-                            result = run_wrk(
-                                url,
-                                json_body(features),
-                                {"Content-Type": "application/json"},
-                                c,
-                                duration,
-                                work,
-                            )
-                        elif target == "inferd-binary":
+                        if encoding == "json":
+                            headers = {"Content-Type": "application/json"}
+                            result = run_wrk(url, json_body(features), headers, c, duration, work)
+                        elif encoding == "binary":
                             headers = {"Inference-Header-Content-Length": str(header_length)}
                             result = run_wrk(url, binary, headers, c, duration, work)
                         else:

@@ -49,6 +49,7 @@ class Server:
             settings.model_repository,
             lazy=settings.lifecycle.lazy,
             max_loaded_models=settings.lifecycle.max_loaded_models,
+            inline_execution_max_us=settings.scheduling.inline_execution_max_us,
         )
         self.security = Security(settings.security)
         self.drift = _drift_monitor(settings)

@@ -64,6 +64,13 @@ def main() -> None:
     type=int,
     help="Queue deadline in microseconds for requests without a timeout parameter (default: none).",
 )
+@click.option(
+    "--inline-execution-max-us",
+    type=click.IntRange(0, 10_000),
+    help="Run a lone request on an idle model on the event-loop thread when its executions were "
+    "measured to take at most this many microseconds, skipping the worker hand-off (default 0: "
+    "never; a model's config.yaml may set its own inline_execution_max_us).",
+)
 @click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
 @click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
@@ -183,6 +190,8 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["limits"] = {**defaults.limits.model_dump(), **limits}
     if "default_timeout_us" in given:
         overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
+    if "inline_execution_max_us" in given:
+        overrides["scheduling"] = {"inline_execution_max_us": given["inline_execution_max_us"]}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),

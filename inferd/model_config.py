@@ -194,6 +194,9 @@ class ModelConfig(_Strict):
     default_priority_level: int = Field(default=0, ge=0)
     # A request's queue deadline when it sends no `timeout` parameter; 0: the server default.
     default_timeout_us: int = Field(default=0, ge=0)
+    # Run a lone request on an idle model on the event-loop thread when executions of its shape were
+    # measured to take at most this long (docs/model-repository.md); None: the server's default.
+    inline_execution_max_us: int | None = Field(default=None, ge=0, le=10_000)
     # Set when no config.yaml exists: batching models then batch dynamically, as Triton's auto-complete does.
     inferred: bool = Field(default=False, exclude=True)
 

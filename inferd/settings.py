@@ -162,6 +162,12 @@ class AdmissionSettings(BaseModel):
     default_timeout_us: int = Field(default=0, ge=0)
 
 
+class SchedulingSettings(BaseModel):
+    # Default for models whose config.yaml sets no inline_execution_max_us: a lone request on an idle
+    # model measured to run within this many microseconds runs on the event-loop thread; 0: never.
+    inline_execution_max_us: int = Field(default=0, ge=0, le=10_000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
 
@@ -172,6 +178,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     cache: CacheSettings = CacheSettings()
     admission: AdmissionSettings = AdmissionSettings()
+    scheduling: SchedulingSettings = SchedulingSettings()
     limits: LimitsSettings = LimitsSettings()
     # False: a model that fails to load is kept, marked not ready, and the server starts anyway.
     exit_on_error: bool = True

@@ -20,6 +20,7 @@ def test_cache_admission_and_limit_flags_map_onto_settings() -> None:
         "default_timeout_us": 2500,
         "max_tensor_elements": 99,
         "max_bytes_length": 7,
+        "inline_execution_max_us": 80,
         "host": None,
     }
     settings = Settings(**_settings_overrides(flags))
@@ -27,11 +28,13 @@ def test_cache_admission_and_limit_flags_map_onto_settings() -> None:
     assert (settings.cache.memory_bytes, settings.cache.ttl_s, settings.cache.key_prefix) == (1024, 5.0, "p:")
     assert settings.admission.default_timeout_us == 2500
     assert (settings.limits.max_tensor_elements, settings.limits.max_bytes_length) == (99, 7)
+    assert settings.scheduling.inline_execution_max_us == 80
 
 
 def test_defaults_without_flags() -> None:
     settings = Settings(**_settings_overrides({}))
     assert settings.cache.backend == "memory" and settings.admission.default_timeout_us == 0
+    assert settings.scheduling.inline_execution_max_us == 0  # execution stays off the loop by default
 
 
 def test_an_unknown_cache_backend_is_a_usage_error(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ class ModelMetrics:
         f.cache_errors.sample(labels, stats.cache_errors)
         f.queue_full.sample(labels, stats.rejected_queue_full)
         f.deadline.sample(labels, stats.deadline_exceeded)
+        f.inline.sample(labels, stats.inline_executions)
         if stats.load_rss_bytes is not None:
             f.memory.sample(labels, stats.load_rss_bytes)
         busy_s = stats.busy.ns / _NS
@@ -151,6 +152,10 @@ class _Families:
         self.deadline = _counter(
             "inferd_deadline_expired", "Requests dropped unexecuted because their timeout passed in the queue"
         )
+        self.inline = _counter(
+            "inferd_inline_executions",
+            "Executions run on the event-loop thread (inline_execution_max_us) instead of a worker",
+        )
         self.lifecycle = _counter(
             "inferd_lifecycle_events",
             "Lifecycle decisions per model (loads, load failures, default changes, rollouts, rollbacks, ...)",
@@ -186,6 +191,7 @@ class _Families:
             self.cache_errors,
             self.queue_full,
             self.deadline,
+            self.inline,
             self.lifecycle,
             self.memory,
             self.busy,

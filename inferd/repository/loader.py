@@ -125,8 +125,13 @@ def file_digest(model_path: Path) -> str:
         return hashlib.file_digest(model_file, "sha256").hexdigest()[:16]
 
 
-def batch_policy(config: ModelConfig, signature: Signature, model_dir: Path) -> BatchPolicy:
+def batch_policy(
+    config: ModelConfig, signature: Signature, model_dir: Path, inline_default_us: int = 0
+) -> BatchPolicy:
     batching = config.dynamic_batching
+    inline_us = config.inline_execution_max_us
+    if inline_us is None:
+        inline_us = inline_default_us
     dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
     policy = BatchPolicy(
         max_batch_size=signature.max_batch_size,
@@ -134,6 +139,7 @@ def batch_policy(config: ModelConfig, signature: Signature, model_dir: Path) -> 
         max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
         preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
         max_queue_size=config.max_queue_size,
+        inline_max_ns=inline_us * 1000,
     )
     if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
         raise ModelLoadError(

@@ -49,12 +49,15 @@ class ModelRepository(RolloutOperations):
         runtime_factory: RuntimeFactory = OnnxRuntime,
         lazy: bool = False,
         max_loaded_models: int | None = None,
+        inline_execution_max_us: int = 0,
     ) -> None:
         self._root = root
         self._runtime_factory = runtime_factory
         # lazy: models load on their first request; max_loaded_models: LRU-unload idle models above it.
         self._lazy = lazy
         self._max_loaded_models = max_loaded_models
+        # For models whose config sets no inline_execution_max_us of their own.
+        self._inline_execution_max_us = inline_execution_max_us
         self._models: dict[str, ModelEntry] = {}
         self._draining: set[asyncio.Task[None]] = set()
         self._background_loads: set[asyncio.Task[None]] = set()
@@ -348,7 +351,7 @@ class ModelRepository(RolloutOperations):
                 runtime.close()
                 raise ModelLoadError(f"{path}: cannot read: {exc}") from None
             try:
-                policy = batch_policy(config, runtime.signature, model_dir)
+                policy = batch_policy(config, runtime.signature, model_dir, self._inline_execution_max_us)
             except ModelLoadError:
                 runtime.close()
                 raise

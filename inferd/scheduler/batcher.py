@@ -1,7 +1,10 @@
 """One model version's queue: dynamic batching onto a fixed set of runtime instances.
 
 All queue state lives on the event loop thread. Executions run on one worker thread per instance;
-a finished execution comes back to the loop with a single ``call_soon_threadsafe``.
+a finished execution comes back to the loop with a single ``call_soon_threadsafe``. A model may opt in
+to inline execution (``BatchPolicy.inline_max_ns``): a lone request on an idle model whose shape was
+measured to run within that bound runs on the loop thread itself, skipping the two thread wake-ups
+that dominate a fast model's latency (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class BatchPolicy:
     preferred_batch_sizes: tuple[int, ...] = ()
     # Requests allowed to wait at once (0: unbounded); beyond it a request is refused with 503 at once.
     max_queue_size: int = 0
+    # A lone request on an idle model runs on the event-loop thread when executions of its shape were
+    # measured to take at most this long; 0: every execution runs on a worker thread.
+    inline_max_ns: int = 0
 
     @property
     def merges(self) -> bool:
@@ -67,6 +73,14 @@ class _Executed:
     output_ns: int
 
 
+# Weight of the newest execution in a shape's running estimate: one slow run (a preempted thread)
+# does not stop inline execution, a model that really got slower stops it within a few runs.
+_ESTIMATE_WEIGHT = 0.25
+# Shapes whose execution time is remembered; past it the table starts over (shapes that vary a lot,
+# such as sequence lengths, are then measured again on the worker).
+_ESTIMATED_SHAPES = 256
+
+
 class Batcher:
     def __init__(self, runtime: Runtime, policy: BatchPolicy, stats: ModelStats, name: str) -> None:
         self._runtime = runtime
@@ -85,6 +99,8 @@ class Batcher:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # Running estimate of a lone request's execution time by (group, rows), for inline execution.
+        self._lone_run_ns: dict[tuple[Hashable, int], float] = {}
 
     @property
     def pending(self) -> int:
@@ -174,9 +190,21 @@ class Batcher:
                 self._arm_timer()
                 return
             batch = self._take_batch()
-            if batch:
+            if not batch:
+                continue
+            if len(batch) == 1 and not self._queue and self._in_flight == 0 and self._fits_inline(batch[0]):
+                self._run_inline(self._free_instances[-1], batch[0])
+            else:
                 self._launch(self._free_instances.pop(), batch)
         self._update_idle()
+
+    def _fits_inline(self, item: _Pending) -> bool:
+        limit = self._policy.inline_max_ns
+        if not limit:
+            return False
+        estimate = self._lone_run_ns.get((item.group, item.rows))
+        # An unmeasured shape runs on a worker first: its time there decides the next one.
+        return estimate is not None and estimate <= limit
 
     def _ready_to_run(self) -> bool:
         policy = self._policy
@@ -262,6 +290,21 @@ class Batcher:
 
         done.add_done_callback(finished)
 
+    def _run_inline(self, instance: int, item: _Pending) -> None:
+        """Run one request on the loop thread: the model is idle and this shape is known to be fast."""
+        now = time.perf_counter_ns()
+        self._stats.record_queue(now - item.enqueued_ns)
+        if item.expiry is not None:
+            item.expiry.cancel()
+            item.expiry = None
+        traced: list[RequestTrace] = []
+        if item.trace is not None:
+            item.trace.queued(item.enqueued_ns, now)
+            traced.append(item.trace)
+        executed = self._execute(instance, [item.inputs], [item.rows])
+        self._stats.inline_executions += 1
+        self._deliver([item], executed, now, traced)
+
     def _execute(self, instance: int, inputs: list[Outputs], rows: list[int]) -> _Executed:
         """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
         start = time.perf_counter_ns()
@@ -308,6 +351,15 @@ class Batcher:
             log.exception("model %s: execution crashed", self._name)
             error = _execution_error(self._name, exc)
             executed = _Executed([error] * len(batch), 0, 0, 0)
+        self._deliver(batch, executed, launched_ns, traced)
+        self._dispatch()
+
+    def _deliver(
+        self, batch: list[_Pending], executed: _Executed, launched_ns: int, traced: list[RequestTrace]
+    ) -> None:
+        """Record the execution and answer each request of the batch with its own result."""
+        if len(batch) == 1 and self._policy.inline_max_ns and executed.infer_ns:
+            self._estimate(batch[0], executed.input_ns + executed.infer_ns + executed.output_ns)
         rows = sum(item.rows for item in batch)
         self._stats.record_execution(
             rows, len(batch), executed.input_ns, executed.infer_ns, executed.output_ns
@@ -322,7 +374,17 @@ class Batcher:
                 item.future.set_exception(result)
             else:
                 item.future.set_result(result)
-        self._dispatch()
+
+    def _estimate(self, item: _Pending, run_ns: int) -> None:
+        estimates = self._lone_run_ns
+        key = (item.group, item.rows)
+        previous = estimates.get(key)
+        if previous is None:
+            if len(estimates) >= _ESTIMATED_SHAPES:
+                estimates.clear()
+            estimates[key] = run_ns
+        else:
+            estimates[key] = previous + _ESTIMATE_WEIGHT * (run_ns - previous)
 
     def _update_idle(self) -> None:
         if not self._queue and self._in_flight == 0:

@@ -46,6 +46,8 @@ class ModelStats:
     # Beyond Triton's statistics (so not in as_dict, whose schema clients check): for metrics and logs.
     rejected_queue_full: int = 0
     deadline_exceeded: int = 0
+    # Executions run on the event-loop thread (BatchPolicy.inline_max_ns); the rest ran on a worker.
+    inline_executions: int = 0
     cache_errors: int = 0
     batch: dict[int, BatchSizeStats] = field(default_factory=dict)
     # Prometheus histograms (inferd/metrics), each paired with the Duration holding its count and sum:

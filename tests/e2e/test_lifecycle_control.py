@@ -184,6 +184,7 @@ def test_unloading_a_model_finishes_its_queued_requests_first(tmp_path: Path) ->
         threads = [threading.Thread(target=send) for _ in range(4)]
         for thread in threads:
             thread.start()
+
         def all_sent_and_some_queued() -> bool:
             pending = lifecycle(server.http_url, "slow")["versions"]["1"]["pending_requests"]
             with lock:

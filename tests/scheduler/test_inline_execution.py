@@ -1,0 +1,162 @@
+"""Inline execution: a lone request on an idle model, measured fast, runs on the event-loop thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from inferd.errors import ExecutionError
+from inferd.runtimes.base import Signature
+from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.stats import ModelStats
+from inferd.types import TensorSpec
+
+
+class ThreadRecordingRuntime:
+    """Doubles its input, fails on negative values, sleeps ``delay_s``; records the running thread."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.signature = Signature(
+            inputs=(TensorSpec("x", "FP32", (-1,)),),
+            outputs=(TensorSpec("y", "FP32", (-1,)),),
+            max_batch_size=8,
+        )
+        self.instances = 1
+        self.delay_s = delay_s
+        self.threads: list[int] = []
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        self.entered.set()
+        self.gate.wait(10)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        x = inputs["x"]
+        self.batches.append(x.shape[0])
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 2}
+
+    def close(self) -> None:
+        pass
+
+
+def _rows(n: int, value: float = 1.0) -> dict[str, np.ndarray]:
+    return {"x": np.full((n, 2), value, np.float32)}
+
+
+def _batcher(runtime: ThreadRecordingRuntime, inline_max_ns: int) -> tuple[Batcher, ModelStats]:
+    stats = ModelStats()
+    policy = BatchPolicy(max_batch_size=8, dynamic=True, inline_max_ns=inline_max_ns)
+    return Batcher(runtime, policy, stats, "m"), stats  # type: ignore[arg-type]
+
+
+def _run(scenario: object) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 20))  # type: ignore[operator]
+
+
+def test_a_measured_fast_shape_runs_on_the_loop_thread_once_the_model_is_idle() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        loop_thread = threading.get_ident()
+        for value in (1.0, 2.0, 3.0):
+            result = await batcher.infer(_rows(1, value), 1, (2,))
+            np.testing.assert_array_equal(result["y"], [[2 * value, 2 * value]])
+        # The first run of the shape is measured on the worker; the next ones run inline.
+        assert runtime.threads[0] != loop_thread
+        assert runtime.threads[1:] == [loop_thread, loop_thread]
+        # A shape never measured (two rows) goes to the worker first, like the first one did.
+        await batcher.infer(_rows(2), 2, (2,))
+        assert runtime.threads[3] != loop_thread
+        assert (stats.execution_count, stats.inference_count) == (4, 5)
+        assert stats.queue.count == 4 and stats.compute_infer.count == 4
+
+    _run(scenario)
+
+
+def test_without_a_bound_every_execution_runs_on_a_worker() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime()
+        batcher, _ = _batcher(runtime, inline_max_ns=0)
+        for _ in range(3):
+            await batcher.infer(_rows(1), 1, (2,))
+        assert threading.get_ident() not in runtime.threads
+
+    _run(scenario)
+
+
+def test_a_shape_slower_than_the_bound_stays_on_the_worker() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime(delay_s=0.005)
+        batcher, _ = _batcher(runtime, inline_max_ns=1_000_000)  # 1 ms against 5 ms runs
+        for _ in range(3):
+            await batcher.infer(_rows(1), 1, (2,))
+        assert threading.get_ident() not in runtime.threads
+
+    _run(scenario)
+
+
+def test_under_load_queued_requests_still_batch_on_the_worker() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime()
+        batcher, _ = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,))  # measured: the shape now qualifies
+        runtime.gate.clear()
+        runtime.entered.clear()
+        first = asyncio.create_task(batcher.infer(_rows(1), 1, (2,)))
+        # Inline: the loop itself is held by the gate, so release it from another thread.
+        threading.Timer(0.05, runtime.gate.set).start()
+        await first
+        assert runtime.threads[-1] == threading.get_ident()
+
+        runtime.gate.clear()
+        runtime.entered.clear()
+        # Two requests in the same loop turn: the dispatcher sees company and sends one batch.
+        together = [asyncio.create_task(batcher.infer(_rows(1, float(i)), 1, (2,))) for i in range(2)]
+        await asyncio.get_running_loop().run_in_executor(None, runtime.entered.wait, 5)
+        later = [asyncio.create_task(batcher.infer(_rows(1, float(i)), 1, (2,))) for i in range(3)]
+        await asyncio.sleep(0)
+        runtime.gate.set()
+        results = await asyncio.gather(*together, *later)
+        for i, result in enumerate(results):
+            value = float(i if i < 2 else i - 2)
+            np.testing.assert_array_equal(result["y"], [[2 * value, 2 * value]])
+        assert runtime.batches[-2:] == [2, 3]
+        assert threading.get_ident() not in runtime.threads[-2:]
+
+    _run(scenario)
+
+
+def test_an_inline_execution_that_fails_fails_only_its_request() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,))
+        with pytest.raises(ExecutionError, match="negative input"):
+            await batcher.infer(_rows(1, -1.0), 1, (2,))
+        assert runtime.threads[-1] == threading.get_ident()
+        result = await batcher.infer(_rows(1, 4.0), 1, (2,))
+        np.testing.assert_array_equal(result["y"], [[8.0, 8.0]])
+        assert stats.execution_count == 3
+
+    _run(scenario)
+
+
+def test_close_after_inline_executions_returns_at_once() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime()
+        batcher, _ = _batcher(runtime, inline_max_ns=10**9)
+        for _ in range(2):
+            await batcher.infer(_rows(1), 1, (2,))
+        await asyncio.wait_for(batcher.close(), 5)
+
+    _run(scenario)
