@@ -6,7 +6,7 @@ In one run, on the bundled example models (tabular: 30 features; mlp: 256->1024-
             the same on grpc.aio (raw contents): the floors of a Python REST and gRPC front-end
   inferd    REST JSON, REST binary (tritonclient's encoding) and gRPC (ModelInfer, raw contents),
             as configured by default: every execution on a worker thread
-  inline    the same three with `--inline-execution-max-us 100`: a lone request on an idle model
+  inline    the same three with `--inline-execution-max-us 200`: a lone request on an idle model
             runs on the event-loop thread (docs/model-repository.md)
 at each concurrency. Load comes from C programs so the client is not the bottleneck: `wrk` (Lua
 script posting a fixed body) for REST and `h2load` (nghttp2-client; gRPC framing of a fixed
@@ -50,8 +50,9 @@ HERE = Path(__file__).resolve().parent
 FEATURES = {"tabular": 30, "mlp": 256}
 TARGETS = ("floor-json", "floor-grpc", "inferd-json", "inferd-binary", "inferd-grpc", "inline-json",
            "inline-binary", "inline-grpc")  # fmt: skip
-# The inline variant's bound: about one request's front-end time, above both models' batch-1 run time.
-INLINE_MAX_US = 100
+# The inline variant's bound: above both models' batch-1 run time (mlp: 60-100 µs on this VM, measured
+# on the worker, where ORT's second intra-op thread must be woken), so both qualify.
+INLINE_MAX_US = 200
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

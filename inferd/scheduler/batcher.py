@@ -4,7 +4,9 @@ All queue state lives on the event loop thread. Executions run on one worker thr
 a finished execution comes back to the loop with a single ``call_soon_threadsafe``. A model may opt in
 to inline execution (``BatchPolicy.inline_max_ns``): a lone request on an idle model whose shape was
 measured to run within that bound runs on the loop thread itself, skipping the two thread wake-ups
-that dominate a fast model's latency (docs/architecture.md).
+that dominate a fast model's latency (docs/architecture.md). It runs inline only when the model has
+been idle for at least as long as the run will take, so inline runs hold the loop at most about half
+the time; a model kept busy batches on its workers as before.
 """
 
 from __future__ import annotations
@@ -99,8 +101,11 @@ class Batcher:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
-        # Running estimate of a lone request's execution time by (group, rows), for inline execution.
-        self._lone_run_ns: dict[tuple[Hashable, int], float] = {}
+        # Running estimate of a lone request's execution time by (group, rows), for inline execution,
+        # with the number of runs behind it.
+        self._lone_run_ns: dict[tuple[Hashable, int], tuple[float, int]] = {}
+        # When the last execution finished (perf_counter_ns): how long the model has been idle.
+        self._idle_since_ns = 0
 
     @property
     def pending(self) -> int:
@@ -130,8 +135,11 @@ class Batcher:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outputs] = loop.create_future()
         now = time.perf_counter_ns()
+        idle = not queue and not self._in_flight and not self._dispatch_scheduled
+        if idle and self._fits_inline(group, rows, now):
+            return self._run_inline(inputs, rows, group, trace, now)
+        future: asyncio.Future[Outputs] = loop.create_future()
         item = _Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
         if priority and queue and queue[-1].priority > priority:
             self._insert_by_priority(item)
@@ -192,19 +200,28 @@ class Batcher:
             batch = self._take_batch()
             if not batch:
                 continue
-            if len(batch) == 1 and not self._queue and self._in_flight == 0 and self._fits_inline(batch[0]):
-                self._run_inline(self._free_instances[-1], batch[0])
+            if (
+                len(batch) == 1
+                and not self._queue
+                and self._in_flight == 0
+                and self._fits_inline(batch[0].group, batch[0].rows, time.perf_counter_ns())
+            ):
+                self._answer_inline(batch[0])
             else:
                 self._launch(self._free_instances.pop(), batch)
         self._update_idle()
 
-    def _fits_inline(self, item: _Pending) -> bool:
+    def _fits_inline(self, group: Hashable, rows: int, now_ns: int) -> bool:
+        """Whether a lone request may run on the loop thread now (the model is idle: the caller checks)."""
         limit = self._policy.inline_max_ns
         if not limit:
             return False
-        estimate = self._lone_run_ns.get((item.group, item.rows))
-        # An unmeasured shape runs on a worker first: its time there decides the next one.
-        return estimate is not None and estimate <= limit
+        measured = self._lone_run_ns.get((group, rows))
+        if measured is None:
+            return False  # an unmeasured shape runs on a worker first: its time there decides
+        estimate = measured[0]
+        # A model idle for less than one run is under load: it batches on its workers instead.
+        return estimate <= limit and now_ns - self._idle_since_ns >= estimate
 
     def _ready_to_run(self) -> bool:
         policy = self._policy
@@ -290,20 +307,36 @@ class Batcher:
 
         done.add_done_callback(finished)
 
-    def _run_inline(self, instance: int, item: _Pending) -> None:
-        """Run one request on the loop thread: the model is idle and this shape is known to be fast."""
-        now = time.perf_counter_ns()
-        self._stats.record_queue(now - item.enqueued_ns)
+    def _answer_inline(self, item: _Pending) -> None:
+        """A request that waited one loop turn alone: run it inline and settle its future."""
         if item.expiry is not None:
             item.expiry.cancel()
             item.expiry = None
+        try:
+            result = self._run_inline(item.inputs, item.rows, item.group, item.trace, item.enqueued_ns)
+        except InferdError as exc:
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(result)
+
+    def _run_inline(
+        self, inputs: Outputs, rows: int, group: Hashable, trace: RequestTrace | None, enqueued_ns: int
+    ) -> Outputs:
+        """Run one request on the loop thread: the model is idle and this shape is known to be fast."""
+        now = time.perf_counter_ns()
+        self._stats.record_queue(now - enqueued_ns)
         traced: list[RequestTrace] = []
-        if item.trace is not None:
-            item.trace.queued(item.enqueued_ns, now)
-            traced.append(item.trace)
-        executed = self._execute(instance, [item.inputs], [item.rows])
+        if trace is not None:
+            trace.queued(enqueued_ns, now)
+            traced.append(trace)
+        executed = self._execute(self._free_instances[-1], [inputs], [rows])
         self._stats.inline_executions += 1
-        self._deliver([item], executed, now, traced)
+        self._record(executed, rows, 1, now, traced, (group, rows))
+        self._idle_since_ns = time.perf_counter_ns()
+        result = executed.results[0]
+        if isinstance(result, InferdError):
+            raise result
+        return result
 
     def _execute(self, instance: int, inputs: list[Outputs], rows: list[int]) -> _Executed:
         """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
@@ -345,28 +378,17 @@ class Batcher:
     ) -> None:
         self._free_instances.append(instance)
         self._in_flight -= 1
+        if not self._in_flight:
+            self._idle_since_ns = time.perf_counter_ns()
         try:
             executed = done.result()
         except Exception as exc:  # a bug in _execute itself: fail the batch, keep serving
             log.exception("model %s: execution crashed", self._name)
             error = _execution_error(self._name, exc)
             executed = _Executed([error] * len(batch), 0, 0, 0)
-        self._deliver(batch, executed, launched_ns, traced)
-        self._dispatch()
-
-    def _deliver(
-        self, batch: list[_Pending], executed: _Executed, launched_ns: int, traced: list[RequestTrace]
-    ) -> None:
-        """Record the execution and answer each request of the batch with its own result."""
-        if len(batch) == 1 and self._policy.inline_max_ns and executed.infer_ns:
-            self._estimate(batch[0], executed.input_ns + executed.infer_ns + executed.output_ns)
         rows = sum(item.rows for item in batch)
-        self._stats.record_execution(
-            rows, len(batch), executed.input_ns, executed.infer_ns, executed.output_ns
-        )
-        if traced:
-            # One execution span, parented by the first traced request and linked to all of them.
-            traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)
+        lone = (batch[0].group, rows) if len(batch) == 1 else None
+        self._record(executed, rows, len(batch), launched_ns, traced, lone)
         for item, result in zip(batch, executed.results, strict=True):
             if item.future.done():
                 continue
@@ -374,17 +396,37 @@ class Batcher:
                 item.future.set_exception(result)
             else:
                 item.future.set_result(result)
+        self._dispatch()
 
-    def _estimate(self, item: _Pending, run_ns: int) -> None:
+    def _record(
+        self,
+        executed: _Executed,
+        rows: int,
+        requests: int,
+        launched_ns: int,
+        traced: list[RequestTrace],
+        lone: tuple[Hashable, int] | None,
+    ) -> None:
+        """Statistics and the trace span of one execution; ``lone``: its (group, rows) if it ran alone."""
+        if lone is not None and self._policy.inline_max_ns and executed.infer_ns:
+            self._estimate(lone, executed.input_ns + executed.infer_ns + executed.output_ns)
+        self._stats.record_execution(rows, requests, executed.input_ns, executed.infer_ns, executed.output_ns)
+        if traced:
+            # One execution span, parented by the first traced request and linked to all of them.
+            traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)
+
+    def _estimate(self, key: tuple[Hashable, int], run_ns: int) -> None:
         estimates = self._lone_run_ns
-        key = (item.group, item.rows)
-        previous = estimates.get(key)
-        if previous is None:
+        measured = estimates.get(key)
+        if measured is None:
             if len(estimates) >= _ESTIMATED_SHAPES:
                 estimates.clear()
-            estimates[key] = run_ns
+            estimates[key] = (run_ns, 1)
+        elif measured[1] == 1:
+            estimates[key] = (run_ns, 2)  # a shape's first run is often a cold one: drop it
         else:
-            estimates[key] = previous + _ESTIMATE_WEIGHT * (run_ns - previous)
+            estimate = measured[0]
+            estimates[key] = (estimate + _ESTIMATE_WEIGHT * (run_ns - estimate), measured[1] + 1)
 
     def _update_idle(self) -> None:
         if not self._queue and self._in_flight == 0:

@@ -49,6 +49,10 @@ class ThreadRecordingRuntime:
         pass
 
 
+# Longer than any run of these runtimes: requests this far apart find the model idle long enough.
+IDLE_S = 0.02
+
+
 def _rows(n: int, value: float = 1.0) -> dict[str, np.ndarray]:
     return {"x": np.full((n, 2), value, np.float32)}
 
@@ -71,6 +75,7 @@ def test_a_measured_fast_shape_runs_on_the_loop_thread_once_the_model_is_idle() 
         for value in (1.0, 2.0, 3.0):
             result = await batcher.infer(_rows(1, value), 1, (2,))
             np.testing.assert_array_equal(result["y"], [[2 * value, 2 * value]])
+            await asyncio.sleep(IDLE_S)  # a lone client: the model idles between its requests
         # The first run of the shape is measured on the worker; the next ones run inline.
         assert runtime.threads[0] != loop_thread
         assert runtime.threads[1:] == [loop_thread, loop_thread]
@@ -110,6 +115,7 @@ def test_under_load_queued_requests_still_batch_on_the_worker() -> None:
         runtime = ThreadRecordingRuntime()
         batcher, _ = _batcher(runtime, inline_max_ns=10**9)
         await batcher.infer(_rows(1), 1, (2,))  # measured: the shape now qualifies
+        await asyncio.sleep(IDLE_S)
         runtime.gate.clear()
         runtime.entered.clear()
         first = asyncio.create_task(batcher.infer(_rows(1), 1, (2,)))
@@ -141,10 +147,13 @@ def test_an_inline_execution_that_fails_fails_only_its_request() -> None:
         runtime = ThreadRecordingRuntime()
         batcher, stats = _batcher(runtime, inline_max_ns=10**9)
         await batcher.infer(_rows(1), 1, (2,))
+        await asyncio.sleep(IDLE_S)
         with pytest.raises(ExecutionError, match="negative input"):
             await batcher.infer(_rows(1, -1.0), 1, (2,))
         assert runtime.threads[-1] == threading.get_ident()
+        await asyncio.sleep(IDLE_S)
         result = await batcher.infer(_rows(1, 4.0), 1, (2,))
+        assert runtime.threads[-1] == threading.get_ident()
         np.testing.assert_array_equal(result["y"], [[8.0, 8.0]])
         assert stats.execution_count == 3
 
@@ -158,5 +167,21 @@ def test_close_after_inline_executions_returns_at_once() -> None:
         for _ in range(2):
             await batcher.infer(_rows(1), 1, (2,))
         await asyncio.wait_for(batcher.close(), 5)
+
+    _run(scenario)
+
+
+def test_requests_back_to_back_keep_the_model_busy_so_they_run_on_the_worker() -> None:
+    async def scenario() -> None:
+        runtime = ThreadRecordingRuntime(delay_s=0.02)
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        loop_thread = threading.get_ident()
+        for _ in range(4):  # each arrives as the previous one finishes: idle for less than one run
+            await batcher.infer(_rows(1), 1, (2,))
+        assert loop_thread not in runtime.threads
+        await asyncio.sleep(0.1)  # idle for five runs' time: the next lone request runs inline
+        await batcher.infer(_rows(1), 1, (2,))
+        assert runtime.threads[-1] == loop_thread
+        assert stats.inline_executions == 1
 
     _run(scenario)
