@@ -5,8 +5,9 @@ a finished execution comes back to the loop with a single ``call_soon_threadsafe
 to inline execution (``BatchPolicy.inline_max_ns``): a lone request on an idle model whose shape was
 measured to run within that bound runs on the loop thread itself, skipping the two thread wake-ups
 that dominate a fast model's latency (docs/architecture.md). It runs inline only when the model has
-been idle for at least as long as the run will take, so inline runs hold the loop at most about half
-the time; a model kept busy batches on its workers as before.
+been idle for at least as long as the run will take (so inline runs hold the loop at most about half
+the time) and at most once per loop turn (requests that arrive together are batched); a model kept
+busy batches on its workers as before.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class Batcher:
         self._lone_run_ns: dict[tuple[Hashable, int], tuple[float, int]] = {}
         # When the last execution finished (perf_counter_ns): how long the model has been idle.
         self._idle_since_ns = 0
+        # Set by an inline run until the loop's next turn: the requests parsed in the same turn as
+        # an inline one arrived together, so they queue and batch instead of running inline in turn.
+        self._ran_inline_this_turn = False
 
     @property
     def pending(self) -> int:
@@ -137,7 +141,9 @@ class Batcher:
             loop = self._loop = asyncio.get_running_loop()
         now = time.perf_counter_ns()
         idle = not queue and not self._in_flight and not self._dispatch_scheduled
-        if idle and self._fits_inline(group, rows, now):
+        if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
+            self._ran_inline_this_turn = True
+            loop.call_soon(self._next_turn)
             return self._run_inline(inputs, rows, group, trace, now)
         future: asyncio.Future[Outputs] = loop.create_future()
         item = _Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
@@ -154,6 +160,9 @@ class Batcher:
             self._dispatch_scheduled = True
             loop.call_soon(self._dispatch)
         return await future
+
+    def _next_turn(self) -> None:
+        self._ran_inline_this_turn = False
 
     def _insert_by_priority(self, item: _Pending) -> None:
         """Behind every queued request of the same or a higher priority (FIFO within a level)."""

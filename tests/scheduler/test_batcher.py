@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
+from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError, Unavailable
-from inferd.runtimes.base import Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
-from inferd.types import TensorSpec
-
-
-class HeldRuntime:
-    """Doubles its input; fails on negative values; executions wait while ``gate`` is clear."""
-
-    def __init__(self, instances: int = 1) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (-1,)),),
-            outputs=(TensorSpec("y", "FP32", (-1,)),),
-            max_batch_size=8,
-        )
-        self.instances = instances
-        self.batches: list[int] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-
-    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.entered.set()
-        self.gate.wait(10)
-        x = inputs["x"]
-        self.batches.append(x.shape[0])
-        if (x < 0).any():
-            raise ValueError("negative input")
-        return {"y": x * 2}
-
-    def close(self) -> None:
-        pass
 
 
 def _rows(n: int, value: float = 1.0, width: int = 2) -> dict[str, np.ndarray]:

@@ -4,50 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
+from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError
-from inferd.runtimes.base import Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
-from inferd.types import TensorSpec
-
-
-class ThreadRecordingRuntime:
-    """Doubles its input, fails on negative values, sleeps ``delay_s``; records the running thread."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (-1,)),),
-            outputs=(TensorSpec("y", "FP32", (-1,)),),
-            max_batch_size=8,
-        )
-        self.instances = 1
-        self.delay_s = delay_s
-        self.threads: list[int] = []
-        self.batches: list[int] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-
-    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.threads.append(threading.get_ident())
-        self.entered.set()
-        self.gate.wait(10)
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        x = inputs["x"]
-        self.batches.append(x.shape[0])
-        if (x < 0).any():
-            raise ValueError("negative input")
-        return {"y": x * 2}
-
-    def close(self) -> None:
-        pass
-
 
 # Longer than any run of these runtimes: requests this far apart find the model idle long enough.
 IDLE_S = 0.02
@@ -57,7 +21,7 @@ def _rows(n: int, value: float = 1.0) -> dict[str, np.ndarray]:
     return {"x": np.full((n, 2), value, np.float32)}
 
 
-def _batcher(runtime: ThreadRecordingRuntime, inline_max_ns: int) -> tuple[Batcher, ModelStats]:
+def _batcher(runtime: HeldRuntime, inline_max_ns: int) -> tuple[Batcher, ModelStats]:
     stats = ModelStats()
     policy = BatchPolicy(max_batch_size=8, dynamic=True, inline_max_ns=inline_max_ns)
     return Batcher(runtime, policy, stats, "m"), stats  # type: ignore[arg-type]
@@ -69,7 +33,7 @@ def _run(scenario: object) -> None:
 
 def test_a_measured_fast_shape_runs_on_the_loop_thread_once_the_model_is_idle() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime()
+        runtime = HeldRuntime()
         batcher, stats = _batcher(runtime, inline_max_ns=10**9)
         loop_thread = threading.get_ident()
         for value in (1.0, 2.0, 3.0):
@@ -90,7 +54,7 @@ def test_a_measured_fast_shape_runs_on_the_loop_thread_once_the_model_is_idle() 
 
 def test_without_a_bound_every_execution_runs_on_a_worker() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime()
+        runtime = HeldRuntime()
         batcher, _ = _batcher(runtime, inline_max_ns=0)
         for _ in range(3):
             await batcher.infer(_rows(1), 1, (2,))
@@ -101,7 +65,7 @@ def test_without_a_bound_every_execution_runs_on_a_worker() -> None:
 
 def test_a_shape_slower_than_the_bound_stays_on_the_worker() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime(delay_s=0.005)
+        runtime = HeldRuntime(delay_s=0.005)
         batcher, _ = _batcher(runtime, inline_max_ns=1_000_000)  # 1 ms against 5 ms runs
         for _ in range(3):
             await batcher.infer(_rows(1), 1, (2,))
@@ -112,7 +76,7 @@ def test_a_shape_slower_than_the_bound_stays_on_the_worker() -> None:
 
 def test_under_load_queued_requests_still_batch_on_the_worker() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime()
+        runtime = HeldRuntime()
         batcher, _ = _batcher(runtime, inline_max_ns=10**9)
         await batcher.infer(_rows(1), 1, (2,))  # measured: the shape now qualifies
         await asyncio.sleep(IDLE_S)
@@ -144,7 +108,7 @@ def test_under_load_queued_requests_still_batch_on_the_worker() -> None:
 
 def test_an_inline_execution_that_fails_fails_only_its_request() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime()
+        runtime = HeldRuntime()
         batcher, stats = _batcher(runtime, inline_max_ns=10**9)
         await batcher.infer(_rows(1), 1, (2,))
         await asyncio.sleep(IDLE_S)
@@ -162,7 +126,7 @@ def test_an_inline_execution_that_fails_fails_only_its_request() -> None:
 
 def test_close_after_inline_executions_returns_at_once() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime()
+        runtime = HeldRuntime()
         batcher, _ = _batcher(runtime, inline_max_ns=10**9)
         for _ in range(2):
             await batcher.infer(_rows(1), 1, (2,))
@@ -173,7 +137,7 @@ def test_close_after_inline_executions_returns_at_once() -> None:
 
 def test_requests_back_to_back_keep_the_model_busy_so_they_run_on_the_worker() -> None:
     async def scenario() -> None:
-        runtime = ThreadRecordingRuntime(delay_s=0.02)
+        runtime = HeldRuntime(delay_s=0.02)
         batcher, stats = _batcher(runtime, inline_max_ns=10**9)
         loop_thread = threading.get_ident()
         for _ in range(4):  # each arrives as the previous one finishes: idle for less than one run

@@ -1,0 +1,45 @@
+"""A small real runtime for batcher tests whose executions can be held, so queues form on purpose."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from inferd.runtimes.base import Signature
+from inferd.types import TensorSpec
+
+
+class HeldRuntime:
+    """Doubles its input; fails on negative values; executions wait while ``gate`` is clear, then take
+    ``delay_s``. Records each execution's rows (``batches``) and the thread that ran it (``threads``)."""
+
+    def __init__(self, instances: int = 1, delay_s: float = 0.0) -> None:
+        self.signature = Signature(
+            inputs=(TensorSpec("x", "FP32", (-1,)),),
+            outputs=(TensorSpec("y", "FP32", (-1,)),),
+            max_batch_size=8,
+        )
+        self.instances = instances
+        self.delay_s = delay_s
+        self.batches: list[int] = []
+        self.threads: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.threads.append(threading.get_ident())
+        self.entered.set()
+        self.gate.wait(10)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        x = inputs["x"]
+        self.batches.append(x.shape[0])
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 2}
+
+    def close(self) -> None:
+        pass
