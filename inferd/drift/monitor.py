@@ -7,8 +7,6 @@ samples into a fixed-size sliding window per input and recomputes PSI and KS per
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from inferd.drift.profile import PROFILE_FILE, ReferenceProfile, feature_matrix
 from inferd.drift.scores import score_input
+from inferd.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class DriftMonitor(Collector):
             )
             for name, profile in profiles.items()
         }
-        self._task: asyncio.Task[None] | None = None
+        self._scoring = Periodic(self.update, config.interval_s, "drift update")
 
     @classmethod
     def from_repository(cls, root: Path, config: DriftConfig) -> DriftMonitor | None:
@@ -112,23 +111,10 @@ class DriftMonitor(Collector):
 
     # Background -----------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._scoring.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.interval_s)
-            try:
-                self.update()
-            except Exception:  # keep monitoring: a bad sample must not end the task
-                log.exception("drift update failed")
+        await self._scoring.stop()
 
     def update(self) -> None:
         """Move pending samples into the windows and rescore (runs on the event loop thread)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from prometheus_client.registry import Collector
 from inferd.metrics.energy import RAPL_ROOT, EnergyMeter, ModelKey, open_sources
 from inferd.metrics.gpu import GpuCollector, Nvml
 from inferd.metrics.models import ModelMetrics
+from inferd.periodic import Periodic
 from inferd.repository.manager import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,7 @@ class Metrics:
         sources, absent = open_sources(nvml, nvml_reason, rapl_root)
         self.energy = EnergyMeter(sources, absent, self._busy)
         self.registry.register(self.energy)
-        self._energy_interval_s = energy_interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._sampling = Periodic(self.energy.tick, energy_interval_s, "energy sampling")
 
     def register(self, collector: Collector) -> None:
         self.registry.register(collector)
@@ -63,20 +61,8 @@ class Metrics:
 
     def start(self) -> None:
         """Start sampling energy in the background (only when a source exists)."""
-        if self.energy.active and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._sample_energy())
+        if self.energy.active:
+            self._sampling.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _sample_energy(self) -> None:
-        while True:
-            await asyncio.sleep(self._energy_interval_s)
-            try:
-                self.energy.tick()
-            except Exception:  # keep sampling: one bad read must not end the meter
-                log.exception("energy sampling failed")
+        await self._sampling.stop()

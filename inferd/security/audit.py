@@ -7,7 +7,6 @@ them in a worker thread, so requests never wait on the disk. Tensor data is neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from inferd.periodic import Periodic
 
 if TYPE_CHECKING:
     from inferd.security.gate import Access
@@ -31,9 +32,8 @@ _Record = tuple[float, str, str | None, str, "Access", str, int | str]
 class AuditLog:
     def __init__(self, path: Path, flush_interval_s: float = _FLUSH_INTERVAL_S) -> None:
         self.path = path
-        self._flush_interval_s = flush_interval_s
         self._pending: list[_Record] = []
-        self._task: asyncio.Task[None] | None = None
+        self._flushing = Periodic(self.flush, flush_interval_s, f"writing the audit log {path}")
         self._file = path.open("ab")  # fails at start-up, not at the first request, if not writable
         self.dropped = 0
 
@@ -52,15 +52,7 @@ class AuditLog:
         self._pending.append((time.time(), protocol, key_id, client, access, call, status))
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flush_periodically())
-
-    async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval_s)
-            try:
-                await self.flush()
-            except Exception:  # a full disk must not stop auditing for good
-                log.exception("could not write the audit log %s", self.path)
+        self._flushing.start()
 
     async def flush(self) -> None:
         if not self._pending:
@@ -76,10 +68,7 @@ class AuditLog:
         self._file.flush()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._flushing.stop()
         await self.flush()
         if self.dropped:
             log.error("audit log: %d records dropped because the disk did not keep up", self.dropped)
