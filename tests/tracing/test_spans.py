@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from metricsutil import scrape, value
 from onnx import TensorProto
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -47,6 +48,13 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedServer]:
     repository = root / "models"
     mf.write_model(
         repository, "ident", lambda p: mf.identity(p, TensorProto.FLOAT), config="max_batch_size: 8\n"
+    )
+    # Lone requests to this one run on the event-loop thread once measured (inline execution).
+    mf.write_model(
+        repository,
+        "inline",
+        lambda p: mf.identity(p, TensorProto.FLOAT),
+        config="max_batch_size: 8\ninline_execution_max_us: 10000\n",
     )
     mf.write_model(
         repository,
@@ -146,6 +154,24 @@ def test_request_span_continues_the_callers_trace_with_queue_execute_encode(
     execute = children["execute"]
     assert [link.context.span_id for link in execute.links] == [span.context.span_id]
     assert execute.attributes is not None and execute.attributes["inferd.batch.rows"] == 1
+
+
+def test_an_inline_execution_has_the_same_spans(traced: TracedServer) -> None:
+    client = httpclient.InferenceServerClient(traced.http)
+    for index in range(4):  # the first runs of the shape are measured on the worker, later ones inline
+        client.infer("inline", _inputs(httpclient), request_id=f"inline-{index}")
+    stats = client.get_inference_statistics("inline")["model_stats"][0]
+    assert stats["execution_count"] == 4
+    inline = value(scrape(traced.http), "inferd_inline_executions_total", model="inline", version="1")
+    assert inline >= 1
+    for index in range(4):  # worker and inline runs alike
+        span, spans = _request_span(traced.exporter, f"inline-{index}")
+        children = _children(spans, span)
+        assert set(children) == {"queue", "execute", "encode"}
+        assert span.context is not None
+        execute = children["execute"]
+        assert [link.context.span_id for link in execute.links] == [span.context.span_id]
+        assert execute.attributes is not None and execute.attributes["inferd.batch.rows"] == 1
 
 
 def test_a_merged_batch_has_one_execute_span_linked_to_every_request(traced: TracedServer) -> None:
