@@ -325,6 +325,9 @@ class Batcher:
             result = self._run_inline(item.inputs, item.rows, item.group, item.trace, item.enqueued_ns)
         except InferdError as exc:
             item.future.set_exception(exc)
+        except Exception as exc:  # a bug, not the model's failure: answer the request, keep serving
+            log.exception("model %s: inline execution crashed", self._name)
+            item.future.set_exception(_execution_error(self._name, exc))
         else:
             item.future.set_result(result)
 
