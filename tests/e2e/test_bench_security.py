@@ -206,8 +206,21 @@ def test_tls(tls: RunningServer, certs: Certificates, scheme: str) -> None:
 @pytest.mark.parametrize("scheme", ["https", "grpcs"])
 def test_mutual_tls(mtls: RunningServer, certs: Certificates, scheme: str) -> None:
     client = ["--ssl-cert-file", str(certs.client_cert), "--ssl-key-file", str(certs.client_key)]
-    document, _ = bench_json(url(mtls, scheme), "-m", "simple", "--ssl-ca-file", str(certs.ca), *client)
+    # Two generator processes: the TLS settings must reach them too.
+    document, _ = bench_json(
+        url(mtls, scheme),
+        "-m",
+        "simple",
+        "--ssl-ca-file",
+        str(certs.ca),
+        *client,
+        "--concurrency",
+        "2",
+        "--processes",
+        "2",
+    )
     check_ok(document)
+    assert document["runs"][0]["generator"]["processes"] == 2
 
 
 @pytest.mark.parametrize("scheme", ["https", "grpcs"])
