@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import httptools
 
+from inferd.bench.credentials import describe_tls_error, grpc_metadata
 from inferd.bench.endpoint import Endpoint
 from inferd.bench.payloads import RestPayload
 
@@ -26,6 +28,7 @@ from inferd.bench.payloads import RestPayload
 OnDone = Callable[[str | None, float], None]
 
 _MAX_ERROR_SAMPLE = 300
+TLS_FAILED = "TLS handshake failed"
 
 
 class Submitter(Protocol):
@@ -99,7 +102,13 @@ class _HttpConnection(asyncio.Protocol):
         self._pool.forget(self)
         if self._on_done is not None:
             self._arrived = time.perf_counter()
-            self._finish("connection lost", keep=False)
+            # TLS 1.3 servers check a client certificate after the client's side of the handshake:
+            # a refusal arrives as an alert on the first read.
+            if isinstance(exc, ssl.SSLError):
+                self._pool.note_tls_failure(exc)
+                self._finish(TLS_FAILED, keep=False)
+            else:
+                self._finish("connection lost", keep=False)
 
     def _finish(self, kind: str | None, keep: bool) -> None:
         on_done, self._on_done = self._on_done, None
@@ -125,14 +134,19 @@ class HttpSubmitter:
         ]
         if payload.json_length is not None:
             head.append(b"Inference-Header-Content-Length: " + str(payload.json_length).encode())
+        # Checked by credentials.parse_header: one line of printable text, no framing headers.
+        head.extend(f"{name}: {value}".encode("latin-1") for name, value in endpoint.headers)
         self._request = b"\r\n".join(head) + b"\r\n\r\n" + payload.body
         self._idle: list[_HttpConnection] = []
         self._all: set[_HttpConnection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ssl: ssl.SSLContext | None = None
         self.error_samples: dict[str, str] = {}
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if self._endpoint.tls is not None:  # built here: SSL contexts do not cross processes
+            self._ssl = self._endpoint.tls.ssl_context()
 
     def submit(self, on_done: OnDone) -> None:
         if self._idle:
@@ -145,14 +159,21 @@ class HttpSubmitter:
         assert self._loop is not None
         try:
             _, connection = await self._loop.create_connection(
-                lambda: _HttpConnection(self), self._endpoint.host, self._endpoint.port
+                lambda: _HttpConnection(self), self._endpoint.host, self._endpoint.port, ssl=self._ssl
             )
+        except ssl.SSLError as exc:
+            self.note_tls_failure(exc)
+            on_done(TLS_FAILED, time.perf_counter())
+            return
         except OSError as exc:
             self.error_samples.setdefault("connect failed", str(exc)[:_MAX_ERROR_SAMPLE])
             on_done("connect failed", time.perf_counter())
             return
         self._all.add(connection)
         connection.send(self._request, on_done)
+
+    def note_tls_failure(self, exc: ssl.SSLError) -> None:
+        self.error_samples.setdefault(TLS_FAILED, describe_tls_error(exc)[:_MAX_ERROR_SAMPLE])
 
     def release(self, connection: _HttpConnection) -> None:
         self._idle.append(connection)
@@ -177,6 +198,7 @@ class GrpcSubmitter:
         self._endpoint = endpoint
         self._request = request
         self._max_message_bytes = max_message_bytes
+        self._metadata = grpc_metadata(endpoint.headers)
         self._channel: Any = None
         self._method: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -191,7 +213,12 @@ class GrpcSubmitter:
             ("grpc.max_send_message_length", self._max_message_bytes),
             ("grpc.max_receive_message_length", self._max_message_bytes),
         ]
-        self._channel = grpc.aio.insecure_channel(self._endpoint.authority, options=options)
+        tls = self._endpoint.tls
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(self._endpoint.authority, options=options)
+        else:
+            credentials = tls.grpc_credentials()
+            self._channel = grpc.aio.secure_channel(self._endpoint.authority, credentials, options=options)
         # No serializers: bytes go out as they are and replies come back unparsed.
         self._method = self._channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 
@@ -205,7 +232,7 @@ class GrpcSubmitter:
         import grpc
 
         try:
-            await self._method(self._request)
+            await self._method(self._request, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             kind = exc.code().name
             self.error_samples.setdefault(kind, (exc.details() or "")[:_MAX_ERROR_SAMPLE])

@@ -1,18 +1,21 @@
 """The ``inferd bench`` command: flags, scenario choice and output. Flags follow perf_analyzer's names
-where the concepts match (-m, -x, -b, --shape, --concurrency-range, --request-rate-range)."""
+where the concepts match (-m, -x, -b, -H, --shape, --concurrency-range, --request-rate-range)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from inferd.bench.endpoint import BenchError
+from inferd.bench.endpoint import BenchError, Endpoint
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 if TYPE_CHECKING:  # the rest loads numpy and friends: imported on use, so `inferd --help` stays fast
     from inferd.bench.scenarios import Bench, Measurement
@@ -124,9 +127,46 @@ _SCENARIOS = ("single-stream", "server", "offline", "sweep")
     "--seed", type=int, default=0, show_default=True, help="Seed for inputs and the Poisson schedule."
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Send this header on every call (REST header, gRPC metadata); repeatable.",
+)
+@click.option(
+    "--api-key",
+    envvar="INFERD_API_KEY",
+    help="Send 'Authorization: Bearer KEY' (inferd's API keys); default: $INFERD_API_KEY.",
+)
+@click.option(
+    "--ssl-ca-file",
+    "--ssl-https-ca-certificates-file",
+    "--ssl-grpc-root-certifications-file",
+    "ssl_ca_file",
+    type=_FILE,
+    help="https/grpcs: trust this PEM CA (default: the system's trusted CAs).",
+)
+@click.option(
+    "--ssl-cert-file",
+    "--ssl-https-client-certificate-file",
+    "--ssl-grpc-certificate-chain-file",
+    "ssl_cert_file",
+    type=_FILE,
+    help="https/grpcs: client certificate (PEM) for mutual TLS; needs --ssl-key-file.",
+)
+@click.option(
+    "--ssl-key-file",
+    "--ssl-https-private-key-file",
+    "--ssl-grpc-private-key-file",
+    "ssl_key_file",
+    type=_FILE,
+    help="https/grpcs: the client certificate's private key (PEM, unencrypted).",
+)
 def bench(url: str, model: str, version: str, **flags: Any) -> None:
-    """Load an Open Inference Protocol server at URL (http://host:port or grpc://host:port) and report
-    latency percentiles, throughput, errors, the server's queue/compute split and cost."""
+    """Load an Open Inference Protocol server at URL (http://, https://, grpc:// or grpcs://host:port)
+    and report latency percentiles, throughput, errors, the server's queue/compute split and cost."""
     try:
         _bench(url, model, version, flags)
     except (BenchError, ValueError) as exc:
@@ -135,21 +175,23 @@ def bench(url: str, model: str, version: str, **flags: Any) -> None:
 
 def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
     from inferd.bench.cost import hourly_price
-    from inferd.bench.endpoint import Endpoint, model_metadata
+    from inferd.bench.endpoint import model_metadata
     from inferd.bench.inputs import batch_rows, load_inputs, parse_shapes, random_inputs
     from inferd.bench.payloads import grpc_payload, rest_payload
     from inferd.bench.runner import LoadSpec, probe
     from inferd.bench.scenarios import Bench
 
+    # gRPC's core logs failed TLS handshakes to stderr itself; bench reports them in one line instead.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if importlib.util.find_spec("rich") is None:
         raise BenchError("inferd bench needs rich for its report: pip install 'inferd[bench]'")
     if flags["protocol"] is not None:
-        if "://" in url and not url.lower().startswith(flags["protocol"] + "://"):
+        if "://" in url and Endpoint.parse(url).protocol != flags["protocol"]:
             raise BenchError(f"-i {flags['protocol']} contradicts the URL {url}")
         url = url if "://" in url else f"{flags['protocol']}://{url}"
     if flags["measurement_interval"] is not None:
         flags["duration"] = flags["measurement_interval"] / 1000
-    endpoint = Endpoint.parse(url)
+    endpoint = _secured(Endpoint.parse(url), flags)
     if flags["plot_path"] and importlib.util.find_spec("matplotlib") is None:
         raise BenchError("--plot needs matplotlib: pip install 'inferd[plot]'")  # say so before the runs
     price = hourly_price(flags["price_per_hour"], flags["instance_type"])
@@ -161,6 +203,7 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
             parse_levels(flags[name], kind)
     batch_size = flags["batch_size"] or (32 if scenario == "offline" else 1)
     metadata = model_metadata(endpoint, model, version)
+    stats_note = _statistics_note(endpoint, model, version)
     source = flags["input_data"]
     if source in ("random", "zero"):
         tensors = random_inputs(
@@ -212,6 +255,8 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
         document["slo_search"] = slo_document(slo, price)
     if not json_to_stdout:
         _print_report(document, measurements, slo, price, f"{model} @ {url} ({scenario})")
+    if stats_note:
+        click.echo(f"note: {stats_note}", err=True)
     if flags["json_path"]:
         text = json.dumps(_finite(document), indent=2, allow_nan=False)
         if json_to_stdout:
@@ -222,6 +267,40 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
         from inferd.bench.plot import plot_latency_throughput
 
         plot_latency_throughput(measurements, flags["plot_path"], f"{model} ({endpoint.protocol})")
+
+
+def _secured(endpoint: Endpoint, flags: dict[str, Any]) -> Endpoint:
+    """The endpoint with the -H/--api-key headers and, for https/grpcs, the --ssl-* files."""
+    from dataclasses import replace
+
+    from inferd.bench.credentials import ClientTls, request_headers
+
+    headers = request_headers(flags["headers"], flags["api_key"])
+    files = (flags["ssl_ca_file"], flags["ssl_cert_file"], flags["ssl_key_file"])
+    if endpoint.tls is None:
+        if any(f is not None for f in files):
+            raise BenchError(f"the --ssl-* files need an https:// or grpcs:// URL, not {endpoint.base_url}")
+        return replace(endpoint, headers=headers)
+    tls = ClientTls(*files)
+    tls.check()
+    return replace(endpoint, tls=tls, headers=headers)
+
+
+def _statistics_note(endpoint: Endpoint, model: str, version: str) -> str | None:
+    """Why the server column will be empty when the server refuses bench's statistics calls."""
+    from inferd.bench.endpoint import ServerRefused, fetch_model_statistics
+
+    try:
+        fetch_model_statistics(endpoint, model, version)
+    except ServerRefused as exc:
+        if exc.unauthorized:
+            return (
+                f"the server refused its statistics ({exc.status}), so the server column is empty; "
+                "an inferd key needs the 'metrics' API for them"
+            )
+    except BenchError:
+        pass  # servers without the statistics extension: the column shows '-' as it always has
+    return None
 
 
 def _scenario(flags: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from inferd.bench.cost import ON_DEMAND_USD_PER_HOUR, cost_per_1000, hourly_price
+from inferd.bench.credentials import ClientTls
 from inferd.bench.endpoint import BenchError, Endpoint
 from inferd.bench.scenarios import parse_levels
 from inferd.bench.serverstats import split
@@ -19,6 +20,8 @@ from inferd.bench.serverstats import split
         ("127.0.0.1:9000", Endpoint("http", "127.0.0.1", 9000)),
         ("grpc://localhost", Endpoint("grpc", "localhost", 8001)),
         ("HTTP://h:1/", Endpoint("http", "h", 1)),
+        ("https://h", Endpoint("http", "h", 8000, ClientTls())),
+        ("grpcs://h:9", Endpoint("grpc", "h", 9, ClientTls())),
     ],
 )
 def test_endpoint_parse(url: str, expected: Endpoint) -> None:
