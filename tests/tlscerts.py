@@ -111,3 +111,9 @@ def make_certificates(directory: Path) -> Certificates:
     _write_key(server_key, files.server_key)
     _write_key(client_key, files.client_key)
     return files
+
+
+def server_flags(certs: Certificates, client_ca: bool = False) -> tuple[str, ...]:
+    """``inferd serve`` flags for TLS with these certificates; ``client_ca``: require client certs."""
+    flags = ("--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key))
+    return (*flags, "--tls-client-ca", str(certs.ca)) if client_ca else flags

@@ -9,6 +9,7 @@ import modelfactory as mf
 import pytest
 from onnx import TensorProto
 from serverctl import RunningServer, start_server
+from tlscerts import Certificates, make_certificates, server_flags
 
 # V2 datatype -> ONNX element type, for the identity models that carry each datatype end to end.
 IDENTITY_TYPES = {
@@ -55,3 +56,28 @@ def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield running
     code = running.stop()
     assert code == 0, running.log()
+
+
+# TLS: a test module gets a server over its own `repository` fixture (or the shared one above).
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    repository: Path, certs: Certificates, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    running = start_server(repository, tmp_path_factory.mktemp("tls"), *server_flags(certs))
+    yield running
+    assert running.stop() == 0, running.log()
+
+
+@pytest.fixture(scope="module")
+def mtls_server(
+    repository: Path, certs: Certificates, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """Also requires a client certificate signed by ``certs.ca``."""
+    running = start_server(repository, tmp_path_factory.mktemp("mtls"), *server_flags(certs, client_ca=True))
+    yield running
+    assert running.stop() == 0, running.log()

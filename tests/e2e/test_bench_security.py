@@ -61,37 +61,9 @@ def keyed(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture(scope="module")
 def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """A second, unrelated CA and client certificate: the server trusts neither."""
     return make_certificates(tmp_path_factory.mktemp("other"))
-
-
-def _tls_flags(certs: Certificates) -> list[str]:
-    return ["--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key)]
-
-
-@pytest.fixture(scope="module")
-def tls(
-    repository: Path, certs: Certificates, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    running = start_server(repository, tmp_path_factory.mktemp("tls"), *_tls_flags(certs))
-    yield running
-    assert running.stop() == 0, running.log()
-
-
-@pytest.fixture(scope="module")
-def mtls(
-    repository: Path, certs: Certificates, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    flags = [*_tls_flags(certs), "--tls-client-ca", str(certs.ca)]
-    running = start_server(repository, tmp_path_factory.mktemp("mtls"), *flags)
-    yield running
-    assert running.stop() == 0, running.log()
 
 
 def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -198,17 +170,17 @@ def test_rate_limit_refusals_are_counted_by_kind(keyed: RunningServer, scheme: s
 
 
 @pytest.mark.parametrize("scheme", ["https", "grpcs"])
-def test_tls(tls: RunningServer, certs: Certificates, scheme: str) -> None:
-    document, _ = bench_json(url(tls, scheme), "-m", "simple", "--ssl-ca-file", str(certs.ca))
+def test_tls(tls_server: RunningServer, certs: Certificates, scheme: str) -> None:
+    document, _ = bench_json(url(tls_server, scheme), "-m", "simple", "--ssl-ca-file", str(certs.ca))
     check_ok(document)
 
 
 @pytest.mark.parametrize("scheme", ["https", "grpcs"])
-def test_mutual_tls(mtls: RunningServer, certs: Certificates, scheme: str) -> None:
+def test_mutual_tls(mtls_server: RunningServer, certs: Certificates, scheme: str) -> None:
     client = ["--ssl-cert-file", str(certs.client_cert), "--ssl-key-file", str(certs.client_key)]
     # Two generator processes: the TLS settings must reach them too.
     document, _ = bench_json(
-        url(mtls, scheme),
+        url(mtls_server, scheme),
         "-m",
         "simple",
         "--ssl-ca-file",
@@ -225,15 +197,19 @@ def test_mutual_tls(mtls: RunningServer, certs: Certificates, scheme: str) -> No
 
 @pytest.mark.parametrize("scheme", ["https", "grpcs"])
 def test_tls_failures_are_one_clear_line(
-    tls: RunningServer, mtls: RunningServer, certs: Certificates, other_ca: Certificates, scheme: str
+    tls_server: RunningServer,
+    mtls_server: RunningServer,
+    certs: Certificates,
+    other_ca: Certificates,
+    scheme: str,
 ) -> None:
     trusted = ["--ssl-ca-file", str(certs.ca)]
     other = ["--ssl-cert-file", str(other_ca.client_cert), "--ssl-key-file", str(other_ca.client_key)]
     cases = [
-        (tls, ["--ssl-ca-file", str(other_ca.ca)], "--ssl-ca-file"),  # wrong CA
-        (tls, [], "--ssl-ca-file"),  # the system's CAs do not know the test CA
-        (mtls, trusted, "--ssl-cert-file"),  # no client certificate
-        (mtls, trusted + other, "client certificate"),  # one the server does not trust
+        (tls_server, ["--ssl-ca-file", str(other_ca.ca)], "--ssl-ca-file"),  # wrong CA
+        (tls_server, [], "--ssl-ca-file"),  # the system's CAs do not know the test CA
+        (mtls_server, trusted, "--ssl-cert-file"),  # no client certificate
+        (mtls_server, trusted + other, "client certificate"),  # one the server does not trust
     ]
     for server, flags, hint in cases:
         done = bench(url(server, scheme), "-m", "simple", *SHORT, *flags)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import gevent.ssl
@@ -14,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from onnx import TensorProto
-from serverctl import RunningServer, run_server_expecting_exit, start_server
+from serverctl import RunningServer, run_server_expecting_exit
 from tlscerts import Certificates, make_certificates
 from tritonclient.utils import InferenceServerException
 
@@ -26,34 +25,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, "identity", lambda p: mf.identity(p, TensorProto.FLOAT), config="max_batch_size: 4\n"
     )
     return root
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("certs"))
-
-
-def _tls_flags(certs: Certificates) -> tuple[str, ...]:
-    return ("--tls-cert", str(certs.server_cert), "--tls-key", str(certs.server_key))
-
-
-@pytest.fixture(scope="module")
-def tls_server(
-    repository: Path, certs: Certificates, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    running = start_server(repository, tmp_path_factory.mktemp("tls"), *_tls_flags(certs))
-    yield running
-    assert running.stop() == 0, running.log()
-
-
-@pytest.fixture(scope="module")
-def mtls_server(
-    repository: Path, certs: Certificates, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    flags = (*_tls_flags(certs), "--tls-client-ca", str(certs.ca))
-    running = start_server(repository, tmp_path_factory.mktemp("mtls"), *flags)
-    yield running
-    assert running.stop() == 0, running.log()
 
 
 def _inputs(module: object) -> list[object]:
