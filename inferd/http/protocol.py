@@ -1,0 +1,189 @@
+"""uvicorn's httptools protocol with bounds on what a client can hold before its request reaches the app.
+
+Unbounded, httptools joins a header value arriving in pieces by concatenation (time quadratic in its
+length), keeps every header field, and a connection that never finishes its headers is kept forever.
+Here (docs/hardening.md#connection-limits):
+
+- the request line and header block are counted as the bytes arrive, before the parser sees them:
+  past ``max_header_bytes`` the request gets 431 and the connection closes, so the parser's joins
+  stay bounded too;
+- past ``max_headers`` fields, 431 likewise (checked as each field completes);
+- a header block not complete ``header_timeout_s`` after the connection opened or the previous
+  response was sent gets 408 and a close (a plain close when nothing of it arrived);
+- a connection beyond ``max_connections`` open on the listener gets 503 and is closed at once.
+
+On the hot path this adds a length test per read and per header field, and a clock read per response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+# After a refusal, read and drop what the client still sends for this long before closing: closing
+# with unread input makes the kernel send a reset, which can destroy the answer before it is read.
+_LINGER_S = 2.0
+# Refused connections are logged at most this often: an attack must not flood the log.
+_WARN_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_header_bytes: int
+    max_headers: int
+    header_timeout_s: float
+    max_connections: int
+
+
+def bounded_protocol(limits: ConnectionLimits) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class to pass as ``uvicorn.Config(http=...)``, holding ``limits``."""
+
+    class Bounded(BoundedHttpToolsProtocol):
+        pass
+
+    Bounded.limits = limits
+    return Bounded
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    limits: ClassVar[ConnectionLimits]
+    _last_warning: ClassVar[float] = -_WARN_EVERY_S
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Bytes the header block being read may still take; -1 once refused (input is dropped).
+        self._head_left = self.limits.max_header_bytes
+        self._reading_head = True
+        # When the clock of the header block being read started: connection start, last response.
+        self._head_since = self.loop.time()
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            self.transport = transport  # connection_lost closes it
+            self._warn(
+                "connection limit of %d reached: refusing new connections", self.limits.max_connections
+            )
+            transport.write(_answer(503, "too many open connections", self.server_state.default_headers))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._check_head_time)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._reading_head:  # a body: the app's body limit applies
+            super().data_received(data)
+            return
+        left = self._head_left
+        if left < 0:
+            return  # refused: drop what the client still sends until the connection closes
+        if len(data) <= left:
+            self._head_left = left - len(data)
+            super().data_received(data)
+            return
+        # More than the header block may still take: parse that much, the rest only if it ended there
+        # (then the rest is body, or the next request, which is counted afresh).
+        view = memoryview(data)
+        self._head_left = 0
+        super().data_received(view[:left])  # type: ignore[arg-type]  # httptools reads any buffer
+        if self.transport.is_closing():
+            return
+        if self._reading_head and self._head_left == 0:
+            limit = self.limits.max_header_bytes
+            self._refuse(431, f"the request line and headers exceed {limit} bytes")
+            return
+        self.data_received(view[left:])  # type: ignore[arg-type]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, plus the count: the list never grows past the limit.
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+        if len(self.headers) > self.limits.max_headers:
+            raise _TooManyHeaders  # stops the parser; uvicorn then calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self.headers is not None and len(self.headers) > self.limits.max_headers:
+            self._refuse(431, f"more than {self.limits.max_headers} header fields")
+        else:
+            super().send_400_response(msg)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True  # the next request's header block starts with the next byte
+        self._head_left = self.limits.max_header_bytes
+
+    def on_response_complete(self) -> None:
+        self._head_since = self.loop.time()
+        super().on_response_complete()
+
+    def _check_head_time(self) -> None:
+        """One timer per connection, re-armed for the time the current header block has left."""
+        self._head_timer = None
+        if self.transport.is_closing() or self._head_left < 0:
+            return
+        timeout = self.limits.header_timeout_s
+        busy = not self._reading_head or (self.cycle is not None and not self.cycle.response_complete)
+        left = timeout if busy else self._head_since + timeout - self.loop.time()
+        if left > 0:
+            self._head_timer = self.loop.call_later(left, self._check_head_time)
+        elif self._head_left == self.limits.max_header_bytes:
+            self.transport.close()  # nothing of a request arrived: an idle connection
+        else:
+            self._refuse(408, f"the request headers were not complete within {timeout:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status``, stop reading requests on this connection, and close it."""
+        self._head_left = -1
+        self._reading_head = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a response is still being sent: no answer can follow it
+            return
+        self.transport.write(_answer(status, message, self.server_state.default_headers))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
+
+    @classmethod
+    def _warn(cls, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - cls._last_warning >= _WARN_EVERY_S:
+            BoundedHttpToolsProtocol._last_warning = now
+            log.warning(message, *args)
+
+
+class _TooManyHeaders(Exception):
+    pass
+
+
+def _answer(status: int, message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    body = orjson.dumps({"error": message})
+    head = [STATUS_LINE[status]]
+    for name, value in default_headers:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(
+        b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    return b"".join(head) + body
