@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import math
+import resource
 import signal
 import socket
 import ssl
@@ -24,6 +25,7 @@ from inferd.drift.monitor import DriftConfig, DriftMonitor
 from inferd.grpc.server import GrpcServer
 from inferd.http.app import RestApp
 from inferd.http.pages import Page, PagesApp
+from inferd.http.protocol import ConnectionLimits, bounded_protocol
 from inferd.metrics.registry import Metrics
 from inferd.repository.manager import ModelRepository
 from inferd.security.metrics import SecurityCollector
@@ -84,6 +86,7 @@ class Server:
         self.metrics_port: int | None = None
         self._stop = asyncio.Event()
         self._models_loaded = False
+        self.connection_limits = _connection_limits(settings)
 
     def load_models(self) -> None:
         """Load what the model control mode asks for now, blocking (call it outside an event loop,
@@ -129,7 +132,7 @@ class Server:
         config = uvicorn.Config(
             rest,
             loop="none",
-            http="httptools",
+            http=bounded_protocol(self.connection_limits),
             lifespan="off",
             access_log=False,
             log_config=None,
@@ -149,6 +152,8 @@ class Server:
                 self.tracing,
                 self.security.gate,
                 self.security.tls,
+                max_connections=self.connection_limits.max_connections,
+                handshake_timeout_s=self.connection_limits.header_timeout_s,
             )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
@@ -215,7 +220,7 @@ class Server:
         port = self.settings.metrics.port
         if self.metrics is None or port is None:
             return None
-        server = _PagesServer({"/metrics": self.metrics.exposition})
+        server = _PagesServer({"/metrics": self.metrics.exposition}, self.connection_limits)
         self.metrics_port = await server.start(self.settings.http.host, port)
         log.info("metrics on %s:%s/metrics", self.settings.http.host, self.metrics_port)
         return server
@@ -224,9 +229,14 @@ class Server:
 class _PagesServer:
     """A second uvicorn listener on the same event loop, serving only pages (--metrics-port)."""
 
-    def __init__(self, pages: dict[str, Page]) -> None:
+    def __init__(self, pages: dict[str, Page], limits: ConnectionLimits) -> None:
         self._config = uvicorn.Config(
-            PagesApp(pages), loop="none", http="httptools", lifespan="off", access_log=False, log_config=None
+            PagesApp(pages),
+            loop="none",
+            http=bounded_protocol(limits),
+            lifespan="off",
+            access_log=False,
+            log_config=None,
         )
         self._server = uvicorn.Server(self._config)
         self._socket: socket.socket | None = None
@@ -259,6 +269,27 @@ def _tracing(settings: Settings) -> Tracing | None:
             f"tracing is on but OpenTelemetry is not installed ({exc}): pip install 'inferd[tracing]'"
         ) from None
     return Tracing.from_environment()
+
+
+# Open files kept out of the connection caps: model files, logs, Redis, the metrics listener, threads.
+_RESERVED_FILES = 256
+
+
+def _connection_limits(settings: Settings) -> ConnectionLimits:
+    """The configured limits, with the connection cap lowered so that the REST and gRPC listeners
+    together stay inside the open-file limit: past it, accept fails and new clients are reset."""
+    wanted = settings.connections
+    cap = wanted.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and cap > (fitting := max(1, (soft - _RESERVED_FILES) // 2)):
+        log.info(
+            "max connections per listener lowered from %d to %d to fit the open-file limit of %d (ulimit -n)",
+            cap,
+            fitting,
+            soft,
+        )
+        cap = fitting
+    return ConnectionLimits(wanted.max_header_bytes, wanted.max_headers, wanted.header_timeout_s, cap)
 
 
 def _drift_monitor(settings: Settings) -> DriftMonitor | None:

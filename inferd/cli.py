@@ -37,6 +37,26 @@ def main() -> None:
     "--grpc-max-message-bytes", type=int, help="Largest gRPC message, sent or received (default 64 MiB)."
 )
 @click.option(
+    "--max-header-bytes",
+    type=int,
+    help="Largest REST request line + header block; larger gets 431 and a close (default 64 KiB).",
+)
+@click.option(
+    "--max-headers", type=int, help="Most header fields in a REST request; more get 431 (default 100)."
+)
+@click.option(
+    "--header-timeout",
+    type=float,
+    help="Seconds a client has to send a REST header block (from connecting or from the previous "
+    "response; then 408 and a close) or to finish the gRPC handshake (default 10).",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    help="Open connections per listener (REST, gRPC); more are closed at once (default 10000, "
+    "lowered to fit the open-file limit).",
+)
+@click.option(
     "--exit-on-error/--no-exit-on-error",
     default=None,
     help="Exit non-zero when a model fails to load (default), or start with it marked not ready.",
@@ -188,6 +208,18 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     limits = {k: given[k] for k in ("max_tensor_elements", "max_bytes_length") if k in given}
     if limits:
         overrides["limits"] = {**defaults.limits.model_dump(), **limits}
+    connections = {
+        field: given[flag]
+        for flag, field in (
+            ("max_header_bytes", "max_header_bytes"),
+            ("max_headers", "max_headers"),
+            ("header_timeout", "header_timeout_s"),
+            ("max_connections", "max_connections"),
+        )
+        if flag in given
+    }
+    if connections:
+        overrides["connections"] = {**defaults.connections.model_dump(), **connections}
     if "default_timeout_us" in given:
         overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
     if "inline_execution_max_us" in given:

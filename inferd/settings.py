@@ -26,6 +26,21 @@ class GrpcSettings(BaseModel):
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
 
 
+class ConnectionSettings(BaseModel):
+    """What a client may hold before it has sent a request (docs/hardening.md#connection-limits)."""
+
+    # Request line + header block of a REST request, counted as the bytes arrive; beyond: 431, close.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * _MIB)
+    # Header fields in one REST request; beyond: 431, close.
+    max_headers: int = Field(default=100, ge=1)
+    # Seconds to send a whole REST header block, from the connection's start or the previous
+    # response; also gRPC's handshake timeout. Then the connection is closed.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    # Open connections per listener (REST, gRPC, metrics); more are closed at once. Lowered at start
+    # to fit the open-file limit.
+    max_connections: int = Field(default=10_000, ge=1)
+
+
 class LifecycleSettings(BaseModel):
     """Which models load when, and how often the repository and running rollouts are checked."""
 
@@ -174,6 +189,7 @@ class Settings(BaseSettings):
     model_repository: Path = Path("models")
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
+    connections: ConnectionSettings = ConnectionSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     security: SecuritySettings = SecuritySettings()
     cache: CacheSettings = CacheSettings()

@@ -46,3 +46,18 @@ def test_an_unknown_cache_backend_is_a_usage_error(tmp_path: Path) -> None:
 def test_an_invalid_limit_stops_the_server_with_a_usage_error(tmp_path: Path) -> None:
     result = run_server_expecting_exit(tmp_path, "--max-tensor-elements", "0", timeout=60)
     assert result.returncode == 2 and "max_tensor_elements" in result.stderr
+
+
+def test_connection_limit_flags_map_onto_settings() -> None:
+    flags = {"max_header_bytes": 4096, "max_headers": 20, "header_timeout": 2.5, "max_connections": 50}
+    connections = Settings(**_settings_overrides(flags)).connections
+    assert (connections.max_header_bytes, connections.max_headers) == (4096, 20)
+    assert (connections.header_timeout_s, connections.max_connections) == (2.5, 50)
+    defaults = Settings(**_settings_overrides({})).connections
+    assert (defaults.max_header_bytes, defaults.max_headers, defaults.header_timeout_s) == (65536, 100, 10.0)
+
+
+def test_the_serve_help_names_the_connection_limits() -> None:
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    for flag in ("--max-header-bytes", "--max-headers", "--header-timeout", "--max-connections"):
+        assert flag in result.output

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import grpc
 
-from inferd.errors import InferdError, RateLimited
+from inferd.errors import InferdError, InvalidRequest, RateLimited
 from inferd.grpc.errors import GRPC_STATUS
 from inferd.security.apis import Api
 from inferd.security.auth import bearer_or_api_key
@@ -55,11 +55,16 @@ _RULES: dict[str, _Extract] = {
 
 
 def _credential(metadata: Any) -> str | None:
+    """The presented key; two authorization (or x-api-key) entries are refused, as over REST."""
     authorization = api_key = None
     for key, value in metadata or ():
         if key == "authorization":
+            if authorization is not None:
+                raise InvalidRequest("the authorization metadata must be sent once")
             authorization = value
         elif key == "x-api-key":
+            if api_key is not None:
+                raise InvalidRequest("the x-api-key metadata must be sent once")
             api_key = value
     return bearer_or_api_key(authorization, api_key)
 
@@ -145,10 +150,10 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         gate = self._gate
 
         async def guarded(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-            credential = _credential(context.invocation_metadata())
             client = _address(context.peer())
             opening = Access(Api.INFERENCE)
             try:  # the key and its API are checked before the first message is read
+                credential = _credential(context.invocation_metadata())
                 await gate.admit(credential, opening, client)
             except InferdError as exc:
                 gate.record("grpc", refused_key_id(exc), client, opening, method, GRPC_STATUS[exc.kind].name)

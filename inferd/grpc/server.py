@@ -25,6 +25,8 @@ class GrpcServer:
         tracing: Tracing | None = None,
         gate: Gate | None = None,
         tls: TlsFiles | None = None,
+        max_connections: int | None = None,
+        handshake_timeout_s: float | None = None,
     ) -> None:
         self._tls = tls
         self._server = grpc.aio.server(
@@ -35,6 +37,7 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", max_message_bytes),
                 # A second server on the same port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),
+                *_connection_options(max_connections, handshake_timeout_s),
             ],
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -57,6 +60,19 @@ class GrpcServer:
 
     async def stop(self, grace_s: float) -> None:
         await self._server.stop(grace_s)
+
+
+def _connection_options(
+    max_connections: int | None, handshake_timeout_s: float | None
+) -> list[tuple[str, int]]:
+    """Bounds on connections (docs/hardening.md#connection-limits): beyond the cap gRPC closes new
+    connections; one that has not finished its TLS and HTTP/2 handshake in time is closed."""
+    options = []
+    if max_connections is not None:
+        options.append(("grpc.max_allowed_incoming_connections", max_connections))
+    if handshake_timeout_s is not None:
+        options.append(("grpc.server_handshake_timeout_ms", max(1, round(handshake_timeout_s * 1000))))
+    return options
 
 
 def _credentials(tls: TlsFiles) -> grpc.ServerCredentials:

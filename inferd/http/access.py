@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from inferd.errors import InvalidRequest
 from inferd.security.apis import Api
 from inferd.security.auth import bearer_or_api_key
 from inferd.security.gate import Access
 
 _UNKNOWN = Access(None)
+_REPEATED = "the {} header must be sent once"
 
 
 def split_model_path(parts: list[str]) -> tuple[str, str | None, list[str]]:
@@ -63,11 +65,16 @@ def classify(method: str, path: str) -> Access:
 
 
 def credential(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The presented key; two Authorization (or X-API-Key) headers are refused, not one picked."""
     authorization = api_key = None
     for key, value in headers:
         if key == b"authorization":
+            if authorization is not None:
+                raise InvalidRequest(_REPEATED.format("Authorization"))
             authorization = value.decode("latin-1")
         elif key == b"x-api-key":
+            if api_key is not None:
+                raise InvalidRequest(_REPEATED.format("X-API-Key"))
             api_key = value.decode("latin-1")
     return bearer_or_api_key(authorization, api_key)
 

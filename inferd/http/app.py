@@ -197,10 +197,7 @@ class RestApp:
         routing_key = None
         for key, value in scope["headers"]:
             if key == _HEADER_LENGTH:
-                try:
-                    json_length = int(value)
-                except ValueError:
-                    raise InvalidRequest("Inference-Header-Content-Length must be an integer") from None
+                json_length = _header_length(value)
             elif key == _ROUTING_KEY:
                 routing_key = value.decode("latin-1")
         body = await _read_body(receive, scope, self._max_body_bytes)
@@ -225,6 +222,13 @@ class RestApp:
         return Response(
             200, payload, [_OCTET, (b"inference-header-content-length", str(header_length).encode())]
         )
+
+
+def _header_length(value: bytes) -> int:
+    # Digits only: int() would also take "1_0", "+10", " 10 ", which a proxy may read otherwise.
+    if not (value.isdigit() and len(value) <= 19):  # bytes.isdigit() is ASCII only
+        raise InvalidRequest("Inference-Header-Content-Length must be a decimal number of bytes")
+    return int(value)
 
 
 def _not_allowed(method: str, scope: Scope) -> Response:

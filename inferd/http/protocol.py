@@ -1,0 +1,215 @@
+"""uvicorn's httptools protocol with bounds on what a client can hold before its request reaches the app.
+
+Unbounded, httptools joins a header value arriving in pieces by concatenation (time quadratic in its
+length), keeps every header field, and a connection that never finishes its headers is kept forever.
+Here (docs/hardening.md#connection-limits):
+
+- the request line and header block are counted as the bytes arrive, before the parser sees them:
+  past ``max_header_bytes`` the request gets 431 and the connection closes, so the parser's joins
+  stay bounded too;
+- past ``max_headers`` fields, 431 likewise (checked as each field completes);
+- a header block not complete ``header_timeout_s`` after the connection opened or the previous
+  response was sent gets 408 and a close (a plain close when nothing of it arrived);
+- a connection beyond ``max_connections`` open on the listener gets 503 and is closed at once.
+
+On the hot path this adds a length test per read and per header field and two small calls per
+request; the parent's methods are called directly, not through ``super()``, which costs more than
+the work it would wrap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+log = logging.getLogger(__name__)
+
+# After a refusal, read and drop what the client still sends for this long before closing: closing
+# with unread input makes the kernel send a reset, which can destroy the answer before it is read.
+_LINGER_S = 2.0
+# Refused connections are logged at most this often: an attack must not flood the log.
+_WARN_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_header_bytes: int
+    max_headers: int
+    header_timeout_s: float
+    max_connections: int
+
+
+def bounded_protocol(limits: ConnectionLimits) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class to pass as ``uvicorn.Config(http=...)``, holding ``limits``."""
+
+    class Bounded(BoundedHttpToolsProtocol):
+        pass
+
+    Bounded.limits = limits
+    return Bounded
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    limits: ClassVar[ConnectionLimits]
+    _last_warning: ClassVar[float] = -_WARN_EVERY_S
+    # Slots, not the instance dict: uvicorn's instance already holds 28 attributes, and past 30
+    # CPython 3.11 stops sharing the dict's keys, which slows every attribute access (measured:
+    # ~1.5-2 µs a request; docs/hardening.md).
+    __slots__ = (
+        "_head_left",
+        "_head_since",
+        "_head_timer",
+        "_max_header_bytes",
+        "_max_headers",
+        "_reading_head",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_header_bytes = self.limits.max_header_bytes
+        self._max_headers = self.limits.max_headers
+        # Bytes the header block being read may still take; -1 once refused (input is dropped).
+        self._head_left = self._max_header_bytes
+        self._reading_head = True
+        # When the clock of the header block being read started: the connection's start or the
+        # previous response's end (read off uvicorn's keep-alive timer, armed then).
+        self._head_since = self.loop.time()
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            self.transport = transport  # connection_lost closes it
+            self._warn(
+                "connection limit of %d reached: refusing new connections", self.limits.max_connections
+            )
+            transport.write(_answer(503, "too many open connections", self.server_state.default_headers))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._check_head_time)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._reading_head:  # a body: the app's body limit applies
+            _data_received(self, data)
+            return
+        left = self._head_left
+        if left < 0:
+            return  # refused: drop what the client still sends until the connection closes
+        keep_alive = self.timeout_keep_alive_task
+        if keep_alive is not None:  # the first bytes after a response, which armed it
+            self._head_since = keep_alive.when() - self.timeout_keep_alive
+        if len(data) <= left:
+            self._head_left = left - len(data)
+            _data_received(self, data)
+            return
+        # More than the header block may still take: parse that much, the rest only if it ended there
+        # (then the rest is body, or the next request, which is counted afresh).
+        view = memoryview(data)
+        self._head_left = 0
+        _data_received(self, view[:left])  # type: ignore[arg-type]  # httptools reads any buffer
+        if self.transport.is_closing():
+            return
+        if self._reading_head and self._head_left == 0:
+            limit = self.limits.max_header_bytes
+            self._refuse(431, f"the request line and headers exceed {limit} bytes")
+            return
+        self.data_received(view[left:])  # type: ignore[arg-type]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, plus the count: the list never grows past the limit.
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+        if len(self.headers) > self._max_headers:
+            raise _TooManyHeaders  # stops the parser; uvicorn then calls send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self.headers is not None and len(self.headers) > self.limits.max_headers:
+            self._refuse(431, f"more than {self.limits.max_headers} header fields")
+        else:
+            super().send_400_response(msg)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        _on_headers_complete(self)
+
+    def on_message_complete(self) -> None:
+        self._reading_head = True  # the next request's header block starts with the next byte
+        self._head_left = self._max_header_bytes
+        # uvicorn's on_message_complete, inlined: one call less per request.
+        if (self.parser.should_upgrade() and self._should_upgrade()) or self.cycle.response_complete:
+            return
+        self.cycle.more_body = False
+        self.cycle.message_event.set()
+
+    def _check_head_time(self) -> None:
+        """One timer per connection, re-armed for the time the current header block has left."""
+        self._head_timer = None
+        if self.transport.is_closing() or self._head_left < 0:
+            return
+        timeout = self.limits.header_timeout_s
+        busy = not self._reading_head or (self.cycle is not None and not self.cycle.response_complete)
+        keep_alive = self.timeout_keep_alive_task
+        if keep_alive is not None:  # a response ended and nothing arrived since
+            self._head_since = keep_alive.when() - self.timeout_keep_alive
+        left = timeout if busy else self._head_since + timeout - self.loop.time()
+        if left > 0:
+            self._head_timer = self.loop.call_later(left, self._check_head_time)
+        elif self._head_left == self.limits.max_header_bytes:
+            self.transport.close()  # nothing of a request arrived: an idle connection
+        else:
+            self._refuse(408, f"the request headers were not complete within {timeout:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status``, stop reading requests on this connection, and close it."""
+        self._head_left = -1
+        self._reading_head = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a response is still being sent: no answer can follow it
+            return
+        self.transport.write(_answer(status, message, self.server_state.default_headers))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_S, self.transport.close)
+
+    @classmethod
+    def _warn(cls, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - cls._last_warning >= _WARN_EVERY_S:
+            BoundedHttpToolsProtocol._last_warning = now
+            log.warning(message, *args)
+
+
+_data_received = HttpToolsProtocol.data_received
+_on_headers_complete = HttpToolsProtocol.on_headers_complete
+
+
+class _TooManyHeaders(Exception):
+    pass
+
+
+def _answer(status: int, message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    body = orjson.dumps({"error": message})
+    head = [STATUS_LINE[status]]
+    for name, value in default_headers:
+        head += [name, b": ", value, b"\r\n"]
+    head.append(
+        b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    return b"".join(head) + body
