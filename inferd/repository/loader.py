@@ -96,8 +96,8 @@ class LoadedModel:
             self._released.set()
 
     async def released(self) -> None:
-        """Return once no request holds this version. Called after it left the served map, when no
-        new request can resolve it, so the count only falls."""
+        """Return once no request holds this version. Called after it left the served map (or, at
+        shutdown, after the front-ends stopped), when no new request can resolve it."""
         while self.holds:
             self._released = asyncio.Event()
             await self._released.wait()
