@@ -66,6 +66,8 @@ class Server:
             access_log=settings.logs.access_log,
             drift=self.drift,
             model_control=settings.lifecycle.model_control,
+            tracing=self.tracing,
+            cache_shared_across_keys=cache.share_across_keys,
         )
         metrics = settings.metrics
         self.metrics = (
@@ -126,9 +128,7 @@ class Server:
         )
         http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(
-            self.dataplane, settings.http.max_body_bytes, self._pages(), self.tracing, self.security.gate
-        )
+        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages(), self.security.gate)
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -149,7 +149,6 @@ class Server:
             grpc_server = GrpcServer(
                 self.dataplane,
                 settings.grpc.max_message_bytes,
-                self.tracing,
                 self.security.gate,
                 self.security.tls,
                 max_connections=self.connection_limits.max_connections,

@@ -80,6 +80,12 @@ def main() -> None:
 @click.option("--cache-ttl", type=float, help="Seconds a Redis cache entry lives (default 3600).")
 @click.option("--cache-key-prefix", help="Prefix of every Redis cache key (default inferd:).")
 @click.option(
+    "--cache-share-across-keys",
+    is_flag=True,
+    default=None,
+    help="With API keys, let every key hit entries stored by any other (default: per key; docs/security.md).",
+)
+@click.option(
     "--default-timeout-us",
     type=int,
     help="Queue deadline in microseconds for requests without a timeout parameter (default: none).",
@@ -178,6 +184,7 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         ("cache_bytes", "memory_bytes"),
         ("cache_ttl", "ttl_s"),
         ("cache_key_prefix", "key_prefix"),
+        ("cache_share_across_keys", "share_across_keys"),
     ):
         if flag in given:
             cache[field] = given[flag]

@@ -154,6 +154,9 @@ class CacheSettings(BaseModel):
     # How long Redis keeps an entry.
     ttl_s: float = Field(default=3600.0, gt=0)
     key_prefix: str = "inferd:"
+    # With API keys, an entry is a hit only for the key that stored it; True shares entries across
+    # keys (a hit is faster, so a co-tenant could learn that someone sent an input: docs/security.md).
+    share_across_keys: bool = False
 
     @field_validator("backend")
     @classmethod

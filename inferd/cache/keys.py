@@ -11,6 +11,7 @@ import orjson
 
 # Request parameters that change how or when a response travels, never what it holds.
 IGNORED_PARAMETERS = frozenset({"binary_data_output", "timeout", "priority", "binary_data_size"})
+_PARTITION_TAG = b"caller\x00"
 
 
 def response_key(
@@ -19,11 +20,18 @@ def response_key(
     inputs: Mapping[str, tuple[str, np.ndarray]],
     outputs: Iterable[str],
     parameters: Mapping[str, Any],
+    partition: str | None = None,
 ) -> bytes:
-    """``inputs`` maps each input name to (datatype, array); the request id is never part of a key."""
+    """``inputs`` maps each input name to (datatype, array); the request id is never part of a key.
+    ``partition`` (an API key id) confines the entry to callers presenting that key."""
     # SHA-256: collision resistant (a shared cache must not be poisonable by crafted inputs), and
     # hardware-accelerated (SHA-NI) on current x86 and ARM CPUs, so it beat BLAKE2b here.
     digest = hashlib.sha256()
+    if partition is not None:
+        # Tagged and first: no unpartitioned key can hash the same bytes (it starts with a length
+        # prefix, which these bytes would make petabytes long), and keys without one are unchanged.
+        digest.update(_PARTITION_TAG)
+        _text(digest, partition)
     _text(digest, model)
     _text(digest, version)
     for name in sorted(inputs):

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from inferd.dataplane.validation import ValidatedInputs, validate
+from inferd.dataplane.validation import ValidatedInputs
 from inferd.errors import InferdError, NotFound
-from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.repository.registry import LoadedModel, ModelRegistry
 from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse
@@ -28,80 +28,106 @@ MAX_SHADOWS_IN_FLIGHT = 64
 ROUTING_KEY = "routing_key"
 
 Outputs = dict[str, np.ndarray]
-# The data plane's path from validated inputs to outputs on one version (input limits, queue placement).
-RunOn = Callable[[LoadedModel, InferRequest, ValidatedInputs, "RequestTrace | None"], Awaitable[Outputs]]
+# The data plane's steps for one version: check a request against its signature and input limits;
+# run it (response cache or batcher, statistics). Both are the plain path's own, so a rollout keeps
+# the cache and the statistics (``DataPlane._prepare``, ``DataPlane._run``).
+Prepare = Callable[[LoadedModel, InferRequest], ValidatedInputs]
+Run = Callable[
+    [LoadedModel, InferRequest, ValidatedInputs, "RequestTrace | None", "str | None", int], Awaitable[Outputs]
+]
 
 
 class CanaryRouter:
-    def __init__(self, repository: ModelRepository, run_on: RunOn) -> None:
-        self._repository = repository
-        self._run_on = run_on
+    def __init__(self, registry: ModelRegistry, prepare: Prepare, run: Run) -> None:
+        self._registry = registry
+        self._prepare = prepare
+        self._run = run
         # Shadow runs in flight (held so they are not garbage-collected mid-run).
         self._shadows: set[asyncio.Task[None]] = set()
 
     async def infer(
-        self, request: InferRequest, stable: LoadedModel, rollout: Rollout, trace: RequestTrace | None = None
+        self,
+        request: InferRequest,
+        stable: LoadedModel,
+        checked: ValidatedInputs,
+        rollout: Rollout,
+        trace: RequestTrace | None = None,
+        partition: str | None = None,
     ) -> InferResponse:
-        # The client's contract is the stable version's signature: a request it rejects is the client's fault.
-        checked = validate(request, stable.signature)
+        """``checked``: the request against the stable version (a request it rejects is the client's
+        fault and never gets here). The caller holds ``stable``."""
         candidate = self._candidate(request.model, rollout) if _takes_candidate(request, rollout) else None
         if candidate is not None and not rollout.shadow:
-            answered = await self._run_candidate(request, candidate, rollout, trace)
+            try:
+                answered = await self._run_candidate(request, candidate, rollout, trace, partition)
+            finally:
+                candidate.release()
             if answered is not None:
                 candidate_checked, outputs = answered
                 return candidate.response(request.id, outputs, candidate_checked.outputs)
             # The candidate failed: the client still gets an answer, from the stable version.
         start = time.perf_counter_ns()
         try:
-            outputs = await self._run_on(stable, request, checked, trace)
-        except InferdError as exc:
-            elapsed = time.perf_counter_ns() - start
-            stable.stats.record_failure(elapsed, exc.kind.value)
-            rollout.record_stable(False, elapsed)
+            outputs = await self._run(stable, request, checked, trace, partition, start)
+        except InferdError:
+            if candidate is not None and rollout.shadow:
+                candidate.release()
+            rollout.record_stable(False, time.perf_counter_ns() - start)
             raise
-        elapsed = time.perf_counter_ns() - start
-        stable.stats.record_success(elapsed)
-        stable.stats.last_inference_ms = time.time_ns() // 1_000_000
-        rollout.record_stable(True, elapsed)
-        if candidate is not None and rollout.shadow and len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
-            task = asyncio.ensure_future(self._shadow(request, candidate, rollout, outputs))
-            self._shadows.add(task)
-            task.add_done_callback(self._shadows.discard)
+        rollout.record_stable(True, time.perf_counter_ns() - start)
+        if candidate is not None and rollout.shadow:
+            if len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
+                task = asyncio.ensure_future(self._shadow(request, candidate, rollout, outputs, partition))
+                self._shadows.add(task)
+                task.add_done_callback(self._shadows.discard)
+            else:
+                candidate.release()
         return stable.response(request.id, outputs, checked.outputs)
 
     def _candidate(self, name: str, rollout: Rollout) -> LoadedModel | None:
+        """The candidate's handle, held (the caller releases it once done with it)."""
         try:
-            return self._repository.get(name, rollout.candidate_version)
+            candidate = self._registry.get(name, rollout.candidate_version)
         except NotFound:  # rolled back between the split and here
             return None
+        candidate.hold()
+        return candidate
 
     async def _run_candidate(
         self,
         request: InferRequest,
         candidate: LoadedModel,
         rollout: Rollout,
-        trace: RequestTrace | None = None,
+        trace: RequestTrace | None,
+        partition: str | None,
     ) -> tuple[ValidatedInputs, Outputs] | None:
         start = time.perf_counter_ns()
         try:
-            checked = validate(request, candidate.signature)
-            outputs = await self._run_on(candidate, request, checked, trace)
+            try:
+                checked = self._prepare(candidate, request)
+            except InferdError as exc:
+                candidate.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
+                raise
+            outputs = await self._run(candidate, request, checked, trace, partition, start)
         except InferdError as exc:
-            elapsed = time.perf_counter_ns() - start
-            candidate.stats.record_failure(elapsed, exc.kind.value)
-            rollout.record_candidate(False, elapsed)
+            rollout.record_candidate(False, time.perf_counter_ns() - start)
             log.debug("model %s candidate %s failed: %s", request.model, candidate.version, exc.message)
             return None
-        elapsed = time.perf_counter_ns() - start
-        candidate.stats.record_success(elapsed)
-        candidate.stats.last_inference_ms = time.time_ns() // 1_000_000
-        rollout.record_candidate(True, elapsed)
+        rollout.record_candidate(True, time.perf_counter_ns() - start)
         return checked, outputs
 
     async def _shadow(
-        self, request: InferRequest, candidate: LoadedModel, rollout: Rollout, expected: Outputs
+        self,
+        request: InferRequest,
+        candidate: LoadedModel,
+        rollout: Rollout,
+        expected: Outputs,
+        partition: str | None,
     ) -> None:
-        answered = await self._run_candidate(request, candidate, rollout)
+        try:
+            answered = await self._run_candidate(request, candidate, rollout, None, partition)
+        finally:
+            candidate.release()
         if answered is None:
             return
         _, outputs = answered

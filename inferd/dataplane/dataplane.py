@@ -14,6 +14,7 @@ from inferd.cache.entries import CorruptEntry, decode_outputs, encode_outputs
 from inferd.cache.keys import response_key
 from inferd.dataplane.access_log import log_request
 from inferd.dataplane.admission import queue_placement
+from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import ValidatedInputs, validate
@@ -21,7 +22,6 @@ from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.manager import LoadedModel, ModelRepository
-from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse
 
@@ -43,8 +43,12 @@ class DataPlane:
         access_log: bool = False,
         drift: DriftMonitor | None = None,
         model_control: str = "none",
+        tracing: RequestTracer | None = None,
+        cache_shared_across_keys: bool = False,
     ) -> None:
         self._repository = repository
+        # What every request asks: which handle serves a model now (repository/registry.py).
+        self._registry = repository.registry
         self._max_tensor_elements = max_tensor_elements
         self._max_bytes_length = max_bytes_length
         # Built on a model's first request; LoadedModel hashes by identity, so a reload gets new checks.
@@ -56,7 +60,10 @@ class DataPlane:
         self._access_log = access_log
         self._drift = drift
         self._model_control = model_control
-        self._canary = CanaryRouter(repository, self._run_on)
+        self._tracing = tracing
+        # Off: a caller's entries are only ever hits for the same API key (docs/security.md).
+        self._cache_shared_across_keys = cache_shared_across_keys
+        self._canary = CanaryRouter(self._registry, self._prepare, self._run)
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -156,8 +163,8 @@ class DataPlane:
         return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
 
     # Repository (model lifecycle) -------------------------------------------------------------
-    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
-        index = self._repository.index()
+    async def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        index = await self._repository.index()
         return [row for row in index if row["state"] == "READY"] if ready_only else index
 
     async def load_model(self, name: str, config_override: str | None = None) -> None:
@@ -195,7 +202,7 @@ class DataPlane:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
         # try/except, not contextlib.suppress: this runs per request and suppress allocates.
         try:  # noqa: SIM105
-            self._repository.get(name, version)
+            self._registry.get(name, version)
         except NotLoadedYet:
             pass  # infer loads it
 
@@ -203,65 +210,122 @@ class DataPlane:
         """Count a request for a servable model that its front-end could not decode as a failure
         (its duration is not measured: it never reached the data plane)."""
         try:
-            model = self._repository.get(name, version)
+            model = self._registry.get(name, version)
         except InferdError:  # e.g. a lazy model not loaded yet: nothing to count it against
             return
         model.stats.record_failure(0, error.kind.value)
         if self._access_log:
             log_request(None, model.name, model.version, error.kind.value, 0)
 
-    async def infer(self, request: InferRequest, trace: RequestTrace | None = None) -> InferResponse:
+    async def serve(self, call: InferCall[Reply]) -> Reply:
+        """One inference call from a front-end: decode, infer, encode, in a span when tracing is on."""
+        tracing = self._tracing
+        if tracing is None:
+            request = self._decode(call)
+            return call.encode(request, await self.infer(request, None, call.caller))
+        span = tracing.start_request(call.protocol, call.model, call.version, call.carrier())
+        try:
+            request = self._decode(call)
+            span.set_request_id(request.id)
+            response = await self.infer(request, span, call.caller)
+            with span.encoding():
+                reply = call.encode(request, response)
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        span.end()
+        return reply
+
+    def _decode(self, call: InferCall[Reply]) -> InferRequest:
+        self.check_servable(call.model, call.version)
+        try:
+            return call.decode()
+        except InferdError as exc:
+            self.record_rejected(call.model, call.version, exc)
+            raise
+
+    async def infer(
+        self, request: InferRequest, trace: RequestTrace | None = None, caller: str | None = None
+    ) -> InferResponse:
+        """The one inference path: version (and canary split), validation, drift sampling, response
+        cache, batcher, statistics. ``caller``: the API key id, when cache entries are per key."""
         start = time.perf_counter_ns()
         try:
-            model = self._repository.get(request.model, request.version)
+            model = self._registry.get(request.model, request.version)
         except NotLoadedYet:
             await self._repository.load_on_demand(request.model)
-            model = self._repository.get(request.model, request.version)
-        if model.rollout is not None and not request.version:
-            return await self._infer_rollout(request, model, model.rollout, trace, start)
+            model = self._registry.get(request.model, request.version)
+        # Held until the request is done with this version: a swap meanwhile (the cache lookup
+        # awaits) cannot close its batcher before the request is queued there (docs/architecture.md).
+        model.hold()
         try:
-            checked = validate(request, model.signature)
-            checks = self._checks.get(model) or self._build_checks(model)
-            check_inputs(checks, checked.arrays)
-            if self._drift is not None:
-                self._drift.offer(model.name, checked.arrays)
+            response = await self._answer(model, request, trace, self._partition(caller), start)
+        except InferdError as exc:
+            if self._access_log:
+                elapsed = time.perf_counter_ns() - start
+                log_request(request.id, model.name, model.version, exc.kind.value, elapsed)
+            raise
+        finally:
+            model.release()
+        if self._access_log:
+            elapsed = time.perf_counter_ns() - start
+            log_request(request.id, response.model, response.version, "ok", elapsed)
+        return response
+
+    def _partition(self, caller: str | None) -> str | None:
+        """The cache partition of a caller: its key id, unless entries are shared across keys."""
+        return None if self._cache_shared_across_keys else caller
+
+    async def _answer(
+        self,
+        model: LoadedModel,
+        request: InferRequest,
+        trace: RequestTrace | None,
+        partition: str | None,
+        start: int,
+    ) -> InferResponse:
+        try:
+            # A model with a running canary: the client's contract is its stable (default) version.
+            checked = self._prepare(model, request)
+        except InferdError as exc:
+            model.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
+            raise
+        if self._drift is not None:  # once per request, whichever version answers
+            self._drift.offer(model.name, checked.arrays)
+        rollout = model.rollout
+        if rollout is not None and not request.version:
+            return await self._canary.infer(request, model, checked, rollout, trace, partition)
+        outputs = await self._run(model, request, checked, trace, partition, start)
+        return model.response(request.id, outputs, checked.outputs)
+
+    def _prepare(self, model: LoadedModel, request: InferRequest) -> ValidatedInputs:
+        """The request checked against one version's signature and input limits."""
+        checked = validate(request, model.signature)
+        check_inputs(self._checks.get(model) or self._build_checks(model), checked.arrays)
+        return checked
+
+    async def _run(
+        self,
+        model: LoadedModel,
+        request: InferRequest,
+        checked: ValidatedInputs,
+        trace: RequestTrace | None,
+        partition: str | None,
+        start: int,
+    ) -> dict[str, np.ndarray]:
+        """One version's outputs, from the response cache or its batcher, counted in its statistics
+        (``start``: when its share of the request began). The caller holds ``model``."""
+        try:
             if self._cache is not None and model.config.response_cache:
-                outputs = await self._infer_cached(self._cache, model, request, checked, trace)
+                outputs = await self._infer_cached(self._cache, model, request, checked, trace, partition)
             else:
                 outputs = await self._schedule(model, request, checked, trace)
         except InferdError as exc:
-            elapsed = time.perf_counter_ns() - start
-            model.stats.record_failure(elapsed, exc.kind.value)
-            if self._access_log:
-                log_request(request.id, model.name, model.version, exc.kind.value, elapsed)
+            model.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
             raise
-        elapsed = time.perf_counter_ns() - start
-        model.stats.record_success(elapsed)
-        if self._access_log:
-            log_request(request.id, model.name, model.version, "ok", elapsed)
+        model.stats.record_success(time.perf_counter_ns() - start)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
-        return model.response(request.id, outputs, checked.outputs)
-
-    async def _infer_rollout(
-        self,
-        request: InferRequest,
-        model: LoadedModel,
-        rollout: Rollout,
-        trace: RequestTrace | None,
-        start: int,
-    ) -> InferResponse:
-        """A model with a running canary: the router picks the version (and records per version)."""
-        try:
-            response = await self._canary.infer(request, model, rollout, trace)
-        except InferdError as exc:
-            if self._access_log:
-                log_request(
-                    request.id, model.name, model.version, exc.kind.value, time.perf_counter_ns() - start
-                )
-            raise
-        if self._access_log:
-            log_request(request.id, response.model, response.version, "ok", time.perf_counter_ns() - start)
-        return response
+        return outputs
 
     def _build_checks(self, model: LoadedModel) -> InputChecks:
         checks = build_checks(
@@ -269,17 +333,9 @@ class DataPlane:
         )
         # A new handle (first request after a load or a swap): forget handles no longer served, so
         # replaced versions are not kept alive by this table.
-        self._checks = {m: c for m, c in self._checks.items() if self._repository.serves(m)}
+        self._checks = {m: c for m, c in self._checks.items() if self._registry.serves(m)}
         self._checks[model] = checks
         return checks
-
-    async def _run_on(
-        self, model: LoadedModel, request: InferRequest, checked: ValidatedInputs, trace: RequestTrace | None
-    ) -> dict[str, np.ndarray]:
-        """Input limits and queue placement for one version, then its batcher (the canary's path)."""
-        checks = self._checks.get(model) or self._build_checks(model)
-        check_inputs(checks, checked.arrays)
-        return await self._schedule(model, request, checked, trace)
 
     async def _schedule(
         self,
@@ -308,6 +364,7 @@ class DataPlane:
         request: InferRequest,
         checked: ValidatedInputs,
         trace: RequestTrace | None,
+        partition: str | None,
     ) -> dict[str, np.ndarray]:
         """Triton's accounting: a hit costs the lookup; a miss, the lookup plus the insertion."""
         stats = model.stats
@@ -319,6 +376,7 @@ class DataPlane:
                 {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
                 checked.outputs,
                 request.parameters,
+                partition,
             )
             value = await cache.get(key)
         except Exception as exc:  # never fail a request because of the cache
@@ -333,6 +391,7 @@ class DataPlane:
                 stats.cache_hit.add(time.perf_counter_ns() - start)
                 return {name: array for name, (_, array) in cached.items()}
         lookup_ns = time.perf_counter_ns() - start
+        # Still this version's batcher after the await: the caller's hold keeps it open.
         outputs = await self._schedule(model, request, checked, trace)
         insert_start = time.perf_counter_ns()
         datatypes = model.output_datatypes

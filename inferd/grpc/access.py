@@ -8,6 +8,7 @@ and the model named in the request.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import grpc
@@ -19,6 +20,10 @@ from inferd.security.auth import bearer_or_api_key
 from inferd.security.gate import Access, Gate, refused_key_id
 
 _Extract = Callable[[Any], Access]
+
+# The id of the API key an admitted call presented, for the servicer (it scopes response-cache
+# entries). Set in the call's own task, where grpc.aio then runs the servicer method; None without keys.
+CALLER: ContextVar[str | None] = ContextVar("inferd_grpc_caller", default=None)
 
 
 def _server(api: Api | None) -> _Extract:
@@ -136,11 +141,14 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 gate.record("grpc", refused_key_id(exc), client, wanted, method, GRPC_STATUS[exc.kind].name)
                 await _deny(context, exc)
             key_id = principal.id if principal is not None else None
+            token = CALLER.set(key_id)
             try:
                 response = await behavior(request, context)
             except BaseException:
                 gate.record("grpc", key_id, client, wanted, method, _status(context))
                 raise
+            finally:
+                CALLER.reset(token)
             gate.record("grpc", key_id, client, wanted, method, "OK")
             return response
 
@@ -154,10 +162,12 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             opening = Access(Api.INFERENCE)
             try:  # the key and its API are checked before the first message is read
                 credential = _credential(context.invocation_metadata())
-                await gate.admit(credential, opening, client)
+                opened = await gate.admit(credential, opening, client)
             except InferdError as exc:
                 gate.record("grpc", refused_key_id(exc), client, opening, method, GRPC_STATUS[exc.kind].name)
                 await _deny(context, exc)
+            # One credential for the whole stream; the call's task iterates this generator.
+            CALLER.set(opened.id if opened is not None else None)
 
             async def admitted() -> AsyncIterator[Any]:
                 # Each message is checked for its model and rate limit; a refusal ends the stream

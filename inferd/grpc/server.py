@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import grpc
 
 from inferd.dataplane.dataplane import DataPlane
@@ -13,16 +11,12 @@ from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.security.gate import Gate
 from inferd.security.tls import TlsFiles
 
-if TYPE_CHECKING:
-    from inferd.tracing.tracer import Tracing
-
 
 class GrpcServer:
     def __init__(
         self,
         dataplane: DataPlane,
         max_message_bytes: int,
-        tracing: Tracing | None = None,
         gate: Gate | None = None,
         tls: TlsFiles | None = None,
         max_connections: int | None = None,
@@ -41,7 +35,7 @@ class GrpcServer:
             ],
         )
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(dataplane, tracing), self._server
+            InferenceServicer(dataplane), self._server
         )
 
     async def start(self, host: str, port: int) -> int:

@@ -1,26 +1,24 @@
-"""GRPCInferenceService: each method decodes, calls the data plane, encodes; errors map by kind."""
+"""GRPCInferenceService: each method translates to and from the data plane's types; errors map by kind."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import json_format
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InferdError, InvalidRequest, Unsupported
+from inferd.grpc.access import CALLER
 from inferd.grpc.errors import GRPC_STATUS
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
 from inferd.tracing.carrier import carrier_from_metadata
-from inferd.types import InferRequest
-
-if TYPE_CHECKING:  # OpenTelemetry is an optional extra: imported only when tracing is on
-    from inferd.tracing.tracer import Tracing
+from inferd.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 # grpcio ships no type information, so the servicer context is untyped here.
@@ -37,9 +35,8 @@ async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane, tracing: Tracing | None = None) -> None:
+    def __init__(self, dataplane: DataPlane) -> None:
         self._dataplane = dataplane
-        self._tracing = tracing
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._dataplane.live())
@@ -86,7 +83,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
-        index = self._dataplane.repository_index(ready_only=request.ready)
+        index = await self._dataplane.repository_index(ready_only=request.ready)
         return json_format.ParseDict({"models": index}, pb.RepositoryIndexResponse())
 
     async def RepositoryModelLoad(
@@ -121,33 +118,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:
             await _abort(context, exc, "ModelInfer")
 
-    def _decode(self, request: pb.ModelInferRequest) -> InferRequest:
-        version = request.model_version or None
-        self._dataplane.check_servable(request.model_name, version)
-        try:
-            return decode_infer_request(request)
-        except InferdError as exc:
-            self._dataplane.record_rejected(request.model_name, version, exc)
-            raise
-
     async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        """One request, unary or from a stream, with its span when tracing is on; raises on failure."""
-        tracing = self._tracing
-        if tracing is None:
-            return encode_infer_response(await self._dataplane.infer(self._decode(request)))
-        carrier = carrier_from_metadata(context.invocation_metadata())
-        span = tracing.start_request("grpc", request.model_name, request.model_version or None, carrier)
-        try:
-            decoded = self._decode(request)
-            span.set_request_id(decoded.id)
-            response = await self._dataplane.infer(decoded, span)
-            with span.encoding():
-                encoded = encode_infer_response(response)
-        except Exception as exc:
-            span.end(exc)
-            raise
-        span.end()
-        return encoded
+        """One request, unary or from a stream; raises on failure."""
+        return await self._dataplane.serve(_GrpcCall(request, context, CALLER.get()))
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
@@ -164,3 +137,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 yield pb.ModelStreamInferResponse(
                     error_message=f"internal server error (error id {error_id})"
                 )
+
+
+class _GrpcCall:
+    """One ModelInfer call for ``DataPlane.serve``: the protobuf codec."""
+
+    __slots__ = ("_context", "_message", "caller", "model", "version")
+    protocol = "grpc"
+
+    def __init__(self, message: pb.ModelInferRequest, context: Context, caller: str | None) -> None:
+        self._message = message
+        self._context = context
+        self.model: str = message.model_name
+        self.version: str | None = message.model_version or None
+        self.caller = caller
+
+    def decode(self) -> InferRequest:
+        return decode_infer_request(self._message)
+
+    def encode(self, request: InferRequest, response: InferResponse) -> pb.ModelInferResponse:
+        return encode_infer_response(response)
+
+    def carrier(self) -> dict[str, str]:
+        return carrier_from_metadata(self._context.invocation_metadata())

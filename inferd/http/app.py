@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import (
@@ -27,9 +27,7 @@ from inferd.http.repository import repository_route
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.security.gate import Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
-
-if TYPE_CHECKING:  # OpenTelemetry is an optional extra: imported only when tracing is on
-    from inferd.tracing.tracer import RequestSpan, Tracing
+from inferd.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +84,11 @@ class RestApp:
         dataplane: DataPlane,
         max_body_bytes: int,
         pages: Mapping[str, Page] | None = None,
-        tracing: Tracing | None = None,
         gate: Gate | None = None,
     ) -> None:
         self._dataplane = dataplane
         self._max_body_bytes = max_body_bytes
         self._pages = dict(pages or {})
-        self._tracing = tracing
         # None when auth, rate limits and audit are all off: then requests skip them at no cost.
         self._gate = gate
 
@@ -118,7 +114,7 @@ class RestApp:
         try:
             principal = await gate.admit(access.credential(scope["headers"]), wanted, client)
             key_id = principal.id if principal is not None else None
-            response = await self._route(scope, receive)
+            response = await self._route(scope, receive, key_id)
         except Exception as exc:
             key_id = key_id or refused_key_id(exc)
             response = _error_response(exc, scope)
@@ -127,7 +123,8 @@ class RestApp:
             gate.record("http", key_id, client, wanted, call, response.status)
         return response
 
-    async def _route(self, scope: Scope, receive: Receive) -> Response:
+    async def _route(self, scope: Scope, receive: Receive, caller: str | None = None) -> Response:
+        """``caller``: the id of the API key that was presented (None without API keys)."""
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if not parts or parts[0] != "v2":
@@ -147,13 +144,15 @@ class RestApp:
             if rest[1] == "ready":
                 return _empty(dp.ready())
         elif head == "models":
-            return await self._models(rest[1:], method, scope, receive)
+            return await self._models(rest[1:], method, scope, receive, caller)
         elif head == "repository":
             body = await _read_body(receive, scope, self._max_body_bytes)
             return _json(await repository_route(dp, rest[1:], method, body))
         raise NotFound(f"no route for {method} {scope['path']}")
 
-    async def _models(self, rest: list[str], method: str, scope: Scope, receive: Receive) -> Response:
+    async def _models(
+        self, rest: list[str], method: str, scope: Scope, receive: Receive, caller: str | None
+    ) -> Response:
         dp = self._dataplane
         if rest == ["stats"] and method == "GET":
             return _json({"model_stats": dp.model_statistics()})
@@ -163,9 +162,7 @@ class RestApp:
         if action == ["infer"]:
             if method != "POST":
                 return _not_allowed(method, scope)
-            if self._tracing is not None:
-                return await self._infer_traced(self._tracing, name, version, scope, receive)
-            return await self._infer(name, version, scope, receive)
+            return await self._infer(name, version, scope, receive, caller)
         if method != "GET":
             return _not_allowed(method, scope)
         if not action:
@@ -178,20 +175,8 @@ class RestApp:
             return _json({"model_stats": dp.model_statistics(name, version)})
         raise NotFound(f"no route for {method} {scope['path']}")
 
-    async def _infer_traced(
-        self, tracing: Tracing, name: str, version: str | None, scope: Scope, receive: Receive
-    ) -> Response:
-        span = tracing.start_request("http", name, version, carrier_from_headers(scope["headers"]))
-        try:
-            response = await self._infer(name, version, scope, receive, span)
-        except BaseException as exc:
-            span.end(exc)
-            raise
-        span.end()
-        return response
-
     async def _infer(
-        self, name: str, version: str | None, scope: Scope, receive: Receive, span: RequestSpan | None = None
+        self, name: str, version: str | None, scope: Scope, receive: Receive, caller: str | None
     ) -> Response:
         json_length = None
         routing_key = None
@@ -201,27 +186,50 @@ class RestApp:
             elif key == _ROUTING_KEY:
                 routing_key = value.decode("latin-1")
         body = await _read_body(receive, scope, self._max_body_bytes)
-        self._dataplane.check_servable(name, version)
-        try:
-            request = decode_request(body, json_length, name, version)
-        except InferdError as exc:
-            self._dataplane.record_rejected(name, version, exc)
-            raise
-        if routing_key is not None:
-            request.parameters["routing_key"] = routing_key
-        if span is None:
-            response = await self._dataplane.infer(request)
-            payload, header_length = encode_response(request, response)
-        else:
-            span.set_request_id(request.id)
-            response = await self._dataplane.infer(request, span)
-            with span.encoding():
-                payload, header_length = encode_response(request, response)
+        call = _RestCall(name, version, caller, scope["headers"], body, json_length, routing_key)
+        return await self._dataplane.serve(call)
+
+
+class _RestCall:
+    """One REST inference call for ``DataPlane.serve``: the V2 JSON (+ binary extension) codec."""
+
+    __slots__ = ("_body", "_headers", "_json_length", "_routing_key", "caller", "model", "version")
+    protocol = "http"
+
+    def __init__(
+        self,
+        model: str,
+        version: str | None,
+        caller: str | None,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        json_length: int | None,
+        routing_key: str | None,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.caller = caller
+        self._headers = headers
+        self._body = body
+        self._json_length = json_length
+        self._routing_key = routing_key
+
+    def decode(self) -> InferRequest:
+        request = decode_request(self._body, self._json_length, self.model, self.version)
+        if self._routing_key is not None:
+            request.parameters["routing_key"] = self._routing_key
+        return request
+
+    def encode(self, request: InferRequest, response: InferResponse) -> Response:
+        payload, header_length = encode_response(request, response)
         if header_length is None:
             return Response(200, payload)
         return Response(
             200, payload, [_OCTET, (b"inference-header-content-length", str(header_length).encode())]
         )
+
+    def carrier(self) -> dict[str, str]:
+        return carrier_from_headers(self._headers)
 
 
 def _header_length(value: bytes) -> int:

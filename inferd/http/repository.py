@@ -46,7 +46,7 @@ def _config_override(document: dict[str, Any]) -> str | None:
 async def repository_route(dp: DataPlane, rest: list[str], method: str, body: bytes) -> Any:
     """The JSON document to answer with; raises NotFound for a path that is not served here."""
     if rest == ["index"] and method == "POST":
-        return dp.repository_index(ready_only=bool(_document(body).get("ready", False)))
+        return await dp.repository_index(ready_only=bool(_document(body).get("ready", False)))
     if len(rest) != 3 or rest[0] != "models" or not rest[1]:
         raise NotFound(f"no route for {method} /v2/repository/{'/'.join(rest)}")
     name, action = rest[1], rest[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +62,11 @@ class LoadedModel:
     # replaced under the same number never answers from the old file's cache entries (and replicas
     # serving the same file share entries).
     cache_version: str = ""
+    # Requests that resolved this version and are not done with it (``hold``/``release``): a
+    # replaced version's batcher is closed only once none is left, so a request that awaited
+    # something (a cache lookup) after resolving it is still queued on it (docs/architecture.md).
+    holds: int = 0
+    _released: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         self.output_datatypes = {spec.name: spec.datatype for spec in self.runtime.signature.outputs}
@@ -80,6 +86,21 @@ class LoadedModel:
             outputs=[Tensor(name, datatypes[name], outputs[name]) for name in names],
             id=request_id,
         )
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def release(self) -> None:
+        self.holds -= 1
+        if not self.holds and self._released is not None:
+            self._released.set()
+
+    async def released(self) -> None:
+        """Return once no request holds this version. Called after it left the served map (or, at
+        shutdown, after the front-ends stopped), when no new request can resolve it."""
+        while self.holds:
+            self._released = asyncio.Event()
+            await self._released.wait()
 
     def close(self) -> None:
         self.runtime.close()

@@ -1,14 +1,14 @@
-"""Canary rollouts and rollbacks: the part of ModelRepository that moves default traffic.
+"""Canary rollouts and rollbacks: the decisions that move default traffic between loaded versions.
 
-A mixin so that ``manager.py`` stays one readable size; it works on the same per-model entries, under
-the same locks, and ends every change in ``ModelRepository._switch``.
+It works on the registry's per-model entries, under the same per-model locks as the reconciler, and
+ends every change in ``ModelRegistry.switch``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -16,27 +16,17 @@ from inferd.errors import InvalidRequest, Unavailable
 from inferd.model_config import ModelConfig, RolloutConfig
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import LoadedModel
+from inferd.repository.registry import ModelRegistry
 from inferd.repository.rollout import Decision
+from inferd.repository.versions import VersionLoader
 
 log = logging.getLogger(__name__)
 
 
-class RolloutOperations:
-    _models: dict[str, ModelEntry]
-
-    if TYPE_CHECKING:  # provided by ModelRepository
-
-        def entry(self, name: str) -> ModelEntry: ...
-
-        def _switch(
-            self,
-            entry: ModelEntry,
-            served: dict[str, LoadedModel],
-            config: ModelConfig | None = None,
-            record_history: bool = True,
-        ) -> None: ...
-
-        async def _load_candidate(self, entry: ModelEntry, key: str) -> LoadedModel: ...
+class RolloutController:
+    def __init__(self, registry: ModelRegistry, versions: VersionLoader) -> None:
+        self._registry = registry
+        self._versions = versions
 
     async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -44,7 +34,7 @@ class RolloutOperations:
         except ValidationError as exc:
             problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
             raise InvalidRequest(f"invalid rollout: {problems}") from None
-        entry = self.entry(name)
+        entry = self._registry.entry(name)
         async with entry.lock:
             stable = entry.default
             if stable is None:
@@ -58,9 +48,9 @@ class RolloutOperations:
             if key == stable.version:
                 raise InvalidRequest(f"version {key} of model '{name}' is already the default version")
             if key not in entry.served:
-                candidate = await self._load_candidate(entry, key)
+                candidate = await self._versions.load_from_disk(entry, key)
                 entry.held_back.add(key)  # loaded beside: it must not become the default by policy
-                self._switch(entry, {**entry.served, key: candidate})
+                self._registry.switch(entry, {**entry.served, key: candidate})
             entry.held_back.add(key)
             entry.begin_rollout(key, config, "api")
             assert entry.rollout is not None
@@ -68,7 +58,7 @@ class RolloutOperations:
 
     async def rollback(self, name: str) -> str:
         """Stop a running rollout, or return to the previous default version; returns the version."""
-        entry = self.entry(name)
+        entry = self._registry.entry(name)
         async with entry.lock:
             if entry.rollout is not None:
                 stable = entry.rollout.stable_version
@@ -79,19 +69,19 @@ class RolloutOperations:
             target = entry.history[-1]
             served = entry.served
             if target not in served:
-                served = {**served, target: await self._load_candidate(entry, target)}
+                served = {**served, target: await self._versions.load_from_disk(entry, target)}
             current = entry.default.version
             entry.history.pop()
             entry.pinned = target
             entry.held_back.add(current)
-            self._switch(entry, served, record_history=False)
+            self._registry.switch(entry, served, record_history=False)
             entry.note(f"manual rollback: default version {current} -> {target}", "manual_rollbacks")
             log.warning("model %s: manual rollback from version %s to %s", name, current, target)
             return target
 
     async def promote(self, name: str) -> str:
         """End a running rollout by making its candidate the default now; returns the version."""
-        entry = self.entry(name)
+        entry = self._registry.entry(name)
         async with entry.lock:
             rollout = entry.rollout
             if rollout is None:
@@ -100,12 +90,12 @@ class RolloutOperations:
             return rollout.candidate_version
 
     def rollout_status(self, name: str) -> dict[str, Any] | None:
-        rollout = self.entry(name).rollout
+        rollout = self._registry.entry(name).rollout
         return rollout.as_dict() if rollout else None
 
     async def check_rollouts(self) -> None:
         now = time.monotonic()
-        for entry in list(self._models.values()):
+        for entry in self._registry.entries():
             rollout = entry.rollout
             if rollout is None:
                 continue
@@ -115,16 +105,16 @@ class RolloutOperations:
             if decision is not None and entry.rollout is rollout:
                 self._end_rollout(entry, decision)
 
-    def _start_config_rollout(self, entry: ModelEntry, candidate: LoadedModel, config: ModelConfig) -> None:
+    def start_config_rollout(self, entry: ModelEntry, candidate: LoadedModel, config: ModelConfig) -> None:
         assert config.rollout is not None
         entry.applied_rollout = (config.rollout, candidate.fingerprint)
         if entry.default is None or entry.default is candidate:
             entry.held_back.discard(candidate.version)  # nothing to compare against: it simply serves
-            self._switch(entry, entry.served)
+            self._registry.switch(entry, entry.served)
             return
         entry.begin_rollout(candidate.version, config.rollout, "config.yaml")
 
-    def _follow_config_rollout(self, entry: ModelEntry, config: ModelConfig) -> None:
+    def follow_config_rollout(self, entry: ModelEntry, config: ModelConfig) -> None:
         """A running rollout that config.yaml started follows edits of its ``rollout:`` section: new
         settings (a bigger canary_percent, other guard rails) apply at once; removing it rolls back."""
         rollout = entry.rollout
@@ -149,13 +139,13 @@ class RolloutOperations:
             reason = f"rolled back: {decision.reason}"
             print_ = candidate.fingerprint if candidate is not None else None
             entry.status[key] = VersionStatus(VersionState.FAILED, reason, print_)
-            self._switch(entry, {k: m for k, m in entry.served.items() if k != key})
+            self._registry.switch(entry, {k: m for k, m in entry.served.items() if k != key})
             entry.note(f"version {key} {reason}", "rollbacks")
             log.warning("model %s: version %s %s", entry.name, key, reason)
             return
         entry.held_back.discard(key)
         higher = [k for k in entry.served if int(k) > int(key) and k not in entry.held_back]
         entry.pinned = key if higher else None
-        self._switch(entry, entry.served)
+        self._registry.switch(entry, entry.served)
         entry.note(f"version {key} promoted: {decision.reason}", "promotions")
         log.info("model %s: version %s promoted: %s", entry.name, key, decision.reason)

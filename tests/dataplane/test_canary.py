@@ -144,7 +144,7 @@ def test_a_config_rollout_follows_edits_without_reloading(tmp_path: Path) -> Non
         config.write_text("max_batch_size: 8\n")  # the rollout section removed: it is aborted
         await repository.poll()
         assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"1"}
-        rows = {row.get("version"): row for row in repository.index()}
+        rows = {row.get("version"): row for row in await repository.index()}
         assert rows["2"]["reason"] == "rolled back: rollout removed from config.yaml"
         await repository.close()
 

@@ -82,7 +82,7 @@ def test_queued_requests_finish_on_the_old_version_after_a_swap(tmp_path: Path) 
         await asyncio.sleep(0)
         await repository.close()
         assert old.runtime.closed  # type: ignore[attr-defined]
-        rows = {row.get("version"): row for row in repository.index()}
+        rows = {row.get("version"): row for row in await repository.index()}
         assert rows["1"]["state"] == "UNAVAILABLE" and rows["1"]["reason"] == "unloaded"
 
     asyncio.run(scenario())
@@ -99,7 +99,7 @@ def test_a_failed_load_keeps_the_serving_version_and_is_not_retried_until_the_fi
         _write(tmp_path, 2, "broken")
         await repository.poll()
         assert repository.get("m") is serving
-        failed = next(r for r in repository.index() if r.get("version") == "2")
+        failed = next(r for r in await repository.index() if r.get("version") == "2")
         assert failed["state"] == "UNAVAILABLE" and "warm-up failed" in failed["reason"]
         events = len(repository.entry("m").events)
         await repository.poll()  # same files: no second attempt

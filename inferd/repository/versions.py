@@ -1,0 +1,127 @@
+"""Loading one version beside whatever serves: runtime, digest and warm-up in worker threads.
+
+A version built here is not reachable until the registry's ``switch`` publishes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from inferd.errors import ModelLoadError, NotFound
+from inferd.model_config import ModelConfig
+from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
+from inferd.repository.loader import (
+    Fingerprint,
+    LoadedModel,
+    ModelFiles,
+    RuntimeFactory,
+    assemble,
+    batch_policy,
+    file_digest,
+    fingerprint,
+    load_runtime,
+    read_config,
+    warm,
+)
+from inferd.repository.source import ModelSource, scan_model
+from inferd.repository.warmup import rss_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskModel:
+    """One model directory as read from disk (blocking, in a worker thread: ``read_model``)."""
+
+    source: ModelSource
+    # None with ``problem`` set when config.yaml (or the override) does not parse.
+    files: ModelFiles | None
+    problem: str
+    # Version -> fingerprint of its files (None: its model file is missing).
+    prints: dict[int, Fingerprint | None]
+
+
+def read_model(model_dir: Path, override: str | None) -> DiskModel | None:
+    """Blocking: the versions, configuration and fingerprints of a model; None when it is gone."""
+    source = scan_model(model_dir)
+    if source is None:
+        return None
+    try:
+        files = read_config(model_dir, override)
+    except ModelLoadError as exc:
+        return DiskModel(source, None, exc.message, {})
+    prints = {version: fingerprint(files, path) for version, path in source.versions.items()}
+    return DiskModel(source, files, "", prints)
+
+
+class VersionLoader:
+    def __init__(self, root: Path, runtime_factory: RuntimeFactory, inline_execution_max_us: int = 0) -> None:
+        self._root = root
+        self._runtime_factory = runtime_factory
+        # For models whose config sets no inline_execution_max_us of their own.
+        self._inline_execution_max_us = inline_execution_max_us
+
+    async def load(
+        self, entry: ModelEntry, key: str, path: Path, config: ModelConfig, print_: Fingerprint | None
+    ) -> LoadedModel:
+        """Load and warm one version beside whatever serves; it is not reachable until ``switch``."""
+        name = entry.name
+        model_dir = path.parent.parent
+        entry.status[key] = VersionStatus(VersionState.LOADING, "loading", print_)
+        log.info("loading model %s version %s from %s", name, key, path)
+        try:
+            if print_ is None:
+                raise ModelLoadError(f"{path}: file not found")
+            rss_before = rss_bytes()
+            runtime, load_ms = await asyncio.to_thread(load_runtime, self._runtime_factory, path, config)
+            try:
+                digest = await asyncio.to_thread(file_digest, path)
+            except OSError as exc:
+                runtime.close()
+                raise ModelLoadError(f"{path}: cannot read: {exc}") from None
+            try:
+                policy = batch_policy(config, runtime.signature, model_dir, self._inline_execution_max_us)
+            except ModelLoadError:
+                runtime.close()
+                raise
+            entry.status[key] = VersionStatus(VersionState.WARMING, "warming up", print_)
+            cold_start = await asyncio.to_thread(warm, runtime, config, model_dir, load_ms)
+            rss_after = rss_bytes()
+            if rss_before is not None and rss_after is not None:
+                cold_start = replace(cold_start, rss_delta_mb=(rss_after - rss_before) / 2**20)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
+            entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
+            entry.note(f"version {key} failed to load: {message}", "load_failures")
+            log.error("model %s version %s failed to load: %s", name, key, message)
+            raise ModelLoadError(message) from None
+        figures = cold_start.as_dict()
+        log.info(
+            "model %s version %s warm: load %s ms, first inference %s ms, warm p50 %s ms, RSS +%s MiB",
+            name,
+            key,
+            figures["load_ms"],
+            figures["first_inference_ms"],
+            figures["warm_p50_ms"],
+            figures["rss_delta_mb"],
+        )
+        model = assemble(name, key, config, runtime, policy, print_, cold_start)
+        model.cache_version = f"{key}@{digest}"
+        if rss_before is not None and rss_after is not None:
+            model.stats.load_rss_bytes = max(0, rss_after - rss_before)
+        return model
+
+    async def load_from_disk(self, entry: ModelEntry, key: str) -> LoadedModel:
+        """Load one version with the model's current configuration (rollout, rollback)."""
+        disk = await asyncio.to_thread(read_model, self._root / entry.name, entry.config_override)
+        if disk is None or int(key) not in disk.source.versions:
+            raise NotFound(f"model '{entry.name}' has no version '{key}' in the repository")
+        if disk.files is None:
+            raise ModelLoadError(disk.problem)
+        version = int(key)
+        return await self.load(
+            entry, key, disk.source.versions[version], disk.files.config, disk.prints[version]
+        )
