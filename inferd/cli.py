@@ -71,6 +71,18 @@ def main() -> None:
     "measured to take at most this many microseconds, skipping the worker hand-off (default 0: "
     "never; a model's config.yaml may set its own inline_execution_max_us).",
 )
+@click.option(
+    "--max-queue-size",
+    type=click.IntRange(0),
+    help="Requests allowed to wait per model version, more get 503 at once, for models whose "
+    "config.yaml sets no max_queue_size (default 1024; 0: unbounded).",
+)
+@click.option(
+    "--execution-timeout",
+    type=click.FloatRange(0, 86_400),
+    help="Seconds a batch may execute before its requests fail with 504 and the instance gets a new "
+    "thread, for models whose config.yaml sets no execution_timeout_s (default 60; 0: no limit).",
+)
 @click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
 @click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
@@ -190,8 +202,17 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["limits"] = {**defaults.limits.model_dump(), **limits}
     if "default_timeout_us" in given:
         overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
-    if "inline_execution_max_us" in given:
-        overrides["scheduling"] = {"inline_execution_max_us": given["inline_execution_max_us"]}
+    scheduling = {
+        field: given[flag]
+        for flag, field in (
+            ("inline_execution_max_us", "inline_execution_max_us"),
+            ("max_queue_size", "max_queue_size"),
+            ("execution_timeout", "execution_timeout_s"),
+        )
+        if flag in given
+    }
+    if scheduling:
+        overrides["scheduling"] = {**defaults.scheduling.model_dump(), **scheduling}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),

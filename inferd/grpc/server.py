@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -15,6 +18,10 @@ from inferd.security.tls import TlsFiles
 
 if TYPE_CHECKING:
     from inferd.tracing.tracer import Tracing
+
+# While draining, the server stops only once no inference call has arrived for this long, so the
+# calls grpc-core has accepted but not yet handed over are answered (UNAVAILABLE), not cancelled.
+_QUIET_S = 0.1
 
 
 class GrpcServer:
@@ -37,8 +44,9 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
+        self._servicer = InferenceServicer(dataplane, tracing)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(dataplane, tracing), self._server
+            self._servicer, self._server
         )
 
     async def start(self, host: str, port: int) -> int:
@@ -56,7 +64,13 @@ class GrpcServer:
         return int(bound)
 
     async def stop(self, grace_s: float) -> None:
-        await self._server.stop(grace_s)
+        """Refuse new inference calls (UNAVAILABLE) while accepted ones finish, then stop; at most
+        ``grace_s`` seconds in all, after which calls still running are cancelled."""
+        started = time.monotonic()
+        self._servicer.refuse_new_calls()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._servicer.quiesce(_QUIET_S), grace_s)
+        await self._server.stop(max(0.0, grace_s - (time.monotonic() - started)))
 
 
 def _credentials(tls: TlsFiles) -> grpc.ServerCredentials:

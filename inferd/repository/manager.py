@@ -20,9 +20,11 @@ from inferd.errors import ModelLoadError, NotFound, NotLoadedYet, Unavailable
 from inferd.model_config import ModelConfig
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
+    SERVER_DEFAULTS,
     Fingerprint,
     LoadedModel,
     RuntimeFactory,
+    SchedulerDefaults,
     assemble,
     batch_policy,
     file_digest,
@@ -50,6 +52,7 @@ class ModelRepository(RolloutOperations):
         lazy: bool = False,
         max_loaded_models: int | None = None,
         inline_execution_max_us: int = 0,
+        scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
     ) -> None:
         self._root = root
         self._runtime_factory = runtime_factory
@@ -58,6 +61,7 @@ class ModelRepository(RolloutOperations):
         self._max_loaded_models = max_loaded_models
         # For models whose config sets no inline_execution_max_us of their own.
         self._inline_execution_max_us = inline_execution_max_us
+        self._scheduler_defaults = scheduler_defaults
         self._models: dict[str, ModelEntry] = {}
         self._draining: set[asyncio.Task[None]] = set()
         self._background_loads: set[asyncio.Task[None]] = set()
@@ -351,7 +355,13 @@ class ModelRepository(RolloutOperations):
                 runtime.close()
                 raise ModelLoadError(f"{path}: cannot read: {exc}") from None
             try:
-                policy = batch_policy(config, runtime.signature, model_dir, self._inline_execution_max_us)
+                policy = batch_policy(
+                    config,
+                    runtime.signature,
+                    model_dir,
+                    self._inline_execution_max_us,
+                    self._scheduler_defaults,
+                )
             except ModelLoadError:
                 runtime.close()
                 raise
