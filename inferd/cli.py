@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,17 @@ def serve(model_repository: Path, **flags: Any) -> None:
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
         sys.exit(1)
+    _exit_past_stuck_executions()
+
+
+def _exit_past_stuck_executions() -> None:
+    """A model execution abandoned by its timeout still runs: exit without finalizing the
+    interpreter, which would destroy the runtime under that thread (ONNX Runtime then aborts)."""
+    from inferd.scheduler.worker import stuck_threads
+
+    if stuck_threads():
+        logging.shutdown()
+        os._exit(0)
 
 
 def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:

@@ -353,7 +353,7 @@ class Batcher:
         del self._running[instance]
         if run.timer is not None:
             run.timer.cancel()
-        self._workers[instance].stop()
+        self._workers[instance].abandon()
         self._workers[instance] = self._new_worker(instance)
         self._free_instances.append(instance)
         self._in_flight -= 1

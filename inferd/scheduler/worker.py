@@ -14,6 +14,17 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+# Workers given up on while stuck in an execution (Worker.abandon); see stuck_threads.
+_abandoned: list[Worker[object]] = []
+
+
+def stuck_threads() -> int:
+    """Abandoned workers whose execution has still not returned. The process must then exit without
+    finalizing the interpreter: tearing a runtime down under a running thread aborts (ONNX Runtime)."""
+    _abandoned[:] = [worker for worker in _abandoned if worker.alive]
+    return len(_abandoned)
+
+
 Job = tuple[Callable[[], T], Callable[[T | BaseException], None]]
 
 
@@ -30,6 +41,11 @@ class Worker(Generic[T]):
     def stop(self) -> None:
         """Exit after the jobs already submitted; a thread stuck in one exits only if it ever returns."""
         self._jobs.put(None)
+
+    def abandon(self) -> None:
+        """Stop, and remember the thread until its stuck execution returns (stuck_threads)."""
+        self.stop()
+        _abandoned.append(self)  # type: ignore[arg-type]
 
     @property
     def alive(self) -> bool:
