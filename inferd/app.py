@@ -27,6 +27,7 @@ from inferd.http.app import RestApp
 from inferd.http.pages import Page, PagesApp
 from inferd.http.protocol import ConnectionLimits, bounded_protocol
 from inferd.metrics.registry import Metrics
+from inferd.repository.loader import SchedulerDefaults
 from inferd.repository.manager import ModelRepository
 from inferd.security.metrics import SecurityCollector
 from inferd.security.service import Security
@@ -52,6 +53,11 @@ class Server:
             lazy=settings.lifecycle.lazy,
             max_loaded_models=settings.lifecycle.max_loaded_models,
             inline_execution_max_us=settings.scheduling.inline_execution_max_us,
+            scheduler_defaults=SchedulerDefaults(
+                settings.scheduling.max_queue_size,
+                settings.scheduling.execution_timeout_s,
+                settings.drain_timeout_s,
+            ),
         )
         self.security = Security(settings.security)
         self.drift = _drift_monitor(settings)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,18 @@ def main() -> None:
     "measured to take at most this many microseconds, skipping the worker hand-off (default 0: "
     "never; a model's config.yaml may set its own inline_execution_max_us).",
 )
+@click.option(
+    "--max-queue-size",
+    type=click.IntRange(0),
+    help="Requests allowed to wait per model version, more get 503 at once, for models whose "
+    "config.yaml sets no max_queue_size (default 1024; 0: unbounded).",
+)
+@click.option(
+    "--execution-timeout",
+    type=click.FloatRange(0, 86_400),
+    help="Seconds a batch may execute before its requests fail with 504 and the instance gets a new "
+    "thread, for models whose config.yaml sets no execution_timeout_s (default 60; 0: no limit).",
+)
 @click.option("--max-tensor-elements", type=int, help="Most elements in one request tensor (default 2**26).")
 @click.option("--max-bytes-length", type=int, help="Most bytes in one BYTES element (default 16 MiB).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Default info.")
@@ -159,6 +173,17 @@ def serve(model_repository: Path, **flags: Any) -> None:
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
         sys.exit(1)
+    _exit_past_stuck_executions()
+
+
+def _exit_past_stuck_executions() -> None:
+    """A model execution abandoned by its timeout still runs: exit without finalizing the
+    interpreter, which would destroy the runtime under that thread (ONNX Runtime then aborts)."""
+    from inferd.scheduler.worker import stuck_threads
+
+    if stuck_threads():
+        logging.shutdown()
+        os._exit(0)
 
 
 def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
@@ -229,8 +254,17 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         overrides["connections"] = {**defaults.connections.model_dump(), **connections}
     if "default_timeout_us" in given:
         overrides["admission"] = {"default_timeout_us": given["default_timeout_us"]}
-    if "inline_execution_max_us" in given:
-        overrides["scheduling"] = {"inline_execution_max_us": given["inline_execution_max_us"]}
+    scheduling = {
+        field: given[flag]
+        for flag, field in (
+            ("inline_execution_max_us", "inline_execution_max_us"),
+            ("max_queue_size", "max_queue_size"),
+            ("execution_timeout", "execution_timeout_s"),
+        )
+        if flag in given
+    }
+    if scheduling:
+        overrides["scheduling"] = {**defaults.scheduling.model_dump(), **scheduling}
     for flag, field in (
         ("exit_on_error", "exit_on_error"),
         ("port_file", "port_file"),

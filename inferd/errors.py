@@ -9,6 +9,7 @@ Hierarchy::
         NotLoadedYet             UNAVAILABLE      - a --lazy model that loads on its first request
       PayloadTooLarge            PAYLOAD_TOO_LARGE- body over the configured limit
       DeadlineExceeded           DEADLINE_EXCEEDED- the request's timeout passed while it was queued
+        ExecutionTimeout         DEADLINE_EXCEEDED- its batch ran past the model's execution_timeout_s
       ExecutionError             INTERNAL         - the runtime failed while running a batch
       ModelLoadError             INTERNAL         - a model could not be loaded (start-up, load API)
       Unauthenticated            UNAUTHENTICATED  - no API key, or one that is not known
@@ -66,6 +67,10 @@ class PayloadTooLarge(InferdError):
 
 class DeadlineExceeded(InferdError):
     kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class ExecutionTimeout(DeadlineExceeded):
+    """The model did not return within its execution timeout; the instance was replaced."""
 
 
 class Unsupported(InferdError):

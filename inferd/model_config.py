@@ -187,13 +187,17 @@ class ModelConfig(_Strict):
     limits: InputLimits = InputLimits()
     # Answer repeated identical requests from the response cache: only for deterministic models.
     response_cache: bool = False
-    # Admission control (docs/hardening.md). Requests waiting beyond this many get 503; 0: unbounded.
-    max_queue_size: int = Field(default=0, ge=0)
+    # Admission control (docs/hardening.md). Requests waiting beyond this many get 503; 0: unbounded
+    # (Triton's meaning); None: the server's default (--max-queue-size, 1024).
+    max_queue_size: int | None = Field(default=None, ge=0)
     # Triton's priorities: 1 is served first, priority_levels last; 0 in a request means the default.
     priority_levels: int = Field(default=0, ge=0, le=1000)
     default_priority_level: int = Field(default=0, ge=0)
     # A request's queue deadline when it sends no `timeout` parameter; 0: the server default.
     default_timeout_us: int = Field(default=0, ge=0)
+    # A batch still executing after this many seconds fails with 504 and the instance gets a new
+    # thread; 0: no limit; None: the server's default (--execution-timeout, 60 s).
+    execution_timeout_s: float | None = Field(default=None, ge=0, le=86_400)
     # Run a lone request on an idle model on the event-loop thread when executions of its shape were
     # measured to take at most this long (docs/model-repository.md); None: the server's default.
     inline_execution_max_us: int | None = Field(default=None, ge=0, le=10_000)

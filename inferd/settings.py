@@ -10,6 +10,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _MIB = 1024 * 1024
 
+# Scheduling defaults, also used where no Settings exist (a ModelRepository built in a test).
+# Requests allowed to wait per model version: 503 beyond it rather than an ever longer queue.
+DEFAULT_MAX_QUEUE_SIZE = 1024
+# A batch still running after this long fails (504) and its instance gets a new thread.
+DEFAULT_EXECUTION_TIMEOUT_S = 60.0
+DEFAULT_DRAIN_TIMEOUT_S = 30.0
+
 
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
@@ -184,6 +191,12 @@ class SchedulingSettings(BaseModel):
     # Default for models whose config.yaml sets no inline_execution_max_us: a lone request on an idle
     # model measured to run within this many microseconds runs on the event-loop thread; 0: never.
     inline_execution_max_us: int = Field(default=0, ge=0, le=10_000)
+    # Default for models whose config.yaml sets no max_queue_size: requests allowed to wait per model
+    # version, more get 503 at once; 0: unbounded (what a model's own `max_queue_size: 0` means too).
+    max_queue_size: int = Field(default=DEFAULT_MAX_QUEUE_SIZE, ge=0)
+    # Default for models whose config.yaml sets no execution_timeout_s: a batch running longer fails
+    # with 504 and its instance gets a new thread (docs/hardening.md); 0: no limit.
+    execution_timeout_s: float = Field(default=DEFAULT_EXECUTION_TIMEOUT_S, ge=0, le=86_400)
 
 
 class Settings(BaseSettings):
@@ -204,8 +217,9 @@ class Settings(BaseSettings):
     # Once serving, write {"http": port, "grpc": port} here (useful with port 0).
     port_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # Seconds to finish accepted requests after SIGTERM/SIGINT before exiting.
-    drain_timeout_s: float = Field(default=30.0, ge=0)
+    # Seconds to finish accepted requests after SIGTERM/SIGINT before exiting; also how long a model
+    # version being unloaded or shut down waits for its queued and running work before failing it.
+    drain_timeout_s: float = Field(default=DEFAULT_DRAIN_TIMEOUT_S, ge=0)
     metrics: MetricsSettings = MetricsSettings()
     logs: LogSettings = LogSettings()
     drift: DriftSettings = DriftSettings()

@@ -228,3 +228,50 @@ def gather_table(path: Path, size: int) -> None:
         [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 1])],
         [numpy_helper.from_array(table, "table")],
     )
+
+
+def stalls_on_demand(path: Path) -> None:
+    """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + 1``, running ``max(INPUT0)`` 256x256 MatMuls.
+
+    A model that hangs on demand with no test hook: small inputs answer at once, an input holding
+    20000 keeps its execution busy for many seconds (about 0.5 ms per MatMul on one core), so an
+    execution timeout can be hit on purpose. The MatMuls run in an ONNX Loop whose trip count is the
+    input's maximum; their result, times 0, is added to the output so nothing is pruned.
+    """
+    side = _SLOW_SIDE
+    mix = np.full((side, side), 1.0 / side, dtype=np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["chain_in", "mix"], ["chain_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "stall_body",
+        [
+            _tensor("i", TensorProto.INT64, []),
+            _tensor("cond_in", TensorProto.BOOL, []),
+            _tensor("chain_in", TensorProto.FLOAT, [side, side]),
+        ],
+        [_tensor("cond_out", TensorProto.BOOL, []), _tensor("chain_out", TensorProto.FLOAT, [side, side])],
+    )
+    nodes = [
+        helper.make_node("ReduceMax", ["INPUT0"], ["peak"], keepdims=0),
+        helper.make_node("Max", ["peak", "zero"], ["trips_f"]),
+        helper.make_node("Cast", ["trips_f"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "", "start"], ["chain"], body=body),
+        helper.make_node("ReduceSum", ["chain"], ["chain_sum"], keepdims=0),
+        helper.make_node("Mul", ["chain_sum", "zero"], ["chain_zero"]),
+        helper.make_node("Add", ["INPUT0", "one"], ["plus_one"]),
+        helper.make_node("Add", ["plus_one", "chain_zero"], ["OUTPUT0"]),
+    ]
+    _save(
+        path,
+        nodes,
+        [_tensor("INPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [_tensor("OUTPUT0", TensorProto.FLOAT, ["batch", 4])],
+        [
+            numpy_helper.from_array(mix, "mix"),
+            numpy_helper.from_array(np.ones((side, side), dtype=np.float32), "start"),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+        ],
+    )

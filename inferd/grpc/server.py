@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+
 import grpc
 
 from inferd.dataplane.dataplane import DataPlane
@@ -10,6 +14,10 @@ from inferd.grpc.servicer import InferenceServicer
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.security.gate import Gate
 from inferd.security.tls import TlsFiles
+
+# While draining, the server stops only once no inference call has arrived for this long, so the
+# calls grpc-core has accepted but not yet handed over are answered (UNAVAILABLE), not cancelled.
+_QUIET_S = 0.1
 
 
 class GrpcServer:
@@ -34,8 +42,9 @@ class GrpcServer:
                 *_connection_options(max_connections, handshake_timeout_s),
             ],
         )
+        self._servicer = InferenceServicer(dataplane)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(dataplane), self._server
+            self._servicer, self._server
         )
 
     async def start(self, host: str, port: int) -> int:
@@ -53,7 +62,13 @@ class GrpcServer:
         return int(bound)
 
     async def stop(self, grace_s: float) -> None:
-        await self._server.stop(grace_s)
+        """Refuse new inference calls (UNAVAILABLE) while accepted ones finish, then stop; at most
+        ``grace_s`` seconds in all, after which calls still running are cancelled."""
+        started = time.monotonic()
+        self._servicer.refuse_new_calls()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._servicer.quiesce(_QUIET_S), grace_s)
+        await self._server.stop(max(0.0, grace_s - (time.monotonic() - started)))
 
 
 def _connection_options(

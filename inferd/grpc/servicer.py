@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeAlias
@@ -23,6 +25,7 @@ from inferd.types import InferRequest, InferResponse
 log = logging.getLogger(__name__)
 # grpcio ships no type information, so the servicer context is untyped here.
 Context: TypeAlias = Any
+_SHUTTING_DOWN = "the server is shutting down: retry on another replica"
 
 
 async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
@@ -37,6 +40,39 @@ async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self._dataplane = dataplane
+        # Draining (GrpcServer.stop): inference calls are refused with UNAVAILABLE while the accepted
+        # ones finish, so none is left for grpc's shutdown to cancel (CANCELLED is not retryable).
+        self._refusing = False
+        self._calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_call = 0.0
+
+    def refuse_new_calls(self) -> None:
+        self._refusing = True
+
+    async def quiesce(self, quiet_s: float) -> None:
+        """Until no inference call runs and none has arrived for ``quiet_s`` seconds."""
+        while True:
+            await self._idle.wait()
+            remaining = self._last_call + quiet_s - time.monotonic()
+            if remaining <= 0 and self._idle.is_set():
+                return
+            await asyncio.sleep(max(remaining, 0.01))
+
+    def _admit(self) -> bool:
+        """Count one inference call; False (refuse it) while draining."""
+        self._last_call = time.monotonic()
+        if self._refusing:
+            return False
+        self._calls += 1
+        self._idle.clear()
+        return True
+
+    def _release(self) -> None:
+        self._calls -= 1
+        if not self._calls:
+            self._idle.set()
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._dataplane.live())
@@ -113,16 +149,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, exc, "RepositoryModelUnload")
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+        if not self._admit():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
         try:
             return await self._infer(request, context)
         except Exception as exc:
             await _abort(context, exc, "ModelInfer")
+        finally:
+            self._release()
 
     async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         """One request, unary or from a stream; raises on failure."""
         return await self._dataplane.serve(_GrpcCall(request, context, CALLER.get()))
 
     async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        if not self._admit():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
+        try:
+            async for response in self._stream(request_iterator, context):
+                yield response
+        finally:
+            self._release()
+
+    async def _stream(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # Errors travel in-band so one bad request does not end the stream.

@@ -18,12 +18,25 @@ from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
+from inferd.settings import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_EXECUTION_TIMEOUT_S, DEFAULT_MAX_QUEUE_SIZE
 from inferd.types import InferResponse, Tensor
 
 if TYPE_CHECKING:
     from inferd.repository.rollout import Rollout
 
 RuntimeFactory = Callable[[Path, ModelConfig], Runtime]
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerDefaults:
+    """Server-wide values (Settings) for what a model's config.yaml leaves unset."""
+
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    execution_timeout_s: float = DEFAULT_EXECUTION_TIMEOUT_S
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+
+
+SERVER_DEFAULTS = SchedulerDefaults()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,20 +160,29 @@ def file_digest(model_path: Path) -> str:
 
 
 def batch_policy(
-    config: ModelConfig, signature: Signature, model_dir: Path, inline_default_us: int = 0
+    config: ModelConfig,
+    signature: Signature,
+    model_dir: Path,
+    inline_default_us: int = 0,
+    defaults: SchedulerDefaults = SERVER_DEFAULTS,
 ) -> BatchPolicy:
     batching = config.dynamic_batching
     inline_us = config.inline_execution_max_us
     if inline_us is None:
         inline_us = inline_default_us
     dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
+    execution_timeout_s = config.execution_timeout_s
+    if execution_timeout_s is None:
+        execution_timeout_s = defaults.execution_timeout_s
     policy = BatchPolicy(
         max_batch_size=signature.max_batch_size,
         dynamic=dynamic,
         max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
         preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
-        max_queue_size=config.max_queue_size,
+        max_queue_size=defaults.max_queue_size if config.max_queue_size is None else config.max_queue_size,
         inline_max_ns=inline_us * 1000,
+        execution_timeout_ns=int(execution_timeout_s * 1e9),
+        drain_timeout_ns=int(defaults.drain_timeout_s * 1e9),
     )
     if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
         raise ModelLoadError(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.repository.entry import ModelEntry
-from inferd.repository.loader import LoadedModel, RuntimeFactory
+from inferd.repository.loader import SERVER_DEFAULTS, LoadedModel, RuntimeFactory, SchedulerDefaults
 from inferd.repository.reconciler import Reconciler
 from inferd.repository.registry import ModelRegistry
 from inferd.repository.report import lifecycle_document
@@ -39,10 +39,11 @@ class ModelRepository:
         lazy: bool = False,
         max_loaded_models: int | None = None,
         inline_execution_max_us: int = 0,
+        scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
     ) -> None:
         self._root = root
         self.registry = ModelRegistry()
-        versions = VersionLoader(root, runtime_factory, inline_execution_max_us)
+        versions = VersionLoader(root, runtime_factory, inline_execution_max_us, scheduler_defaults)
         self.rollouts = RolloutController(self.registry, versions)
         self.reconciler = Reconciler(root, self.registry, versions, self.rollouts, lazy, max_loaded_models)
 

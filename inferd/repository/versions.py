@@ -14,10 +14,12 @@ from inferd.errors import ModelLoadError, NotFound
 from inferd.model_config import ModelConfig
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
+    SERVER_DEFAULTS,
     Fingerprint,
     LoadedModel,
     ModelFiles,
     RuntimeFactory,
+    SchedulerDefaults,
     assemble,
     batch_policy,
     file_digest,
@@ -58,11 +60,18 @@ def read_model(model_dir: Path, override: str | None) -> DiskModel | None:
 
 
 class VersionLoader:
-    def __init__(self, root: Path, runtime_factory: RuntimeFactory, inline_execution_max_us: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        runtime_factory: RuntimeFactory,
+        inline_execution_max_us: int = 0,
+        scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
+    ) -> None:
         self._root = root
         self._runtime_factory = runtime_factory
         # For models whose config sets no inline_execution_max_us of their own.
         self._inline_execution_max_us = inline_execution_max_us
+        self._scheduler_defaults = scheduler_defaults
 
     async def load(
         self, entry: ModelEntry, key: str, path: Path, config: ModelConfig, print_: Fingerprint | None
@@ -83,7 +92,13 @@ class VersionLoader:
                 runtime.close()
                 raise ModelLoadError(f"{path}: cannot read: {exc}") from None
             try:
-                policy = batch_policy(config, runtime.signature, model_dir, self._inline_execution_max_us)
+                policy = batch_policy(
+                    config,
+                    runtime.signature,
+                    model_dir,
+                    self._inline_execution_max_us,
+                    self._scheduler_defaults,
+                )
             except ModelLoadError:
                 runtime.close()
                 raise

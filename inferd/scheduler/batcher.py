@@ -8,6 +8,10 @@ that dominate a fast model's latency (docs/architecture.md). It runs inline only
 been idle for at least as long as the run will take (so inline runs hold the loop at most about half
 the time) and at most once per loop turn (requests that arrive together are batched); a model kept
 busy batches on its workers as before.
+
+An execution that outlives ``BatchPolicy.execution_timeout_ns`` fails its requests (504) and its
+instance gets a new worker thread; the stuck thread is abandoned and its late result dropped. ``close``
+waits at most ``drain_timeout_ns`` for queued and running work, then fails what is left (503).
 """
 
 from __future__ import annotations
@@ -16,22 +20,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
-
-from inferd.errors import DeadlineExceeded, ExecutionError, InferdError, Unavailable
+from inferd.errors import DeadlineExceeded, ExecutionError, ExecutionTimeout, InferdError, Unavailable
 from inferd.runtimes.base import Runtime
 from inferd.scheduler.batching import concatenate, split
+from inferd.scheduler.queue import Outputs, Pending, RequestQueue
 from inferd.scheduler.stats import ModelStats
 from inferd.scheduler.tracehook import RequestTrace
+from inferd.scheduler.worker import Worker
 
 log = logging.getLogger(__name__)
-
-Outputs = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +47,14 @@ class BatchPolicy:
     # A lone request on an idle model runs on the event-loop thread when executions of its shape were
     # measured to take at most this long; 0: every execution runs on a worker thread.
     inline_max_ns: int = 0
+    # An execution running longer fails its requests and its instance is replaced; 0: no limit.
+    execution_timeout_ns: int = 0
+    # close() waits this long for queued and running work, then fails the rest; 0: no limit.
+    drain_timeout_ns: int = 0
 
     @property
     def merges(self) -> bool:
         return self.dynamic and self.max_batch_size > 0
-
-
-@dataclass(slots=True, eq=False)
-class _Pending:
-    inputs: Outputs
-    rows: int
-    group: Hashable
-    future: asyncio.Future[Outputs]
-    enqueued_ns: int
-    trace: RequestTrace | None = None
-    # Triton's order: 1 before 2 before ...; 0 when the model has no priority levels.
-    priority: int = 0
-    # perf_counter_ns after which the request is dropped unexecuted; 0: none.
-    deadline_ns: int = 0
-    expiry: asyncio.TimerHandle | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +63,16 @@ class _Executed:
     input_ns: int
     infer_ns: int
     output_ns: int
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    """One execution on a worker; an instance's current run is the only one whose result counts."""
+
+    batch: list[Pending]
+    launched_ns: int
+    traced: list[RequestTrace]
+    timer: asyncio.TimerHandle | None = None
 
 
 # Weight of the newest execution in a shape's running estimate: one slow run (a preempted thread)
@@ -90,11 +89,11 @@ class Batcher:
         self._policy = policy
         self._stats = stats
         self._name = name
-        self._queue: deque[_Pending] = deque()
-        self._queued_rows = 0
+        self._queue = RequestQueue()
         self._free_instances = list(range(runtime.instances))
         self._in_flight = 0
-        self._executor = ThreadPoolExecutor(max_workers=runtime.instances, thread_name_prefix=f"run-{name}")
+        self._workers = [self._new_worker(i) for i in range(runtime.instances)]
+        self._running: dict[int, _Run] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatch_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -113,7 +112,10 @@ class Batcher:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + self._in_flight
+        return self._queue.count + self._in_flight
+
+    def _new_worker(self, instance: int) -> Worker[_Executed]:
+        return Worker(f"run-{self._name}-{instance}")
 
     async def infer(
         self,
@@ -133,59 +135,52 @@ class Batcher:
             raise Unavailable(f"model '{self._name}' is shutting down")
         queue = self._queue
         limit = self._policy.max_queue_size
-        if limit and len(queue) >= limit:
+        if limit and queue.count >= limit:
             self._stats.rejected_queue_full += 1
             raise Unavailable(f"model '{self._name}': exceeds maximum queue size {limit}")
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         now = time.perf_counter_ns()
-        idle = not queue and not self._in_flight and not self._dispatch_scheduled
+        idle = not queue.count and not self._in_flight and not self._dispatch_scheduled
         if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
             self._ran_inline_this_turn = True
             loop.call_soon(self._next_turn)
             return self._run_inline(inputs, rows, group, trace, now)
         future: asyncio.Future[Outputs] = loop.create_future()
-        item = _Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
-        if priority and queue and queue[-1].priority > priority:
-            self._insert_by_priority(item)
-        else:
-            queue.append(item)
+        item = Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
+        queue.push(item)
         if deadline_ns:
             item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
-        self._queued_rows += rows
         self._idle.clear()
         # Deferring by one loop turn lets requests parsed in the same turn share an execution.
         if not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             loop.call_soon(self._dispatch)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # The caller went away (client disconnected, gRPC call cancelled): never run it.
+            if queue.discard(item):
+                self._stats.cancelled += 1
+                if item.expiry is not None:
+                    item.expiry.cancel()
+                self._update_idle()
+            raise
 
     def _next_turn(self) -> None:
         self._ran_inline_this_turn = False
 
-    def _insert_by_priority(self, item: _Pending) -> None:
-        """Behind every queued request of the same or a higher priority (FIFO within a level)."""
-        queue = self._queue
-        index = len(queue)
-        while index and queue[index - 1].priority > item.priority:
-            index -= 1
-        queue.insert(index, item)
-
-    def _expire(self, item: _Pending) -> None:
+    def _expire(self, item: Pending) -> None:
         """The deadline passed while the request still waited: answer now, never run it."""
         item.expiry = None
+        if self._queue.discard(item):
+            self._reject_expired(item)
+            self._update_idle()
+
+    def _reject_expired(self, item: Pending) -> None:
         if item.future.done():
             return
-        try:
-            self._queue.remove(item)
-        except ValueError:
-            return  # already taken into a batch
-        self._queued_rows -= item.rows
-        self._reject_expired(item)
-        self._update_idle()
-
-    def _reject_expired(self, item: _Pending) -> None:
         self._stats.deadline_exceeded += 1
         waited_us = (time.perf_counter_ns() - item.enqueued_ns) // 1000
         item.future.set_exception(
@@ -195,14 +190,42 @@ class Batcher:
         )
 
     async def close(self) -> None:
-        """Stop taking requests, finish everything queued or running, then release the threads."""
+        """Stop taking requests, finish everything queued or running (within the drain timeout, then
+        fail what is left), then release the threads."""
         self._closing = True
-        await self._idle.wait()
-        self._executor.shutdown(wait=True)
+        timeout_ns = self._policy.drain_timeout_ns
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_ns / 1e9 if timeout_ns else None)
+        except TimeoutError:
+            self._give_up()
+        for worker in self._workers:
+            worker.stop()
+
+    def _give_up(self) -> None:
+        """The drain timed out: answer every queued and running request with 503 now."""
+        running = len(self._running)
+        log.warning(
+            "model %s: drain timed out with %d queued requests and %d executions running; failing them",
+            self._name,
+            self._queue.count,
+            running,
+        )
+        for instance, run in list(self._running.items()):
+            error = Unavailable(f"model '{self._name}' shut down before its execution finished")
+            self._abandon(instance, run, error)
+        for item in self._queue.drain():
+            if item.expiry is not None:
+                item.expiry.cancel()
+            if not item.future.done():
+                item.future.set_exception(Unavailable(f"model '{self._name}' shut down before it ran"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._update_idle()
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
-        while self._free_instances and self._queue:
+        while self._free_instances and self._queue.count:
             if not self._ready_to_run():
                 self._arm_timer()
                 return
@@ -211,7 +234,7 @@ class Batcher:
                 continue
             if (
                 len(batch) == 1
-                and not self._queue
+                and not self._queue.count
                 and self._in_flight == 0
                 and self._fits_inline(batch[0].group, batch[0].rows, time.perf_counter_ns())
             ):
@@ -237,14 +260,18 @@ class Batcher:
         if not policy.merges or self._in_flight == 0:
             # A lone request on an idle model runs at once: batching never adds latency at low load.
             return True
-        rows = self._queued_rows
+        rows = self._queue.rows
         if rows >= policy.max_batch_size or rows in policy.preferred_batch_sizes:
             return True
-        return time.perf_counter_ns() - self._queue[0].enqueued_ns >= policy.max_queue_delay_ns
+        head = self._queue.head()
+        assert head is not None
+        return time.perf_counter_ns() - head.enqueued_ns >= policy.max_queue_delay_ns
 
     def _arm_timer(self) -> None:
         assert self._loop is not None
-        due_ns = self._queue[0].enqueued_ns + self._policy.max_queue_delay_ns
+        head = self._queue.head()
+        assert head is not None
+        due_ns = head.enqueued_ns + self._policy.max_queue_delay_ns
         if self._timer is not None:
             if self._timer_due_ns == due_ns:
                 return
@@ -257,40 +284,20 @@ class Batcher:
         self._timer = None
         self._dispatch()
 
-    def _take_batch(self) -> list[_Pending]:
-        """The oldest live request plus later ones of the same group, up to max_batch_size rows."""
-        queue = self._queue
-        head = queue.popleft()
-        self._queued_rows -= head.rows
-        if head.future.done():  # the client went away while it waited
-            return []
-        if head.deadline_ns and time.perf_counter_ns() >= head.deadline_ns:
-            self._reject_expired(head)  # its timer has not fired yet, but it must not run
-            return []
-        batch = [head]
-        if not self._policy.merges:
-            return batch
-        limit = self._policy.max_batch_size
-        rows = head.rows
-        kept: deque[_Pending] = deque()
-        while queue and rows < limit:
-            item = queue.popleft()
-            if item.future.done():
-                self._queued_rows -= item.rows
-            elif item.deadline_ns and time.perf_counter_ns() >= item.deadline_ns:
-                self._queued_rows -= item.rows
-                self._reject_expired(item)
-            elif item.group == head.group and rows + item.rows <= limit:
-                batch.append(item)
-                rows += item.rows
-                self._queued_rows -= item.rows
-            else:
-                kept.append(item)
-        kept.extend(queue)
-        self._queue = kept
+    def _take_batch(self) -> list[Pending]:
+        """The oldest waiting request of the best level plus later ones of its group, up to
+        max_batch_size rows (inferd/scheduler/queue.py); expired ones met on the way are answered."""
+        expired: list[Pending] = []
+        policy = self._policy
+        batch = self._queue.take(policy.max_batch_size, policy.merges, time.perf_counter_ns(), expired)
+        for item in expired:
+            if item.expiry is not None:
+                item.expiry.cancel()
+                item.expiry = None
+            self._reject_expired(item)  # its timer has not fired yet, but it must not run
         return batch
 
-    def _launch(self, instance: int, batch: list[_Pending]) -> None:
+    def _launch(self, instance: int, batch: list[Pending]) -> None:
         loop = self._loop
         assert loop is not None
         self._in_flight += 1
@@ -307,16 +314,55 @@ class Batcher:
                 traced.append(item.trace)
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
-        done = self._executor.submit(self._execute, instance, inputs, rows)
+        run = _Run(batch, now, traced)
+        self._running[instance] = run
+        timeout_ns = self._policy.execution_timeout_ns
+        if timeout_ns:
+            run.timer = loop.call_later(timeout_ns / 1e9, self._timed_out, instance, run)
 
-        def finished(future: Future[_Executed]) -> None:
+        def finished(result: _Executed | BaseException) -> None:
             # RuntimeError: the loop closed during shutdown; nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._complete, instance, batch, future, now, traced)
+                loop.call_soon_threadsafe(self._complete, instance, run, result)
 
-        done.add_done_callback(finished)
+        self._workers[instance].submit(lambda: self._execute(instance, inputs, rows), finished)
 
-    def _answer_inline(self, item: _Pending) -> None:
+    def _timed_out(self, instance: int, run: _Run) -> None:
+        """The execution outlived the model's execution timeout: fail it, replace the instance's thread."""
+        if self._running.get(instance) is not run:
+            return
+        self._stats.execution_timeouts += 1
+        limit_s = self._policy.execution_timeout_ns / 1e9
+        log.error(
+            "model %s: execution on instance %d exceeded the %g s execution timeout; its %d requests "
+            "fail and the instance gets a new thread (the stuck one is abandoned)",
+            self._name,
+            instance,
+            limit_s,
+            len(run.batch),
+        )
+        error = ExecutionTimeout(
+            f"model '{self._name}' did not finish executing within its {limit_s:g} s execution "
+            "timeout (execution_timeout_s)"
+        )
+        self._abandon(instance, run, error)
+        self._dispatch()
+
+    def _abandon(self, instance: int, run: _Run, error: InferdError) -> None:
+        """Give up on a running execution: its requests get ``error``; a later result is dropped."""
+        del self._running[instance]
+        if run.timer is not None:
+            run.timer.cancel()
+        self._workers[instance].abandon()
+        self._workers[instance] = self._new_worker(instance)
+        self._free_instances.append(instance)
+        self._in_flight -= 1
+        for item in run.batch:
+            if not item.future.done():
+                item.future.set_exception(error)
+        self._update_idle()
+
+    def _answer_inline(self, item: Pending) -> None:
         """A request that waited one loop turn alone: run it inline and settle its future."""
         if item.expiry is not None:
             item.expiry.cancel()
@@ -380,34 +426,32 @@ class Batcher:
                 results.append(_execution_error(self._name, single_exc))
         return results
 
-    def _complete(
-        self,
-        instance: int,
-        batch: list[_Pending],
-        done: Future[_Executed],
-        launched_ns: int,
-        traced: list[RequestTrace],
-    ) -> None:
+    def _complete(self, instance: int, run: _Run, result: _Executed | BaseException) -> None:
+        if self._running.get(instance) is not run:
+            log.warning("model %s: dropped the late result of an abandoned execution", self._name)
+            return
+        del self._running[instance]
+        if run.timer is not None:
+            run.timer.cancel()
+        batch = run.batch
         self._free_instances.append(instance)
         self._in_flight -= 1
         if not self._in_flight:
             self._idle_since_ns = time.perf_counter_ns()
-        try:
-            executed = done.result()
-        except Exception as exc:  # a bug in _execute itself: fail the batch, keep serving
-            log.exception("model %s: execution crashed", self._name)
-            error = _execution_error(self._name, exc)
-            executed = _Executed([error] * len(batch), 0, 0, 0)
+        if isinstance(result, BaseException):  # a bug in _execute itself: fail the batch, keep serving
+            log.error("model %s: execution crashed", self._name, exc_info=result)
+            error = _execution_error(self._name, result)
+            result = _Executed([error] * len(batch), 0, 0, 0)
         rows = sum(item.rows for item in batch)
         lone = (batch[0].group, rows) if len(batch) == 1 else None
-        self._record(executed, rows, len(batch), launched_ns, traced, lone)
-        for item, result in zip(batch, executed.results, strict=True):
+        self._record(result, rows, len(batch), run.launched_ns, run.traced, lone)
+        for item, outcome in zip(batch, result.results, strict=True):
             if item.future.done():
                 continue
-            if isinstance(result, InferdError):
-                item.future.set_exception(result)
+            if isinstance(outcome, InferdError):
+                item.future.set_exception(outcome)
             else:
-                item.future.set_result(result)
+                item.future.set_result(outcome)
         self._dispatch()
 
     def _record(
@@ -441,11 +485,11 @@ class Batcher:
             estimates[key] = (estimate + _ESTIMATE_WEIGHT * (run_ns - estimate), measured[1] + 1)
 
     def _update_idle(self) -> None:
-        if not self._queue and self._in_flight == 0:
+        if not self._queue.count and self._in_flight == 0:
             self._idle.set()
 
 
-def _execution_error(model: str, exc: Exception) -> InferdError:
+def _execution_error(model: str, exc: BaseException) -> InferdError:
     if isinstance(exc, InferdError):
         return exc
     log.warning("model %s: execution failed: %s", model, exc)

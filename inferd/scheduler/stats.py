@@ -46,6 +46,10 @@ class ModelStats:
     # Beyond Triton's statistics (so not in as_dict, whose schema clients check): for metrics and logs.
     rejected_queue_full: int = 0
     deadline_exceeded: int = 0
+    # Requests dropped unexecuted because their caller went away while they waited.
+    cancelled: int = 0
+    # Executions that ran past the model's execution timeout (their requests failed with 504).
+    execution_timeouts: int = 0
     # Executions run on the event-loop thread (BatchPolicy.inline_max_ns); the rest ran on a worker.
     inline_executions: int = 0
     cache_errors: int = 0

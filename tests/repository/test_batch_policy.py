@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from inferd.model_config import ModelConfig
-from inferd.repository.loader import batch_policy
+from inferd.repository.loader import SchedulerDefaults, batch_policy
 from inferd.runtimes.base import Signature
 from inferd.types import TensorSpec
 
@@ -32,3 +32,20 @@ def test_inline_execution_follows_the_server_default_unless_the_model_sets_its_o
 def test_a_bad_inline_bound_is_refused_naming_the_key(value: object) -> None:
     with pytest.raises(ValidationError, match="inline_execution_max_us"):
         ModelConfig(inline_execution_max_us=value)  # type: ignore[arg-type]
+
+
+def test_queue_bound_and_execution_timeout_default_to_the_servers() -> None:
+    here = Path(".")
+    server = SchedulerDefaults(max_queue_size=7, execution_timeout_s=2.5, drain_timeout_s=4)
+    policy = batch_policy(ModelConfig(), SIGNATURE, here, defaults=server)
+    assert (policy.max_queue_size, policy.execution_timeout_ns, policy.drain_timeout_ns) == (7, 2.5e9, 4e9)
+    # Without any setting: a bounded queue and a timeout, never unbounded by accident.
+    plain = batch_policy(ModelConfig(), SIGNATURE, here)
+    assert plain.max_queue_size == 1024 and plain.execution_timeout_ns == 60 * 10**9
+
+
+def test_zero_in_config_yaml_means_unbounded_as_in_triton() -> None:
+    server = SchedulerDefaults(max_queue_size=7, execution_timeout_s=2.5)
+    own = ModelConfig(max_queue_size=0, execution_timeout_s=0)
+    policy = batch_policy(own, SIGNATURE, Path("."), defaults=server)
+    assert (policy.max_queue_size, policy.execution_timeout_ns) == (0, 0)
