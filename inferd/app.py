@@ -50,6 +50,7 @@ class Server:
             lazy=settings.lifecycle.lazy,
             max_loaded_models=settings.lifecycle.max_loaded_models,
             inline_execution_max_us=settings.scheduling.inline_execution_max_us,
+            load_timeout_s=settings.lifecycle.load_timeout_s,
         )
         self.security = Security(settings.security)
         self.drift = _drift_monitor(settings)

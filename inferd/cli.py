@@ -97,6 +97,11 @@ def main() -> None:
     type=int,
     help="Unload the least recently used idle models above this many (best with --lazy).",
 )
+@click.option(
+    "--load-timeout",
+    type=float,
+    help="Seconds a model version may take to load and warm up before its load fails (default 120).",
+)
 @security_options
 @click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
 @click.option(
@@ -175,6 +180,7 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         ("load_model", "load_models"),
         ("lazy", "lazy"),
         ("max_loaded_models", "max_loaded_models"),
+        ("load_timeout", "load_timeout_s"),
     ):
         if flag in given:
             lifecycle[field] = given[flag]

@@ -13,11 +13,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from inferd.errors import ModelLoadError, NotFound, NotLoadedYet, Unavailable
 from inferd.model_config import ModelConfig
+from inferd.names import model_name
+from inferd.repository.deadline import LoadDeadline, LoadTimeout
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
     Fingerprint,
@@ -25,15 +28,18 @@ from inferd.repository.loader import (
     RuntimeFactory,
     assemble,
     batch_policy,
+    check_config,
+    close_loaded,
     file_digest,
     fingerprint,
     load_runtime,
     read_config,
     warm,
 )
+from inferd.repository.paths import relative_to_repository
 from inferd.repository.report import index_rows, lifecycle_document
 from inferd.repository.rollouts import RolloutOperations
-from inferd.repository.source import scan_model, scan_repository
+from inferd.repository.source import find_model, scan_repository
 from inferd.repository.warmup import rss_bytes
 from inferd.runtimes.onnx import OnnxRuntime
 
@@ -50,8 +56,11 @@ class ModelRepository(RolloutOperations):
         lazy: bool = False,
         max_loaded_models: int | None = None,
         inline_execution_max_us: int = 0,
+        load_timeout_s: float | None = None,
     ) -> None:
         self._root = root
+        # A version still loading or warming up after this long fails and frees its model's lock.
+        self._load_timeout_s = load_timeout_s
         self._runtime_factory = runtime_factory
         # lazy: models load on their first request; max_loaded_models: LRU-unload idle models above it.
         self._lazy = lazy
@@ -196,10 +205,10 @@ class ModelRepository(RolloutOperations):
     # Model repository extension ----------------------------------------------------------------
     async def load(self, name: str, config_override: str | None = None) -> None:
         """(Re)load ``name`` from disk beside what serves; raises ModelLoadError if a version fails."""
-        if scan_model(self._root / name) is None:
-            raise NotFound(f"no model '{name}' in the repository {self._root}")
+        if find_model(self._root, model_name(name)) is None:
+            raise NotFound(f"no model '{name}' in the repository")
         # A configuration that does not parse changes nothing, not even the remembered override.
-        read_config(self._root / name, config_override)
+        check_config(self._root, name, config_override)
         entry = self._models.setdefault(name, ModelEntry(name))
         async with entry.lock:
             entry.wanted = True
@@ -271,7 +280,7 @@ class ModelRepository(RolloutOperations):
     async def _reconcile(self, entry: ModelEntry, retry_failed: bool = False) -> list[str]:
         """Bring one model in line with its files; returns the problems (empty when all is well)."""
         model_dir = self._root / entry.name
-        source = scan_model(model_dir)
+        source = find_model(self._root, entry.name)
         if source is None:
             await self._unload(entry, "removed from the repository")
             return []
@@ -326,11 +335,12 @@ class ModelRepository(RolloutOperations):
         return self._problems(entry, problems)
 
     def _problems(self, entry: ModelEntry, problems: list[str]) -> list[str]:
-        reason = "; ".join(problems)
+        shown = [relative_to_repository(problem, self._root) for problem in problems]
+        reason = "; ".join(shown)
         if reason and reason != entry.reason:  # logged once per new problem, not on every poll
-            log.error("model %s: %s", entry.name, reason)
+            log.error("model %s: %s", entry.name, "; ".join(problems))
         entry.reason = reason
-        return problems
+        return shown
 
     async def _load_version(
         self, entry: ModelEntry, key: str, path: Path, config: ModelConfig, print_: Fingerprint | None
@@ -340,31 +350,41 @@ class ModelRepository(RolloutOperations):
         model_dir = path.parent.parent
         entry.status[key] = VersionStatus(VersionState.LOADING, "loading", print_)
         log.info("loading model %s version %s from %s", name, key, path)
+        deadline = LoadDeadline(self._load_timeout_s)
         try:
             if print_ is None:
                 raise ModelLoadError(f"{path}: file not found")
             rss_before = rss_bytes()
-            runtime, load_ms = await asyncio.to_thread(load_runtime, self._runtime_factory, path, config)
+            runtime, load_ms = await deadline.run(
+                partial(load_runtime, self._runtime_factory, path, config), close_loaded
+            )
             try:
-                digest = await asyncio.to_thread(file_digest, path)
+                digest = await deadline.run(partial(file_digest, path))
             except OSError as exc:
                 runtime.close()
                 raise ModelLoadError(f"{path}: cannot read: {exc}") from None
+            except LoadTimeout:
+                runtime.close()
+                raise
             try:
                 policy = batch_policy(config, runtime.signature, model_dir, self._inline_execution_max_us)
             except ModelLoadError:
                 runtime.close()
                 raise
             entry.status[key] = VersionStatus(VersionState.WARMING, "warming up", print_)
-            cold_start = await asyncio.to_thread(warm, runtime, config, model_dir, load_ms)
+            # A warm-up abandoned at the deadline closes its runtime when it returns.
+            cold_start = await deadline.run(
+                partial(warm, runtime, config, model_dir, load_ms), lambda _: runtime.close()
+            )
             rss_after = rss_bytes()
             if rss_before is not None and rss_after is not None:
                 cold_start = replace(cold_start, rss_delta_mb=(rss_after - rss_before) / 2**20)
         except Exception as exc:
-            message = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
+            logged = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
+            log.error("model %s version %s failed to load: %s", name, key, logged)
+            message = relative_to_repository(logged, self._root)
             entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
             entry.note(f"version {key} failed to load: {message}", "load_failures")
-            log.error("model %s version %s failed to load: %s", name, key, message)
             raise ModelLoadError(message) from None
         figures = cold_start.as_dict()
         log.info(
@@ -384,11 +404,10 @@ class ModelRepository(RolloutOperations):
 
     async def _load_candidate(self, entry: ModelEntry, key: str) -> LoadedModel:
         """Load one version from disk with the model's current configuration (rollout, rollback)."""
-        model_dir = self._root / entry.name
-        source = scan_model(model_dir)
+        source = find_model(self._root, entry.name)
         if source is None or int(key) not in source.versions:
             raise NotFound(f"model '{entry.name}' has no version '{key}' in the repository")
-        files = read_config(model_dir, entry.config_override)
+        files = check_config(self._root, entry.name, entry.config_override)
         path = source.versions[int(key)]
         return await self._load_version(entry, key, path, files.config, fingerprint(files, path))
 
