@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -137,7 +139,25 @@ def serve(model_repository: Path, **flags: Any) -> None:
         _run(server.serve())
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
-        sys.exit(1)
+        _exit(1)
+    _exit(0)
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit; at once (os._exit, after flushing) while a model load abandoned at --load-timeout still
+    runs: the runtime library's teardown at interpreter exit would abort the process under it."""
+    from inferd.repository.deadline import abandoned_loads
+
+    running = abandoned_loads()
+    if running:
+        logging.getLogger(__name__).warning(
+            "exiting without waiting for %d model load(s) abandoned at the load timeout", running
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# Threads of abandoned steps; a live one may be inside a runtime's native code (see abandoned_loads).
+_abandoned: set[threading.Thread] = set()
+
+
+def abandoned_loads() -> int:
+    """How many abandoned load steps are still running. The process must then leave with
+    ``os._exit``: tearing down a runtime library (ONNX Runtime) while one of its sessions still
+    runs on another thread aborts the process at interpreter exit."""
+    for thread in [t for t in _abandoned if not t.is_alive()]:
+        _abandoned.discard(thread)
+    return len(_abandoned)
+
+
 class LoadTimeout(ModelLoadError):
     """A load took longer than the server's load timeout and was abandoned."""
 
@@ -55,18 +68,21 @@ class LoadDeadline:
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
                 loop.call_soon_threadsafe(wake)
 
-        threading.Thread(target=step, name="inferd-load", daemon=True).start()
+        thread = threading.Thread(target=step, name="inferd-load", daemon=True)
+        thread.start()
         try:
             await asyncio.wait_for(asyncio.shield(finished), self._remaining())
         except TimeoutError:
             if outcome.done():  # finished just as the deadline passed: use it
                 return outcome.result()
+            _abandoned.add(thread)
             _abandon(outcome, discard)
             raise LoadTimeout(
                 f"loading did not finish within the load timeout of {self._timeout_s:g} s "
                 "(--load-timeout); the load was abandoned"
             ) from None
         except BaseException:
+            _abandoned.add(thread)
             _abandon(outcome, discard)
             raise
         return outcome.result()
