@@ -58,6 +58,7 @@ class Server:
                 settings.scheduling.execution_timeout_s,
                 settings.drain_timeout_s,
             ),
+            load_timeout_s=settings.lifecycle.load_timeout_s,
         )
         self.security = Security(settings.security)
         self.drift = _drift_monitor(settings)

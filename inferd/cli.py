@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -137,6 +137,11 @@ def main() -> None:
     type=int,
     help="Unload the least recently used idle models above this many (best with --lazy).",
 )
+@click.option(
+    "--load-timeout",
+    type=float,
+    help="Seconds a model version may take to load and warm up before its load fails (default 120).",
+)
 @security_options
 @click.option("--log-format", type=click.Choice(["json", "text"]), help="Log line format (default json).")
 @click.option(
@@ -172,18 +177,31 @@ def serve(model_repository: Path, **flags: Any) -> None:
         _run(server.serve())
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
-        sys.exit(1)
-    _exit_past_stuck_executions()
+        _exit(1)
+    _exit(0)
 
 
-def _exit_past_stuck_executions() -> None:
-    """A model execution abandoned by its timeout still runs: exit without finalizing the
-    interpreter, which would destroy the runtime under that thread (ONNX Runtime then aborts)."""
+def _exit(code: int) -> NoReturn:
+    """Exit; at once (os._exit, after flushing) while a model load abandoned at --load-timeout or an
+    execution abandoned at its execution timeout still runs: the runtime library's teardown at
+    interpreter exit would destroy the runtime under that thread, and ONNX Runtime then aborts."""
+    from inferd.repository.deadline import abandoned_loads
     from inferd.scheduler.worker import stuck_threads
 
-    if stuck_threads():
+    loads = abandoned_loads()
+    executions = stuck_threads()
+    if loads or executions:
+        logging.getLogger(__name__).warning(
+            "exiting without waiting for %d model load(s) abandoned at the load timeout and %d "
+            "execution(s) abandoned at the execution timeout",
+            loads,
+            executions,
+        )
         logging.shutdown()
-        os._exit(0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +245,7 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         ("load_model", "load_models"),
         ("lazy", "lazy"),
         ("max_loaded_models", "max_loaded_models"),
+        ("load_timeout", "load_timeout_s"),
     ):
         if flag in given:
             lifecycle[field] = given[flag]

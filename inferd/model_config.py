@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +20,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as a container's cpuset sets it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _within_cores(value: int) -> int:
+    """Thread counts and instances are capped by the cores: beyond them they only cost memory."""
+    cores = available_cores()
+    if value > cores:
+        raise ValueError(f"{value} exceeds the limit of {cores}, the CPU cores available to this server")
+    return value
+
+
 class DynamicBatching(_Strict):
     max_queue_delay_ms: float = Field(default=0.0, ge=0, le=60_000)
     preferred_batch_sizes: tuple[int, ...] = ()
@@ -32,6 +50,7 @@ class DynamicBatching(_Strict):
 
 class OnnxRuntimeOptions(_Strict):
     # 0 lets inferd size the pool: cores / instances, so instances never oversubscribe the CPU.
+    # At most the cores available (0 stays 0).
     intra_op_threads: int = Field(default=0, ge=0)
     inter_op_threads: int = Field(default=0, ge=0)
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
@@ -42,6 +61,8 @@ class OnnxRuntimeOptions(_Strict):
     # memory patterns pre-plan buffers for fixed shapes. Off trades speed for a smaller footprint.
     enable_cpu_mem_arena: bool = True
     enable_mem_pattern: bool = True
+
+    _threads_within_cores = field_validator("intra_op_threads", "inter_op_threads")(_within_cores)
 
 
 class TensorOverride(_Strict):
@@ -124,6 +145,16 @@ class WarmupSample(_Strict):
     file: str | None = None
     count: int = Field(default=1, ge=1, le=1000)
 
+    @field_validator("file")
+    @classmethod
+    def _inside_the_model_directory(cls, file: str | None) -> str | None:
+        # Checked again when read, after following symlinks (inferd/repository/paths.py).
+        if file is not None and (
+            not file or posixpath.isabs(file) or "\\" in file or ".." in file.split("/")
+        ):
+            raise ValueError("must be a path inside the model directory, relative to it, without '..'")
+        return file
+
     @model_validator(mode="after")
     def _file_given(self) -> WarmupSample:
         if (self.data == "file") != (self.file is not None):
@@ -177,6 +208,7 @@ class ModelConfig(_Strict):
     # None: inferred from the graph (a symbolic first dim on every input and output means it batches).
     max_batch_size: int | None = Field(default=None, ge=0)
     dynamic_batching: DynamicBatching | None = None
+    # Sessions of the model, each with its own memory; at most the cores available.
     instances: int = Field(default=1, ge=1, le=64)
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     inputs: tuple[TensorOverride, ...] = ()
@@ -203,6 +235,8 @@ class ModelConfig(_Strict):
     inline_execution_max_us: int | None = Field(default=None, ge=0, le=10_000)
     # Set when no config.yaml exists: batching models then batch dynamically, as Triton's auto-complete does.
     inferred: bool = Field(default=False, exclude=True)
+
+    _instances_within_cores = field_validator("instances")(_within_cores)
 
     @model_validator(mode="after")
     def _default_priority_within_levels(self) -> ModelConfig:
@@ -248,5 +282,6 @@ def load_model_config(model_dir: Path, override: str | None = None) -> ModelConf
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"]) or "(top level)"
             reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            reason = reason.removeprefix("Value error, ")  # pydantic's prefix on our own checks
             problems.append(f"'{key}': {reason}")
         raise ModelLoadError(f"{path}: " + "; ".join(problems)) from None

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from inferd.names import InvalidName, model_name
+
 _TIMEOUT_S = 600.0  # a load waits for the model to load and warm up
 
 
@@ -43,6 +45,14 @@ def _call(target: Target, method: str, path: str, document: dict[str, Any] | Non
         click.echo(f"inferd: cannot reach {url}: {exc.reason}", err=True)
         sys.exit(1)
     return json.loads(raw) if raw.strip() else None
+
+
+def _name(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """NAME checked here as the server checks it: a name, never a path put into the URL."""
+    try:
+        return model_name(value)
+    except InvalidName as exc:
+        raise click.BadParameter(exc.message) from None
 
 
 def _print(document: Any) -> None:
@@ -80,7 +90,7 @@ def list_models(target: Target) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.option(
     "--config",
     "config_file",
@@ -98,7 +108,7 @@ def load(target: Target, name: str, config_file: Path | None) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.pass_obj
 def unload(target: Target, name: str) -> None:
     """Unload NAME once its queued requests finish (explicit model control mode)."""
@@ -107,7 +117,7 @@ def unload(target: Target, name: str) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.option("--candidate", type=int, required=True, help="The version to try.")
 @click.option("--percent", type=float, default=10.0, show_default=True, help="Share of default traffic.")
 @click.option("--shadow", is_flag=True, help="Run the candidate on copies; answers stay stable's.")
@@ -137,7 +147,7 @@ def rollout(target: Target, /, name: str, **options: Any) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.pass_obj
 def promote(target: Target, name: str) -> None:
     """Make the candidate of NAME's running rollout its default version now."""
@@ -146,7 +156,7 @@ def promote(target: Target, name: str) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.pass_obj
 def rollback(target: Target, name: str) -> None:
     """Return NAME's traffic to its last good version (ends a running rollout)."""
@@ -155,7 +165,7 @@ def rollback(target: Target, name: str) -> None:
 
 
 @models.command()
-@click.argument("name")
+@click.argument("name", callback=_name)
 @click.pass_obj
 def status(target: Target, name: str) -> None:
     """NAME's lifecycle: versions, cold-start figures, rollout, recent decisions."""

@@ -62,6 +62,9 @@ class LifecycleSettings(BaseModel):
     lazy: bool = False
     # Above this many loaded models, the least recently used idle ones are unloaded.
     max_loaded_models: int | None = Field(default=None, ge=1)
+    # A model version still loading or warming up after this many seconds fails (its model's lock is
+    # released; a late-finishing load is discarded).
+    load_timeout_s: float = Field(default=120.0, gt=0)
 
 
 class SecuritySettings(BaseModel):

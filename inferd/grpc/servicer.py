@@ -16,6 +16,7 @@ from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InferdError, InvalidRequest, Unsupported
 from inferd.grpc.access import CALLER
 from inferd.grpc.errors import GRPC_STATUS
+from inferd.names import model_name, model_version
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
@@ -82,7 +83,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         try:
-            return pb.ModelReadyResponse(ready=self._dataplane.model_ready(request.name, request.version))
+            name, version = model_name(request.name), model_version(request.version)
+            return pb.ModelReadyResponse(ready=self._dataplane.model_ready(name, version))
         except Exception as exc:
             await _abort(context, exc, "ModelReady")
 
@@ -95,14 +97,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
         try:
-            metadata = self._dataplane.model_metadata(request.name, request.version)
+            name, version = model_name(request.name), model_version(request.version)
+            metadata = self._dataplane.model_metadata(name, version)
             return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
         except Exception as exc:
             await _abort(context, exc, "ModelMetadata")
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
         try:
-            config = self._dataplane.model_config(request.name, request.version)
+            name, version = model_name(request.name), model_version(request.version)
+            config = self._dataplane.model_config(name, version)
             return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
         except Exception as exc:
             await _abort(context, exc, "ModelConfig")
@@ -111,7 +115,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelStatisticsRequest, context: Context
     ) -> pb.ModelStatisticsResponse:
         try:
-            stats = self._dataplane.model_statistics(request.name, request.version)
+            # An empty name asks for every model.
+            name = model_name(request.name) if request.name else None
+            stats = self._dataplane.model_statistics(name, model_version(request.version))
             return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
         except Exception as exc:
             await _abort(context, exc, "ModelStatistics")
@@ -134,7 +140,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 if config.WhichOneof("parameter_choice") != "string_param":
                     raise InvalidRequest("parameter 'config' must be a string holding the configuration")
                 override = config.string_param
-            await self._dataplane.load_model(request.model_name, override)
+            await self._dataplane.load_model(model_name(request.model_name), override)
             return pb.RepositoryModelLoadResponse()
         except Exception as exc:
             await _abort(context, exc, "RepositoryModelLoad")
@@ -143,7 +149,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
         try:
-            await self._dataplane.unload_model(request.model_name)
+            await self._dataplane.unload_model(model_name(request.model_name))
             return pb.RepositoryModelUnloadResponse()
         except Exception as exc:
             await _abort(context, exc, "RepositoryModelUnload")
@@ -160,6 +166,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         """One request, unary or from a stream; raises on failure."""
+        model_name(request.model_name)
+        model_version(request.model_version)
         return await self._dataplane.serve(_GrpcCall(request, context, CALLER.get()))
 
     async def ModelStreamInfer(

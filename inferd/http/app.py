@@ -25,6 +25,7 @@ from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.pages import Page
 from inferd.http.repository import repository_route
+from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.security.gate import Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
@@ -195,7 +196,8 @@ class RestApp:
             return _json({"model_stats": dp.model_statistics()})
         if not rest or not rest[0]:
             raise NotFound(f"no route for {method} {scope['path']}")
-        name, version, action = access.split_model_path(rest)
+        raw_name, raw_version, action = access.split_model_path(rest)
+        name, version = model_name(raw_name), model_version(raw_version)
         if action == ["infer"]:
             if method != "POST":
                 return _not_allowed(method, scope)

@@ -12,6 +12,7 @@ import orjson
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InvalidRequest, NotFound, Unsupported
+from inferd.names import model_name
 
 _NO_CONTENT: dict[str, Any] = {}
 
@@ -49,7 +50,7 @@ async def repository_route(dp: DataPlane, rest: list[str], method: str, body: by
         return await dp.repository_index(ready_only=bool(_document(body).get("ready", False)))
     if len(rest) != 3 or rest[0] != "models" or not rest[1]:
         raise NotFound(f"no route for {method} /v2/repository/{'/'.join(rest)}")
-    name, action = rest[1], rest[2]
+    name, action = model_name(rest[1]), rest[2]
     if method == "POST" and action == "load":
         await dp.load_model(name, _config_override(_document(body)))
         return _NO_CONTENT

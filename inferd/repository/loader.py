@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inferd.errors import ModelLoadError
+from inferd.errors import InvalidRequest, ModelLoadError
 from inferd.model_config import CONFIG_FILE, ModelConfig, load_model_config
+from inferd.repository.paths import relative_to_repository
 from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
@@ -135,6 +136,16 @@ def read_config(model_dir: Path, override: str | None) -> ModelFiles:
     return ModelFiles(config, hashlib.sha256(runtime_part.encode()).hexdigest()[:16])
 
 
+def check_config(root: Path, name: str, override: str | None) -> ModelFiles:
+    """``read_config`` for a request (load API, rollout): its errors name paths relative to the
+    repository, and a client's override that does not validate is the client's error (400)."""
+    try:
+        return read_config(root / name, override)
+    except ModelLoadError as exc:
+        message = relative_to_repository(exc.message, root)
+        raise (ModelLoadError(message) if override is None else InvalidRequest(message)) from None
+
+
 def fingerprint(files: ModelFiles, model_path: Path) -> Fingerprint | None:
     """None when the model file is missing."""
     try:
@@ -151,6 +162,11 @@ def load_runtime(factory: RuntimeFactory, model_path: Path, config: ModelConfig)
     start = time.perf_counter()
     runtime = factory(model_path, config)
     return runtime, (time.perf_counter() - start) * 1e3
+
+
+def close_loaded(loaded: tuple[Runtime, float]) -> None:
+    """Close what ``load_runtime`` returned (a load abandoned at its deadline)."""
+    loaded[0].close()
 
 
 def file_digest(model_path: Path) -> str:

@@ -40,10 +40,13 @@ class ModelRepository:
         max_loaded_models: int | None = None,
         inline_execution_max_us: int = 0,
         scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
+        load_timeout_s: float | None = None,
     ) -> None:
         self._root = root
         self.registry = ModelRegistry()
-        versions = VersionLoader(root, runtime_factory, inline_execution_max_us, scheduler_defaults)
+        versions = VersionLoader(
+            root, runtime_factory, inline_execution_max_us, scheduler_defaults, load_timeout_s
+        )
         self.rollouts = RolloutController(self.registry, versions)
         self.reconciler = Reconciler(root, self.registry, versions, self.rollouts, lazy, max_loaded_models)
 

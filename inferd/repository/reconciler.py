@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import ModelLoadError, NotFound
+from inferd.names import model_name
 from inferd.repository.entry import ModelEntry, VersionState
-from inferd.repository.loader import LoadedModel, read_config
+from inferd.repository.loader import LoadedModel, check_config
+from inferd.repository.paths import relative_to_repository
 from inferd.repository.registry import ModelRegistry
 from inferd.repository.report import index_rows
 from inferd.repository.rollouts import RolloutController
-from inferd.repository.source import scan_model, scan_repository
+from inferd.repository.source import find_model, scan_repository
 from inferd.repository.versions import VersionLoader, read_model
 
 log = logging.getLogger(__name__)
@@ -121,11 +123,10 @@ class Reconciler:
     # Model repository extension ----------------------------------------------------------------
     async def load(self, name: str, config_override: str | None = None) -> None:
         """(Re)load ``name`` from disk beside what serves; raises ModelLoadError if a version fails."""
-        model_dir = self._root / name
-        if await asyncio.to_thread(scan_model, model_dir) is None:
-            raise NotFound(f"no model '{name}' in the repository {self._root}")
+        if await asyncio.to_thread(find_model, self._root, model_name(name)) is None:
+            raise NotFound(f"no model '{name}' in the repository")
         # A configuration that does not parse changes nothing, not even the remembered override.
-        await asyncio.to_thread(read_config, model_dir, config_override)
+        await asyncio.to_thread(check_config, self._root, name, config_override)
         entry = self._registry.add(name)
         async with entry.lock:
             entry.wanted = True
@@ -184,7 +185,7 @@ class Reconciler:
     async def _reconcile(self, entry: ModelEntry, retry_failed: bool = False) -> list[str]:
         """Bring one model in line with its files; returns the problems (empty when all is well)."""
         model_dir = self._root / entry.name
-        disk = await asyncio.to_thread(read_model, model_dir, entry.config_override)
+        disk = await asyncio.to_thread(read_model, self._root, entry.name, entry.config_override)
         if disk is None:
             await self._registry.unload(entry, "removed from the repository")
             return []
@@ -236,8 +237,10 @@ class Reconciler:
         return self._problems(entry, problems)
 
     def _problems(self, entry: ModelEntry, problems: list[str]) -> list[str]:
-        reason = "; ".join(problems)
+        # Clients see paths relative to the repository; the log keeps them absolute.
+        shown = [relative_to_repository(problem, self._root) for problem in problems]
+        reason = "; ".join(shown)
         if reason and reason != entry.reason:  # logged once per new problem, not on every poll
-            log.error("model %s: %s", entry.name, reason)
+            log.error("model %s: %s", entry.name, "; ".join(problems))
         entry.reason = reason
-        return problems
+        return shown

@@ -1,9 +1,18 @@
-"""Scan a model repository directory: ``<model>/<version>/model.onnx``, versions positive integers."""
+"""Scan a model repository directory: ``<model>/<version>/model.onnx``, versions positive integers.
+
+Only directories whose names are model names (inferd/names.py) and that resolve inside the repository
+are models; others are skipped with one warning each.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from inferd.repository.paths import model_directory
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 
@@ -20,7 +29,7 @@ def scan_repository(root: Path) -> list[ModelSource]:
     if not root.is_dir():
         raise FileNotFoundError(f"model repository {root} is not a directory")
     sources = []
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for model_dir in sorted(p for p in root.iterdir() if _is_model_dir(root, p)):
         versions = {
             int(v.name): v / MODEL_FILE
             for v in model_dir.iterdir()
@@ -28,6 +37,32 @@ def scan_repository(root: Path) -> list[ModelSource]:
         }
         sources.append(ModelSource(model_dir.name, model_dir, dict(sorted(versions.items()))))
     return sources
+
+
+def find_model(root: Path, name: str) -> ModelSource | None:
+    """The model ``name`` of the repository at ``root``. None when it is absent, ``name`` is not a
+    model name, or its directory resolves outside the repository: callers cannot tell these apart."""
+    model_dir = model_directory(root, name)
+    return None if model_dir is None else scan_model(model_dir)
+
+
+# Names already warned about, so a poll every few seconds does not repeat the warning; bounded.
+_skipped: set[str] = set()
+
+
+def _is_model_dir(root: Path, path: Path) -> bool:
+    if path.name.startswith(".") or not path.is_dir():
+        return False  # hidden (staging directories, editors' files) or not a directory: not a model
+    if model_directory(root, path.name) is not None:
+        return True
+    if path.name not in _skipped and len(_skipped) < 1024:
+        _skipped.add(path.name)
+        log.warning(
+            "%s: skipped: not a model name, or a symlink leading outside the repository "
+            "(see docs/model-repository.md)",
+            path,
+        )
+    return False
 
 
 def scan_model(model_dir: Path) -> ModelSource | None:

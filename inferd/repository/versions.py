@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from inferd.errors import ModelLoadError, NotFound
 from inferd.model_config import ModelConfig
+from inferd.repository.deadline import LoadDeadline, LoadTimeout
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
     SERVER_DEFAULTS,
@@ -22,13 +24,15 @@ from inferd.repository.loader import (
     SchedulerDefaults,
     assemble,
     batch_policy,
+    close_loaded,
     file_digest,
     fingerprint,
     load_runtime,
     read_config,
     warm,
 )
-from inferd.repository.source import ModelSource, scan_model
+from inferd.repository.paths import relative_to_repository
+from inferd.repository.source import ModelSource, find_model
 from inferd.repository.warmup import rss_bytes
 
 log = logging.getLogger(__name__)
@@ -46,13 +50,14 @@ class DiskModel:
     prints: dict[int, Fingerprint | None]
 
 
-def read_model(model_dir: Path, override: str | None) -> DiskModel | None:
-    """Blocking: the versions, configuration and fingerprints of a model; None when it is gone."""
-    source = scan_model(model_dir)
+def read_model(root: Path, name: str, override: str | None) -> DiskModel | None:
+    """Blocking: the versions, configuration and fingerprints of a model; None when it is gone (or
+    its directory leads outside the repository)."""
+    source = find_model(root, name)
     if source is None:
         return None
     try:
-        files = read_config(model_dir, override)
+        files = read_config(root / name, override)
     except ModelLoadError as exc:
         return DiskModel(source, None, exc.message, {})
     prints = {version: fingerprint(files, path) for version, path in source.versions.items()}
@@ -66,8 +71,11 @@ class VersionLoader:
         runtime_factory: RuntimeFactory,
         inline_execution_max_us: int = 0,
         scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
+        load_timeout_s: float | None = None,
     ) -> None:
         self._root = root
+        # A version still loading or warming up after this long fails and frees its model's lock.
+        self._load_timeout_s = load_timeout_s
         self._runtime_factory = runtime_factory
         # For models whose config sets no inline_execution_max_us of their own.
         self._inline_execution_max_us = inline_execution_max_us
@@ -81,16 +89,22 @@ class VersionLoader:
         model_dir = path.parent.parent
         entry.status[key] = VersionStatus(VersionState.LOADING, "loading", print_)
         log.info("loading model %s version %s from %s", name, key, path)
+        deadline = LoadDeadline(self._load_timeout_s)
         try:
             if print_ is None:
                 raise ModelLoadError(f"{path}: file not found")
             rss_before = rss_bytes()
-            runtime, load_ms = await asyncio.to_thread(load_runtime, self._runtime_factory, path, config)
+            runtime, load_ms = await deadline.run(
+                partial(load_runtime, self._runtime_factory, path, config), close_loaded
+            )
             try:
-                digest = await asyncio.to_thread(file_digest, path)
+                digest = await deadline.run(partial(file_digest, path))
             except OSError as exc:
                 runtime.close()
                 raise ModelLoadError(f"{path}: cannot read: {exc}") from None
+            except LoadTimeout:
+                runtime.close()
+                raise
             try:
                 policy = batch_policy(
                     config,
@@ -103,15 +117,19 @@ class VersionLoader:
                 runtime.close()
                 raise
             entry.status[key] = VersionStatus(VersionState.WARMING, "warming up", print_)
-            cold_start = await asyncio.to_thread(warm, runtime, config, model_dir, load_ms)
+            # A warm-up abandoned at the deadline closes its runtime when it returns.
+            cold_start = await deadline.run(
+                partial(warm, runtime, config, model_dir, load_ms), lambda _: runtime.close()
+            )
             rss_after = rss_bytes()
             if rss_before is not None and rss_after is not None:
                 cold_start = replace(cold_start, rss_delta_mb=(rss_after - rss_before) / 2**20)
         except Exception as exc:
-            message = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
+            logged = exc.message if isinstance(exc, ModelLoadError) else f"{path}: {exc}"
+            log.error("model %s version %s failed to load: %s", name, key, logged)
+            message = relative_to_repository(logged, self._root)
             entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
             entry.note(f"version {key} failed to load: {message}", "load_failures")
-            log.error("model %s version %s failed to load: %s", name, key, message)
             raise ModelLoadError(message) from None
         figures = cold_start.as_dict()
         log.info(
@@ -131,11 +149,11 @@ class VersionLoader:
 
     async def load_from_disk(self, entry: ModelEntry, key: str) -> LoadedModel:
         """Load one version with the model's current configuration (rollout, rollback)."""
-        disk = await asyncio.to_thread(read_model, self._root / entry.name, entry.config_override)
+        disk = await asyncio.to_thread(read_model, self._root, entry.name, entry.config_override)
         if disk is None or int(key) not in disk.source.versions:
             raise NotFound(f"model '{entry.name}' has no version '{key}' in the repository")
         if disk.files is None:
-            raise ModelLoadError(disk.problem)
+            raise ModelLoadError(relative_to_repository(disk.problem, self._root))
         version = int(key)
         return await self.load(
             entry, key, disk.source.versions[version], disk.files.config, disk.prints[version]

@@ -12,6 +12,7 @@ import numpy as np
 from inferd.datatypes import numpy_dtype
 from inferd.errors import ModelLoadError
 from inferd.model_config import WarmupSample
+from inferd.repository.paths import resolve_inside
 from inferd.runtimes.base import Runtime, Signature
 from inferd.types import TensorSpec
 
@@ -63,7 +64,7 @@ def sample_inputs(
             f"{signature.max_batch_size}"
         )
     if sample.data == "file":
-        return _from_file(model_dir / str(sample.file), signature)
+        return _from_file(model_dir, str(sample.file), signature)
     batch = (sample.batch_size,) if signature.max_batch_size > 0 else ()
     return {spec.name: _generate(spec, batch, sample.data, rng) for spec in signature.inputs}
 
@@ -83,15 +84,22 @@ def _generate(spec: TensorSpec, batch: tuple[int, ...], data: str, rng: np.rando
     return rng.random(size=shape).astype(dtype)
 
 
-def _from_file(path: Path, signature: Signature) -> dict[str, np.ndarray]:
+def _from_file(model_dir: Path, file: str, signature: Signature) -> dict[str, np.ndarray]:
+    # Confined to the model's directory after following symlinks; outside, one answer whether the
+    # file exists or not. Messages name the file as the config does, never the resolved path.
+    shown = model_dir / file
+    path = resolve_inside(model_dir, file)
+    if path is None:
+        raise ModelLoadError(f"{shown}: warm-up file is not inside the model directory")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: cannot read warm-up data: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ModelLoadError(f"{shown}: cannot read warm-up data: {reason}") from None
     missing = [spec.name for spec in signature.inputs if spec.name not in arrays]
     if missing:
-        raise ModelLoadError(f"{path}: warm-up data lacks input(s) {', '.join(missing)}")
+        raise ModelLoadError(f"{shown}: warm-up data lacks input(s) {', '.join(missing)}")
     return {spec.name: arrays[spec.name] for spec in signature.inputs}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from inferd.errors import InvalidRequest, ModelLoadError
-from inferd.model_config import ModelConfig, OnnxRuntimeOptions, TensorOverride
+from inferd.model_config import ModelConfig, OnnxRuntimeOptions, TensorOverride, available_cores
 from inferd.runtimes.base import Signature
 from inferd.types import TensorSpec
 
@@ -149,7 +148,7 @@ def _to_bytes(array: np.ndarray) -> np.ndarray:
 
 def _session_options(options: OnnxRuntimeOptions, instances: int) -> ort.SessionOptions:
     session_options = ort.SessionOptions()
-    cores = os.cpu_count() or 1
+    cores = available_cores()  # the same count config.yaml's thread and instance limits use
     session_options.intra_op_num_threads = options.intra_op_threads or max(1, cores // instances)
     session_options.inter_op_num_threads = options.inter_op_threads or 1
     session_options.graph_optimization_level = _OPT_LEVELS[options.graph_optimization_level]

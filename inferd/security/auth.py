@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inferd.errors import PermissionDenied, Unauthenticated
+from inferd.names import model_name
 from inferd.security.apis import Api
 from inferd.security.keys import KeyStore, Principal
 
@@ -22,7 +23,8 @@ class Authenticator:
         self._open_health = open_health
 
     def check(self, credential: str | None, api: Api | None, model: str | None) -> Principal | None:
-        """The caller's principal; None for an open health call. Raises Unauthenticated/PermissionDenied.
+        """The caller's principal; None for an open health call. Raises Unauthenticated/PermissionDenied,
+        or InvalidName (400) for a model name that is not one (checked before the key's scope).
 
         ``api`` None (a route that does not exist) only authenticates: the front-end then answers 404.
         """
@@ -35,6 +37,6 @@ class Authenticator:
             raise Unauthenticated("the API key is not valid")
         if api is not None and api not in principal.apis:
             raise PermissionDenied(f"key '{principal.id}' may not use the {api.value} API", principal.id)
-        if model is not None and not principal.may_use_model(model):
+        if model is not None and not principal.may_use_model(model_name(model)):
             raise PermissionDenied(f"key '{principal.id}' may not use model '{model}'", principal.id)
         return principal

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferd.errors import InferdError, RateLimited
+from inferd.names import model_name, model_version
 from inferd.security.apis import Api
 from inferd.security.audit import AuditLog
 from inferd.security.auth import Authenticator
@@ -43,16 +44,20 @@ class Gate:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
 
     async def admit(self, credential: str | None, access: Access, client: str) -> Principal | None:
-        """The caller's principal (None without keys); raises Unauthenticated, PermissionDenied,
-        RateLimited, or Unavailable (a fail-closed limiter whose Redis is down)."""
+        """The caller's principal (None without keys); raises Unauthenticated, InvalidName (a model
+        name or version that is not one: checked after the key, before its scope and any rate-limit
+        bucket), PermissionDenied, RateLimited, or Unavailable (a fail-closed limiter whose Redis is down)."""
         principal = None
         api = access.api
-        if self.authenticator is not None:
-            try:
+        try:  # counted for /metrics; free when nothing is raised
+            if self.authenticator is not None:
                 principal = self.authenticator.check(credential, api, access.model)
-            except InferdError as exc:  # counted for /metrics; free when nothing is raised
-                self._count(exc.kind.value)
-                raise
+            if access.model is not None:
+                model_name(access.model)
+            model_version(access.version)
+        except InferdError as exc:
+            self._count(exc.kind.value)
+            raise
         if self.limiter is not None and api is Api.INFERENCE and access.model is not None:
             limits = self._limits(principal)
             if limits.active:

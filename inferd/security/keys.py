@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inferd.names import is_model_name
 from inferd.security.apis import DEFAULT_APIS, Api
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,11 @@ class Principal:
     def may_use_model(self, model: str) -> bool:
         allowed = self._scope_cache.get(model)
         if allowed is None:
-            allowed = any(fnmatchcase(model, pattern) for pattern in self.model_patterns)
+            # Patterns match model names only: a name has no '/', so fnmatch's '*' (which matches
+            # '/') can never reach past a path separator, e.g. 'fraud-*' to 'fraud-a/../secret'.
+            allowed = is_model_name(model) and any(
+                fnmatchcase(model, pattern) for pattern in self.model_patterns
+            )
             if len(self._scope_cache) >= _SCOPE_CACHE_LIMIT:
                 self._scope_cache.clear()
             self._scope_cache[model] = allowed

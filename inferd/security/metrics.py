@@ -18,7 +18,7 @@ class SecurityCollector(Collector):
         refusals = CounterMetricFamily(
             "inferd_security_refusals",
             "Requests refused by the security gate, by reason (unauthenticated, permission_denied, "
-            "rate, quota, limiter_unavailable)",
+            "invalid_argument, rate, quota, limiter_unavailable)",
             labels=["reason"],
         )
         for reason, count in sorted(self._gate.refusals.items()):

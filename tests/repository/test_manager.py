@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferd.errors import ModelLoadError, NotFound, Unavailable
+from inferd.errors import InvalidRequest, ModelLoadError, NotFound, Unavailable
 from inferd.model_config import ModelConfig
 from inferd.repository.manager import ModelRepository
 from inferd.runtimes.base import Signature
@@ -185,7 +185,8 @@ def test_a_bad_config_override_changes_nothing(tmp_path: Path) -> None:
         repository = ModelRepository(tmp_path, FactorRuntime)
         await repository.load_initial(None, exit_on_error=True)
         serving = repository.get("m")
-        with pytest.raises(ModelLoadError, match="config override: 'max_batch_size'"):
+        # The client's own override is the client's error: 400, not 500.
+        with pytest.raises(InvalidRequest, match="config override: 'max_batch_size'"):
             await repository.load("m", '{"max_batch_size": -1}')
         assert repository.get("m") is serving
         assert repository.entry("m").config_override is None  # later reloads and rollbacks unaffected
