@@ -56,7 +56,7 @@ def test_a_hung_load_fails_at_the_timeout_and_frees_the_model(tmp_path: Path) ->
         repository = ModelRepository(tmp_path, SlowRuntime, load_timeout_s=0.3)
         with pytest.raises(ModelLoadError, match="load timeout of 0.3 s"):
             await repository.load("m")
-        row = repository.index()[0]
+        row = (await repository.index())[0]
         assert row["state"] == "UNAVAILABLE" and "load timeout" in row["reason"]
         # The lock is free: a fixed model loads at once instead of queueing behind the hung one.
         _write(tmp_path, 1, "ok")
