@@ -119,7 +119,7 @@ def serve(model_repository: Path, **flags: Any) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise click.UsageError(problems) from None
     configure_logging(settings.log_level, settings.logs.format)
-    from inferd.app import Server  # deferred: keeps `inferd --help` fast
+    from inferd.app import ListenError, Server  # deferred: keeps `inferd --help` fast
 
     try:
         server = Server(settings)
@@ -132,6 +132,9 @@ def serve(model_repository: Path, **flags: Any) -> None:
         _run(server.serve())
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
+        sys.exit(1)
+    except ListenError as exc:  # checked before any model loads
+        click.echo(f"inferd: {exc}", err=True)
         sys.exit(1)
 
 
