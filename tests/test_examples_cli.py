@@ -22,10 +22,7 @@ def test_build_names_the_optional_models(tmp_path: Path) -> None:
 
 def _run_without_sklearn(*args: str) -> subprocess.CompletedProcess[str]:
     """`inferd examples build` in a Python where scikit-learn cannot be imported (as without the extra)."""
-    code = (
-        "import sys; sys.modules['sklearn'] = None; from inferd.cli import main; "
-        "main(prog_name='inferd')"
-    )
+    code = "import sys; sys.modules['sklearn'] = None; from inferd.cli import main; main(prog_name='inferd')"
     return subprocess.run(
         [sys.executable, "-c", code, "examples", "build", *args],
         capture_output=True,
