@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -115,6 +116,7 @@ class Server:
         self._stop.set()
 
     async def serve(self) -> None:
+        http_socket = self._listen_first()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -133,7 +135,6 @@ class Server:
         watcher = asyncio.create_task(
             self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
         )
-        http_socket = _bind(settings.http.host, settings.http.port)
         self.http_port = http_socket.getsockname()[1]
         rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages(), self.security.gate)
         config = uvicorn.Config(
@@ -213,6 +214,23 @@ class Server:
         http_socket.close()
         log.info("stopped")
 
+    def _listen_first(self) -> socket.socket:
+        """Bind REST and check that the gRPC and metrics ports are free before any model loads, so a
+        port in use fails at once, in one line naming the flag (ListenError)."""
+        settings = self.settings
+        checks = [(settings.grpc.host, settings.grpc.port, "--grpc-port")] if settings.grpc.enabled else []
+        if self.metrics is not None and settings.metrics.port is not None:
+            checks.append((settings.http.host, settings.metrics.port, "--metrics-port"))
+        http_socket = _bind(settings.http.host, settings.http.port, "--http-port")
+        try:
+            for host, port, flag in checks:
+                if port != 0:
+                    _bind(host, port, flag).close()
+        except ListenError:
+            http_socket.close()
+            raise
+        return http_socket
+
     def _pages(self) -> dict[str, Page]:
         """GET pages served beside the V2 API on the REST port."""
         pages: dict[str, Page] = {}
@@ -249,7 +267,7 @@ class _PagesServer:
         self._loop: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self._socket = _bind(host, port)
+        self._socket = _bind(host, port, "--metrics-port")
         self._config.load()
         self._server.lifespan = self._config.lifespan_class(self._config)
         await self._server.startup(sockets=[self._socket])
@@ -324,11 +342,21 @@ def _ssl_factory(tls: TlsFiles | None) -> Callable[..., ssl.SSLContext] | None:
     return factory
 
 
-def _bind(host: str, port: int) -> socket.socket:
+class ListenError(OSError):
+    """A port cannot be listened on; the message names it and the flag that changes it."""
+
+
+def _bind(host: str, port: int, flag: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(f"port {port} is in use: pass {flag}") from None
+        raise ListenError(f"cannot listen on {host}:{port} ({exc.strerror}): see --host and {flag}") from None
     sock.set_inheritable(True)
     return sock
 

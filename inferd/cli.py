@@ -164,7 +164,7 @@ def serve(model_repository: Path, **flags: Any) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise click.UsageError(problems) from None
     configure_logging(settings.log_level, settings.logs.format)
-    from inferd.app import Server  # deferred: keeps `inferd --help` fast
+    from inferd.app import ListenError, Server  # deferred: keeps `inferd --help` fast
 
     try:
         server = Server(settings)
@@ -177,6 +177,9 @@ def serve(model_repository: Path, **flags: Any) -> None:
         _run(server.serve())
     except (ModelLoadError, FileNotFoundError) as exc:
         click.echo(f"inferd: cannot load the model repository: {exc}", err=True)
+        _exit(1)
+    except ListenError as exc:  # checked before any model loads
+        click.echo(f"inferd: {exc}", err=True)
         _exit(1)
     _exit(0)
 
@@ -343,7 +346,10 @@ def examples() -> None:
     help="Also build these, comma-separated: cnn, text (need the examples-heavy extra and torch).",
 )
 def build_examples(dest: Path, heavy: str) -> None:
-    """Write the example model repository (mlp, tabular; optionally cnn, text) into DEST."""
+    """Write the example models (mlp, tabular; optionally cnn, text) that DEST does not have yet.
+
+    A model directory already in DEST is kept as it is, with whatever was added to it.
+    """
     from inferd.examples import HEAVY_EXAMPLES, build_repository
 
     wanted = [name.strip() for name in heavy.split(",") if name.strip()]
@@ -351,7 +357,11 @@ def build_examples(dest: Path, heavy: str) -> None:
         names = build_repository(dest, wanted)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {', '.join(names)} to {dest}")
+    kept = [name for name in ("mlp", "tabular", *wanted) if name not in names]
+    if names:
+        click.echo(f"wrote {', '.join(names)} to {dest}")
+    if kept:
+        click.echo(f"kept {', '.join(kept)} in {dest} as they are (delete a model's directory to rebuild it)")
     if not wanted:
         click.echo(
             f"also available: --with {','.join(HEAVY_EXAMPLES)} (pip install 'inferd[examples-heavy]')"

@@ -6,6 +6,7 @@ for the CLI's help text) stays cheap and scikit-learn is only needed when the ex
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -159,15 +160,12 @@ instances: 1
 # Models whose builders need the examples-heavy extra (torch); built only when asked for.
 HEAVY_EXAMPLES = ("cnn", "text")
 
+_Builder = tuple[Callable[[Path], None], str]
 
-def _heavy_models(names: Sequence[str]) -> dict[str, tuple[Callable[[Path], None], str]]:
+
+def _heavy_models(names: Sequence[str]) -> dict[str, _Builder]:
     from inferd import heavy_examples
 
-    unknown = sorted(set(names) - set(HEAVY_EXAMPLES))
-    if unknown:
-        raise ValueError(
-            f"unknown example models {unknown}; the optional ones are {', '.join(HEAVY_EXAMPLES)}"
-        )
     missing = sorted({p for name in names for p in heavy_examples.missing_dependencies(name)})
     if missing:
         raise ValueError(
@@ -181,21 +179,54 @@ def _heavy_models(names: Sequence[str]) -> dict[str, tuple[Callable[[Path], None
     return {name: builders[name] for name in names}
 
 
-def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
-    """Write the example model repository (``mlp``, ``tabular``, plus any of ``HEAVY_EXAMPLES`` named
-    in ``heavy``) under ``dest``; returns the names.
+def _check_examples_extra() -> None:
+    """The tabular model needs the ``examples`` extra (scikit-learn, skl2onnx); say so in one line."""
+    import importlib.util
 
-    Rebuilds each model directory from scratch so rerunning it leaves no stale versions behind.
+    missing = [
+        package
+        for package, module in (("scikit-learn", "sklearn"), ("skl2onnx", "skl2onnx"))
+        if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"building tabular needs {' and '.join(missing)}, the examples extra: "
+            "pip install 'inferd[examples]'"
+        )
+
+
+def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
+    """Write the example models (``mlp``, ``tabular``, plus any of ``HEAVY_EXAMPLES`` named in
+    ``heavy``) that ``dest`` does not have yet; returns the names written.
+
+    A model directory that already exists is left exactly as it is (it may hold versions or a config
+    the user added), so rerunning this builds only what is missing. Each model is written into a
+    temporary directory beside its final place and renamed there when complete, and every needed
+    package is checked before anything is written: a failure leaves no half-written model behind.
     """
-    models: dict[str, tuple[Callable[[Path], None], str]] = {
+    models: dict[str, _Builder] = {
         "mlp": (build_mlp, _MLP_CONFIG),
         "tabular": (build_tabular, _TABULAR_CONFIG),
     }
-    models.update(_heavy_models(heavy))  # checks the dependencies before anything is written
-    for name, (builder, config) in models.items():
-        model_dir = dest / name
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        builder(model_dir / "1" / "model.onnx")
-        (model_dir / "config.yaml").write_text(config)
-    return list(models)
+    unknown = sorted(set(heavy) - set(HEAVY_EXAMPLES))
+    if unknown:
+        raise ValueError(
+            f"unknown example models {unknown}; the optional ones are {', '.join(HEAVY_EXAMPLES)}"
+        )
+    models.update(_heavy_models([name for name in heavy if not (dest / name).exists()]))
+    missing = {name: builder for name, builder in models.items() if not (dest / name).exists()}
+    if "tabular" in missing:
+        _check_examples_extra()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, (builder, config) in missing.items():
+        # A hidden name: the repository scan skips it while it is being written.
+        staging = dest / f".{name}.building-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            builder(staging / "1" / "model.onnx")
+            (staging / "config.yaml").write_text(config)
+            staging.rename(dest / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return list(missing)

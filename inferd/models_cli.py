@@ -83,10 +83,12 @@ def models(context: click.Context, url: str, api_key: str | None) -> None:
 def list_models(target: Target) -> None:
     """Every model and version with its state (the repository index)."""
     rows = _call(target, "POST", "/v2/repository/index", {})
-    for row in rows:
-        click.echo(
-            f"{row['name']:<24} {row.get('version', '-'):>8}  {row['state']:<12} {row.get('reason', '')}"
-        )
+    table = [("MODEL", "VERSION", "STATE", "REASON")] + [
+        (row["name"], row.get("version") or "-", row["state"], row.get("reason", "")) for row in rows
+    ]
+    name_width = max(len(name) for name, *_ in table)
+    for name, version, state, reason in table:
+        click.echo(f"{name:<{name_width}}  {version:>7}  {state:<11}  {reason}".rstrip())
 
 
 @models.command()

@@ -15,7 +15,9 @@ def chromium() -> Iterator[webdriver.Chrome]:
     binary = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     if binary is None or driver_path is None:
-        raise AssertionError("headless tests need Debian's chromium and chromium-driver (see .ci/run)")
+        raise AssertionError(
+            "headless tests need Debian's chromium and chromium-driver (scripts/test installs them)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):

@@ -1,4 +1,4 @@
-"""Start a real redis-server (the Debian package .ci/run installs) on a free port for the tests."""
+"""Start a real redis-server (the Debian package scripts/test installs) on a free port for the tests."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def start_redis(workdir: Path, port: int = 0) -> RunningRedis:
     """
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server is not installed (apt-get install redis-server; .ci/run does it)")
+        raise RuntimeError(
+            "redis-server is not installed (apt-get install redis-server; scripts/test does it)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     wanted = port
     for _ in range(5):

@@ -23,6 +23,9 @@ class Behaviour:
     service_s: float = 0.0
     # Answer every n-th request 503 with a V2 error body.
     fail_every: int = 0
+    # Hold every n-th request this long (a hiccup whatever the load: latency that does not follow it).
+    slow_every: int = 0
+    slow_s: float = 0.0
     received: int = 0
     stalled_until: float = 0.0
     lock: asyncio.Lock | None = field(default=None)
@@ -44,6 +47,8 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, be
                 behaviour.stalled_until = now + behaviour.stall_s
             if behaviour.stalled_until > now:
                 await asyncio.sleep(behaviour.stalled_until - now)
+            if behaviour.slow_every and behaviour.received % behaviour.slow_every == 0:
+                await asyncio.sleep(behaviour.slow_s)
             if behaviour.service_s:
                 assert behaviour.lock is not None
                 async with behaviour.lock:

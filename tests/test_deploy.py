@@ -100,7 +100,7 @@ def test_rules_have_what_alertmanager_needs() -> None:
 def _promtool() -> str:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.fail("promtool is missing: install Debian's prometheus package (see .ci/run)")
+        pytest.fail("promtool is missing: install Debian's prometheus package (scripts/test does it)")
     return promtool
 
 

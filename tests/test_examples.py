@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from inferd.examples import build_repository
+from inferd.examples import _MLP_CONFIG, build_repository
 from inferd.model_config import load_model_config
 
 
@@ -37,12 +38,21 @@ def test_layout_and_configs(repository: Path) -> None:
     assert mlp.dynamic_batching.preferred_batch_sizes == (16, 32, 64)
 
 
-def test_rebuild_is_idempotent(repository: Path) -> None:
-    stale = repository / "mlp" / "2"
-    stale.mkdir()
-    assert build_repository(repository) == ["mlp", "tabular"]
-    assert not stale.exists()
-    assert sorted(p.name for p in (repository / "mlp").iterdir()) == ["1", "config.yaml"]
+def test_rebuild_keeps_what_is_there(repository: Path) -> None:
+    # A version and a config edit the user added survive a rebuild; a removed model is built again.
+    added = repository / "mlp" / "2"
+    shutil.copytree(repository / "mlp" / "1", added)
+    (repository / "mlp" / "config.yaml").write_text("max_batch_size: 8\n")
+    shutil.rmtree(repository / "tabular")
+    assert build_repository(repository) == ["tabular"]
+    assert (added / "model.onnx").read_bytes() == (repository / "mlp" / "1" / "model.onnx").read_bytes()
+    assert (repository / "mlp" / "config.yaml").read_text() == "max_batch_size: 8\n"
+    assert (repository / "tabular" / "1" / "model.onnx").is_file()
+    assert build_repository(repository) == []
+    # No staging directory is left behind.
+    assert sorted(p.name for p in repository.iterdir()) == ["mlp", "tabular"]
+    shutil.rmtree(added)
+    (repository / "mlp" / "config.yaml").write_text(_MLP_CONFIG)
 
 
 @pytest.mark.parametrize("batch", [1, 4])

@@ -18,3 +18,34 @@ def test_build_names_the_optional_models(tmp_path: Path) -> None:
     assert f"wrote mlp, tabular to {tmp_path}" in done.stdout
     assert "also available: --with cnn,text (pip install 'inferd[examples-heavy]')" in done.stdout
     assert (tmp_path / "mlp" / "1" / "model.onnx").is_file()
+
+
+def _run_without_sklearn(*args: str) -> subprocess.CompletedProcess[str]:
+    """`inferd examples build` in a Python where scikit-learn cannot be imported (as without the extra)."""
+    code = "import sys; sys.modules['sklearn'] = None; from inferd.cli import main; main(prog_name='inferd')"
+    return subprocess.run(
+        [sys.executable, "-c", code, "examples", "build", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_build_without_the_examples_extra_says_so(tmp_path: Path) -> None:
+    dest = tmp_path / "models"
+    done = _run_without_sklearn(str(dest))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "Error: building tabular needs scikit-learn, the examples extra: pip install 'inferd[examples]'"
+    ]
+    # Checked before anything is written: no half-written repository.
+    assert not dest.exists()
+
+
+def test_build_keeps_a_complete_repository_without_the_extra(tmp_path: Path) -> None:
+    # The tabular model is there already: nothing to build, so the extra is not needed.
+    (tmp_path / "mlp").mkdir()
+    (tmp_path / "tabular").mkdir()
+    done = _run_without_sklearn(str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "kept mlp, tabular in" in done.stdout

@@ -29,6 +29,10 @@ OnDone = Callable[[str | None, float], None]
 
 _MAX_ERROR_SAMPLE = 300
 TLS_FAILED = "TLS handshake failed"
+# A new connection could not be made (the server is not listening); load.py stops a run on a streak.
+CONNECT_FAILED = "connect failed"
+# An open connection closed before its answer came.
+CONNECTION_LOST = "connection lost"
 
 
 class Submitter(Protocol):
@@ -108,7 +112,7 @@ class _HttpConnection(asyncio.Protocol):
                 self._pool.note_tls_failure(exc)
                 self._finish(TLS_FAILED, keep=False)
             else:
-                self._finish("connection lost", keep=False)
+                self._finish(CONNECTION_LOST, keep=False)
 
     def _finish(self, kind: str | None, keep: bool) -> None:
         on_done, self._on_done = self._on_done, None
@@ -166,8 +170,8 @@ class HttpSubmitter:
             on_done(TLS_FAILED, time.perf_counter())
             return
         except OSError as exc:
-            self.error_samples.setdefault("connect failed", str(exc)[:_MAX_ERROR_SAMPLE])
-            on_done("connect failed", time.perf_counter())
+            self.error_samples.setdefault(CONNECT_FAILED, str(exc)[:_MAX_ERROR_SAMPLE])
+            on_done(CONNECT_FAILED, time.perf_counter())
             return
         self._all.add(connection)
         connection.send(self._request, on_done)
@@ -235,6 +239,11 @@ class GrpcSubmitter:
             await self._method(self._request, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             kind = exc.code().name
+            # UNAVAILABLE while the channel cannot connect: the server is not listening (a server that
+            # answers UNAVAILABLE itself, e.g. while draining, leaves the channel READY).
+            failure = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and self._channel.get_state() == failure:
+                kind = CONNECT_FAILED
             self.error_samples.setdefault(kind, (exc.details() or "")[:_MAX_ERROR_SAMPLE])
             on_done(kind, time.perf_counter())
         else:

@@ -345,7 +345,7 @@ def _print_report(
 ) -> None:
     from rich.console import Console
 
-    from inferd.bench.report import cpu_note, error_notes, render_table
+    from inferd.bench.report import cpu_note, error_notes, render_table, slo_lines
 
     # Off a terminal rich assumes 80 columns, too narrow for the table: let it be as wide as it needs.
     console = Console(width=None if sys.stdout.isatty() else 220)
@@ -356,18 +356,10 @@ def _print_report(
     if note:
         console.print(f"[yellow]note[/yellow] {note}", highlight=False)
     if slo is not None:
-        best = slo.best
-        target = f"p{slo.percentile:g} <= {slo.slo_s * 1e3:g} ms"
-        if best is None:
-            console.print(
-                f"SLO {target}: no probed rate met it (lowest tried {min(p.rate for p in slo.probes):.1f}/s)"
-            )
-        else:
-            console.print(
-                f"SLO {target}: max rate {best.rate:.1f} req/s "
-                f"(p{slo.percentile:g} {best.latency_s * 1e3:.2f} ms, goodput {best.goodput:.1f} req/s, "
-                f"{len(slo.probes)} probes)"
-            )
+        outcome, warnings = slo_lines(slo)
+        console.print(outcome, highlight=False)
+        for line in warnings:
+            console.print(f"[yellow]warning[/yellow] {line}", highlight=False)
 
 
 def _finite(value: Any) -> Any:

@@ -20,10 +20,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from inferd.bench.clients import Submitter
+from inferd.bench.clients import CONNECT_FAILED, CONNECTION_LOST, Submitter
+from inferd.bench.endpoint import BenchError
 
 NO_ANSWER = "no answer"
 OVERLOADED = "not sent: too many outstanding"
+
+# A server that died refuses every connection at once, so a closed loop would retry as fast as the CPU
+# allows. The run stops when nothing but failed connects came back for this long, or this many times
+# in a row (whichever first; a connection lost mid-request neither counts nor breaks the run of them).
+GONE_AFTER_S = 2.0
+GONE_AFTER_CONNECTS = 200
+
+
+class ServerGone(BenchError):
+    """The server stopped accepting connections during a run."""
 
 
 @dataclass(slots=True)
@@ -74,7 +85,17 @@ class LoadResult:
 
 
 class _Recorder:
-    __slots__ = ("completed", "end", "errors", "latencies", "outstanding", "start")
+    __slots__ = (
+        "completed",
+        "end",
+        "errors",
+        "failed_connects",
+        "first_failed_connect",
+        "gone",
+        "latencies",
+        "outstanding",
+        "start",
+    )
 
     def __init__(self, start: float, end: float) -> None:
         self.start = start
@@ -83,9 +104,24 @@ class _Recorder:
         self.errors: Counter[str] = Counter()
         self.completed = 0
         self.outstanding = 0
+        # Failed connects since the last other outcome, and when the first of them came back.
+        self.failed_connects = 0
+        self.first_failed_connect = 0.0
+        self.gone = asyncio.Event()
+
+    def _watch_connects(self, kind: str | None, now: float) -> None:
+        if kind == CONNECT_FAILED:
+            if self.failed_connects == 0:
+                self.first_failed_connect = now
+            self.failed_connects += 1
+            if self.failed_connects >= GONE_AFTER_CONNECTS or now - self.first_failed_connect >= GONE_AFTER_S:
+                self.gone.set()
+        elif kind != CONNECTION_LOST:
+            self.failed_connects = 0
 
     def done(self, scheduled: float, kind: str | None, now: float) -> None:
         self.outstanding -= 1
+        self._watch_connects(kind, now)
         if kind is None and self.start <= now < self.end:
             self.completed += 1
         if self.start <= scheduled < self.end:
@@ -113,6 +149,21 @@ async def _drain(recorder: _Recorder, idle: asyncio.Event, drain_s: float) -> No
     if recorder.outstanding > 0:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(idle.wait(), timeout=drain_s)
+
+
+async def _until(deadline: float, gone: asyncio.Event) -> None:
+    """Sleep until the perf_counter() ``deadline``, or until the server is found gone."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(gone.wait(), timeout=max(0.0, deadline - time.perf_counter()))
+
+
+def _check_gone(recorder: _Recorder, submitter: Submitter) -> None:
+    if recorder.gone.is_set():
+        why = submitter.error_samples.get(CONNECT_FAILED, "")
+        raise ServerGone(
+            f"the server stopped accepting connections, so the run stopped: {recorder.failed_connects} "
+            "connection attempts in a row failed" + (f" ({why})" if why else "")
+        )
 
 
 def _result(
@@ -160,14 +211,15 @@ async def closed_loop(
     def finished(worker: int, scheduled: float, kind: str | None, arrived: float) -> None:
         recorder.done(scheduled, kind, arrived)
         del in_window_unanswered[worker]
-        if time.perf_counter() < recorder.end:
+        if time.perf_counter() < recorder.end and not recorder.gone.is_set():
             issue(worker)
         elif recorder.outstanding == 0:
             idle.set()
 
     for worker in range(concurrency):
         issue(worker)
-    await asyncio.sleep(max(0.0, recorder.end - time.perf_counter()))
+    await _until(recorder.end, recorder.gone)
+    _check_gone(recorder, submitter)
     await _drain(recorder, idle, drain_s)
     unanswered = sum(1 for t in in_window_unanswered.values() if recorder.start <= t < recorder.end)
     return _result(recorder, duration_s, [], submitter, cpu0, wall0, unanswered)
@@ -214,10 +266,12 @@ async def open_loop(
                 continue
             pending.add(scheduled)
             submitter.submit(functools.partial(finished, scheduled))
+        _check_gone(recorder, submitter)  # a flag test: the send loop stays as cheap as it was
         if index < count:
             await asyncio.sleep(times[index] - time.perf_counter())
     schedule_done = True
-    await asyncio.sleep(max(0.0, recorder.end - time.perf_counter()))
+    await _until(recorder.end, recorder.gone)
+    _check_gone(recorder, submitter)
     if recorder.outstanding == 0:
         idle.set()
     await _drain(recorder, idle, drain_s)

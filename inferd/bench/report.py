@@ -13,6 +13,7 @@ from inferd.bench.cost import cost_per_1000
 from inferd.bench.percentiles import REPORTED, LatencySummary, percentile
 from inferd.bench.scenarios import Measurement
 from inferd.bench.slo import SloSearch
+from inferd.bench.slo_checks import achieved_rate, judge, rate_achieved, send_lag_p99_s
 
 
 def _ms(seconds: float) -> str:
@@ -76,17 +77,55 @@ def measurement_document(m: Measurement, price_per_hour: float | None) -> dict[s
 
 def slo_document(found: SloSearch[Measurement], price_per_hour: float | None) -> dict[str, Any]:
     best = found.best
+    verdict = judge(found)
     return {
         "slo_ms": found.slo_s * 1e3,
         "percentile": found.percentile,
         "max_rate": best.rate if best else None,
         "goodput": best.goodput if best else None,
+        # False when the probes show max_rate is not the server's limit; warnings say why.
+        "trustworthy": verdict.trustworthy,
+        "warnings": verdict.warnings,
         "probes": [
-            {"rate": p.rate, "latency_ms": p.latency_s * 1e3, "goodput": p.goodput, "passed": found.passes(p)}
+            {
+                "rate": p.rate,
+                "latency_ms": p.latency_s * 1e3,
+                "goodput": p.goodput,
+                "passed": found.passes(p),
+                "achieved_rate": achieved_rate(p.detail),
+                "rate_achieved": rate_achieved(p.detail),
+                "requests": p.detail.result.sent,
+                "send_lag_p99_ms": _optional_ms(send_lag_p99_s(p.detail)),
+            }
             for p in found.probes
         ],
         "best": measurement_document(best.detail, price_per_hour) if best else None,
     }
+
+
+def slo_lines(found: SloSearch[Measurement]) -> tuple[str, list[str]]:
+    """The search's one-line outcome, and warnings to print after it."""
+    verdict = judge(found)
+    best = found.best
+    target = f"p{found.percentile:g} <= {found.slo_s * 1e3:g} ms"
+    if best is None:
+        lowest = min(p.rate for p in found.probes)
+        return f"SLO {target}: no probed rate met it (lowest tried {lowest:.1f}/s)", verdict.warnings
+    if not verdict.trustworthy:
+        return (
+            f"SLO {target}: no trustworthy maximum rate; the highest probe that passed, {best.rate:.1f}/s, "
+            "is not the server's limit (see the warnings)",
+            verdict.warnings,
+        )
+    return (
+        f"SLO {target}: max rate {best.rate:.1f} req/s (p{found.percentile:g} {best.latency_s * 1e3:.2f} ms, "
+        f"goodput {best.goodput:.1f} req/s, {len(found.probes)} probes)",
+        verdict.warnings,
+    )
+
+
+def _optional_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
 
 
 def render_table(measurements: Sequence[Measurement], price_per_hour: float | None, title: str) -> Any:

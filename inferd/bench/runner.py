@@ -117,10 +117,13 @@ def _shares(spec: LoadSpec, processes: int) -> list[LoadSpec]:
 def _child(
     spec: LoadSpec,
     barrier: multiprocessing.synchronize.Barrier,
-    out: multiprocessing.queues.Queue[LoadResult],
+    out: multiprocessing.queues.Queue[LoadResult | str],
 ) -> None:
     barrier.wait()  # start together: the shares' windows must overlap for their throughputs to add up
-    out.put(run_here(spec))
+    try:
+        out.put(run_here(spec))
+    except BenchError as exc:  # e.g. the server went away: the parent says why, in one line
+        out.put(str(exc))
 
 
 def run(spec: LoadSpec, processes: int = 1) -> LoadResult:
@@ -130,7 +133,7 @@ def run(spec: LoadSpec, processes: int = 1) -> LoadResult:
     shares = _shares(spec, processes)
     context = multiprocessing.get_context("spawn")  # fork is unsafe once grpc or a loop has started
     barrier = context.Barrier(len(shares))
-    results: multiprocessing.queues.Queue[LoadResult] = context.Queue()
+    results: multiprocessing.queues.Queue[LoadResult | str] = context.Queue()
     children = [context.Process(target=_child, args=(share, barrier, results)) for share in shares]
     for child in children:
         child.start()
@@ -139,7 +142,7 @@ def run(spec: LoadSpec, processes: int = 1) -> LoadResult:
     try:
         while len(parts) < len(children):
             try:
-                parts.append(results.get(timeout=0.5))
+                part = results.get(timeout=0.5)
             except queue.Empty:
                 crashed = [c.exitcode for c in children if c.exitcode not in (None, 0)]
                 if crashed or time.monotonic() > deadline:
@@ -148,6 +151,10 @@ def run(spec: LoadSpec, processes: int = 1) -> LoadResult:
                         if crashed
                         else "the generator processes did not report in time"
                     ) from None
+                continue
+            if isinstance(part, str):
+                raise BenchError(part)
+            parts.append(part)
     finally:
         for child in children:
             child.join(timeout=10)

@@ -131,16 +131,7 @@ class VersionLoader:
             entry.status[key] = VersionStatus(VersionState.FAILED, message, print_)
             entry.note(f"version {key} failed to load: {message}", "load_failures")
             raise ModelLoadError(message) from None
-        figures = cold_start.as_dict()
-        log.info(
-            "model %s version %s warm: load %s ms, first inference %s ms, warm p50 %s ms, RSS +%s MiB",
-            name,
-            key,
-            figures["load_ms"],
-            figures["first_inference_ms"],
-            figures["warm_p50_ms"],
-            figures["rss_delta_mb"],
-        )
+        log.info("model %s version %s warm: %s", name, key, cold_start.describe())
         model = assemble(name, key, config, runtime, policy, print_, cold_start)
         model.cache_version = f"{key}@{digest}"
         if rss_before is not None and rss_after is not None:

@@ -7,13 +7,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import modelfactory as mf
 import numpy as np
+import pytest
 import tritonclient.http as httpclient
 from browser import chromium
 from httputil import request
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from serverctl import RunningServer
+from serverctl import RunningServer, start_server
 
 
 def _wait(driver: WebDriver, condition: Callable[[WebDriver], object], what: str) -> object:
@@ -26,14 +28,19 @@ def _wait(driver: WebDriver, condition: Callable[[WebDriver], object], what: str
         time.sleep(0.1)
 
 
-def _infer(server: RunningServer, rows: int) -> None:
-    client = httpclient.InferenceServerClient(server.http_url)
+def _infer(
+    server: RunningServer,
+    rows: int,
+    model: str = "simple",
+    client: httpclient.InferenceServerClient | None = None,
+) -> None:
+    client = client or httpclient.InferenceServerClient(server.http_url)
     inputs = []
     for name in ("INPUT0", "INPUT1"):
         tensor = httpclient.InferInput(name, [rows, 16], "INT32")
         tensor.set_data_from_numpy(np.ones((rows, 16), dtype=np.int32))
         inputs.append(tensor)
-    client.infer("simple", inputs)
+    client.infer(model, inputs)
 
 
 def test_page_and_assets_are_bundled_and_served(server: RunningServer) -> None:
@@ -91,3 +98,60 @@ def test_page_shows_models_and_charts_move_with_requests(server: RunningServer, 
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors  # no script error, no failed fetch, no missing asset
+
+
+# Records every text a canvas draws with its box, reset when the canvas is cleared: the page's own
+# drawing code runs unchanged and the test reads where its labels landed.
+_RECORD_TEXT = """
+window.__texts = {};
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+const clearRect = CanvasRenderingContext2D.prototype.clearRect;
+CanvasRenderingContext2D.prototype.clearRect = function (x, y, w, h) {
+  window.__texts[this.canvas.id] = [];
+  return clearRect.call(this, x, y, w, h);
+};
+CanvasRenderingContext2D.prototype.fillText = function (text, x, y, ...rest) {
+  const m = this.measureText(text);
+  const shift = { center: m.width / 2, right: m.width, end: m.width }[this.textAlign] || 0;
+  const box = [String(text), x - shift, x - shift + m.width, y - m.actualBoundingBoxAscent,
+               y + m.actualBoundingBoxDescent];
+  (window.__texts[this.canvas.id] = window.__texts[this.canvas.id] || []).push(box);
+  return fillText.call(this, text, x, y, ...rest);
+};
+"""
+
+
+@pytest.mark.parametrize(
+    ("batches", "labels"),
+    [
+        # Every batch size from 1 to 128 executed, with counts of very different widths.
+        ([*range(1, 129), *[1] * 150, *[2] * 20], {"1", "128", "151"}),
+        ([3], {"3", "0", "1"}),
+    ],
+    ids=["128 sizes", "one size"],
+)
+def test_batch_size_labels_are_readable(tmp_path: Path, batches: list[int], labels: set[str]) -> None:
+    repository = tmp_path / "models"
+    mf.write_model(repository, "wide", mf.add_sub, config="max_batch_size: 128\n")
+    server = start_server(repository, tmp_path)
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        for rows in batches:
+            _infer(server, rows, "wide", client)
+        with chromium() as driver:
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _RECORD_TEXT})
+            driver.get(f"http://{server.http_url}/dashboard?interval_ms=300")
+            chart = driver.find_element(By.ID, "batch-chart")
+            _wait(driver, lambda d: chart.get_attribute("data-total") == str(len(batches)), "the batches")
+            width = int(chart.get_attribute("width") or 0)
+            texts = driver.execute_script("return window.__texts['batch-chart']")
+            driver.save_screenshot(str(tmp_path / "dashboard.png"))
+    finally:
+        assert server.stop() == 0, server.log()
+    assert labels <= {text for text, *_ in texts}  # e.g. the extreme sizes and the tallest count
+    for text, left, right, _top, _bottom in texts:
+        assert left >= 0 and right <= width, f"{text!r} is cut off"
+    for i, (a, a_left, a_right, a_top, a_bottom) in enumerate(texts):
+        for b, b_left, b_right, b_top, b_bottom in texts[i + 1 :]:
+            apart = a_right <= b_left or b_right <= a_left or a_bottom <= b_top or b_bottom <= a_top
+            assert apart, f"labels {a!r} and {b!r} overlap"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from httputil import request
-from serverctl import start_server
+from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
 
 MARKER = 987654  # an input value that must never appear in a log
@@ -71,3 +72,12 @@ def test_access_log_is_off_by_default_and_the_level_filters(repository: Path, tm
     lines = _lines(server.log())
     assert not any(line["logger"] == "inferd.access" for line in lines)
     assert not any(line["level"] == "info" for line in lines)
+
+
+def test_load_lines_name_only_what_was_measured(server: RunningServer) -> None:
+    # The test repository's models have no warm-up: their load lines must not print "None ms".
+    loaded = [str(line["message"]) for line in _lines(server.log()) if " warm: " in str(line["message"])]
+    assert loaded
+    for message in loaded:
+        assert "None" not in message, message
+        assert re.search(r"warm: load [\d.]+ ms, no warm-up", message), message

@@ -179,7 +179,7 @@ def test_process_and_energy_sources_are_reported(server: RunningServer) -> None:
 
 def test_promtool_finds_nothing_to_lint_in_the_exposition(server: RunningServer) -> None:
     promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: install Debian's prometheus package (see .ci/run)"
+    assert promtool, "promtool is missing: install Debian's prometheus package (scripts/test does it)"
     _infer_simple(httpclient.InferenceServerClient(server.http_url), httpclient, rows=1)
     status, _, body = request(server.http_url, "GET", "/metrics")
     assert status == 200

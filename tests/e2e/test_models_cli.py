@@ -34,6 +34,10 @@ def test_load_status_list_unload(tmp_path: Path) -> None:
         assert _ok(server, "load", "m", "--config", str(override)).strip() == "loaded m"
         listing = _ok(server, "list")
         assert "m" in listing and "READY" in listing and "default version" in listing
+        header, row = listing.splitlines()
+        assert header.split() == ["MODEL", "VERSION", "STATE", "REASON"]
+        assert row.split()[:3] == ["m", "1", "READY"]
+        assert header.index("STATE") == row.index("READY")  # the columns line up
         status = json.loads(_ok(server, "status", "m"))
         assert status["default_version"] == "1"
         assert status["versions"]["1"]["cold_start"]["first_inference_ms"] is not None

@@ -87,25 +87,84 @@
     canvas.dataset.last = JSON.stringify(lines.map((l) => l.values[l.values.length - 1]));
   }
 
+  // 1234 -> "1234", 12345 -> "12.3k", 1234567 -> "1.23M": axis labels stay short.
+  function compact(n) {
+    if (n < 10000) return String(Math.round(n));
+    if (n < 1e6) return (n / 1e3).toPrecision(3) + "k";
+    return (n / 1e6).toPrecision(3) + "M";
+  }
+
+  // Up to 128 sizes share 560 px, so labels are drawn only where they fit: a size under its bar when it
+  // clears its neighbours (the largest size always), a count over its bar when narrower than the bar.
+  // A count axis on the left and a tooltip give every value.
   function barChart(canvas, sizes) {
     const ctx = frame(canvas);
     const entries = Object.entries(sizes).sort((a, b) => Number(a[0]) - Number(b[0]));
     const total = entries.reduce((sum, e) => sum + e[1], 0);
     const max = Math.max(1, ...entries.map((e) => e[1]));
-    const pad = 18;
-    const slot = entries.length ? (canvas.width - 2 * pad) / entries.length : 0;
-    entries.forEach(([size, count], i) => {
-      const height = ((canvas.height - 2 * pad) * count) / max;
-      const x = pad + i * slot;
-      ctx.fillStyle = "#3b6fd8";
-      ctx.fillRect(x + slot * 0.15, canvas.height - pad - height, slot * 0.7, height);
-      ctx.fillStyle = "#1d2330";
-      ctx.fillText(size, x + slot * 0.4, canvas.height - 4);
-      ctx.fillText(String(count), x + slot * 0.3, canvas.height - pad - height - 3);
+    const gap = 6;
+    // Whole numbers of executions: 0, about half the tallest bar, the tallest bar.
+    const ticks = max >= 2 ? [0, Math.round(max / 2), max] : [0, max];
+    const axisWidth = Math.max(...ticks.map((t) => ctx.measureText(compact(t)).width));
+    const pad = { left: axisWidth + 10, right: 8, top: 16, bottom: 18 };
+    const w = canvas.width - pad.left - pad.right;
+    const h = canvas.height - pad.top - pad.bottom;
+    const base = pad.top + h;
+    const slot = entries.length ? w / entries.length : 0;
+    const centre = (i) => pad.left + (i + 0.5) * slot;
+
+    ctx.strokeStyle = "#e3e6eb";
+    ctx.fillStyle = "#5b6475";
+    ctx.textAlign = "right";
+    ticks.forEach((tick) => {
+      const y = base - (h * tick) / max;
+      ctx.beginPath();
+      ctx.moveTo(pad.left, y);
+      ctx.lineTo(pad.left + w, y);
+      ctx.stroke();
+      if (entries.length) ctx.fillText(compact(tick), pad.left - 6, y + 4);
     });
+
+    ctx.textAlign = "center";
+    entries.forEach(([, count], i) => {
+      const height = (h * count) / max;
+      ctx.fillStyle = "#3b6fd8";
+      const bar = Math.max(1, Math.min(48, slot * 0.7));
+      ctx.fillRect(centre(i) - bar / 2, base - height, bar, height);
+      const text = String(count);
+      if (ctx.measureText(text).width <= slot - 2) {
+        ctx.fillStyle = "#1d2330";
+        ctx.fillText(text, centre(i), base - height - 3);
+      }
+    });
+
+    // Size labels: the last one first, then from the left whatever clears the previous one and it.
+    const half = (i) => ctx.measureText(entries[i][0]).width / 2;
+    const last = entries.length - 1;
+    const shown = [];
+    if (entries.length) {
+      const lastX = Math.min(centre(last), canvas.width - half(last));
+      let right = -Infinity;
+      for (let i = 0; i < last; i++) {
+        const x = Math.max(centre(i), half(i));
+        if (x - half(i) >= right + gap && x + half(i) + gap <= lastX - half(last)) {
+          shown.push([i, x]);
+          right = x + half(i);
+        }
+      }
+      shown.push([last, lastX]);
+    }
+    ctx.fillStyle = "#1d2330";
+    shown.forEach(([i, x]) => ctx.fillText(entries[i][0], x, canvas.height - 4));
+    ctx.textAlign = "start";
+
+    canvas.onmousemove = (event) => {
+      const i = Math.floor((event.offsetX * (canvas.width / canvas.clientWidth) - pad.left) / slot);
+      canvas.title = entries[i] ? `batch size ${entries[i][0]}: ${entries[i][1]} executions` : "";
+    };
     if (!entries.length) {
       ctx.fillStyle = "#5b6475";
-      ctx.fillText("no executions yet", pad, canvas.height / 2);
+      ctx.fillText("no executions yet", pad.left, canvas.height / 2);
     }
     canvas.dataset.total = String(total);
     canvas.dataset.sizes = JSON.stringify(Object.fromEntries(entries));
