@@ -16,6 +16,7 @@ from inferd.grpc.errors import GRPC_STATUS
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
+from inferd.protocol.model_config import config_proto
 from inferd.tracing.carrier import carrier_from_metadata
 from inferd.types import InferRequest
 
@@ -70,7 +71,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
         try:
             config = self._dataplane.model_config(request.name, request.version)
-            return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
+            return pb.ModelConfigResponse(config=config_proto(config))
         except Exception as exc:
             await _abort(context, exc, "ModelConfig")
 

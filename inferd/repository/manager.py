@@ -35,7 +35,7 @@ from inferd.repository.report import index_rows, lifecycle_document
 from inferd.repository.rollouts import RolloutOperations
 from inferd.repository.source import scan_model, scan_repository
 from inferd.repository.warmup import rss_bytes
-from inferd.runtimes.onnx import OnnxRuntime
+from inferd.runtimes.registry import create_runtime
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ModelRepository(RolloutOperations):
     def __init__(
         self,
         root: Path,
-        runtime_factory: RuntimeFactory = OnnxRuntime,
+        runtime_factory: RuntimeFactory = create_runtime,
         lazy: bool = False,
         max_loaded_models: int | None = None,
         inline_execution_max_us: int = 0,
