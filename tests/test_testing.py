@@ -65,9 +65,9 @@ def test_check_signature_catches_a_model_that_breaks_its_promise() -> None:
 
     with testing.load(Echo) as good:
         assert good.check_signature()["sum"].shape == (2,)
-    with testing.load(Broken) as broken:
-        with pytest.raises(ExecutionError, match=r"output 'sum' has shape \[2, 2\]"):
-            broken.check_signature()
+    wrong_shape = r"output 'sum' has shape \[2, 2\]"
+    with testing.load(Broken) as broken, pytest.raises(ExecutionError, match=wrong_shape):
+        broken.check_signature()
 
 
 def test_a_version_directory_loads_with_its_config_yaml(tmp_path: Path) -> None:
