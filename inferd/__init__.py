@@ -1,4 +1,8 @@
-"""inferd: an inference server for the Open Inference Protocol (KServe V2) over REST and gRPC."""
+"""inferd: an inference server for the Open Inference Protocol (KServe V2) over REST and gRPC.
+
+``Model`` and ``Tensor`` are what a custom Python model's ``model.py`` uses; the request and response
+types (whose tensors hold data: ``inferd.types.Tensor``) are for code that drives the data plane.
+"""
 
 from inferd.errors import (
     ErrorKind,
@@ -10,7 +14,8 @@ from inferd.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor, TensorSpec
+from inferd.model import Model, Tensor
+from inferd.types import InferRequest, InferResponse, RequestedOutput, TensorSpec
 
 __version__ = "0.1.0"
 
@@ -21,6 +26,7 @@ __all__ = [
     "InferResponse",
     "InferdError",
     "InvalidRequest",
+    "Model",
     "ModelLoadError",
     "NotFound",
     "PayloadTooLarge",

@@ -388,5 +388,23 @@ def profile(model_dir: Path, data: Path, bins: int, max_features: int) -> None:
     click.echo(f"wrote {path}")
 
 
+@main.command("new-model")
+@click.argument("name")
+@click.argument("repository", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--platform", type=click.Choice(["python"]), default="python", show_default=True)
+def new_model(name: str, repository: Path, platform: str) -> None:
+    """Write REPOSITORY/NAME: a working model, its config.yaml and a test (pytest REPOSITORY/NAME)."""
+    from inferd.scaffold import new_model as write
+
+    try:
+        files = write(name, platform, repository)
+    except (ValueError, OSError) as exc:
+        click.echo(f"inferd new-model: {exc}", err=True)
+        sys.exit(1)
+    for path in files:
+        click.echo(f"wrote {path}")
+    click.echo(f"test it: pytest {repository / name}; serve it: inferd serve {repository}")
+
+
 main.add_command(keys)
 main.add_command(bench_command)

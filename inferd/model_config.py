@@ -65,6 +65,13 @@ class OnnxRuntimeOptions(_Strict):
     _threads_within_cores = field_validator("intra_op_threads", "inter_op_threads")(_within_cores)
 
 
+class PythonOptions(_Strict):
+    """Options of ``platform: python`` (a ``model.py`` holding one ``inferd.Model`` subclass)."""
+
+    # Which Model subclass to serve when model.py defines several; None: the only one.
+    class_name: str | None = None
+
+
 class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
@@ -204,13 +211,20 @@ class InputLimits(_Strict):
 class ModelConfig(_Strict):
     """What ``config.yaml`` may say; every field is optional and inferred from the model when absent."""
 
-    platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
+    # Which runtime serves the model (inferd.runtimes.registry); None: chosen from the version's files.
+    # ``backend`` is Triton's spelling (``backend: python``); both may be given when they agree.
+    platform: str | None = None
+    backend: str | None = None
     # None: inferred from the graph (a symbolic first dim on every input and output means it batches).
     max_batch_size: int | None = Field(default=None, ge=0)
     dynamic_batching: DynamicBatching | None = None
     # Sessions of the model, each with its own memory; at most the cores available.
     instances: int = Field(default=1, ge=1, le=64)
+    # How instances execute: worker threads of the server process.
+    instance_kind: Literal["thread"] = "thread"
+    # Each runtime's own options, under its platform's name; only that runtime receives them.
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
+    python: PythonOptions = PythonOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
     version_policy: VersionPolicy = VersionPolicy()

@@ -18,10 +18,11 @@ from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import ValidatedInputs, validate
-from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
+from inferd.repository.description import ModelDescription, describe
 from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.runtimes.registry import platform_of
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import InferRequest, InferResponse
 
@@ -104,46 +105,17 @@ class DataPlane:
         return {
             "name": model.name,
             "versions": list(self._repository.entry(name).served),
-            "platform": model.config.platform,
+            "platform": platform_of(model.runtime).triton_platform,
             "inputs": tensors(signature.inputs),
             "outputs": tensors(signature.outputs),
         }
 
-    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """The configuration in Triton's field names, as perf_analyzer and tritonclient expect."""
+    def model_config(self, name: str, version: str | None = None) -> ModelDescription:
+        """The configuration; the front-ends render it in Triton's field names (protocol.model_config)."""
         model = self._loaded(name, version)
-        signature = model.signature
-
-        def tensors(specs: Any) -> list[dict[str, Any]]:
-            return [
-                {"name": s.name, "data_type": TRITON_CONFIG_TYPE[s.datatype], "dims": list(s.dims)}
-                for s in specs
-            ]
-
-        config: dict[str, Any] = {
-            "name": model.name,
-            "platform": model.config.platform,
-            "backend": "onnxruntime",
-            "max_batch_size": signature.max_batch_size,
-            "input": tensors(signature.inputs),
-            "output": tensors(signature.outputs),
-            "instance_group": [
-                {"name": f"{model.name}_0", "kind": "KIND_CPU", "count": model.runtime.instances}
-            ],
-            "version_policy": self._version_policy(name, model),
-        }
-        policy = model.policy
-        if policy.dynamic:
-            config["dynamic_batching"] = {
-                "preferred_batch_size": list(policy.preferred_batch_sizes),
-                "max_queue_delay_microseconds": policy.max_queue_delay_ns // 1000,
-            }
-        return config
-
-    def _version_policy(self, name: str, model: LoadedModel) -> dict[str, object]:
         # The model's current policy: a policy edit applies without reloading the versions.
         config = self._repository.entry(name).config or model.config
-        return config.version_policy.as_triton()
+        return describe(model, config.version_policy)
 
     def _loaded(self, name: str, version: str | None) -> LoadedModel:
         """The handle for a metadata call; a lazy model starts loading and the caller retries."""

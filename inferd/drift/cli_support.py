@@ -11,7 +11,7 @@ from inferd.errors import InferdError
 from inferd.model_config import load_model_config
 from inferd.repository.source import MODEL_FILE
 from inferd.runtimes.base import Signature
-from inferd.runtimes.onnx import OnnxRuntime
+from inferd.runtimes.registry import create_runtime
 
 
 def _signature(model_dir: Path) -> Signature:
@@ -19,7 +19,7 @@ def _signature(model_dir: Path) -> Signature:
     if not versions:
         raise ValueError(f"{model_dir}: no version directory (expected e.g. {model_dir.name}/1/)")
     try:
-        runtime = OnnxRuntime(model_dir / str(versions[-1]) / MODEL_FILE, load_model_config(model_dir))
+        runtime = create_runtime(model_dir / str(versions[-1]) / MODEL_FILE, load_model_config(model_dir))
     except InferdError as exc:
         raise ValueError(exc.message) from None
     try:

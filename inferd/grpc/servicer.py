@@ -20,6 +20,7 @@ from inferd.names import model_name, model_version
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
+from inferd.protocol.model_config import config_proto
 from inferd.tracing.carrier import carrier_from_metadata
 from inferd.types import InferRequest, InferResponse
 
@@ -107,7 +108,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             name, version = model_name(request.name), model_version(request.version)
             config = self._dataplane.model_config(name, version)
-            return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
+            return pb.ModelConfigResponse(config=config_proto(config))
         except Exception as exc:
             await _abort(context, exc, "ModelConfig")
 

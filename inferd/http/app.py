@@ -27,6 +27,7 @@ from inferd.http.pages import Page
 from inferd.http.repository import repository_route
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
+from inferd.protocol.model_config import config_json
 from inferd.security.gate import Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
 from inferd.types import InferRequest, InferResponse
@@ -209,7 +210,7 @@ class RestApp:
         if action == ["ready"]:
             return _empty(dp.model_ready(name, version))
         if action == ["config"]:
-            return _json(dp.model_config(name, version))
+            return _json(config_json(dp.model_config(name, version)))
         if action == ["stats"]:
             return _json({"model_stats": dp.model_statistics(name, version)})
         raise NotFound(f"no route for {method} {scope['path']}")

@@ -17,6 +17,7 @@ from inferd.model_config import CONFIG_FILE, ModelConfig, load_model_config
 from inferd.repository.paths import relative_to_repository
 from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
+from inferd.runtimes.registry import MODEL_FILES, model_file
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
 from inferd.settings import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_EXECUTION_TIMEOUT_S, DEFAULT_MAX_QUEUE_SIZE
@@ -147,7 +148,9 @@ def check_config(root: Path, name: str, override: str | None) -> ModelFiles:
 
 
 def fingerprint(files: ModelFiles, model_path: Path) -> Fingerprint | None:
-    """None when the model file is missing."""
+    """None when the model file is missing. ``model_path`` is any file of the version directory; the
+    file that counts is the one its platform loads."""
+    model_path = model_file(model_path.parent, files.config) or model_path
     try:
         stat = model_path.stat()
     except OSError:
@@ -170,9 +173,13 @@ def close_loaded(loaded: tuple[Runtime, float]) -> None:
 
 
 def file_digest(model_path: Path) -> str:
-    """Blocking: a short SHA-256 of the model file's bytes."""
-    with model_path.open("rb") as model_file:
-        return hashlib.file_digest(model_file, "sha256").hexdigest()[:16]
+    """Blocking: a short SHA-256 of the version's model files (every platform's file that is there)."""
+    paths = [p for p in (model_path.parent / name for name in MODEL_FILES) if p.is_file()] or [model_path]
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as file:
+            digest.update(path.name.encode() + b"\0" + hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()[:16]
 
 
 def batch_policy(

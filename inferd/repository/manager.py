@@ -24,7 +24,7 @@ from inferd.repository.registry import ModelRegistry
 from inferd.repository.report import lifecycle_document
 from inferd.repository.rollouts import RolloutController
 from inferd.repository.versions import VersionLoader
-from inferd.runtimes.onnx import OnnxRuntime
+from inferd.runtimes.registry import create_runtime
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class ModelRepository:
     def __init__(
         self,
         root: Path,
-        runtime_factory: RuntimeFactory = OnnxRuntime,
+        runtime_factory: RuntimeFactory = create_runtime,
         lazy: bool = False,
         max_loaded_models: int | None = None,
         inline_execution_max_us: int = 0,

@@ -1,4 +1,4 @@
-"""Scan a model repository directory: ``<model>/<version>/model.onnx``, versions positive integers.
+"""Scan a model repository directory: ``<model>/<version>/<model file>``, versions positive integers.
 
 Only directories whose names are model names (inferd/names.py) and that resolve inside the repository
 are models; others are skipped with one warning each.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferd.repository.paths import model_directory
+from inferd.runtimes.registry import MODEL_FILES
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ MODEL_FILE = "model.onnx"
 class ModelSource:
     name: str
     directory: Path
-    # Positive integer version -> model file, ascending.
+    # Positive integer version -> model file, ascending (the platform, from config.yaml, may pick
+    # another file of the same directory: see inferd.runtimes.registry).
     versions: dict[int, Path]
 
 
@@ -31,7 +33,7 @@ def scan_repository(root: Path) -> list[ModelSource]:
     sources = []
     for model_dir in sorted(p for p in root.iterdir() if _is_model_dir(root, p)):
         versions = {
-            int(v.name): v / MODEL_FILE
+            int(v.name): _model_file(v)
             for v in model_dir.iterdir()
             if v.is_dir() and v.name.isdigit() and int(v.name) > 0
         }
@@ -71,10 +73,15 @@ def scan_model(model_dir: Path) -> ModelSource | None:
         return None
     try:
         versions = {
-            int(v.name): v / MODEL_FILE
+            int(v.name): _model_file(v)
             for v in model_dir.iterdir()
             if v.is_dir() and v.name.isdigit() and int(v.name) > 0
         }
     except FileNotFoundError:  # removed while it was read
         return None
     return ModelSource(model_dir.name, model_dir, dict(sorted(versions.items())))
+
+
+def _model_file(version_dir: Path) -> Path:
+    """The first platform's model file that is there (model.onnx when there is none)."""
+    return next((p for p in (version_dir / n for n in MODEL_FILES) if p.is_file()), version_dir / MODEL_FILE)

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from inferd.model_config import TensorOverride
 from inferd.types import TensorSpec
 
 
@@ -23,6 +24,17 @@ class Signature:
 
     def output(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.outputs if spec.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """What every runtime takes from config.yaml, whatever its platform; its own options come apart."""
+
+    instances: int = 1
+    # None: the runtime decides (from the graph, or the Model class).
+    max_batch_size: int | None = None
+    inputs: tuple[TensorOverride, ...] = ()
+    outputs: tuple[TensorOverride, ...] = ()
 
 
 class Runtime(Protocol):

@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 
 from inferd.errors import InvalidRequest, ModelLoadError
-from inferd.model_config import ModelConfig, OnnxRuntimeOptions, TensorOverride, available_cores
-from inferd.runtimes.base import Signature
+from inferd.model_config import OnnxRuntimeOptions, TensorOverride, available_cores
+from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.types import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -48,23 +48,35 @@ _OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+_DEFAULT_SETTINGS = RuntimeSettings()
+_DEFAULT_OPTIONS = OnnxRuntimeOptions()
 
 
 class OnnxRuntime:
-    def __init__(self, model_path: Path, config: ModelConfig) -> None:
+    # The registry's name for this runtime (inferd.runtimes.registry).
+    platform = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: Path,
+        settings: RuntimeSettings = _DEFAULT_SETTINGS,
+        options: OnnxRuntimeOptions = _DEFAULT_OPTIONS,
+    ) -> None:
         self._path = model_path
-        self._instances = config.instances
-        options = _session_options(config.onnxruntime, config.instances)
-        providers = _providers(config.onnxruntime, model_path)
+        self._instances = settings.instances
+        session_options = _session_options(options, settings.instances)
+        providers = _providers(options, model_path)
         try:
             self._sessions = [
-                ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
-                for _ in range(config.instances)
+                ort.InferenceSession(str(model_path), sess_options=session_options, providers=providers)
+                for _ in range(settings.instances)
             ]
         except Exception as exc:  # ORT raises several unrelated types for bad files
             raise ModelLoadError(f"{model_path}: ONNX Runtime cannot load the model: {exc}") from None
         session = self._sessions[0]
-        self._signature = _signature(session, config, model_path)
+        self._signature = _signature(session, settings, model_path)
+        accelerated = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+        self.device_kind = "KIND_GPU" if accelerated & set(session.get_providers()) else "KIND_CPU"
         self._output_names = [spec.name for spec in self._signature.outputs]
         self._string_inputs = {s.name for s in self._signature.inputs if s.datatype == "BYTES"}
         self._string_outputs = {s.name for s in self._signature.outputs if s.datatype == "BYTES"}
@@ -175,7 +187,7 @@ def _providers(options: OnnxRuntimeOptions, model_path: Path) -> list[str]:
     return chosen
 
 
-def _signature(session: ort.InferenceSession, config: ModelConfig, path: Path) -> Signature:
+def _signature(session: ort.InferenceSession, config: RuntimeSettings, path: Path) -> Signature:
     def datatype(node: Any) -> str:
         try:
             return _ORT_TYPE_TO_DATATYPE[node.type]

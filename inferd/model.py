@@ -1,0 +1,75 @@
+"""The public API of a custom Python model: subclass ``Model`` in a version's ``model.py``.
+
+::
+
+    import numpy as np
+    from inferd import Model, Tensor
+
+    class Double(Model):
+        inputs = [Tensor("x", "FP32", [-1, 4])]
+        outputs = [Tensor("y", "FP32", [-1, 4])]
+        max_batch_size = 64
+
+        def load(self, path):
+            ...  # once per instance, with the version directory
+
+        def predict(self, inputs):
+            return {"y": inputs["x"] * 2}  # a whole batch in, a whole batch out
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from inferd.datatypes import DATATYPES
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Tensor:
+    """A declared input or output: a V2 datatype and the full shape as the model's metadata shows it
+    (batch dimension first, as -1, when the model batches; -1 is any size)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def __init__(self, name: str, datatype: str, shape: Sequence[int]) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a tensor name must be a non-empty string, got {name!r}")
+        if datatype not in DATATYPES:
+            raise ValueError(
+                f"tensor '{name}': unknown datatype '{datatype}'; expected one of {sorted(DATATYPES)}"
+            )
+        dims = tuple(shape)
+        if not all(isinstance(d, int) and not isinstance(d, bool) and (d == -1 or d > 0) for d in dims):
+            raise ValueError(f"tensor '{name}': shape {list(dims)} must hold positive sizes or -1 (any size)")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "datatype", datatype)
+        object.__setattr__(self, "shape", dims)
+
+
+class Model:
+    """Subclass it and implement ``predict``. Each instance (``instances:`` in config.yaml) is one
+    object, called from one worker thread at a time.
+
+    ``inputs``/``outputs``: the signature; when None, config.yaml's ``inputs``/``outputs`` give it.
+    ``max_batch_size``: rows per ``predict`` call (0: no batch dimension); config.yaml's wins.
+    """
+
+    inputs: ClassVar[Sequence[Tensor] | None] = None
+    outputs: ClassVar[Sequence[Tensor] | None] = None
+    max_batch_size: ClassVar[int | None] = None
+
+    def load(self, path: Path) -> None:
+        """Once per instance before any request, with the version directory (weights live there)."""
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A whole batch: every input has the batch's rows first (when the model batches); return
+        every declared output with as many rows. BYTES tensors are object arrays of ``bytes``.
+        Input arrays may be read-only: copy one before changing it in place."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict")

@@ -1,0 +1,54 @@
+"""What ``GET /v2/models/{m}/config`` reports about a loaded version, as typed values; the protocol
+layer renders them in Triton's JSON and protobuf forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferd.model_config import VersionPolicy
+from inferd.repository.loader import LoadedModel
+from inferd.runtimes.registry import device_kind, platform_of
+from inferd.types import TensorSpec
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingDescription:
+    preferred_batch_sizes: tuple[int, ...]
+    max_queue_delay_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDescription:
+    name: str
+    # Triton's names: platform (``onnxruntime_onnx``, ``python``) and backend (``onnxruntime``, ``python``).
+    platform: str
+    backend: str
+    max_batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    # KIND_CPU or KIND_GPU, and how many instances execute concurrently.
+    instance_kind: str
+    instance_count: int
+    version_policy: VersionPolicy
+    dynamic_batching: BatchingDescription | None
+
+
+def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescription:
+    platform = platform_of(model.runtime)
+    policy = model.policy
+    batching = None
+    if policy.dynamic:
+        batching = BatchingDescription(policy.preferred_batch_sizes, policy.max_queue_delay_ns // 1000)
+    signature = model.signature
+    return ModelDescription(
+        name=model.name,
+        platform=platform.triton_platform,
+        backend=platform.backend,
+        max_batch_size=signature.max_batch_size,
+        inputs=signature.inputs,
+        outputs=signature.outputs,
+        instance_kind=device_kind(model.runtime),
+        instance_count=model.runtime.instances,
+        version_policy=version_policy,
+        dynamic_batching=batching,
+    )

@@ -1,0 +1,126 @@
+"""Which runtime serves a model: a platform names its loader, the file it loads and its own options.
+
+A model's ``config.yaml`` may say ``platform:`` (or Triton's ``backend:``); when it says neither, the
+version directory's files decide (``model.onnx`` first, then ``model.py``). Each runtime receives the
+settings every runtime shares (``RuntimeSettings``) and its own option block, never the whole config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inferd.errors import ModelLoadError
+from inferd.model_config import CONFIG_FILE, ModelConfig
+from inferd.runtimes.base import Runtime, RuntimeSettings
+from inferd.runtimes.onnx import OnnxRuntime
+from inferd.runtimes.python import PythonRuntime
+
+# (model file, settings shared by every runtime, this runtime's own options) -> a loaded runtime.
+Loader = Callable[[Path, RuntimeSettings, Any], Runtime]
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    name: str
+    # The file a version directory holds for this platform.
+    model_file: str
+    # The config.yaml key (a ModelConfig field) holding this runtime's options.
+    options_key: str
+    load: Loader
+    # How Triton names it in a model configuration: ``platform`` and ``backend``.
+    triton_platform: str
+    backend: str
+    # Other names config.yaml may use for it (Triton's).
+    aliases: tuple[str, ...] = ()
+
+
+# In detection order: a version directory holding several model files is served by the first.
+PLATFORMS: dict[str, Platform] = {
+    platform.name: platform
+    for platform in (
+        Platform(
+            "onnxruntime",
+            "model.onnx",
+            "onnxruntime",
+            OnnxRuntime,
+            "onnxruntime_onnx",
+            "onnxruntime",
+            ("onnxruntime_onnx",),
+        ),
+        Platform("python", "model.py", "python", PythonRuntime, "python", "python"),
+    )
+}
+MODEL_FILES = tuple(platform.model_file for platform in PLATFORMS.values())
+_BY_ALIAS = {alias: p for p in PLATFORMS.values() for alias in (p.name, *p.aliases)}
+
+
+def declared_platform(config: ModelConfig, where: Path) -> Platform | None:
+    """The platform config.yaml names (``platform`` or ``backend``); None when it names none."""
+    named = [(k, v) for k, v in (("platform", config.platform), ("backend", config.backend)) if v]
+    found: list[Platform] = []
+    for key, value in named:
+        platform = _BY_ALIAS.get(value)
+        if platform is None:
+            known = ", ".join(sorted(_BY_ALIAS))
+            raise ModelLoadError(
+                f"{where / CONFIG_FILE}: '{key}': unknown platform '{value}'; known: {known}"
+            )
+        found.append(platform)
+    if len(found) == 2 and found[0] is not found[1]:
+        raise ModelLoadError(
+            f"{where / CONFIG_FILE}: platform '{config.platform}' and backend '{config.backend}' disagree"
+        )
+    return found[0] if found else None
+
+
+def resolve(version_dir: Path, config: ModelConfig) -> Platform:
+    """The platform serving ``version_dir``: the declared one, else the first whose file is there."""
+    platform = declared_platform(config, version_dir.parent)
+    if platform is not None:
+        return platform
+    for candidate in PLATFORMS.values():
+        if (version_dir / candidate.model_file).is_file():
+            return candidate
+    raise ModelLoadError(
+        f"{version_dir}: no model file (expected one of {', '.join(MODEL_FILES)}, "
+        "or set 'platform:' in config.yaml)"
+    )
+
+
+def model_file(version_dir: Path, config: ModelConfig) -> Path | None:
+    """The file a version is served from; None when the configuration cannot say (a load reports why)."""
+    try:
+        return version_dir / resolve(version_dir, config).model_file
+    except ModelLoadError:
+        return None
+
+
+def create_runtime(model_path: Path, config: ModelConfig) -> Runtime:
+    """The repository's runtime factory: ``model_path`` is any file of the version directory."""
+    version_dir = model_path.parent
+    platform = resolve(version_dir, config)
+    path = version_dir / platform.model_file
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: file not found (platform {platform.name} loads {platform.model_file})")
+    for other in PLATFORMS.values():
+        if other.options_key != platform.options_key and other.options_key in config.model_fields_set:
+            raise ModelLoadError(
+                f"{version_dir.parent / CONFIG_FILE}: '{other.options_key}' options are set but the model's "
+                f"platform is {platform.name}"
+            )
+    settings = RuntimeSettings(config.instances, config.max_batch_size, config.inputs, config.outputs)
+    return platform.load(path, settings, getattr(config, platform.options_key))
+
+
+def platform_of(runtime: Runtime) -> Platform:
+    """The platform a loaded runtime belongs to; runtimes that do not say are ONNX stand-ins (tests)."""
+    return PLATFORMS.get(getattr(runtime, "platform", "onnxruntime"), PLATFORMS["onnxruntime"])
+
+
+def device_kind(runtime: Runtime) -> str:
+    """Triton's instance kind of a loaded runtime: KIND_GPU when it runs on an accelerator."""
+    kind = getattr(runtime, "device_kind", "KIND_CPU")
+    return kind if isinstance(kind, str) else "KIND_CPU"
