@@ -16,14 +16,14 @@ from inferd.dataplane.access_log import log_request
 from inferd.dataplane.admission import queue_placement
 from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
-from inferd.dataplane.validation import ValidatedInputs, validate
+from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.repository.rollout import Rollout
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.types import InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +191,16 @@ class DataPlane:
         return await self._repository.rollback(name)
 
     # Inference ----------------------------------------------------------------------------------
-    def check_servable(self, name: str, version: str | None) -> None:
-        """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
-        # try/except, not contextlib.suppress: this runs per request and suppress allocates.
-        try:  # noqa: SIM105
-            self._repository.get(name, version)
+    def check_servable(self, name: str, version: str | None) -> Admission | None:
+        """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return
+        the model's checks for the codec to run on the declared inputs before it decodes their data
+        (None for a lazy model not loaded yet: its request is checked once decoded, after the load)."""
+        try:
+            model = self._repository.get(name, version)
         except NotLoadedYet:
-            pass  # infer loads it
+            return None  # infer loads it
+        checks = self._checks.get(model) or self._build_checks(model)
+        return SignatureAdmission(model.name, model.signature, checks.max_elements)
 
     def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
         """Count a request for a servable model that its front-end could not decode as a failure

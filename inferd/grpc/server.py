@@ -8,8 +8,8 @@ import grpc
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.grpc.access import GateInterceptor
+from inferd.grpc.handlers import add_servicer
 from inferd.grpc.servicer import InferenceServicer
-from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.security.gate import Gate
 from inferd.security.tls import TlsFiles
 
@@ -37,9 +37,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InferenceServicer(dataplane, tracing), self._server
-        )
+        add_servicer(InferenceServicer(dataplane, tracing), self._server)
 
     async def start(self, host: str, port: int) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""

@@ -123,9 +123,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _decode(self, request: pb.ModelInferRequest) -> InferRequest:
         version = request.model_version or None
-        self._dataplane.check_servable(request.model_name, version)
+        admission = self._dataplane.check_servable(request.model_name, version)
         try:
-            return decode_infer_request(request)
+            return decode_infer_request(request, admission)
         except InferdError as exc:
             self._dataplane.record_rejected(request.model_name, version, exc)
             raise

@@ -204,9 +204,9 @@ class RestApp:
             elif key == _ROUTING_KEY:
                 routing_key = value.decode("latin-1")
         body = await _read_body(receive, scope, self._max_body_bytes)
-        self._dataplane.check_servable(name, version)
+        admission = self._dataplane.check_servable(name, version)
         try:
-            request = decode_request(body, json_length, name, version)
+            request = decode_request(body, json_length, name, version, admission)
         except InferdError as exc:
             self._dataplane.record_rejected(name, version, exc)
             raise
