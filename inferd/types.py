@@ -40,6 +40,9 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None
     id: str | None = None
     parameters: Parameters = field(default_factory=dict)
+    # What the model's Admission returned when the codec checked these inputs as declared: opaque
+    # here; the data plane's validation then need not check them again (see dataplane/validation.py).
+    admitted: object = None
 
 
 @dataclass(slots=True)
@@ -81,9 +84,9 @@ class Admission(Protocol):
     model has must hold an unknown or repeated name, so a codec that builds each entry on demand does
     O(model's inputs) work for any number of entries sent."""
 
-    def check_inputs(self, declared: Iterable[DeclaredInput]) -> None:
+    def check_inputs(self, declared: Iterable[DeclaredInput]) -> object:
         """Refuse unknown, repeated or missing names, wrong datatypes, shapes the model does not accept
-        and element counts above its limit."""
+        and element counts above its limit; the result goes in ``InferRequest.admitted``."""
         ...
 
     def check_outputs(self, names: Iterable[str]) -> None:

@@ -49,6 +49,8 @@ class DataPlane:
         self._max_bytes_length = max_bytes_length
         # Built on a model's first request; LoadedModel hashes by identity, so a reload gets new checks.
         self._checks: dict[LoadedModel, InputChecks] = {}
+        # Built with them: each handle's checks on declared inputs, which codecs run before decoding.
+        self._admissions: dict[LoadedModel, SignatureAdmission] = {}
         self._cache = cache
         # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
         self._default_timeout_us = default_timeout_us
@@ -199,8 +201,11 @@ class DataPlane:
             model = self._repository.get(name, version)
         except NotLoadedYet:
             return None  # infer loads it
-        checks = self._checks.get(model) or self._build_checks(model)
-        return SignatureAdmission(model.name, model.signature, checks.max_elements)
+        admission = self._admissions.get(model)
+        if admission is None:
+            self._build_checks(model)
+            admission = self._admissions[model]
+        return admission
 
     def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
         """Count a request for a servable model that its front-end could not decode as a failure
@@ -274,6 +279,8 @@ class DataPlane:
         # replaced versions are not kept alive by this table.
         self._checks = {m: c for m, c in self._checks.items() if self._repository.serves(m)}
         self._checks[model] = checks
+        self._admissions = {m: a for m, a in self._admissions.items() if m in self._checks}
+        self._admissions[model] = SignatureAdmission(model.name, model.signature, checks.max_elements)
         return checks
 
     async def _run_on(

@@ -29,8 +29,23 @@ class ValidatedInputs:
     outputs: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What ``SignatureAdmission`` found, kept by the codec on the request it decoded."""
+
+    signature: Signature
+    rows: int
+    group: tuple[Shape, ...]
+
+
 def validate(request: InferRequest, signature: Signature) -> ValidatedInputs:
-    rows, group = check_declared(request.model, signature, request.inputs)
+    admitted = request.admitted
+    if isinstance(admitted, Admitted) and admitted.signature is signature:
+        # Checked as declared against this very signature, and the codecs shape every tensor as
+        # declared: the same checks again would find the same.
+        rows, group = admitted.rows, admitted.group
+    else:
+        rows, group = check_declared(request.model, signature, request.inputs)
     arrays = {tensor.name: tensor.data for tensor in request.inputs}
     names = (o.name for o in request.outputs) if request.outputs else None
     return ValidatedInputs(arrays, rows, group, check_outputs(request.model, signature, names))
@@ -46,8 +61,9 @@ class SignatureAdmission:
         self._signature = signature
         self._max_elements = max_elements
 
-    def check_inputs(self, declared: Iterable[DeclaredInput]) -> None:
-        check_declared(self._model, self._signature, declared, self._max_elements)
+    def check_inputs(self, declared: Iterable[DeclaredInput]) -> Admitted:
+        rows, group = check_declared(self._model, self._signature, declared, self._max_elements)
+        return Admitted(self._signature, rows, group)
 
     def check_outputs(self, names: Iterable[str]) -> None:
         check_outputs(self._model, self._signature, names)
@@ -81,7 +97,12 @@ def check_declared(
                 f"input '{tensor.name}' has {count} elements, more than the limit of {max_elements}"
             )
         shapes[tensor.name] = shape
-    missing = [spec.name for spec in signature.inputs if spec.name not in shapes]
+    # Every name is known and unique here, so as many as the signature has means none is missing.
+    missing = (
+        []
+        if len(shapes) == len(signature.inputs)
+        else [s.name for s in signature.inputs if s.name not in shapes]
+    )
     if missing:
         raise InvalidRequest(
             f"model '{model}' expects input(s) {', '.join(missing)}, which the request lacks"

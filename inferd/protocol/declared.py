@@ -11,16 +11,16 @@ _T = TypeVar("_T")
 _D = TypeVar("_D", bound=DeclaredInput)
 
 
-def admit_inputs(admission: Admission | None, declared: Iterable[_D]) -> list[_D]:
+def admit_inputs(admission: Admission | None, declared: Iterable[_D]) -> tuple[list[_D], object]:
     """Every declared input, each checked by ``admission`` as it is built: a refusal stops the build
-    (so many entries cost no more than the model's inputs). Without an admission, just the list."""
+    (so many entries cost no more than the model's inputs). Returns them and the admission's token
+    for ``InferRequest.admitted`` (None without an admission)."""
     inputs: list[_D] = []
     if admission is None:
         inputs.extend(declared)
-    else:
-        reading: Iterator[_D] = kept(declared, inputs)
-        admission.check_inputs(reading)
-    return inputs
+        return inputs, None
+    reading: Iterator[_D] = kept(declared, inputs)
+    return inputs, admission.check_inputs(reading)
 
 
 def kept(items: Iterable[_T], into: list[_T]) -> Iterator[_T]:
