@@ -22,7 +22,7 @@ from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
 from inferd.protocol.model_config import config_proto
 from inferd.tracing.carrier import carrier_from_metadata
-from inferd.types import InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 # grpcio ships no type information, so the servicer context is untyped here.
@@ -212,8 +212,8 @@ class _GrpcCall:
         self.version: str | None = message.model_version or None
         self.caller = caller
 
-    def decode(self) -> InferRequest:
-        return decode_infer_request(self._message)
+    def decode(self, admission: Admission | None) -> InferRequest:
+        return decode_infer_request(self._message, admission)
 
     def encode(self, request: InferRequest, response: InferResponse) -> pb.ModelInferResponse:
         return encode_infer_response(response)

@@ -4,15 +4,16 @@ because tritonclient.grpc reads only ``raw_output_contents``."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from inferd.datatypes import numpy_dtype
 from inferd.errors import InvalidRequest
 from inferd.protocol._generated import grpc_service_pb2 as pb
-from inferd.protocol.tensors import check_shape, from_raw, to_raw
-from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.protocol.declared import admit_inputs
+from inferd.protocol.tensors import check_rank, check_shape, from_raw, to_raw
+from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, Tensor
 
 # Which InferTensorContents field carries each datatype when a client sends typed contents.
 _CONTENTS_FIELD = {
@@ -31,7 +32,10 @@ _CONTENTS_FIELD = {
 }
 
 
-def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
+def decode_infer_request(message: pb.ModelInferRequest, admission: Admission | None = None) -> InferRequest:
+    """Decode a parsed ModelInferRequest. Given the model's ``admission``, the inputs' names,
+    datatypes and shapes (and the requested outputs) are checked before any tensor data is read;
+    element counts are compared with ``len()`` of the contents before an element is touched."""
     raw_contents = message.raw_input_contents
     if raw_contents and len(raw_contents) != len(message.inputs):
         raise InvalidRequest(
@@ -39,16 +43,18 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
         )
     if not message.inputs:
         raise InvalidRequest("the request has no inputs")
+    heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
+    if admission is not None and message.outputs:
+        admission.check_outputs(o.name for o in message.outputs)
     inputs = []
-    for index, tensor in enumerate(message.inputs):
-        shape = check_shape(tensor.name, list(tensor.shape))
-        numpy_dtype(tensor.datatype)  # rejects unknown datatypes with a clear message
+    for index, head in enumerate(heads):
+        tensor = head.message
         if raw_contents:
             if tensor.HasField("contents"):
                 raise InvalidRequest(f"input '{tensor.name}' has both typed contents and raw_input_contents")
-            data = from_raw(tensor.name, tensor.datatype, shape, raw_contents[index])
+            data = from_raw(tensor.name, tensor.datatype, head.shape, raw_contents[index])
         else:
-            data = _from_contents(tensor, shape)
+            data = _from_contents(tensor, head.shape)
         inputs.append(Tensor(tensor.name, tensor.datatype, data))
     outputs = [RequestedOutput(o.name) for o in message.outputs] or None
     return InferRequest(
@@ -58,7 +64,24 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
         outputs=outputs,
         id=message.id or None,
         parameters={key: parameter_value(value) for key, value in message.parameters.items()},
+        admitted=admitted,
     )
+
+
+class _Input(NamedTuple):  # a NamedTuple: built per input per request, the cheapest record
+    """One input's header, checked, with its message (a DeclaredInput)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    message: pb.ModelInferRequest.InferInputTensor
+
+
+def _declare_input(tensor: pb.ModelInferRequest.InferInputTensor) -> _Input:
+    check_rank(tensor.name, len(tensor.shape))  # before the dims are copied out of the message
+    shape = check_shape(tensor.name, list(tensor.shape))
+    numpy_dtype(tensor.datatype)  # rejects unknown datatypes with a clear message
+    return _Input(tensor.name, tensor.datatype, shape, tensor)
 
 
 def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...]) -> np.ndarray:
