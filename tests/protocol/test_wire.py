@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inferd.errors import InvalidRequest
 from inferd.protocol import wire
@@ -177,3 +180,16 @@ def test_a_large_request_with_too_many_dimensions_is_refused_before_it_is_parsed
         parse_infer_request(_request_with(_len(1, b"x") + _shape(33, packed)) + padding)
     accepted = parse_infer_request(_request_with(_len(1, b"x") + _shape(32, packed)) + padding)
     assert len(accepted.inputs[0].shape) == 32
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=8))
+def test_any_bytes_are_walked_or_refused_cleanly(blob: bytes, declared: int) -> None:
+    for read in (
+        lambda: wire.check_request(blob),
+        lambda: _count(blob, "int_contents", declared),
+        lambda: _count(blob, "fp64_contents", declared),
+        lambda: wire.bytes_elements("x", blob, BYTES, declared),
+    ):
+        with contextlib.suppress(InvalidRequest):
+            read()
