@@ -29,6 +29,7 @@ import orjson
 from inferd.dataplane.dataplane import DataPlane
 from inferd.dataplane.validation import validate
 from inferd.examples import build_repository
+from inferd.protocol import grpc_codec
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol.grpc_codec import decode_infer_request
 from inferd.protocol.json_codec import decode_request
@@ -64,6 +65,8 @@ def _rows(dataplane: DataPlane) -> dict[str, Callable[[], InferRequest]]:
     message = pb.ModelInferRequest(model_name=MODEL, raw_input_contents=[data.tobytes()])
     message.inputs.add(name="input", datatype="FP32", shape=[1, 30])
     wire = message.SerializeToString()
+    # What the gRPC server parses requests with; checkouts before the light message used FromString.
+    parse = getattr(grpc_codec, "parse_infer_request", pb.ModelInferRequest.FromString)
 
     def rest_json() -> InferRequest:
         admission = dataplane.check_servable(MODEL, None)  # type: ignore[func-returns-value]
@@ -74,7 +77,7 @@ def _rows(dataplane: DataPlane) -> dict[str, Callable[[], InferRequest]]:
         return decode_request(binary_body, len(header), MODEL, None, *_admitted(admission))
 
     def grpc_raw() -> InferRequest:
-        request = pb.ModelInferRequest.FromString(wire)
+        request = parse(wire)
         admission = dataplane.check_servable(MODEL, None)  # type: ignore[func-returns-value]
         return decode_infer_request(request, *_admitted(admission))
 
