@@ -39,6 +39,8 @@ class InferdError(Exception):
     """Base of every error inferd reports to a client; the message is safe to show."""
 
     kind: ErrorKind = ErrorKind.INTERNAL
+    # The client's request id, when the request was refused while being decoded (for logs and spans).
+    request_id: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

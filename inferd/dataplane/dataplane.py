@@ -195,7 +195,7 @@ class DataPlane:
             return
         model.stats.record_failure(0, error.kind.value)
         if self._access_log:
-            log_request(None, model.name, model.version, error.kind.value, 0)
+            log_request(error.request_id, model.name, model.version, error.kind.value, 0)
 
     async def serve(self, call: InferCall[Reply]) -> Reply:
         """One inference call from a front-end: decode, infer, encode, in a span when tracing is on."""
@@ -211,6 +211,8 @@ class DataPlane:
             with span.encoding():
                 reply = call.encode(request, response)
         except BaseException as exc:
+            if isinstance(exc, InferdError) and exc.request_id is not None:
+                span.set_request_id(exc.request_id)  # refused while decoding
             span.end(exc)
             raise
         span.end()

@@ -14,7 +14,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from inferd.datatypes import numpy_dtype
-from inferd.errors import InvalidRequest
+from inferd.errors import InferdError, InvalidRequest
 from inferd.protocol import wire
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import inferd_light_pb2 as light
@@ -68,26 +68,32 @@ def decode_infer_request(
     """Decode a parsed (light) ModelInferRequest. Given the model's ``admission``, the inputs' names,
     datatypes and shapes (and the requested outputs) are checked before any tensor data is read;
     typed contents are then read no further than the declared element count."""
-    raw_contents = message.raw_input_contents
-    if raw_contents and len(raw_contents) != len(message.inputs):
-        raise InvalidRequest(
-            f"raw_input_contents has {len(raw_contents)} entries for {len(message.inputs)} inputs"
-        )
-    if not message.inputs:
-        raise InvalidRequest("the request has no inputs")
-    heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
-    if admission is not None and message.outputs:
-        admission.check_outputs(o.name for o in message.outputs)
-    inputs = []
-    for index, head in enumerate(heads):
-        tensor = head.message
-        if raw_contents:
-            if len(tensor.contents):
-                raise InvalidRequest(f"input '{tensor.name}' has both typed contents and raw_input_contents")
-            data = from_raw(tensor.name, tensor.datatype, head.shape, raw_contents[index])
-        else:
-            data = _from_contents(tensor, head.shape)
-        inputs.append(Tensor(tensor.name, tensor.datatype, data))
+    try:
+        raw_contents = message.raw_input_contents
+        if raw_contents and len(raw_contents) != len(message.inputs):
+            raise InvalidRequest(
+                f"raw_input_contents has {len(raw_contents)} entries for {len(message.inputs)} inputs"
+            )
+        if not message.inputs:
+            raise InvalidRequest("the request has no inputs")
+        heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
+        if admission is not None and message.outputs:
+            admission.check_outputs(o.name for o in message.outputs)
+        inputs = []
+        for index, head in enumerate(heads):
+            tensor = head.message
+            if raw_contents:
+                if len(tensor.contents):
+                    raise InvalidRequest(
+                        f"input '{tensor.name}' has both typed contents and raw_input_contents"
+                    )
+                data = from_raw(tensor.name, tensor.datatype, head.shape, raw_contents[index])
+            else:
+                data = _from_contents(tensor, head.shape)
+            inputs.append(Tensor(tensor.name, tensor.datatype, data))
+    except InferdError as exc:
+        exc.request_id = message.id or None  # the access log and the span name the refused request
+        raise
     outputs = [RequestedOutput(o.name) for o in message.outputs] or None
     return InferRequest(
         model=message.model_name,

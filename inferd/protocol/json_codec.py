@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 
 from inferd.datatypes import DATATYPES, numpy_dtype
-from inferd.errors import InvalidRequest
+from inferd.errors import InferdError, InvalidRequest
 from inferd.protocol.declared import admit_inputs, kept
 from inferd.protocol.tensors import check_shape, from_raw, to_raw
 from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, Tensor
@@ -42,25 +42,30 @@ def decode_request(
             )
         header, binary = body[:json_length], memoryview(body)[json_length:]
     doc = _load_object(header)
-    raw_inputs = doc.get("inputs")
-    if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise InvalidRequest("the request must have a non-empty 'inputs' list")
-    heads, admitted = admit_inputs(admission, map(_declare_input, raw_inputs))
-    outputs = _requested_outputs(doc.get("outputs"), admission)
-    inputs = []
-    offset = 0
-    for head in heads:
-        tensor, used = _decode_input(head, binary, offset)
-        inputs.append(tensor)
-        offset += used
-    if offset != len(binary):
-        raise InvalidRequest(
-            f"the binary section has {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
-        )
-    parameters = _parameters(doc.get("parameters"), "request")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidRequest("'id' must be a string")
+    try:
+        raw_inputs = doc.get("inputs")
+        if not isinstance(raw_inputs, list) or not raw_inputs:
+            raise InvalidRequest("the request must have a non-empty 'inputs' list")
+        heads, admitted = admit_inputs(admission, map(_declare_input, raw_inputs))
+        outputs = _requested_outputs(doc.get("outputs"), admission)
+        inputs = []
+        offset = 0
+        for head in heads:
+            tensor, used = _decode_input(head, binary, offset)
+            inputs.append(tensor)
+            offset += used
+        if offset != len(binary):
+            raise InvalidRequest(
+                f"the binary section has {len(binary)} bytes but the inputs' binary_data_size "
+                f"add up to {offset}"
+            )
+        parameters = _parameters(doc.get("parameters"), "request")
+    except InferdError as exc:
+        exc.request_id = request_id  # the access log and the span name the refused request
+        raise
     return InferRequest(
         model=model,
         version=version,
