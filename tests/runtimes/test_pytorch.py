@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torchmodels as tm
 
 from inferd.errors import ExecutionError, ModelLoadError
 from inferd.model_config import ModelConfig, PyTorchOptions, TensorOverride
@@ -17,6 +15,9 @@ from inferd.runtimes.base import RuntimeSettings
 from inferd.runtimes.pytorch import PyTorchRuntime
 from inferd.runtimes.registry import create_runtime, platform_of, resolve
 from inferd.types import TensorSpec
+
+torch = pytest.importorskip("torch")  # the pytorch extra; scripts/setup --test installs it
+import torchmodels as tm  # noqa: E402  (imports torch)
 
 F = "FP32"
 
