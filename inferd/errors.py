@@ -82,6 +82,12 @@ class Unsupported(InferdError):
 class ExecutionError(InferdError):
     kind = ErrorKind.INTERNAL
 
+    def __init__(self, message: str, error_id: str | None = None) -> None:
+        super().__init__(message)
+        # Set when user code failed: the id its traceback was logged under (the data plane logs the
+        # request's id beside it).
+        self.error_id = error_id
+
 
 class ModelLoadError(InferdError):
     kind = ErrorKind.INTERNAL

@@ -72,6 +72,19 @@ class PythonOptions(_Strict):
     class_name: str | None = None
 
 
+class PyTorchOptions(_Strict):
+    """Options of ``platform: pytorch`` (TorchScript ``model.pt`` or torch.export ``model.pt2``)."""
+
+    # torch's intra-op pool size for this model's executions, set in each instance's thread (it is
+    # per thread); 0: cores / instances, as for onnxruntime. At most the cores available.
+    intra_op_threads: int = Field(default=0, ge=0)
+    # torch's inter-op pool (torch.jit.fork) is one per process and sized once: the first model that
+    # sets it wins, a later different value is logged and ignored; 0: torch's default.
+    inter_op_threads: int = Field(default=0, ge=0)
+
+    _threads_within_cores = field_validator("intra_op_threads", "inter_op_threads")(_within_cores)
+
+
 class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
@@ -225,6 +238,7 @@ class ModelConfig(_Strict):
     # Each runtime's own options, under its platform's name; only that runtime receives them.
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     python: PythonOptions = PythonOptions()
+    pytorch: PyTorchOptions = PyTorchOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
     version_policy: VersionPolicy = VersionPolicy()

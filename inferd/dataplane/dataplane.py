@@ -19,7 +19,7 @@ from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
-from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
+from inferd.errors import ExecutionError, InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.description import ModelDescription, describe
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.registry import platform_of
@@ -243,6 +243,9 @@ class DataPlane:
         try:
             response = await self._answer(model, request, trace, self._partition(caller), start)
         except InferdError as exc:
+            if isinstance(exc, ExecutionError) and exc.error_id and request.id:
+                # The runtime logged the traceback under the error id without knowing the request.
+                log.error("model %s: request id %s failed: error id %s", model.name, request.id, exc.error_id)
             if self._access_log:
                 elapsed = time.perf_counter_ns() - start
                 log_request(request.id, model.name, model.version, exc.kind.value, elapsed)

@@ -214,7 +214,7 @@ def call_predict(
         error_id = uuid.uuid4().hex[:12]
         log.error("model %s: predict raised (error id %s)", label, error_id, exc_info=True)
         raise ExecutionError(
-            f"model {label}: predict raised {_described(exc)} (error id {error_id})"
+            f"model {label}: predict raised {_described(exc)} (error id {error_id})", error_id
         ) from None
     rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
     return check_outputs(outputs, signature, rows, label)
