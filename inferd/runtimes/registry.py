@@ -17,6 +17,9 @@ from inferd.model_config import CONFIG_FILE, ModelConfig
 from inferd.runtimes.base import Runtime, RuntimeSettings
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.python import PythonRuntime
+from inferd.runtimes.tabular.lightgbm_model import load_lightgbm
+from inferd.runtimes.tabular.sklearn_model import load_sklearn
+from inferd.runtimes.tabular.xgboost_model import load_xgboost
 
 # (model file, settings shared by every runtime, this runtime's own options) -> a loaded runtime.
 Loader = Callable[[Path, RuntimeSettings, Any], Runtime]
@@ -35,6 +38,16 @@ class Platform:
     backend: str
     # Other names config.yaml may use for it (Triton's).
     aliases: tuple[str, ...] = ()
+    # Other files it loads when ``model_file`` is absent, in order of preference.
+    other_files: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.model_file, *self.other_files)
+
+    def file_in(self, version_dir: Path) -> Path | None:
+        """The file of ``version_dir`` this platform loads; None when it holds none."""
+        return next((version_dir / f for f in self.files if (version_dir / f).is_file()), None)
 
 
 # In detection order: a version directory holding several model files is served by the first.
@@ -51,9 +64,14 @@ PLATFORMS: dict[str, Platform] = {
             ("onnxruntime_onnx",),
         ),
         Platform("python", "model.py", "python", PythonRuntime, "python", "python"),
+        Platform(
+            "sklearn", "model.joblib", "sklearn", load_sklearn, "sklearn", "sklearn", (), ("model.pkl",)
+        ),
+        Platform("xgboost", "model.json", "xgboost", load_xgboost, "xgboost", "xgboost", (), ("model.ubj",)),
+        Platform("lightgbm", "model.txt", "lightgbm", load_lightgbm, "lightgbm", "lightgbm"),
     )
 }
-MODEL_FILES = tuple(platform.model_file for platform in PLATFORMS.values())
+MODEL_FILES = tuple(name for platform in PLATFORMS.values() for name in platform.files)
 _BY_ALIAS = {alias: p for p in PLATFORMS.values() for alias in (p.name, *p.aliases)}
 
 
@@ -82,7 +100,7 @@ def resolve(version_dir: Path, config: ModelConfig) -> Platform:
     if platform is not None:
         return platform
     for candidate in PLATFORMS.values():
-        if (version_dir / candidate.model_file).is_file():
+        if candidate.file_in(version_dir) is not None:
             return candidate
     raise ModelLoadError(
         f"{version_dir}: no model file (expected one of {', '.join(MODEL_FILES)}, "
@@ -93,18 +111,22 @@ def resolve(version_dir: Path, config: ModelConfig) -> Platform:
 def model_file(version_dir: Path, config: ModelConfig) -> Path | None:
     """The file a version is served from; None when the configuration cannot say (a load reports why)."""
     try:
-        return version_dir / resolve(version_dir, config).model_file
+        platform = resolve(version_dir, config)
     except ModelLoadError:
         return None
+    return platform.file_in(version_dir) or version_dir / platform.model_file
 
 
 def create_runtime(model_path: Path, config: ModelConfig) -> Runtime:
     """The repository's runtime factory: ``model_path`` is any file of the version directory."""
     version_dir = model_path.parent
     platform = resolve(version_dir, config)
-    path = version_dir / platform.model_file
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: file not found (platform {platform.name} loads {platform.model_file})")
+    path = platform.file_in(version_dir)
+    if path is None:
+        raise ModelLoadError(
+            f"{version_dir / platform.model_file}: file not found "
+            f"(platform {platform.name} loads {' or '.join(platform.files)})"
+        )
     for other in PLATFORMS.values():
         if other.options_key != platform.options_key and other.options_key in config.model_fields_set:
             raise ModelLoadError(
