@@ -346,18 +346,19 @@ def examples() -> None:
     help="Also build these, comma-separated: cnn, text (need the examples-heavy extra and torch).",
 )
 def build_examples(dest: Path, heavy: str) -> None:
-    """Write the example models (mlp, tabular; optionally cnn, text) that DEST does not have yet.
+    """Write the example models (mlp, tabular, fraud-sklearn[-onnx]; optionally cnn, text) that DEST
+    does not have yet.
 
     A model directory already in DEST is kept as it is, with whatever was added to it.
     """
-    from inferd.examples import HEAVY_EXAMPLES, build_repository
+    from inferd.examples import HEAVY_EXAMPLES, SKLEARN_EXAMPLES, build_repository
 
     wanted = [name.strip() for name in heavy.split(",") if name.strip()]
     try:
         names = build_repository(dest, wanted)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    kept = [name for name in ("mlp", "tabular", *wanted) if name not in names]
+    kept = [name for name in ("mlp", *SKLEARN_EXAMPLES, *wanted) if name not in names]
     if names:
         click.echo(f"wrote {', '.join(names)} to {dest}")
     if kept:

@@ -88,18 +88,10 @@ def build_mlp(path: Path, seed: int = 0) -> None:
     onnx.save_model(model, str(path))
 
 
-def build_tabular(path: Path, seed: int = 0) -> None:
-    """Write a random forest trained on a synthetic, imbalanced fraud-style dataset (30 features).
-
-    Outputs ``label`` (INT64 [batch]) and ``probabilities`` (FP32 [batch, 2]).
-    """
+def _fraud_dataset(seed: int) -> tuple[Any, Any]:
+    """A synthetic, imbalanced fraud-style dataset: 10,000 rows of 30 float32 features."""
     import numpy as np
-    import onnx
-    from onnx import helper
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import make_classification
-    from sklearn.ensemble import RandomForestClassifier
 
     # ~3 % positives, like card fraud; float32 so training sees the values ONNX will.
     features, labels = make_classification(
@@ -111,7 +103,38 @@ def build_tabular(path: Path, seed: int = 0) -> None:
         flip_y=0.005,
         random_state=seed,
     )
-    features = features.astype(np.float32)
+    return features.astype(np.float32), labels
+
+
+def build_fraud_sklearn(path: Path, seed: int = 0) -> None:
+    """Write a scikit-learn pipeline (StandardScaler + GradientBoostingClassifier) fitted on the fraud
+    dataset to ``path`` (a joblib pickle): served by the sklearn platform, natively or converted."""
+    import joblib
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = _fraud_dataset(seed)
+    pipeline = make_pipeline(
+        StandardScaler(), GradientBoostingClassifier(n_estimators=50, max_depth=3, random_state=seed)
+    )
+    pipeline.fit(features, labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(pipeline, path)
+
+
+def build_tabular(path: Path, seed: int = 0) -> None:
+    """Write a random forest trained on a synthetic, imbalanced fraud-style dataset (30 features).
+
+    Outputs ``label`` (INT64 [batch]) and ``probabilities`` (FP32 [batch, 2]).
+    """
+    import onnx
+    from onnx import helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, labels = _fraud_dataset(seed)
     # Small (50 trees, depth 8) so onnxruntime scores one row in microseconds. Trees train on threads
     # (no worker processes) and random_state keeps the result the same whatever n_jobs is.
     clf = RandomForestClassifier(n_estimators=50, max_depth=8, n_jobs=-1, random_state=seed)
@@ -139,6 +162,30 @@ def build_tabular(path: Path, seed: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))
 
+
+_FRAUD_SKLEARN_CONFIG = """\
+# scikit-learn pipeline (StandardScaler + GradientBoostingClassifier, 30 float features), served by
+# scikit-learn itself. Outputs predict (the label) and predict_proba; ask for one with "outputs".
+max_batch_size: 128
+dynamic_batching:
+  max_queue_delay_ms: 1
+instances: 1
+sklearn:
+  convert: never
+"""
+
+_FRAUD_SKLEARN_ONNX_CONFIG = """\
+# The same scikit-learn pipeline, converted to ONNX at load (skl2onnx) and served by ONNX Runtime once
+# it agrees with scikit-learn on generated rows (GET /v2/models/fraud-sklearn-onnx/config says so).
+max_batch_size: 128
+dynamic_batching:
+  max_queue_delay_ms: 1
+instances: 1
+"""
+
+# Example models built from scikit-learn (the examples extra), and the file each writes.
+SKLEARN_EXAMPLES = ("tabular", "fraud-sklearn", "fraud-sklearn-onnx")
+_MODEL_FILES = {"fraud-sklearn": "model.joblib", "fraud-sklearn-onnx": "model.joblib"}
 
 _CNN_CONFIG = """\
 # ResNet-18-shaped CNN on 3x224x224 images (random weights, exported with torch): compute-heavy.
@@ -179,8 +226,8 @@ def _heavy_models(names: Sequence[str]) -> dict[str, _Builder]:
     return {name: builders[name] for name in names}
 
 
-def _check_examples_extra() -> None:
-    """The tabular model needs the ``examples`` extra (scikit-learn, skl2onnx); say so in one line."""
+def _check_examples_extra(names: list[str]) -> None:
+    """The scikit-learn models need the ``examples`` extra (scikit-learn, skl2onnx); say so in one line."""
     import importlib.util
 
     missing = [
@@ -190,14 +237,15 @@ def _check_examples_extra() -> None:
     ]
     if missing:
         raise ValueError(
-            f"building tabular needs {' and '.join(missing)}, the examples extra: "
+            f"building {', '.join(names)} needs {' and '.join(missing)}, the examples extra: "
             "pip install 'inferd[examples]'"
         )
 
 
 def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
-    """Write the example models (``mlp``, ``tabular``, plus any of ``HEAVY_EXAMPLES`` named in
-    ``heavy``) that ``dest`` does not have yet; returns the names written.
+    """Write the example models (``mlp``, ``tabular``, ``fraud-sklearn``, ``fraud-sklearn-onnx``, plus
+    any of ``HEAVY_EXAMPLES`` named in ``heavy``) that ``dest`` does not have yet; returns the names
+    written.
 
     A model directory that already exists is left exactly as it is (it may hold versions or a config
     the user added), so rerunning this builds only what is missing. Each model is written into a
@@ -207,6 +255,8 @@ def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
     models: dict[str, _Builder] = {
         "mlp": (build_mlp, _MLP_CONFIG),
         "tabular": (build_tabular, _TABULAR_CONFIG),
+        "fraud-sklearn": (build_fraud_sklearn, _FRAUD_SKLEARN_CONFIG),
+        "fraud-sklearn-onnx": (build_fraud_sklearn, _FRAUD_SKLEARN_ONNX_CONFIG),
     }
     unknown = sorted(set(heavy) - set(HEAVY_EXAMPLES))
     if unknown:
@@ -215,8 +265,9 @@ def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
         )
     models.update(_heavy_models([name for name in heavy if not (dest / name).exists()]))
     missing = {name: builder for name, builder in models.items() if not (dest / name).exists()}
-    if "tabular" in missing:
-        _check_examples_extra()
+    needs_sklearn = [name for name in SKLEARN_EXAMPLES if name in missing]
+    if needs_sklearn:
+        _check_examples_extra(needs_sklearn)
     dest.mkdir(parents=True, exist_ok=True)
     for name, (builder, config) in missing.items():
         # A hidden name: the repository scan skips it while it is being written.
@@ -224,7 +275,7 @@ def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            builder(staging / "1" / "model.onnx")
+            builder(staging / "1" / _MODEL_FILES.get(name, "model.onnx"))
             (staging / "config.yaml").write_text(config)
             staging.rename(dest / name)
         finally:

@@ -85,6 +85,32 @@ class PyTorchOptions(_Strict):
     _threads_within_cores = field_validator("intra_op_threads", "inter_op_threads")(_within_cores)
 
 
+class FrameworkOptions(_Strict):
+    """Options shared by the scikit-learn, XGBoost and LightGBM platforms (inferd/runtimes/tabular)."""
+
+    # auto: serve the ONNX conversion when it agrees with the native model on generated rows, else the
+    # native model (the reason is logged and reported); always: a conversion that fails or disagrees
+    # fails the load; never: serve the native model.
+    convert: Literal["auto", "always", "never"] = "auto"
+    # Threads per instance, for the converted graph (ORT's intra-op pool) or the native library
+    # (XGBoost, LightGBM); 0: cores / instances. At most the cores available.
+    threads: int = Field(default=0, ge=0)
+
+    _threads_within_cores = field_validator("threads")(_within_cores)
+
+
+class SklearnOptions(FrameworkOptions):
+    """Options of ``platform: sklearn`` (``model.joblib`` or ``model.pkl``)."""
+
+
+class XGBoostOptions(FrameworkOptions):
+    """Options of ``platform: xgboost`` (``model.json`` or ``model.ubj``)."""
+
+
+class LightGBMOptions(FrameworkOptions):
+    """Options of ``platform: lightgbm`` (``model.txt``)."""
+
+
 class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
@@ -239,6 +265,9 @@ class ModelConfig(_Strict):
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     python: PythonOptions = PythonOptions()
     pytorch: PyTorchOptions = PyTorchOptions()
+    sklearn: SklearnOptions = SklearnOptions()
+    xgboost: XGBoostOptions = XGBoostOptions()
+    lightgbm: LightGBMOptions = LightGBMOptions()
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
     version_policy: VersionPolicy = VersionPolicy()

@@ -16,7 +16,7 @@ from inferd.model_config import load_model_config
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("examples")
-    assert build_repository(dest) == ["mlp", "tabular"]
+    assert build_repository(dest) == ["mlp", "tabular", "fraud-sklearn", "fraud-sklearn-onnx"]
     return dest
 
 
@@ -50,7 +50,12 @@ def test_rebuild_keeps_what_is_there(repository: Path) -> None:
     assert (repository / "tabular" / "1" / "model.onnx").is_file()
     assert build_repository(repository) == []
     # No staging directory is left behind.
-    assert sorted(p.name for p in repository.iterdir()) == ["mlp", "tabular"]
+    assert sorted(p.name for p in repository.iterdir()) == [
+        "fraud-sklearn",
+        "fraud-sklearn-onnx",
+        "mlp",
+        "tabular",
+    ]
     shutil.rmtree(added)
     (repository / "mlp" / "config.yaml").write_text(_MLP_CONFIG)
 
@@ -86,3 +91,31 @@ def test_tabular(repository: Path, batch: int) -> None:
     assert probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(label, probabilities.argmax(axis=1))
+
+
+def test_fraud_sklearn_is_served_natively_and_as_onnx(repository: Path, tmp_path: Path) -> None:
+    import joblib
+    import tritonclient.http as httpclient
+    from serverctl import start_server
+
+    pipeline = joblib.load(repository / "fraud-sklearn" / "1" / "model.joblib")
+    assert [type(step).__name__ for _, step in pipeline.steps] == [
+        "StandardScaler",
+        "GradientBoostingClassifier",
+    ]
+    rows = np.random.default_rng(1).standard_normal((5, 30)).astype(np.float32)
+    server = start_server(repository, tmp_path)
+    try:
+        client = httpclient.InferenceServerClient(server.http_url)
+        for model, runtime in (("fraud-sklearn", "native"), ("fraud-sklearn-onnx", "onnxruntime")):
+            parameters = client.get_model_config(model)["parameters"]
+            assert parameters["runtime"]["string_value"] == runtime
+            tensor = httpclient.InferInput("input", [5, 30], "FP32")
+            tensor.set_data_from_numpy(rows)
+            result = client.infer(model, [tensor])
+            np.testing.assert_array_equal(result.as_numpy("predict"), pipeline.predict(rows))
+            np.testing.assert_allclose(
+                result.as_numpy("predict_proba"), pipeline.predict_proba(rows), atol=1e-5
+            )
+    finally:
+        assert server.stop() == 0, server.log()

@@ -15,7 +15,7 @@ def test_build_names_the_optional_models(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert f"wrote mlp, tabular to {tmp_path}" in done.stdout
+    assert f"wrote mlp, tabular, fraud-sklearn, fraud-sklearn-onnx to {tmp_path}" in done.stdout
     assert "also available: --with cnn,text (pip install 'inferd[examples-heavy]')" in done.stdout
     assert (tmp_path / "mlp" / "1" / "model.onnx").is_file()
 
@@ -36,7 +36,8 @@ def test_build_without_the_examples_extra_says_so(tmp_path: Path) -> None:
     done = _run_without_sklearn(str(dest))
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "Error: building tabular needs scikit-learn, the examples extra: pip install 'inferd[examples]'"
+        "Error: building tabular, fraud-sklearn, fraud-sklearn-onnx needs scikit-learn, the examples "
+        "extra: pip install 'inferd[examples]'"
     ]
     # Checked before anything is written: no half-written repository.
     assert not dest.exists()
@@ -45,7 +46,8 @@ def test_build_without_the_examples_extra_says_so(tmp_path: Path) -> None:
 def test_build_keeps_a_complete_repository_without_the_extra(tmp_path: Path) -> None:
     # The tabular model is there already: nothing to build, so the extra is not needed.
     (tmp_path / "mlp").mkdir()
-    (tmp_path / "tabular").mkdir()
+    for name in ("tabular", "fraud-sklearn", "fraud-sklearn-onnx"):
+        (tmp_path / name).mkdir()
     done = _run_without_sklearn(str(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert "kept mlp, tabular in" in done.stdout
+    assert "kept mlp, tabular, fraud-sklearn, fraud-sklearn-onnx in" in done.stdout

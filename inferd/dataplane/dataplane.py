@@ -20,7 +20,7 @@ from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import ExecutionError, InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
-from inferd.repository.description import ModelDescription, describe
+from inferd.repository.description import ModelDescription, describe, runtime_parameters
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.registry import platform_of
 from inferd.scheduler.tracehook import RequestTrace
@@ -104,13 +104,17 @@ class DataPlane:
         def tensors(specs: Any) -> list[dict[str, Any]]:
             return [{"name": s.name, "datatype": s.datatype, "shape": [*batch, *s.dims]} for s in specs]
 
-        return {
+        metadata: dict[str, Any] = {
             "name": model.name,
             "versions": list(self._repository.entry(name).served),
             "platform": platform_of(model.runtime).triton_platform,
             "inputs": tensors(signature.inputs),
             "outputs": tensors(signature.outputs),
         }
+        parameters = runtime_parameters(model.runtime)
+        if parameters:  # MLServer's extension of the metadata; gRPC's has no field (see the config)
+            metadata["parameters"] = dict(parameters)
+        return metadata
 
     def model_config(self, name: str, version: str | None = None) -> ModelDescription:
         """The configuration; the front-ends render it in Triton's field names (protocol.model_config)."""
@@ -332,6 +336,8 @@ class DataPlane:
         trace: RequestTrace | None = None,
     ) -> dict[str, np.ndarray]:
         config = model.config
+        # Only named outputs narrow what a runtime computes (inferd/scheduler/batcher.py).
+        wanted = frozenset(checked.outputs) if request.outputs else None
         if (
             request.parameters
             or config.priority_levels
@@ -340,9 +346,9 @@ class DataPlane:
         ):
             priority, deadline_ns = queue_placement(request.parameters, config, self._default_timeout_us)
             return await model.batcher.infer(
-                checked.arrays, checked.rows, checked.group, trace, priority, deadline_ns
+                checked.arrays, checked.rows, checked.group, trace, priority, deadline_ns, wanted
             )
-        return await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace)
+        return await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
 
     async def _infer_cached(
         self,

@@ -30,6 +30,8 @@ def config_json(model: ModelDescription) -> dict[str, Any]:
             "preferred_batch_size": list(model.dynamic_batching.preferred_batch_sizes),
             "max_queue_delay_microseconds": model.dynamic_batching.max_queue_delay_us,
         }
+    if model.parameters:
+        document["parameters"] = {key: {"string_value": value} for key, value in model.parameters}
     return document
 
 
@@ -59,6 +61,8 @@ def config_proto(model: ModelDescription) -> pb.ModelConfig:
                 max_queue_delay_microseconds=model.dynamic_batching.max_queue_delay_us,
             )
         )
+    for key, value in model.parameters:
+        message.parameters[key].string_value = value
     return message
 
 

@@ -31,6 +31,14 @@ class ModelDescription:
     instance_count: int
     version_policy: VersionPolicy
     dynamic_batching: BatchingDescription | None
+    # Triton's free-form ``parameters``: what a runtime reports of itself (e.g. a tabular model's
+    # conversion to ONNX and why it was or was not served).
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
+def runtime_parameters(runtime: object) -> tuple[tuple[str, str], ...]:
+    reported = getattr(runtime, "parameters", None)
+    return tuple(sorted(reported.items())) if isinstance(reported, dict) else ()
 
 
 def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescription:
@@ -51,4 +59,5 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         instance_count=model.runtime.instances,
         version_policy=version_policy,
         dynamic_batching=batching,
+        parameters=runtime_parameters(model.runtime),
     )

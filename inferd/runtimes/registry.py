@@ -18,6 +18,9 @@ from inferd.runtimes.base import Runtime, RuntimeSettings
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.python import PythonRuntime
 from inferd.runtimes.pytorch import PyTorchRuntime
+from inferd.runtimes.tabular.lightgbm_model import load_lightgbm
+from inferd.runtimes.tabular.sklearn_model import load_sklearn
+from inferd.runtimes.tabular.xgboost_model import load_xgboost
 
 # (model file, settings shared by every runtime, this runtime's own options) -> a loaded runtime.
 Loader = Callable[[Path, RuntimeSettings, Any], Runtime]
@@ -36,13 +39,16 @@ class Platform:
     backend: str
     # Other names config.yaml may use for it (Triton's).
     aliases: tuple[str, ...] = ()
-    # Files it loads when ``model_file`` is absent, in order of preference.
+    # Other files it loads when ``model_file`` is absent, in order of preference.
     other_files: tuple[str, ...] = ()
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (self.model_file, *self.other_files)
+
     def file_in(self, version_dir: Path) -> Path | None:
-        """The first of this platform's files present in ``version_dir``."""
-        names = (self.model_file, *self.other_files)
-        return next((p for p in (version_dir / name for name in names) if p.is_file()), None)
+        """The file of ``version_dir`` this platform loads; None when it holds none."""
+        return next((version_dir / f for f in self.files if (version_dir / f).is_file()), None)
 
 
 # In detection order: a version directory holding several model files is served by the first.
@@ -69,9 +75,14 @@ PLATFORMS: dict[str, Platform] = {
             ("pytorch_libtorch",),
             ("model.pt2",),
         ),
+        Platform(
+            "sklearn", "model.joblib", "sklearn", load_sklearn, "sklearn", "sklearn", (), ("model.pkl",)
+        ),
+        Platform("xgboost", "model.json", "xgboost", load_xgboost, "xgboost", "xgboost", (), ("model.ubj",)),
+        Platform("lightgbm", "model.txt", "lightgbm", load_lightgbm, "lightgbm", "lightgbm"),
     )
 }
-MODEL_FILES = tuple(name for p in PLATFORMS.values() for name in (p.model_file, *p.other_files))
+MODEL_FILES = tuple(name for platform in PLATFORMS.values() for name in platform.files)
 _BY_ALIAS = {alias: p for p in PLATFORMS.values() for alias in (p.name, *p.aliases)}
 
 
@@ -123,9 +134,9 @@ def create_runtime(model_path: Path, config: ModelConfig) -> Runtime:
     platform = resolve(version_dir, config)
     path = platform.file_in(version_dir)
     if path is None:
-        loads = " or ".join((platform.model_file, *platform.other_files))
         raise ModelLoadError(
-            f"{version_dir / platform.model_file}: file not found (platform {platform.name} loads {loads})"
+            f"{version_dir / platform.model_file}: file not found "
+            f"(platform {platform.name} loads {' or '.join(platform.files)})"
         )
     for other in PLATFORMS.values():
         if other.options_key != platform.options_key and other.options_key in config.model_fields_set:

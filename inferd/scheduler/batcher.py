@@ -125,8 +125,12 @@ class Batcher:
         trace: RequestTrace | None = None,
         priority: int = 0,
         deadline_ns: int = 0,
+        outputs: frozenset[str] | None = None,
     ) -> Outputs:
         """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
+
+        ``outputs``: the outputs the client asked for (None: all). A runtime with ``run_outputs``
+        computes only the union of what a batch asked for; the others compute every output.
 
         ``priority``: 1 is served first, then 2, ...; 0 for a model without priority levels.
         ``deadline_ns``: a ``time.perf_counter_ns()`` after which the request is dropped unexecuted.
@@ -146,9 +150,9 @@ class Batcher:
         if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
             self._ran_inline_this_turn = True
             loop.call_soon(self._next_turn)
-            return self._run_inline(inputs, rows, group, trace, now)
+            return self._run_inline(inputs, rows, group, trace, now, outputs)
         future: asyncio.Future[Outputs] = loop.create_future()
-        item = Pending(inputs, rows, group, future, now, trace, priority, deadline_ns)
+        item = Pending(inputs, rows, group, future, now, trace, priority, deadline_ns, outputs=outputs)
         queue.push(item)
         if deadline_ns:
             item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
@@ -314,6 +318,7 @@ class Batcher:
                 traced.append(item.trace)
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
+        wanted = _wanted(batch)
         run = _Run(batch, now, traced)
         self._running[instance] = run
         timeout_ns = self._policy.execution_timeout_ns
@@ -325,7 +330,7 @@ class Batcher:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._complete, instance, run, result)
 
-        self._workers[instance].submit(lambda: self._execute(instance, inputs, rows), finished)
+        self._workers[instance].submit(lambda: self._execute(instance, inputs, rows, wanted), finished)
 
     def _timed_out(self, instance: int, run: _Run) -> None:
         """The execution outlived the model's execution timeout: fail it, replace the instance's thread."""
@@ -368,7 +373,9 @@ class Batcher:
             item.expiry.cancel()
             item.expiry = None
         try:
-            result = self._run_inline(item.inputs, item.rows, item.group, item.trace, item.enqueued_ns)
+            result = self._run_inline(
+                item.inputs, item.rows, item.group, item.trace, item.enqueued_ns, item.outputs
+            )
         except InferdError as exc:
             item.future.set_exception(exc)
         except Exception as exc:  # a bug, not the model's failure: answer the request, keep serving
@@ -378,7 +385,13 @@ class Batcher:
             item.future.set_result(result)
 
     def _run_inline(
-        self, inputs: Outputs, rows: int, group: Hashable, trace: RequestTrace | None, enqueued_ns: int
+        self,
+        inputs: Outputs,
+        rows: int,
+        group: Hashable,
+        trace: RequestTrace | None,
+        enqueued_ns: int,
+        outputs: frozenset[str] | None,
     ) -> Outputs:
         """Run one request on the loop thread: the model is idle and this shape is known to be fast."""
         now = time.perf_counter_ns()
@@ -387,7 +400,7 @@ class Batcher:
         if trace is not None:
             trace.queued(enqueued_ns, now)
             traced.append(trace)
-        executed = self._execute(self._free_instances[-1], [inputs], [rows])
+        executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs)
         self._stats.inline_executions += 1
         self._record(executed, rows, 1, now, traced, (group, rows))
         self._idle_since_ns = time.perf_counter_ns()
@@ -396,24 +409,38 @@ class Batcher:
             raise result
         return result
 
-    def _execute(self, instance: int, inputs: list[Outputs], rows: list[int]) -> _Executed:
+    def _execute(
+        self, instance: int, inputs: list[Outputs], rows: list[int], wanted: frozenset[str] | None = None
+    ) -> _Executed:
         """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
         start = time.perf_counter_ns()
         merged = concatenate(inputs)
         ready = time.perf_counter_ns()
         try:
-            outputs = self._runtime.run(instance, merged)
+            outputs = self._run(instance, merged, wanted)
             ran = time.perf_counter_ns()
             results: list[Outputs | InferdError] = list(
                 split(outputs, rows) if self._policy.max_batch_size > 0 else [outputs]
             )
         except Exception as exc:
             ran = time.perf_counter_ns()
-            results = self._isolate_failure(instance, inputs, rows, exc)
+            results = self._isolate_failure(instance, inputs, rows, exc, wanted)
         return _Executed(results, ready - start, ran - ready, time.perf_counter_ns() - ran)
 
+    def _run(self, instance: int, inputs: Outputs, wanted: frozenset[str] | None) -> Outputs:
+        run_outputs = getattr(self._runtime, "run_outputs", None)
+        if wanted is not None and run_outputs is not None:
+            selected: Outputs = run_outputs(instance, inputs, wanted)
+            return selected
+        return self._runtime.run(instance, inputs)
+
     def _isolate_failure(
-        self, instance: int, inputs: list[Outputs], rows: list[int], exc: Exception
+        self,
+        instance: int,
+        inputs: list[Outputs],
+        rows: list[int],
+        exc: Exception,
+        wanted: frozenset[str] | None,
     ) -> list[Outputs | InferdError]:
         if len(inputs) == 1:
             return [_execution_error(self._name, exc)]
@@ -421,7 +448,7 @@ class Batcher:
         results: list[Outputs | InferdError] = []
         for request_inputs, count in zip(inputs, rows, strict=True):
             try:
-                results.append(split(self._runtime.run(instance, request_inputs), [count])[0])
+                results.append(split(self._run(instance, request_inputs, wanted), [count])[0])
             except Exception as single_exc:
                 results.append(_execution_error(self._name, single_exc))
         return results
@@ -487,6 +514,13 @@ class Batcher:
     def _update_idle(self) -> None:
         if not self._queue.count and self._in_flight == 0:
             self._idle.set()
+
+
+def _wanted(batch: list[Pending]) -> frozenset[str] | None:
+    """The outputs a batch needs: the union of what its requests asked for (None: all)."""
+    if any(item.outputs is None for item in batch):
+        return None
+    return frozenset().union(*(item.outputs for item in batch if item.outputs is not None))
 
 
 def _execution_error(model: str, exc: BaseException) -> InferdError:

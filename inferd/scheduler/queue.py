@@ -41,6 +41,8 @@ class Pending:
     expiry: asyncio.TimerHandle | None = None
     # False once it left the queue: taken into a batch, expired, or abandoned by its client.
     queued: bool = True
+    # The outputs the client asked for; None: all of them.
+    outputs: frozenset[str] | None = None
 
 
 class _Level:

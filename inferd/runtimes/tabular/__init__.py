@@ -1,0 +1,1 @@
+"""scikit-learn, XGBoost and LightGBM models: converted to ONNX at load when that is safe, else native."""
