@@ -15,6 +15,7 @@ from typing import Any
 from inferd.errors import ModelLoadError
 from inferd.model_config import CONFIG_FILE, ModelConfig
 from inferd.runtimes.base import Runtime, RuntimeSettings
+from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.python import PythonRuntime
 
@@ -25,7 +26,7 @@ Loader = Callable[[Path, RuntimeSettings, Any], Runtime]
 @dataclass(frozen=True, slots=True)
 class Platform:
     name: str
-    # The file a version directory holds for this platform.
+    # The file a version directory holds for this platform ("." : none, the directory itself).
     model_file: str
     # The config.yaml key (a ModelConfig field) holding this runtime's options.
     options_key: str
@@ -51,9 +52,11 @@ PLATFORMS: dict[str, Platform] = {
             ("onnxruntime_onnx",),
         ),
         Platform("python", "model.py", "python", PythonRuntime, "python", "python"),
+        # Triton's ensembles have an empty version directory and no backend.
+        Platform("ensemble", ".", "ensemble_scheduling", EnsembleRuntime, "ensemble", ""),
     )
 }
-MODEL_FILES = tuple(platform.model_file for platform in PLATFORMS.values())
+MODEL_FILES = tuple(p.model_file for p in PLATFORMS.values() if p.model_file != ".")
 _BY_ALIAS = {alias: p for p in PLATFORMS.values() for alias in (p.name, *p.aliases)}
 
 
@@ -103,7 +106,7 @@ def create_runtime(model_path: Path, config: ModelConfig) -> Runtime:
     version_dir = model_path.parent
     platform = resolve(version_dir, config)
     path = version_dir / platform.model_file
-    if not path.is_file():
+    if not (path.is_file() or (platform.model_file == "." and path.is_dir())):
         raise ModelLoadError(f"{path}: file not found (platform {platform.name} loads {platform.model_file})")
     for other in PLATFORMS.values():
         if other.options_key != platform.options_key and other.options_key in config.model_fields_set:
