@@ -343,11 +343,11 @@ def examples() -> None:
     "--with",
     "heavy",
     default="",
-    help="Also build these, comma-separated: cnn, text (need the examples-heavy extra and torch).",
+    help="Also build these, comma-separated: cnn, text, text-embedding (need examples-heavy and torch).",
 )
 def build_examples(dest: Path, heavy: str) -> None:
-    """Write the example models (mlp, tabular, fraud-sklearn[-onnx]; optionally cnn, text) that DEST
-    does not have yet.
+    """Write the example models (mlp, tabular, fraud-sklearn[-onnx]; optionally cnn, text,
+    text-embedding) that DEST does not have yet.
 
     A model directory already in DEST is kept as it is, with whatever was added to it.
     """

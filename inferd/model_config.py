@@ -111,6 +111,31 @@ class LightGBMOptions(FrameworkOptions):
     """Options of ``platform: lightgbm`` (``model.txt``)."""
 
 
+class EnsembleStep(_Strict):
+    """One step of an ensemble, in Triton's field names: which model runs, and how its tensors map
+    onto the ensemble's (``input_map``: step input -> ensemble tensor; ``output_map``: step output ->
+    ensemble tensor)."""
+
+    model_name: str = Field(min_length=1)
+    # -1: the step model's default version, resolved per request (a hot swap of the step applies).
+    model_version: int = Field(default=-1, ge=-1)
+    input_map: dict[str, str] = Field(min_length=1)
+    output_map: dict[str, str] = Field(min_length=1)
+
+    @field_validator("model_version")
+    @classmethod
+    def _not_zero(cls, version: int) -> int:
+        if version == 0:
+            raise ValueError("versions are positive integers (or -1: the default version)")
+        return version
+
+
+class EnsembleScheduling(_Strict):
+    """Options of ``platform: ensemble`` (Triton's ``ensemble_scheduling``)."""
+
+    step: tuple[EnsembleStep, ...] = Field(min_length=1)
+
+
 class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
@@ -268,6 +293,8 @@ class ModelConfig(_Strict):
     sklearn: SklearnOptions = SklearnOptions()
     xgboost: XGBoostOptions = XGBoostOptions()
     lightgbm: LightGBMOptions = LightGBMOptions()
+    # platform: ensemble: the steps (docs/model-repository.md "Ensembles").
+    ensemble_scheduling: EnsembleScheduling | None = None
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
     version_policy: VersionPolicy = VersionPolicy()
@@ -301,6 +328,15 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"default_priority_level {self.default_priority_level} exceeds priority_levels "
                 f"{self.priority_levels}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _ensemble_batches_in_its_steps(self) -> ModelConfig:
+        if self.ensemble_scheduling is not None and self.dynamic_batching is not None:
+            raise ValueError(
+                "an ensemble has no batcher of its own (each step batches in its model): set "
+                "dynamic_batching in the step models' config.yaml"
             )
         return self
 

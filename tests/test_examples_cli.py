@@ -16,7 +16,9 @@ def test_build_names_the_optional_models(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"wrote mlp, tabular, fraud-sklearn, fraud-sklearn-onnx to {tmp_path}" in done.stdout
-    assert "also available: --with cnn,text (pip install 'inferd[examples-heavy]')" in done.stdout
+    assert (
+        "also available: --with cnn,text,text-embedding (pip install 'inferd[examples-heavy]')" in done.stdout
+    )
     assert (tmp_path / "mlp" / "1" / "model.onnx").is_file()
 
 

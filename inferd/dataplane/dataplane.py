@@ -16,15 +16,17 @@ from inferd.dataplane.access_log import log_request
 from inferd.dataplane.admission import queue_placement
 from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
+from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import ExecutionError, InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.description import ModelDescription, describe, runtime_parameters
 from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.types import Admission, InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse, Tensor
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class DataPlane:
         # Off: a caller's entries are only ever hits for the same API key (docs/security.md).
         self._cache_shared_across_keys = cache_shared_across_keys
         self._canary = CanaryRouter(self._registry, self._prepare, self._run)
+        self._ensembles = EnsembleRunner(self.infer)
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -89,8 +92,24 @@ class DataPlane:
                 return True  # servable: it loads on its first request
             if version not in entry.served:
                 raise NotFound(f"model '{name}' has no version '{version}' loaded")
+            return self._steps_ready(entry.served[version])
+        if entry.default is not None:
+            return self._steps_ready(entry.default)
+        return entry.lazy
+
+    def _steps_ready(self, model: LoadedModel) -> bool:
+        """An ensemble is ready when each of its steps' models is servable (a lazy one counts)."""
+        runtime = model.runtime
+        if not isinstance(runtime, EnsembleRuntime):
             return True
-        return entry.ready or entry.lazy
+        for step in runtime.steps:
+            try:
+                self._registry.get(step.model_name, step.version)
+            except NotLoadedYet:
+                continue
+            except InferdError:
+                return False
+        return True
 
     # Metadata -----------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
@@ -305,7 +324,10 @@ class DataPlane:
         """One version's outputs, from the response cache or its batcher, counted in its statistics
         (``start``: when its share of the request began). The caller holds ``model``."""
         try:
-            if self._cache is not None and model.config.response_cache:
+            runtime = model.runtime
+            if isinstance(runtime, EnsembleRuntime):
+                outputs = await self._run_ensemble(model, runtime, request, checked, partition)
+            elif self._cache is not None and model.config.response_cache:
                 outputs = await self._infer_cached(self._cache, model, request, checked, trace, partition)
             else:
                 outputs = await self._schedule(model, request, checked, trace)
@@ -315,6 +337,33 @@ class DataPlane:
         model.stats.record_success(time.perf_counter_ns() - start)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
         return outputs
+
+    async def _run_ensemble(
+        self,
+        model: LoadedModel,
+        ensemble: EnsembleRuntime,
+        request: InferRequest,
+        checked: ValidatedInputs,
+        partition: str | None,
+    ) -> dict[str, np.ndarray]:
+        """The ensemble's outputs from its steps (dataplane/ensemble.py). Its own statistics count
+        each request as one execution; the steps' batching shows in the step models' statistics."""
+        inputs = {
+            spec.name: Tensor(spec.name, spec.datatype, checked.arrays[spec.name])
+            for spec in ensemble.signature.inputs
+        }
+        results = await self._ensembles.run(ensemble, inputs, list(checked.outputs), request.id, partition)
+        datatypes = model.output_datatypes
+        for name, tensor in results.items():
+            if tensor.datatype != datatypes[name]:
+                raise ExecutionError(
+                    f"ensemble '{model.name}' output '{name}' is declared {datatypes[name]} but its step "
+                    f"produced {tensor.datatype}"
+                )
+        stats = model.stats
+        stats.inference_count += checked.rows
+        stats.execution_count += 1
+        return {name: tensor.data for name, tensor in results.items()}
 
     def _build_checks(self, model: LoadedModel) -> InputChecks:
         checks = build_checks(

@@ -22,9 +22,23 @@ def config_json(model: ModelDescription) -> dict[str, Any]:
         "output": [_tensor_json(spec) for spec in model.outputs],
         "instance_group": [
             {"name": f"{model.name}_0", "kind": model.instance_kind, "count": model.instance_count}
-        ],
+        ]
+        if model.instance_count
+        else [],
         "version_policy": model.version_policy.as_triton(),
     }
+    if model.ensemble_steps:
+        document["ensemble_scheduling"] = {
+            "step": [
+                {
+                    "model_name": step.model_name,
+                    "model_version": step.model_version,
+                    "input_map": dict(step.input_map),
+                    "output_map": dict(step.output_map),
+                }
+                for step in model.ensemble_steps
+            ]
+        }
     if model.dynamic_batching is not None:
         document["dynamic_batching"] = {
             "preferred_batch_size": list(model.dynamic_batching.preferred_batch_sizes),
@@ -51,9 +65,25 @@ def config_proto(model: ModelDescription) -> pb.ModelConfig:
                 kind=pb.ModelInstanceGroup.Kind.Value(model.instance_kind),
                 count=model.instance_count,
             )
-        ],
+        ]
+        if model.instance_count
+        else [],
         version_policy=_version_policy_proto(model.version_policy),
     )
+    if model.ensemble_steps:
+        message.ensemble_scheduling.CopyFrom(
+            pb.ModelEnsembling(
+                step=[
+                    pb.ModelEnsembling.Step(
+                        model_name=step.model_name,
+                        model_version=step.model_version,
+                        input_map=step.input_map,
+                        output_map=step.output_map,
+                    )
+                    for step in model.ensemble_steps
+                ]
+            )
+        )
     if model.dynamic_batching is not None:
         message.dynamic_batching.CopyFrom(
             pb.ModelDynamicBatching(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inferd.model_config import VersionPolicy
+from inferd.model_config import EnsembleStep, VersionPolicy
 from inferd.repository.loader import LoadedModel
+from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import device_kind, platform_of
 from inferd.types import TensorSpec
 
@@ -34,6 +35,9 @@ class ModelDescription:
     # Triton's free-form ``parameters``: what a runtime reports of itself (e.g. a tabular model's
     # conversion to ONNX and why it was or was not served).
     parameters: tuple[tuple[str, str], ...] = ()
+    # An ensemble's steps (Triton's ensemble_scheduling); empty for every other model. An ensemble
+    # has no instances of its own (instance_count 0).
+    ensemble_steps: tuple[EnsembleStep, ...] = ()
 
 
 def runtime_parameters(runtime: object) -> tuple[tuple[str, str], ...]:
@@ -48,6 +52,8 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
     if policy.dynamic:
         batching = BatchingDescription(policy.preferred_batch_sizes, policy.max_queue_delay_ns // 1000)
     signature = model.signature
+    runtime = model.runtime
+    steps = runtime.scheduling.step if isinstance(runtime, EnsembleRuntime) else ()
     return ModelDescription(
         name=model.name,
         platform=platform.triton_platform,
@@ -56,8 +62,9 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         inputs=signature.inputs,
         outputs=signature.outputs,
         instance_kind=device_kind(model.runtime),
-        instance_count=model.runtime.instances,
+        instance_count=0 if steps else runtime.instances,
         version_policy=version_policy,
         dynamic_batching=batching,
         parameters=runtime_parameters(model.runtime),
+        ensemble_steps=steps,
     )

@@ -160,7 +160,8 @@ def fingerprint(files: ModelFiles, model_path: Path) -> Fingerprint | None:
 
 def load_runtime(factory: RuntimeFactory, model_path: Path, config: ModelConfig) -> tuple[Runtime, float]:
     """Blocking: create the runtime; returns it and the load time in milliseconds."""
-    if not model_path.is_file():
+    # The platform's file (an ensemble's is its version directory).
+    if not (model_file(model_path.parent, config) or model_path).exists():
         raise ModelLoadError(f"{model_path}: file not found")
     start = time.perf_counter()
     runtime = factory(model_path, config)
@@ -174,7 +175,9 @@ def close_loaded(loaded: tuple[Runtime, float]) -> None:
 
 def file_digest(model_path: Path) -> str:
     """Blocking: a short SHA-256 of the version's model files (every platform's file that is there)."""
-    paths = [p for p in (model_path.parent / name for name in MODEL_FILES) if p.is_file()] or [model_path]
+    paths = [p for p in (model_path.parent / name for name in MODEL_FILES) if p.is_file()]
+    if not paths and model_path.is_file():
+        paths = [model_path]  # an ensemble's version directory holds none: the digest of nothing
     digest = hashlib.sha256()
     for path in paths:
         with path.open("rb") as file:

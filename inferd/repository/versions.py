@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from inferd.errors import ModelLoadError, NotFound
-from inferd.model_config import ModelConfig
+from inferd.model_config import CONFIG_FILE, ModelConfig
 from inferd.repository.deadline import LoadDeadline, LoadTimeout
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import (
@@ -34,6 +34,7 @@ from inferd.repository.loader import (
 from inferd.repository.paths import relative_to_repository
 from inferd.repository.source import ModelSource, find_model
 from inferd.repository.warmup import rss_bytes
+from inferd.runtimes.ensemble import EnsembleRuntime
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class VersionLoader:
             runtime, load_ms = await deadline.run(
                 partial(load_runtime, self._runtime_factory, path, config), close_loaded
             )
+            if isinstance(runtime, EnsembleRuntime):
+                await self._check_steps(runtime, model_dir)
             try:
                 digest = await deadline.run(partial(file_digest, path))
             except OSError as exc:
@@ -137,6 +140,19 @@ class VersionLoader:
         if rss_before is not None and rss_after is not None:
             model.stats.load_rss_bytes = max(0, rss_after - rss_before)
         return model
+
+    async def _check_steps(self, runtime: EnsembleRuntime, model_dir: Path) -> None:
+        """An ensemble's step models must be models of this repository (loaded or not: a step that
+        is not serving makes the ensemble not ready, not unloadable)."""
+        names = runtime.step_models
+        found = await asyncio.to_thread(lambda: [find_model(self._root, n) is not None for n in names])
+        missing = [name for name, there in zip(names, found, strict=True) if not there]
+        if missing:
+            runtime.close()
+            raise ModelLoadError(
+                f"{model_dir / CONFIG_FILE}: ensemble steps use models the repository does not have: "
+                + ", ".join(repr(name) for name in missing)
+            )
 
     async def load_from_disk(self, entry: ModelEntry, key: str) -> LoadedModel:
         """Load one version with the model's current configuration (rollout, rollback)."""

@@ -15,6 +15,7 @@ from typing import Any
 from inferd.errors import ModelLoadError
 from inferd.model_config import CONFIG_FILE, ModelConfig
 from inferd.runtimes.base import Runtime, RuntimeSettings
+from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.python import PythonRuntime
 from inferd.runtimes.pytorch import PyTorchRuntime
@@ -29,7 +30,7 @@ Loader = Callable[[Path, RuntimeSettings, Any], Runtime]
 @dataclass(frozen=True, slots=True)
 class Platform:
     name: str
-    # The file a version directory holds for this platform.
+    # The file a version directory holds for this platform ("." : none, the directory itself).
     model_file: str
     # The config.yaml key (a ModelConfig field) holding this runtime's options.
     options_key: str
@@ -47,7 +48,10 @@ class Platform:
         return (self.model_file, *self.other_files)
 
     def file_in(self, version_dir: Path) -> Path | None:
-        """The file of ``version_dir`` this platform loads; None when it holds none."""
+        """The file of ``version_dir`` this platform loads; None when it holds none. An ensemble
+        (model file ".") loads the version directory itself, which may be empty."""
+        if self.model_file == ".":
+            return version_dir if version_dir.is_dir() else None
         return next((version_dir / f for f in self.files if (version_dir / f).is_file()), None)
 
 
@@ -80,9 +84,11 @@ PLATFORMS: dict[str, Platform] = {
         ),
         Platform("xgboost", "model.json", "xgboost", load_xgboost, "xgboost", "xgboost", (), ("model.ubj",)),
         Platform("lightgbm", "model.txt", "lightgbm", load_lightgbm, "lightgbm", "lightgbm"),
+        # Triton's ensembles have an empty version directory and no backend.
+        Platform("ensemble", ".", "ensemble_scheduling", EnsembleRuntime, "ensemble", ""),
     )
 }
-MODEL_FILES = tuple(name for platform in PLATFORMS.values() for name in platform.files)
+MODEL_FILES = tuple(name for platform in PLATFORMS.values() for name in platform.files if name != ".")
 _BY_ALIAS = {alias: p for p in PLATFORMS.values() for alias in (p.name, *p.aliases)}
 
 

@@ -2174,6 +2174,119 @@ class ModelTransactionPolicy(_message.Message):
 Global___ModelTransactionPolicy: _TypeAlias = ModelTransactionPolicy  # noqa: Y015
 
 @_typing.final
+class ModelEnsembling(_message.Message):
+    """Model ensembling configuration: the steps of an ensemble."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Step(_message.Message):
+        """Each step specifies a model included in the ensemble, maps ensemble
+        tensor names to the model input tensors, and maps model output tensors
+        to ensemble tensor names.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        @_typing.final
+        class InputMapEntry(_message.Message):
+            DESCRIPTOR: _descriptor.Descriptor
+
+            KEY_FIELD_NUMBER: _builtins.int
+            VALUE_FIELD_NUMBER: _builtins.int
+            key: _builtins.str
+            value: _builtins.str
+            def __init__(
+                self,
+                *,
+                key: _builtins.str = ...,
+                value: _builtins.str = ...,
+            ) -> None: ...
+            _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+            def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+            _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+            def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+            def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+        @_typing.final
+        class OutputMapEntry(_message.Message):
+            DESCRIPTOR: _descriptor.Descriptor
+
+            KEY_FIELD_NUMBER: _builtins.int
+            VALUE_FIELD_NUMBER: _builtins.int
+            key: _builtins.str
+            value: _builtins.str
+            def __init__(
+                self,
+                *,
+                key: _builtins.str = ...,
+                value: _builtins.str = ...,
+            ) -> None: ...
+            _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+            def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+            _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+            def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+            def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+        MODEL_NAME_FIELD_NUMBER: _builtins.int
+        MODEL_VERSION_FIELD_NUMBER: _builtins.int
+        INPUT_MAP_FIELD_NUMBER: _builtins.int
+        OUTPUT_MAP_FIELD_NUMBER: _builtins.int
+        MODEL_NAMESPACE_FIELD_NUMBER: _builtins.int
+        model_name: _builtins.str
+        """The name of the model to execute for this step of the ensemble."""
+        model_version: _builtins.int
+        """The version of the model to use for inference. If -1 the latest or
+        most optimal version of the model is used.
+        """
+        model_namespace: _builtins.str
+        """The model namespace (unused by inferd)."""
+        @_builtins.property
+        def input_map(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+            """Map from name of an input tensor on this step's model to ensemble
+            tensor name.
+            """
+
+        @_builtins.property
+        def output_map(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+            """Map from name of an output tensor on this step's model to ensemble
+            tensor name.
+            """
+
+        def __init__(
+            self,
+            *,
+            model_name: _builtins.str = ...,
+            model_version: _builtins.int = ...,
+            input_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+            output_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+            model_namespace: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["input_map", b"input_map", "model_name", b"model_name", "model_namespace", b"model_namespace", "model_version", b"model_version", "output_map", b"output_map"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STEP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def step(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelEnsembling.Step]:
+        """The models and the input / output mappings used within the ensemble."""
+
+    def __init__(
+        self,
+        *,
+        step: _abc.Iterable[Global___ModelEnsembling.Step] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelEnsembling: _TypeAlias = ModelEnsembling  # noqa: Y015
+
+@_typing.final
 class ModelConfig(_message.Message):
     """A model configuration."""
 
@@ -2208,6 +2321,7 @@ class ModelConfig(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     DYNAMIC_BATCHING_FIELD_NUMBER: _builtins.int
+    ENSEMBLE_SCHEDULING_FIELD_NUMBER: _builtins.int
     INSTANCE_GROUP_FIELD_NUMBER: _builtins.int
     DEFAULT_MODEL_FILENAME_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
@@ -2246,6 +2360,10 @@ class ModelConfig(_message.Message):
         """If specified, enables the dynamic-batching scheduling policy."""
 
     @_builtins.property
+    def ensemble_scheduling(self) -> Global___ModelEnsembling:
+        """If specified, enables the model-ensembling scheduling policy."""
+
+    @_builtins.property
     def instance_group(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInstanceGroup]:
         """Instances of this model."""
 
@@ -2270,16 +2388,17 @@ class ModelConfig(_message.Message):
         input: _abc.Iterable[Global___ModelInput] | None = ...,
         output: _abc.Iterable[Global___ModelOutput] | None = ...,
         dynamic_batching: Global___ModelDynamicBatching | None = ...,
+        ensemble_scheduling: Global___ModelEnsembling | None = ...,
         instance_group: _abc.Iterable[Global___ModelInstanceGroup] | None = ...,
         default_model_filename: _builtins.str = ...,
         parameters: _abc.Mapping[_builtins.str, Global___ModelParameter] | None = ...,
         model_transaction_policy: Global___ModelTransactionPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic_batching", b"dynamic_batching", "model_transaction_policy", b"model_transaction_policy", "scheduling_choice", b"scheduling_choice", "version_policy", b"version_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic_batching", b"dynamic_batching", "ensemble_scheduling", b"ensemble_scheduling", "model_transaction_policy", b"model_transaction_policy", "scheduling_choice", b"scheduling_choice", "version_policy", b"version_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_model_filename", b"default_model_filename", "dynamic_batching", b"dynamic_batching", "input", b"input", "instance_group", b"instance_group", "max_batch_size", b"max_batch_size", "model_transaction_policy", b"model_transaction_policy", "name", b"name", "output", b"output", "parameters", b"parameters", "platform", b"platform", "scheduling_choice", b"scheduling_choice", "version_policy", b"version_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_model_filename", b"default_model_filename", "dynamic_batching", b"dynamic_batching", "ensemble_scheduling", b"ensemble_scheduling", "input", b"input", "instance_group", b"instance_group", "max_batch_size", b"max_batch_size", "model_transaction_policy", b"model_transaction_policy", "name", b"name", "output", b"output", "parameters", b"parameters", "platform", b"platform", "scheduling_choice", b"scheduling_choice", "version_policy", b"version_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_scheduling_choice: _TypeAlias = _typing.Literal["dynamic_batching"]  # noqa: Y015
+    _WhichOneofReturnType_scheduling_choice: _TypeAlias = _typing.Literal["dynamic_batching", "ensemble_scheduling"]  # noqa: Y015
     _WhichOneofArgType_scheduling_choice: _TypeAlias = _typing.Literal["scheduling_choice", b"scheduling_choice"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_scheduling_choice) -> _WhichOneofReturnType_scheduling_choice | None: ...
 
