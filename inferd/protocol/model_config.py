@@ -24,6 +24,7 @@ def config_json(model: ModelDescription) -> dict[str, Any]:
             {"name": f"{model.name}_0", "kind": model.instance_kind, "count": model.instance_count}
         ],
         "version_policy": model.version_policy.as_triton(),
+        "parameters": {"instance_kind": {"string_value": model.execution}},
     }
     if model.dynamic_batching is not None:
         document["dynamic_batching"] = {
@@ -51,6 +52,7 @@ def config_proto(model: ModelDescription) -> pb.ModelConfig:
             )
         ],
         version_policy=_version_policy_proto(model.version_policy),
+        parameters={"instance_kind": pb.ModelParameter(string_value=model.execution)},
     )
     if model.dynamic_batching is not None:
         message.dynamic_batching.CopyFrom(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from inferd.model_config import VersionPolicy
 from inferd.repository.loader import LoadedModel
-from inferd.runtimes.registry import device_kind, platform_of
+from inferd.runtimes.registry import device_kind, instance_kind, platform_of
 from inferd.types import TensorSpec
 
 
@@ -31,6 +31,9 @@ class ModelDescription:
     instance_count: int
     version_policy: VersionPolicy
     dynamic_batching: BatchingDescription | None
+    # How instances execute (config.yaml's instance_kind): "thread" or "process". Triton has no field
+    # for it (its Python backend always uses processes): it is reported as a model parameter.
+    execution: str = "thread"
 
 
 def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescription:
@@ -51,4 +54,5 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         instance_count=model.runtime.instances,
         version_policy=version_policy,
         dynamic_batching=batching,
+        execution=instance_kind(model.runtime),
     )
