@@ -128,6 +128,10 @@ class _Worker:
         self._requests = Region(new_shared_file())
         self._responses = Region(new_shared_file())
         self._kill_reason: str | None = None
+        # Whether a batch is in the worker's hands (an interrupt kills it), else an interrupt only
+        # fails the batch waiting for a restart (``_cancelled``): the load goes on.
+        self._executing = False
+        self._cancelled = False
         self._failure = ""
         self.restarts = 0
 
@@ -181,16 +185,23 @@ class _Worker:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._io:
+            with self._changed:
+                self._cancelled = False  # an interrupt meant for an execution that has finished
             sock, process = self._ready()
             if process.poll() is not None:  # it died while idle: restart it, then run the batch
+                with self._changed:
+                    self._executing = False
                 self._crashed(process, sock, "while idle")
                 sock, process = self._ready()
-            layout = self._requests.write(inputs)
             try:
+                layout = self._requests.write(inputs)
                 channel.send(sock, ("run", self._requests.size, layout))
                 reply = channel.receive(sock)
             except (OSError, ValueError):
                 reply = None
+            finally:
+                with self._changed:
+                    self._executing = False
             if reply is None:
                 raise self._crashed(process, sock, "while executing this batch")
             return self._outputs(reply)
@@ -198,8 +209,13 @@ class _Worker:
     def _ready(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
         """The running worker, once started; raises when it cannot take a batch."""
         with self._changed:
-            while self.state is _State.STARTING:
+            while self.state is _State.STARTING and not self._cancelled:
                 self._changed.wait()
+            if self._cancelled:
+                self._cancelled = False
+                raise ExecutionError(
+                    f"model {self._label}: gave up waiting for instance {self._index} to restart"
+                )
             if self.state is _State.CLOSED:
                 raise Unavailable(f"model {self._label} is shutting down")
             if self.state is _State.FAILED:
@@ -208,6 +224,7 @@ class _Worker:
                     f"not be restarted ({self._failure}); retrying"
                 )
             sock, process = self._sock, self._process
+            self._executing = True
         assert sock is not None and process is not None
         return sock, process
 
@@ -290,6 +307,10 @@ class _Worker:
 
     def kill(self, reason: str) -> None:
         with self._changed:
+            if not self._executing:
+                self._cancelled = True  # the batch waits for a restart: fail it, let the load go on
+                self._changed.notify_all()
+                return
             process = self._process
             if process is None or process.poll() is not None:
                 return
