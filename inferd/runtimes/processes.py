@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+import inferd
 from inferd import errors
 from inferd.errors import ExecutionError, InferdError, InstanceCrashed, ModelLoadError, Unavailable
 from inferd.model_config import PythonOptions
@@ -45,6 +47,15 @@ _EXIT_GRACE_S = 2.0
 # Delays between attempts to restart a worker whose model fails to load again.
 _RETRY_FIRST_S = 1.0
 _RETRY_MAX_S = 30.0
+
+
+# The worker imports the same inferd as the server, wherever it was imported from.
+_WORKER_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        p for p in (str(Path(inferd.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")) if p
+    ),
+}
 
 
 class _State(enum.Enum):
@@ -152,6 +163,7 @@ class _Worker:
                     [sys.executable, "-m", "inferd.runtimes.procworker", self._spec, *map(str, fds)],
                     pass_fds=fds,
                     stdin=subprocess.DEVNULL,
+                    env=_WORKER_ENV,
                 )
             except BaseException:
                 ours.close()
