@@ -162,3 +162,41 @@ def test_a_process_kind_model_runs_in_its_worker_process(tmp_path: Path) -> None
         assert pid != os.getpid()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # closing the model stopped its worker
+
+
+COUNTDOWN_MODEL = """
+import numpy as np
+from inferd import Model, Tensor
+
+class Countdown(Model):
+    inputs = [Tensor("n", "INT32", [-1])]
+    outputs = [Tensor("left", "INT32", [-1])]
+    max_batch_size = 4
+
+    def predict(self, inputs):
+        return {"left": inputs["n"]}
+
+    def predict_stream(self, inputs):
+        if (inputs["n"] < 0).any():
+            yield {"left": inputs["n"]}
+            raise RuntimeError("negative countdown")
+        left = inputs["n"].copy()
+        while (left > 0).any():
+            left = np.maximum(left - 1, 0)
+            yield {"left": left}
+"""
+
+
+def test_a_process_kind_model_streams_from_its_worker(tmp_path: Path) -> None:
+    model_dir = pymodels.write(tmp_path, "c", COUNTDOWN_MODEL, config="instance_kind: process\n")
+    with testing.load(model_dir / "1") as model:
+        assert [r["left"].tolist() for r in model.infer_stream({"n": [3, 1]})] == [[2, 0], [1, 0], [0, 0]]
+        stopped = model.infer_stream({"n": [100]})
+        assert next(stopped)["left"].tolist() == [99]
+        stopped.close()  # the worker stops that stream and takes the next request
+        assert model.infer({"n": [7]})["left"].tolist() == [7]
+        failing = model.infer_stream({"n": [-1]})
+        assert next(failing)["left"].tolist() == [-1]
+        with pytest.raises(ExecutionError, match="predict_stream raised RuntimeError: negative countdown"):
+            next(failing)
+        assert [r["left"].tolist() for r in model.infer_stream({"n": [1]})] == [[0]]

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,10 @@ class ProcessRuntime:
 
     def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._workers[instance].run(inputs)
+
+    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """``predict_stream`` in the worker; the instance is held until the stream ends or is closed."""
+        return self._workers[instance].stream(inputs)
 
     def interrupt(self, instance: int) -> None:
         """The execution on ``instance`` ran past its timeout: kill the worker (it restarts). Does
@@ -197,26 +202,61 @@ class _Worker:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._io:
-            with self._changed:
-                self._cancelled = False  # an interrupt meant for an execution that has finished
-            sock, process = self._ready()
-            if process.poll() is not None:  # it died while idle: restart it, then run the batch
-                with self._changed:
-                    self._executing = False
-                self._crashed(process, sock, "while idle")
-                sock, process = self._ready()
+            sock, process = self._started()
             try:
-                layout = self._requests.write(inputs)
-                channel.send(sock, ("run", self._requests.size, layout))
-                reply = channel.receive(sock)
-            except (OSError, ValueError):
-                reply = None
+                reply = self._request(sock, "run", inputs)
             finally:
                 with self._changed:
                     self._executing = False
             if reply is None:
                 raise self._crashed(process, sock, "while executing this batch")
             return self._outputs(reply)
+
+    def stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        with self._io:
+            sock, process = self._started()
+            try:
+                reply = self._request(sock, "stream", inputs)
+                while reply is not None and reply[0] != "end":
+                    try:
+                        yield self._outputs(reply)
+                    except GeneratorExit:  # the consumer stopped: so does predict_stream
+                        with contextlib.suppress(OSError):
+                            channel.send(sock, ("stop",))
+                        raise
+                    try:
+                        channel.send(sock, ("next",))
+                        reply = channel.receive(sock)
+                    except (OSError, ValueError):
+                        reply = None
+            finally:
+                with self._changed:
+                    self._executing = False
+            if reply is None:
+                raise self._crashed(process, sock, "while streaming")
+
+    def _started(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        """``_ready``, restarting first a worker that died while idle."""
+        with self._changed:
+            self._cancelled = False  # an interrupt meant for an execution that has finished
+        sock, process = self._ready()
+        if process.poll() is not None:  # it died while idle: restart it, then run the batch
+            with self._changed:
+                self._executing = False
+            self._crashed(process, sock, "while idle")
+            sock, process = self._ready()
+        return sock, process
+
+    def _request(
+        self, sock: socket.socket, kind: str, inputs: dict[str, np.ndarray]
+    ) -> tuple[Any, ...] | None:
+        """Send one request's inputs; the first reply, None when the worker is gone."""
+        try:
+            layout = self._requests.write(inputs)
+            channel.send(sock, (kind, self._requests.size, layout))
+            return channel.receive(sock)
+        except (OSError, ValueError):
+            return None
 
     def _ready(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
         """The running worker, once started; raises when it cannot take a batch."""
@@ -249,14 +289,16 @@ class _Worker:
             # As in thread mode: the client gets the exception's type and message; the traceback,
             # with an id to find it by, goes to the server log.
             error_id = uuid.uuid4().hex[:12]
+            method = str(reply[3]) if len(reply) > 3 else "predict"
             log.error(
-                "model %s: predict raised (error id %s) in worker process %s:\n%s",
+                "model %s: %s raised (error id %s) in worker process %s:\n%s",
                 self._label,
+                method,
                 error_id,
                 self.pid,
                 str(reply[2]).rstrip(),
             )
-            raise ExecutionError(f"model {self._label}: predict raised {reply[1]} (error id {error_id})")
+            raise ExecutionError(f"model {self._label}: {method} raised {reply[1]} (error id {error_id})")
         error = getattr(errors, str(reply[1]), None)
         # Only errors built from a message alone (the model's InvalidRequest, the output checks).
         if not (

@@ -85,9 +85,13 @@ def main(argv: list[str]) -> int:
         return 1
     channel.send(sock, ("ready", os.getpid(), encode_signature(signature)))
     while (message := channel.receive(sock)) is not None:
-        _, size, layout = message
+        kind, size, layout = message
         requests.follow(size)
-        channel.send(sock, _run(model, requests.read(layout, copy=False), signature, label, responses))
+        inputs = requests.read(layout, copy=False)
+        if kind == "run":
+            channel.send(sock, _run(model, inputs, signature, label, responses))
+        elif not _stream(sock, model, inputs, signature, label, responses):
+            break
     return 0
 
 
@@ -108,6 +112,41 @@ def _run(
         return ("error", type(exc).__name__, exc.message)
     layout = responses.write(checked)
     return ("ok", responses.size, layout)
+
+
+def _stream(
+    sock: socket.socket,
+    model: Model,
+    inputs: dict[str, np.ndarray],
+    signature: Signature,
+    label: str,
+    responses: Region,
+) -> bool:
+    """One request to ``predict_stream``: each response is sent once the server has copied the one
+    before (it answers ``next``, or ``stop`` when its consumer went away); then ``end`` or the error.
+    False when the server has gone."""
+    rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
+    stream: Any = None
+    try:
+        stream = iter(model.predict_stream(inputs))
+        for outputs in stream:
+            checked = check_outputs(outputs, signature, rows, label)
+            channel.send(sock, ("ok", responses.size, responses.write(checked)))
+            answer = channel.receive(sock)
+            if answer is None or answer[0] != "next":
+                return answer is not None
+    except InferdError as exc:
+        channel.send(sock, ("error", type(exc).__name__, exc.message))
+        return True
+    except Exception as exc:
+        channel.send(sock, ("raised", describe_exception(exc), traceback.format_exc(), "predict_stream"))
+        return True
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    channel.send(sock, ("end",))
+    return True
 
 
 if __name__ == "__main__":
