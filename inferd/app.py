@@ -306,7 +306,10 @@ def _connection_limits(settings: Settings) -> ConnectionLimits:
     cap = wanted.max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and cap > (fitting := max(1, (soft - _RESERVED_FILES) // 2)):
-        log.info(
+        # Worth a warning only when the operator asked for more; the default is fitted silently.
+        asked = "max_connections" in wanted.model_fields_set
+        log.log(
+            logging.WARNING if asked else logging.DEBUG,
             "max connections per listener lowered from %d to %d to fit the open-file limit of %d (ulimit -n)",
             cap,
             fitting,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,6 +40,9 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None
     id: str | None = None
     parameters: Parameters = field(default_factory=dict)
+    # What the model's Admission returned when the codec checked these inputs as declared: opaque
+    # here; the data plane's validation then need not check them again (see dataplane/validation.py).
+    admitted: object = None
 
 
 @dataclass(slots=True)
@@ -57,3 +61,34 @@ class TensorSpec:
     name: str
     datatype: str
     dims: tuple[int, ...]
+
+
+class DeclaredInput(Protocol):
+    """What a request says about one input before its data is read (a decoded ``Tensor`` fits too)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def datatype(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
+class Admission(Protocol):
+    """A served model's checks on what a request declares, run by a codec before it decodes any data,
+    so that a request the model would refuse costs its header, never its payload.
+
+    Both methods consume their iterable lazily and stop at the first refusal: more entries than the
+    model has must hold an unknown or repeated name, so a codec that builds each entry on demand does
+    O(model's inputs) work for any number of entries sent."""
+
+    def check_inputs(self, declared: Iterable[DeclaredInput]) -> object:
+        """Refuse unknown, repeated or missing names, wrong datatypes, shapes the model does not accept
+        and element counts above its limit; the result goes in ``InferRequest.admitted``."""
+        ...
+
+    def check_outputs(self, names: Iterable[str]) -> None:
+        """Refuse unknown or repeated requested outputs."""
+        ...

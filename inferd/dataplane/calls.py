@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.types import InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse
 
 Reply = TypeVar("Reply", covariant=True)
 
@@ -37,8 +37,10 @@ class InferCall(Protocol[Reply]):
         """The API key id that made the call (None without API keys): it scopes response-cache entries."""
         ...
 
-    def decode(self) -> InferRequest:
-        """The core request; raises an InferdError when the wire request is malformed."""
+    def decode(self, admission: Admission | None) -> InferRequest:
+        """The core request; raises an InferdError when the wire request is malformed. ``admission``
+        checks the declared inputs against the model before any data is decoded (None: a lazy model
+        not loaded yet, checked once decoded)."""
         ...
 
     def encode(self, request: InferRequest, response: InferResponse) -> Reply: ...

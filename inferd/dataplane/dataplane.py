@@ -17,14 +17,14 @@ from inferd.dataplane.admission import queue_placement
 from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
-from inferd.dataplane.validation import ValidatedInputs, validate
+from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
 from inferd.repository.description import ModelDescription, describe
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.registry import platform_of
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.types import InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class DataPlane:
         self._max_bytes_length = max_bytes_length
         # Built on a model's first request; LoadedModel hashes by identity, so a reload gets new checks.
         self._checks: dict[LoadedModel, InputChecks] = {}
+        # Built with them: each handle's checks on declared inputs, which codecs run before decoding.
+        self._admissions: dict[LoadedModel, SignatureAdmission] = {}
         self._cache = cache
         # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
         self._default_timeout_us = default_timeout_us
@@ -170,13 +172,19 @@ class DataPlane:
         return await self._repository.rollback(name)
 
     # Inference ----------------------------------------------------------------------------------
-    def check_servable(self, name: str, version: str | None) -> None:
-        """Raise NotFound/Unavailable before a front-end spends time decoding a request body."""
-        # try/except, not contextlib.suppress: this runs per request and suppress allocates.
-        try:  # noqa: SIM105
-            self._registry.get(name, version)
+    def check_servable(self, name: str, version: str | None) -> Admission | None:
+        """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return
+        the model's checks for the codec to run on the declared inputs before it decodes their data
+        (None for a lazy model not loaded yet: its request is checked once decoded, after the load)."""
+        try:
+            model = self._registry.get(name, version)
         except NotLoadedYet:
-            pass  # infer loads it
+            return None  # infer loads it
+        admission = self._admissions.get(model)
+        if admission is None:
+            self._build_checks(model)
+            admission = self._admissions[model]
+        return admission
 
     def record_rejected(self, name: str, version: str | None, error: InferdError) -> None:
         """Count a request for a servable model that its front-end could not decode as a failure
@@ -209,9 +217,9 @@ class DataPlane:
         return reply
 
     def _decode(self, call: InferCall[Reply]) -> InferRequest:
-        self.check_servable(call.model, call.version)
+        admission = self.check_servable(call.model, call.version)
         try:
-            return call.decode()
+            return call.decode(admission)
         except InferdError as exc:
             self.record_rejected(call.model, call.version, exc)
             raise
@@ -307,6 +315,8 @@ class DataPlane:
         # replaced versions are not kept alive by this table.
         self._checks = {m: c for m, c in self._checks.items() if self._registry.serves(m)}
         self._checks[model] = checks
+        self._admissions = {m: a for m, a in self._admissions.items() if m in self._checks}
+        self._admissions[model] = SignatureAdmission(model.name, model.signature, checks.max_elements)
         return checks
 
     async def _schedule(

@@ -1,14 +1,23 @@
-"""Check a request against the model signature before it may enter a batch."""
+"""Check a request against the model signature before it may enter a batch.
+
+The same checks run twice: on what a request declares (names, datatypes, shapes), by the codec
+through ``SignatureAdmission`` before any data is decoded, and on the decoded tensors here, which
+stays the authority (a canary candidate's signature, a version swapped in between).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from inferd.errors import InvalidRequest
 from inferd.runtimes.base import Signature
-from inferd.types import InferRequest, TensorSpec
+from inferd.types import DeclaredInput, InferRequest, TensorSpec
+
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,45 +25,101 @@ class ValidatedInputs:
     arrays: dict[str, np.ndarray]
     rows: int
     # Non-batch shapes in signature order: requests merge only when these are equal.
-    group: tuple[tuple[int, ...], ...]
+    group: tuple[Shape, ...]
     outputs: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What ``SignatureAdmission`` found, kept by the codec on the request it decoded."""
+
+    signature: Signature
+    rows: int
+    group: tuple[Shape, ...]
+
+
 def validate(request: InferRequest, signature: Signature) -> ValidatedInputs:
-    model = request.model
-    arrays: dict[str, np.ndarray] = {}
-    for tensor in request.inputs:
+    admitted = request.admitted
+    if isinstance(admitted, Admitted) and admitted.signature is signature:
+        # Checked as declared against this very signature, and the codecs shape every tensor as
+        # declared: the same checks again would find the same.
+        rows, group = admitted.rows, admitted.group
+    else:
+        rows, group = check_declared(request.model, signature, request.inputs)
+    arrays = {tensor.name: tensor.data for tensor in request.inputs}
+    names = (o.name for o in request.outputs) if request.outputs else None
+    return ValidatedInputs(arrays, rows, group, check_outputs(request.model, signature, names))
+
+
+class SignatureAdmission:
+    """The ``Admission`` of one served model handle: its signature and its element limit."""
+
+    __slots__ = ("_max_elements", "_model", "_signature")
+
+    def __init__(self, model: str, signature: Signature, max_elements: int) -> None:
+        self._model = model
+        self._signature = signature
+        self._max_elements = max_elements
+
+    def check_inputs(self, declared: Iterable[DeclaredInput]) -> Admitted:
+        rows, group = check_declared(self._model, self._signature, declared, self._max_elements)
+        return Admitted(self._signature, rows, group)
+
+    def check_outputs(self, names: Iterable[str]) -> None:
+        check_outputs(self._model, self._signature, names)
+
+
+def check_declared(
+    model: str,
+    signature: Signature,
+    inputs: Iterable[DeclaredInput],
+    max_elements: int | None = None,
+) -> tuple[int, tuple[Shape, ...]]:
+    """Check inputs' names, datatypes and shapes (and element counts, given a limit) against the
+    signature; returns the batch rows and the non-batch shapes. ``inputs`` is read once, lazily."""
+    shapes: dict[str, Shape] = {}
+    for tensor in inputs:
         spec = signature.input(tensor.name)
         if spec is None:
             expected = ", ".join(s.name for s in signature.inputs)
             raise InvalidRequest(f"model '{model}' has no input '{tensor.name}'; its inputs are: {expected}")
-        if tensor.name in arrays:
+        if tensor.name in shapes:
             raise InvalidRequest(f"input '{tensor.name}' appears more than once")
         if tensor.datatype != spec.datatype:
             raise InvalidRequest(
                 f"input '{tensor.name}' of model '{model}' expects datatype {spec.datatype}, "
                 f"got {tensor.datatype}"
             )
-        arrays[tensor.name] = tensor.data
-    missing = [spec.name for spec in signature.inputs if spec.name not in arrays]
+        shape = tensor.shape
+        if max_elements is not None and math.prod(shape) > max_elements:
+            count = math.prod(shape)
+            raise InvalidRequest(
+                f"input '{tensor.name}' has {count} elements, more than the limit of {max_elements}"
+            )
+        shapes[tensor.name] = shape
+    # Every name is known and unique here, so as many as the signature has means none is missing.
+    missing = (
+        []
+        if len(shapes) == len(signature.inputs)
+        else [s.name for s in signature.inputs if s.name not in shapes]
+    )
     if missing:
         raise InvalidRequest(
             f"model '{model}' expects input(s) {', '.join(missing)}, which the request lacks"
         )
 
     rows = 1
-    if signature.max_batch_size > 0:
-        rows = _batch_rows(arrays, signature, model)
-    group = tuple(
-        _check_shape(arrays[spec.name], spec, signature.max_batch_size > 0) for spec in signature.inputs
-    )
-    return ValidatedInputs(arrays, rows, group, _requested_outputs(request, signature))
+    batched = signature.max_batch_size > 0
+    if batched:
+        rows = _batch_rows(shapes, signature, model)
+    group = tuple(_check_shape(shapes[spec.name], spec, batched) for spec in signature.inputs)
+    return rows, group
 
 
-def _batch_rows(arrays: dict[str, np.ndarray], signature: Signature, model: str) -> int:
+def _batch_rows(shapes: dict[str, Shape], signature: Signature, model: str) -> int:
     sizes = set()
     for spec in signature.inputs:
-        shape = arrays[spec.name].shape
+        shape = shapes[spec.name]
         if len(shape) != len(spec.dims) + 1:
             raise InvalidRequest(
                 f"input '{spec.name}' expects shape {_shape_text((-1, *spec.dims))} (batch first), "
@@ -73,35 +138,32 @@ def _batch_rows(arrays: dict[str, np.ndarray], signature: Signature, model: str)
     return int(rows)
 
 
-def _check_shape(array: np.ndarray, spec: TensorSpec, batched: bool) -> tuple[int, ...]:
-    shape = array.shape[1:] if batched else array.shape
+def _check_shape(full: Shape, spec: TensorSpec, batched: bool) -> Shape:
+    shape = full[1:] if batched else full
     expected = spec.dims
     fits = len(shape) == len(expected) and all(
         e == -1 or e == s for e, s in zip(expected, shape, strict=True)
     )
     if not fits:
         shown = (-1, *expected) if batched else expected
-        raise InvalidRequest(
-            f"input '{spec.name}' expects shape {_shape_text(shown)}, got {list(array.shape)}"
-        )
+        raise InvalidRequest(f"input '{spec.name}' expects shape {_shape_text(shown)}, got {list(full)}")
     return tuple(shape)
 
 
-def _requested_outputs(request: InferRequest, signature: Signature) -> tuple[str, ...]:
-    if not request.outputs:
+def check_outputs(model: str, signature: Signature, names: Iterable[str] | None) -> tuple[str, ...]:
+    """The outputs to return: those named (each known, once; read lazily), or all without a list."""
+    if names is None:
         return tuple(spec.name for spec in signature.outputs)
-    names: list[str] = []
-    for output in request.outputs:
-        if output.name in names:
-            raise InvalidRequest(f"output '{output.name}' is requested more than once")
-        if signature.output(output.name) is None:
+    chosen: list[str] = []
+    for name in names:
+        if name in chosen:
+            raise InvalidRequest(f"output '{name}' is requested more than once")
+        if signature.output(name) is None:
             known = ", ".join(s.name for s in signature.outputs)
-            raise InvalidRequest(
-                f"model '{request.model}' has no output '{output.name}'; its outputs are: {known}"
-            )
-        names.append(output.name)
-    return tuple(names)
+            raise InvalidRequest(f"model '{model}' has no output '{name}'; its outputs are: {known}")
+        chosen.append(name)
+    return tuple(chosen) or tuple(spec.name for spec in signature.outputs)
 
 
-def _shape_text(dims: tuple[int, ...]) -> str:
+def _shape_text(dims: Shape) -> str:
     return "[" + ", ".join("-1" if d == -1 else str(d) for d in dims) + "]"

@@ -10,8 +10,8 @@ import grpc
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.grpc.access import GateInterceptor
+from inferd.grpc.handlers import add_servicer
 from inferd.grpc.servicer import InferenceServicer
-from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.security.gate import Gate
 from inferd.security.tls import TlsFiles
 
@@ -43,9 +43,7 @@ class GrpcServer:
             ],
         )
         self._servicer = InferenceServicer(dataplane)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            self._servicer, self._server
-        )
+        add_servicer(self._servicer, self._server)
 
     async def start(self, host: str, port: int) -> int:
         """Bind and start; returns the bound port (useful with port 0)."""

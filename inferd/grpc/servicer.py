@@ -19,10 +19,11 @@ from inferd.grpc.errors import GRPC_STATUS
 from inferd.names import model_name, model_version
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
+from inferd.protocol._generated import inferd_light_pb2 as light
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
 from inferd.protocol.model_config import config_proto
 from inferd.tracing.carrier import carrier_from_metadata
-from inferd.types import InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 # grpcio ships no type information, so the servicer context is untyped here.
@@ -155,7 +156,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:
             await _abort(context, exc, "RepositoryModelUnload")
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: light.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         if not self._admit():
             await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
         try:
@@ -165,14 +166,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         finally:
             self._release()
 
-    async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def _infer(self, request: light.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         """One request, unary or from a stream; raises on failure."""
         model_name(request.model_name)
         model_version(request.model_version)
         return await self._dataplane.serve(_GrpcCall(request, context, CALLER.get()))
 
     async def ModelStreamInfer(
-        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+        self, request_iterator: AsyncIterator[light.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         if not self._admit():
             await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
@@ -183,7 +184,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._release()
 
     async def _stream(
-        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+        self, request_iterator: AsyncIterator[light.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # Errors travel in-band so one bad request does not end the stream.
         async for request in request_iterator:
@@ -205,15 +206,15 @@ class _GrpcCall:
     __slots__ = ("_context", "_message", "caller", "model", "version")
     protocol = "grpc"
 
-    def __init__(self, message: pb.ModelInferRequest, context: Context, caller: str | None) -> None:
+    def __init__(self, message: light.ModelInferRequest, context: Context, caller: str | None) -> None:
         self._message = message
         self._context = context
         self.model: str = message.model_name
         self.version: str | None = message.model_version or None
         self.caller = caller
 
-    def decode(self) -> InferRequest:
-        return decode_infer_request(self._message)
+    def decode(self, admission: Admission | None) -> InferRequest:
+        return decode_infer_request(self._message, admission)
 
     def encode(self, request: InferRequest, response: InferResponse) -> pb.ModelInferResponse:
         return encode_infer_response(response)

@@ -30,7 +30,7 @@ from inferd.protocol.json_codec import decode_request, dumps, encode_error, enco
 from inferd.protocol.model_config import config_json
 from inferd.security.gate import Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
-from inferd.types import InferRequest, InferResponse
+from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +264,8 @@ class _RestCall:
         self._json_length = json_length
         self._routing_key = routing_key
 
-    def decode(self) -> InferRequest:
-        request = decode_request(self._body, self._json_length, self.model, self.version)
+    def decode(self, admission: Admission | None) -> InferRequest:
+        request = decode_request(self._body, self._json_length, self.model, self.version, admission)
         if self._routing_key is not None:
             request.parameters["routing_key"] = self._routing_key
         return request

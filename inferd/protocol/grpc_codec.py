@@ -1,18 +1,26 @@
 """gRPC ModelInfer messages <-> core types. Inputs may be raw or typed; outputs are always raw,
-because tritonclient.grpc reads only ``raw_output_contents``."""
+because tritonclient.grpc reads only ``raw_output_contents``.
+
+Requests are parsed as inferd's light ModelInferRequest (proto/inferd_light.proto), which keeps each
+input's typed contents as bytes: no element is parsed before the model's admission has checked the
+declared shapes, and then no more elements than declared (inferd/protocol/wire.py)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from inferd.datatypes import numpy_dtype
 from inferd.errors import InvalidRequest
+from inferd.protocol import wire
 from inferd.protocol._generated import grpc_service_pb2 as pb
-from inferd.protocol.tensors import check_shape, from_raw, to_raw
-from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.protocol._generated import inferd_light_pb2 as light
+from inferd.protocol.declared import admit_inputs
+from inferd.protocol.tensors import check_rank, check_shape, from_raw, to_raw
+from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, Tensor
 
 # Which InferTensorContents field carries each datatype when a client sends typed contents.
 _CONTENTS_FIELD = {
@@ -31,7 +39,35 @@ _CONTENTS_FIELD = {
 }
 
 
-def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
+_FIELD_NUMBERS = pb.InferTensorContents.DESCRIPTOR.fields_by_name
+# The wire type of one element of each scalar contents field, when not packed.
+_ELEMENT_KIND = {
+    "bool_contents": wire.VARINT,
+    "int_contents": wire.VARINT,
+    "int64_contents": wire.VARINT,
+    "uint_contents": wire.VARINT,
+    "uint64_contents": wire.VARINT,
+    "fp32_contents": wire.I32,
+    "fp64_contents": wire.I64,
+}
+
+
+def parse_infer_request(data: bytes) -> light.ModelInferRequest:
+    """Parse a serialized ModelInferRequest (as the gRPC server receives it) into the light message.
+    A large one is first checked for the count of its fields and its shapes' ranks (``wire.
+    check_request``), so that the parse's cost is bounded whatever its entries. Raises InvalidRequest
+    for a refused request, DecodeError for one that is not protobuf."""
+    if len(data) > wire.CHECK_ABOVE_BYTES:
+        wire.check_request(data)
+    return light.ModelInferRequest.FromString(data)
+
+
+def decode_infer_request(
+    message: light.ModelInferRequest, admission: Admission | None = None
+) -> InferRequest:
+    """Decode a parsed (light) ModelInferRequest. Given the model's ``admission``, the inputs' names,
+    datatypes and shapes (and the requested outputs) are checked before any tensor data is read;
+    typed contents are then read no further than the declared element count."""
     raw_contents = message.raw_input_contents
     if raw_contents and len(raw_contents) != len(message.inputs):
         raise InvalidRequest(
@@ -39,16 +75,18 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
         )
     if not message.inputs:
         raise InvalidRequest("the request has no inputs")
+    heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
+    if admission is not None and message.outputs:
+        admission.check_outputs(o.name for o in message.outputs)
     inputs = []
-    for index, tensor in enumerate(message.inputs):
-        shape = check_shape(tensor.name, list(tensor.shape))
-        numpy_dtype(tensor.datatype)  # rejects unknown datatypes with a clear message
+    for index, head in enumerate(heads):
+        tensor = head.message
         if raw_contents:
-            if tensor.HasField("contents"):
+            if len(tensor.contents):
                 raise InvalidRequest(f"input '{tensor.name}' has both typed contents and raw_input_contents")
-            data = from_raw(tensor.name, tensor.datatype, shape, raw_contents[index])
+            data = from_raw(tensor.name, tensor.datatype, head.shape, raw_contents[index])
         else:
-            data = _from_contents(tensor, shape)
+            data = _from_contents(tensor, head.shape)
         inputs.append(Tensor(tensor.name, tensor.datatype, data))
     outputs = [RequestedOutput(o.name) for o in message.outputs] or None
     return InferRequest(
@@ -58,33 +96,45 @@ def decode_infer_request(message: pb.ModelInferRequest) -> InferRequest:
         outputs=outputs,
         id=message.id or None,
         parameters={key: parameter_value(value) for key, value in message.parameters.items()},
+        admitted=admitted,
     )
 
 
-def _from_contents(tensor: pb.ModelInferRequest.InferInputTensor, shape: tuple[int, ...]) -> np.ndarray:
+class _Input(NamedTuple):  # a NamedTuple: built per input per request, the cheapest record
+    """One input's header, checked, with its message (a DeclaredInput)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    message: light.ModelInferRequest.InferInputTensor
+
+
+def _declare_input(tensor: light.ModelInferRequest.InferInputTensor) -> _Input:
+    check_rank(tensor.name, len(tensor.shape))  # before the dims are copied out of the message
+    shape = check_shape(tensor.name, list(tensor.shape))
+    numpy_dtype(tensor.datatype)  # rejects unknown datatypes with a clear message
+    return _Input(tensor.name, tensor.datatype, shape, tensor)
+
+
+def _from_contents(tensor: light.ModelInferRequest.InferInputTensor, shape: tuple[int, ...]) -> np.ndarray:
     field = _CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
         raise InvalidRequest(
             f"input '{tensor.name}': {tensor.datatype} data must be sent in raw_input_contents"
         )
-    values = getattr(tensor.contents, field)
-    if not len(values):
-        # The usual cause: a client filled the contents field of another datatype.
-        filled = [f.name for f, _ in tensor.contents.ListFields()]
-        if filled:
-            raise InvalidRequest(
-                f"input '{tensor.name}': {tensor.datatype} data goes in contents.{field}, "
-                f"the request filled {', '.join(filled)}"
-            )
+    # Several occurrences of a message field merge; their concatenation is the merged message.
+    blob = b"".join(tensor.contents)
     count = math.prod(shape)
-    if len(values) != count:
-        raise InvalidRequest(
-            f"input '{tensor.name}': shape {list(shape)} needs {count} elements, contents has {len(values)}"
-        )
+    number = _FIELD_NUMBERS[field].number
     if tensor.datatype == "BYTES":
         array = np.empty(count, dtype=object)
-        array[:] = list(values)
+        array[:] = wire.bytes_elements(tensor.name, blob, number, count)
         return array.reshape(shape)
+    wire.count_elements(tensor.name, blob, field, number, _ELEMENT_KIND[field], count)
+    try:  # the count is the declared one: the parse allocates no more than the shape says
+        values = getattr(pb.InferTensorContents.FromString(blob), field)
+    except DecodeError:
+        raise InvalidRequest(f"input '{tensor.name}': its contents are not valid protobuf") from None
     dtype = numpy_dtype(tensor.datatype)
     wide = np.array(values)
     if dtype.kind in "iu" and wide.size:
@@ -104,6 +154,6 @@ def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
     return message
 
 
-def parameter_value(parameter: pb.InferParameter) -> Any:
+def parameter_value(parameter: pb.InferParameter | light.InferParameter) -> Any:
     kind = parameter.WhichOneof("parameter_choice")
     return getattr(parameter, kind) if kind else None

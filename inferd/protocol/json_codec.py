@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
 from inferd.datatypes import DATATYPES, numpy_dtype
 from inferd.errors import InvalidRequest
+from inferd.protocol.declared import admit_inputs, kept
 from inferd.protocol.tensors import check_shape, from_raw, to_raw
-from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, Tensor
 
 # Which JSON element kinds (numpy's inferred dtype.kind) each target kind accepts without losing meaning.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+# The Python types (as orjson builds them) each target kind accepts: a bool is never a number here.
+_JSON_TYPES: dict[str, set[type]] = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
 
 
-def decode_request(body: bytes, json_length: int | None, model: str, version: str | None) -> InferRequest:
-    """Parse an infer request; ``json_length`` is the Inference-Header-Content-Length, if sent."""
+def decode_request(
+    body: bytes,
+    json_length: int | None,
+    model: str,
+    version: str | None,
+    admission: Admission | None = None,
+) -> InferRequest:
+    """Parse an infer request; ``json_length`` is the Inference-Header-Content-Length, if sent.
+
+    The inputs' and outputs' headers are read first and, given the model's ``admission``, checked
+    against it before any tensor data is converted: a refused request costs the JSON parse (bounded
+    by the body limit), never a walk over its elements."""
     if json_length is None:
         header, binary = body, memoryview(b"")
     else:
@@ -31,10 +45,12 @@ def decode_request(body: bytes, json_length: int | None, model: str, version: st
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidRequest("the request must have a non-empty 'inputs' list")
+    heads, admitted = admit_inputs(admission, map(_declare_input, raw_inputs))
+    outputs = _requested_outputs(doc.get("outputs"), admission)
     inputs = []
     offset = 0
-    for raw_input in raw_inputs:
-        tensor, used = _decode_input(raw_input, binary, offset)
+    for head in heads:
+        tensor, used = _decode_input(head, binary, offset)
         inputs.append(tensor)
         offset += used
     if offset != len(binary):
@@ -49,9 +65,10 @@ def decode_request(body: bytes, json_length: int | None, model: str, version: st
         model=model,
         version=version,
         inputs=inputs,
-        outputs=_requested_outputs(doc.get("outputs")),
+        outputs=outputs,
         id=request_id,
         parameters=parameters,
+        admitted=admitted,
     )
 
 
@@ -65,7 +82,18 @@ def _load_object(header: bytes | memoryview) -> dict[str, Any]:
     return doc
 
 
-def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+class _Input(NamedTuple):  # a NamedTuple: built per input per request, the cheapest record
+    """One entry of 'inputs' with its header checked and its data not yet read (a DeclaredInput)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    parameters: dict[str, Any]
+    binary_size: int | None
+    raw: dict[str, Any]
+
+
+def _declare_input(raw: Any) -> _Input:
     if not isinstance(raw, dict):
         raise InvalidRequest("each entry of 'inputs' must be an object with name, datatype, shape and data")
     name = raw.get("name")
@@ -82,61 +110,89 @@ def _decode_input(raw: Any, binary: memoryview, offset: int) -> tuple[Tensor, in
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidRequest(f"input '{name}': binary_data_size must be a non-negative integer")
+        if "data" in raw:
+            raise InvalidRequest(f"input '{name}' has both 'data' and binary_data_size")
+    elif "data" not in raw:
+        raise InvalidRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+    return _Input(name, datatype, shape, parameters, size, raw)
+
+
+def _decode_input(head: _Input, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+    name, datatype, shape, size = head.name, head.datatype, head.shape, head.binary_size
+    if size is not None:
         if offset + size > len(binary):
             raise InvalidRequest(
                 f"input '{name}': binary_data_size {size} runs past the end of the binary section "
                 f"({len(binary) - offset} bytes left)"
             )
-        if "data" in raw:
-            raise InvalidRequest(f"input '{name}' has both 'data' and binary_data_size")
         return Tensor(name, datatype, from_raw(name, datatype, shape, binary[offset : offset + size])), size
-    if "data" not in raw:
-        raise InvalidRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
-    return Tensor(name, datatype, _from_json(name, datatype, shape, raw["data"]), parameters), 0
+    return Tensor(name, datatype, _from_json(name, datatype, shape, head.raw["data"]), head.parameters), 0
 
 
 def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
-    count = math.prod(shape)
     if datatype == "BF16":
         raise InvalidRequest(f"input '{name}': BF16 data can only be sent in binary form")
+    flat = _elements(name, shape, data)
+    # One pass in C over the element types: it also finds the bools that numpy would silently
+    # turn into 1 in a list of numbers, and lists nested deeper than the shape.
+    kinds = set(map(type, flat))
     if datatype == "BYTES":
-        flat = _flatten(data)
-        if not all(isinstance(e, str) for e in flat):
+        if not kinds <= {str}:
             raise InvalidRequest(f"input '{name}': BYTES data must be strings")
         array = np.empty(len(flat), dtype=object)
         array[:] = [e.encode("utf-8") for e in flat]
-    else:
-        try:
-            array = np.array(data)
-        except (ValueError, TypeError):
-            raise InvalidRequest(f"input '{name}': data is not a rectangular list of numbers") from None
-        dtype = numpy_dtype(datatype)
-        if array.dtype.kind in "fO" and dtype.kind in "iu":
-            array = _wide_integers(name, datatype, data)
-        if array.size and array.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
-            raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
-        if dtype.kind in "iu" and array.size:
-            info = np.iinfo(dtype)
-            if array.min() < info.min or array.max() > info.max:
-                raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
-        narrowed = dtype.kind == "f" and dtype.itemsize < 8
-        array = array.astype(dtype, copy=False)
-        # JSON has no Infinity, so an infinite element here is a finite number too large for the type.
-        if narrowed and np.isinf(array).any():
+        return array.reshape(shape)
+    dtype = numpy_dtype(datatype)
+    if not kinds <= _JSON_TYPES[dtype.kind]:
+        if list in kinds:
+            raise InvalidRequest(f"input '{name}': data is not a rectangular list of shape {list(shape)}")
+        raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
+    try:
+        array = np.array(flat)
+    except (ValueError, TypeError):
+        raise InvalidRequest(f"input '{name}': data is not a rectangular list of numbers") from None
+    if array.dtype.kind in "fO" and dtype.kind in "iu":
+        array = _wide_integers(name, datatype, flat)
+    if array.size and array.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
+        raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
+    if dtype.kind in "iu" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
             raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
-    if array.size != count:
-        raise InvalidRequest(
-            f"input '{name}': shape {list(shape)} needs {count} elements, the data has {array.size}"
-        )
+    narrowed = dtype.kind == "f" and dtype.itemsize < 8
+    array = array.astype(dtype, copy=False)
+    # JSON has no Infinity, so an infinite element here is a finite number too large for the type.
+    if narrowed and np.isinf(array).any():
+        raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
     return array.reshape(shape)
 
 
-def _wide_integers(name: str, datatype: str, data: Any) -> np.ndarray:
-    # numpy infers float64 or object for integers beyond int64 (UINT64's upper half), and float64 for
-    # real floats: only a check of each element tells them apart.
-    flat = _flatten(data)
-    if not all(isinstance(e, int) and not isinstance(e, bool) for e in flat):
-        raise InvalidRequest(f"input '{name}': {datatype} data must be integers")
+def _elements(name: str, shape: tuple[int, ...], data: Any) -> list[Any]:
+    """The data's elements in order, flat (as sent, or as nested lists matching ``shape``).
+
+    Lengths are checked against the declared shape before anything is copied: Python work is one
+    step per nested list (at most the element count over the last dimension), the rest is in C."""
+    count = math.prod(shape)
+    top: list[Any] = data if isinstance(data, list) else [data]  # a bare scalar
+    if not top or not isinstance(top[0], list):
+        if len(top) != count:
+            raise InvalidRequest(
+                f"input '{name}': shape {list(shape)} needs {count} elements, the data has {len(top)}"
+            )
+        return top
+    rows: list[Any] = [top]
+    for depth, dim in enumerate(shape):
+        for row in rows:
+            if not isinstance(row, list) or len(row) != dim:
+                raise InvalidRequest(f"input '{name}': data is not a rectangular list of shape {list(shape)}")
+        if depth < len(shape) - 1:
+            rows = list(chain.from_iterable(rows))
+    return list(chain.from_iterable(rows))
+
+
+def _wide_integers(name: str, datatype: str, flat: list[Any]) -> np.ndarray:
+    # numpy infers float64 or object for integers beyond int64 (UINT64's upper half): convert them
+    # to the target type directly (the elements are known to be ints).
     try:
         return np.array(flat, dtype=numpy_dtype(datatype))
     except OverflowError:
@@ -147,22 +203,6 @@ def _kind_text(kind: str) -> str:
     return {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}[kind]
 
 
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for element in stack[-1]:
-            if isinstance(element, list):
-                stack.append(iter(element))
-                break
-            flat.append(element)
-        else:
-            stack.pop()
-    return flat
-
-
 def _parameters(raw: Any, where: str) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -171,20 +211,27 @@ def _parameters(raw: Any, where: str) -> dict[str, Any]:
     return dict(raw)
 
 
-def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+def _requested_outputs(raw: Any, admission: Admission | None) -> list[RequestedOutput] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
         raise InvalidRequest("'outputs' must be a list")
-    outputs = []
-    for item in raw:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise InvalidRequest("each entry of 'outputs' must be an object with a 'name'")
-        binary = _parameters(item.get("parameters"), f"output '{item['name']}'").get("binary_data")
-        if binary is not None and not isinstance(binary, bool):
-            raise InvalidRequest(f"output '{item['name']}': binary_data must be true or false")
-        outputs.append(RequestedOutput(item["name"], binary))
+    outputs: list[RequestedOutput] = []
+    parsed = map(_requested_output, raw)
+    if admission is None:
+        outputs.extend(parsed)
+    else:
+        admission.check_outputs(output.name for output in kept(parsed, outputs))
     return outputs
+
+
+def _requested_output(item: Any) -> RequestedOutput:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise InvalidRequest("each entry of 'outputs' must be an object with a 'name'")
+    binary = _parameters(item.get("parameters"), f"output '{item['name']}'").get("binary_data")
+    if binary is not None and not isinstance(binary, bool):
+        raise InvalidRequest(f"output '{item['name']}': binary_data must be true or false")
+    return RequestedOutput(item["name"], binary)
 
 
 def encode_response(request: InferRequest, response: InferResponse) -> tuple[bytes, int | None]:

@@ -18,20 +18,28 @@ MAX_DIMS = 32
 MAX_NONZERO_PRODUCT = 2**48
 
 
+def check_rank(name: str, rank: int) -> None:
+    """Refuse a shape by its length alone, before a codec copies or walks its dimensions."""
+    if rank > MAX_DIMS:
+        raise InvalidRequest(f"input '{name}': shape has {rank} dimensions, more than {MAX_DIMS}")
+
+
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
-    if not isinstance(shape, list | tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, list | tuple):
         raise InvalidRequest(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
-    if len(shape) > MAX_DIMS:
-        raise InvalidRequest(f"input '{name}': shape has {len(shape)} dimensions, more than {MAX_DIMS}")
+    check_rank(name, len(shape))
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InvalidRequest(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
     if math.prod(d for d in shape if d) > MAX_NONZERO_PRODUCT:
         raise InvalidRequest(f"input '{name}': shape {list(shape)} is too large")
     return tuple(shape)
 
 
 def from_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes | memoryview) -> np.ndarray:
-    """Decode the binary form of a tensor: little-endian elements, or length-prefixed BYTES elements."""
+    """Decode the binary form of a tensor: little-endian elements, or length-prefixed BYTES elements.
+
+    Work is bounded by the declared shape (which the model's admission has checked), never by the
+    size of ``raw``: a BYTES walk stops after the declared count of elements."""
     count = math.prod(shape)
     if datatype == "BYTES":
         elements = _split_bytes(name, raw, count)
@@ -44,15 +52,22 @@ def from_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes | memo
         raise InvalidRequest(
             f"input '{name}': {datatype} shape {list(shape)} needs {expected} bytes of data, got {len(raw)}"
         )
+    if datatype == "BOOL" and count and np.frombuffer(raw, dtype=np.uint8).max() > 1:
+        # numpy would keep any other byte as a "bool" that is neither True nor False.
+        raise InvalidRequest(f"input '{name}': BOOL data must be bytes 0 or 1")
     return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
 
 
 def _split_bytes(name: str, raw: bytes | memoryview, count: int) -> list[bytes]:
     view = memoryview(raw)
+    end = len(view)
     elements = []
     offset = 0
-    end = len(view)
-    while offset < end:
+    for index in range(count):
+        if offset == end:
+            raise InvalidRequest(
+                f"input '{name}': shape needs {count} BYTES elements, the data holds {index}"
+            )
         if offset + 4 > end:
             raise InvalidRequest(f"input '{name}': BYTES data ends inside an element's 4-byte length")
         (length,) = _LENGTH.unpack_from(view, offset)
@@ -63,9 +78,11 @@ def _split_bytes(name: str, raw: bytes | memoryview, count: int) -> list[bytes]:
             )
         elements.append(bytes(view[offset : offset + length]))
         offset += length
-    if len(elements) != count:
+    if offset != end:
+        # Not walked further: the declared count bounds the work, whatever the data holds.
         raise InvalidRequest(
-            f"input '{name}': shape needs {count} BYTES elements, the data holds {len(elements)}"
+            f"input '{name}': shape needs {count} BYTES elements, the data holds more "
+            f"({end - offset} bytes are left after them)"
         )
     return elements
 

@@ -12,7 +12,6 @@ from inferd.bench.endpoint import BenchError
 from inferd.bench.inputs import batch_rows, load_inputs, parse_shapes, random_inputs
 from inferd.bench.payloads import grpc_payload, rest_payload
 from inferd.protocol import grpc_codec
-from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol.json_codec import decode_request
 
 METADATA = {
@@ -105,7 +104,7 @@ def test_rest_payload_decodes_on_the_server(encoding: str) -> None:
 
 def test_grpc_payload_decodes_on_the_server() -> None:
     tensors = random_inputs(METADATA, 3, {"ids": (2,)})
-    message = pb.ModelInferRequest.FromString(grpc_payload(tensors, "m", "2"))
+    message = grpc_codec.parse_infer_request(grpc_payload(tensors, "m", "2"))
     assert message.model_name == "m" and message.model_version == "2"
     request = grpc_codec.decode_infer_request(message)
     decoded = {t.name: t.data for t in request.inputs}

@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 import pytest
 from httputil import request
+from procusage import measured
 from serverctl import RunningServer
 
 from inferd.protocol._generated import grpc_service_pb2 as pb
@@ -118,6 +119,16 @@ HTTP_CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
         400,
         "out of range",
     ),
+    (
+        "bools mixed into INT32",
+        "identity_int32",
+        _doc(datatype="INT32", data=[True, 1, 2, 3]),
+        {},
+        400,
+        "integers",
+    ),
+    ("bools mixed into FP32", "identity_fp32", _doc(data=[1.5, False, 2, 3]), {}, 400, "numbers"),
+    ("raw BOOL byte 2", "identity_bool", *_binary("BOOL", [1, 4], 4, b"\x00\x01\x02\x01"), 400, "0 or 1"),
     ("ints as BOOL", "identity_bool", _doc(datatype="BOOL", data=[0, 1, 0, 1]), {}, 400, "true/false"),
     ("numbers as BYTES", "identity_bytes", _doc(datatype="BYTES", data=[1, 2, 3, 4]), {}, 400, "strings"),
     (
@@ -281,3 +292,132 @@ def test_grpc_typed_out_of_range_and_non_utf8_bytes(server: RunningServer) -> No
             with pytest.raises(grpc.RpcError) as failure:
                 stub.ModelInfer(pb.ModelInferRequest(model_name=model, inputs=[tensor]), timeout=30)
             assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_grpc_raw_bool_bytes_other_than_0_and_1_are_refused(server: RunningServer) -> None:
+    tensor = _tensor("BOOL")
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.ModelInfer(
+                pb.ModelInferRequest(
+                    model_name="identity_bool", inputs=[tensor], raw_input_contents=[b"\x00\x01\x02\x01"]
+                ),
+                timeout=30,
+            )
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "0 or 1" in failure.value.details()
+
+
+def test_undecodable_protobuf_is_invalid_argument(server: RunningServer) -> None:
+    garbage = b"\xff\xff\xff\xff"
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        for method in ("ModelInfer", "ModelReady", "ModelMetadata"):
+            call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+            with pytest.raises(grpc.RpcError) as failure:
+                call(garbage, timeout=30)
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, failure.value.details())
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        with pytest.raises(grpc.RpcError) as failure:
+            list(stream(iter([garbage]), timeout=30))
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # The server is unharmed.
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(pb.ServerLiveRequest(), timeout=30).live
+
+
+# Decode before refuse: a declared shape the model refuses (here a batch far beyond its max_batch_size)
+# is refused from the header, before any element is decoded. The old code decoded first: seconds of
+# server CPU and hundreds of MB for these payloads. CPU time (not wall time) is asserted, with bounds
+# several times what the check costs, so a busy machine does not make them flaky.
+ELEMENTS = 6_000_000
+CPU_BOUND_S = 0.8
+
+
+def test_millions_of_json_strings_beyond_the_batch_limit_are_refused_from_the_header(
+    server: RunningServer,
+) -> None:
+    body = (
+        f'{{"inputs":[{{"name":"INPUT0","datatype":"BYTES","shape":[{ELEMENTS // 4},4],"data":['
+        + ",".join(['""'] * ELEMENTS)
+        + "]}]}"
+    ).encode()
+    with measured(server.process.pid) as usage:
+        status, _, payload = request(server.http_url, "POST", "/v2/models/identity_bytes/infer", body)
+    assert status == 400 and b"max_batch_size" in payload, payload
+    # Old: ~2 s of CPU. What remains is reading the body and orjson's parse, which the body limit bounds.
+    assert usage.cpu_s < CPU_BOUND_S, usage
+
+
+def test_a_large_binary_bytes_tensor_beyond_the_batch_limit_is_refused_unread(
+    server: RunningServer,
+) -> None:
+    elements = 4_000_000  # zero-length BYTES elements: 16 MB of 4-byte length prefixes
+    raw = b"\x00" * (4 * elements)
+    body, headers = _binary("BYTES", [elements // 4, 4], len(raw), raw)
+    with measured(server.process.pid) as usage:
+        status, _, payload = request(
+            server.http_url, "POST", "/v2/models/identity_bytes/infer", body, headers
+        )
+    assert status == 400 and b"max_batch_size" in payload, payload
+    # Old: ~4 s of CPU walking every element, and ~6x the body in memory.
+    assert usage.cpu_s < CPU_BOUND_S, usage
+    assert usage.peak_growth_mb < 3 * len(body) / 2**20, usage
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: these attacks are written on the wire directly, as a
+    protobuf library would take a GB to build them."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _input(shape: list[int], contents: bytes = b"") -> bytes:
+    tensor = _field(1, b"INPUT0") + _field(2, b"BYTES") + _field(3, b"".join(map(_varint, shape)))
+    return _field(5, tensor + (_field(5, contents) if contents else b""))
+
+
+# Every attack: tens of millions of tiny repeated entries in a message within the 64 MiB gRPC limit,
+# gzip-compressed to ~60 KB on the wire (31 M entries is the issue's attack).
+ENTRIES = 31_000_000
+EMPTY_BYTES_CONTENTS = b"\x42\x00" * ENTRIES  # field 8 (bytes_contents), length 0, repeated
+GRPC_FLOODS = {
+    # The issue's: a declared batch the model refuses; the contents are never read.
+    "bytes_contents, batch refused": (_input([ENTRIES // 4, 4], EMPTY_BYTES_CONTENTS), "max_batch_size"),
+    # A declared shape the model admits: the contents are read no further than its 4 elements.
+    "bytes_contents, shape admitted": (_input([1, 4], EMPTY_BYTES_CONTENTS), "needs 4 elements"),
+    "empty inputs entries": (_input([1, 4]) + b"\x2a\x00" * ENTRIES, "protobuf fields"),
+    "empty raw_input_contents": (_input([1, 4]) + b"\x3a\x00" * ENTRIES, "protobuf fields"),
+    "a shape of millions of dimensions": (_field(5, _field(3, b"\x01" * 2 * ENTRIES)), "dimensions"),
+}
+
+
+@pytest.mark.parametrize("attack", GRPC_FLOODS, ids=list(GRPC_FLOODS))
+def test_millions_of_grpc_entries_gzip_compressed_are_refused_before_they_are_parsed(
+    server: RunningServer, attack: str
+) -> None:
+    payload, refusal = GRPC_FLOODS[attack]
+    wire = _field(1, b"identity_bytes") + payload
+    assert len(wire) < 2**26
+    with (
+        grpc.insecure_channel(server.grpc_url, options=[("grpc.max_send_message_length", 2**26)]) as channel,
+        measured(server.process.pid) as usage,
+    ):
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as failure:
+            call(wire, timeout=60, compression=grpc.Compression.Gzip)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refusal in failure.value.details()
+    # Old: 1.6-3 s of CPU and +1.0 GB (bytes_contents, dimensions: ~34 B per entry), ~2.7 GB for empty
+    # inputs. Now what remains is gRPC's own copies of the 59 MiB message (its decompressed buffer, the
+    # bytes handed to the deserializer) and the parse's copy of the contents blob: ~2-4x the message.
+    assert usage.cpu_s < 1.2, usage
+    assert usage.peak_growth_mb < 4 * len(wire) / 2**20 + 20, usage

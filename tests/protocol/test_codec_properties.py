@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import orjson
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -16,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 from inferd.datatypes import numpy_dtype
 from inferd.errors import InvalidRequest
 from inferd.protocol._generated import grpc_service_pb2 as pb
-from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
+from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response, parse_infer_request
 from inferd.protocol.json_codec import decode_request, encode_response
 from inferd.protocol.tensors import from_raw, to_raw
 from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
@@ -135,8 +136,7 @@ def test_grpc_raw_and_typed_requests_round_trip(inputs: list[tuple[str, np.ndarr
             return
         getattr(entry.contents, f"{field}_contents").extend(array.reshape(-1).tolist())
     for message in (raw, typed):
-        wire = pb.ModelInferRequest.FromString(message.SerializeToString())
-        decoded = decode_infer_request(wire)
+        decoded = decode_infer_request(parse_infer_request(message.SerializeToString()))
         for (_, array), tensor in zip(inputs, decoded.inputs, strict=True):
             assert _same(tensor.data, array)
 
@@ -206,11 +206,11 @@ def test_any_request_shaped_json_is_decoded_or_refused_cleanly(document: object,
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_protobuf_bytes_are_decoded_or_refused_cleanly(wire: bytes) -> None:
-    try:
-        message = pb.ModelInferRequest.FromString(wire)
-    except Exception:  # not a message at all: grpc itself answers that, before inferd sees it
-        return
     with contextlib.suppress(InvalidRequest):
+        try:
+            message = parse_infer_request(wire)
+        except DecodeError:  # not a message at all: the gRPC handler answers INVALID_ARGUMENT
+            return
         decode_infer_request(message)
 
 
@@ -248,4 +248,4 @@ def test_any_structured_grpc_request_is_decoded_or_refused_cleanly(
             else:
                 values.extend([b - 128 for b in raw])
     with contextlib.suppress(InvalidRequest):
-        decode_infer_request(message)
+        decode_infer_request(parse_infer_request(message.SerializeToString()))

@@ -1,4 +1,5 @@
 import struct
+from collections.abc import Iterable
 
 import numpy as np
 import orjson
@@ -6,7 +7,7 @@ import pytest
 
 from inferd.errors import InvalidRequest
 from inferd.protocol.json_codec import decode_request, encode_response
-from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.types import DeclaredInput, InferRequest, InferResponse, RequestedOutput, Tensor
 
 
 def _decode(doc: object, binary: bytes = b"") -> InferRequest:
@@ -203,3 +204,78 @@ def test_non_utf8_bytes_output_in_json_is_an_error() -> None:
     request = InferRequest("m", None, [])
     with pytest.raises(InvalidRequest, match="binary_data"):
         encode_response(request, _response(Tensor("s", "BYTES", np.array([b"\xff"], dtype=object))))
+
+
+class _Refusing:
+    """An Admission that records what it was shown and refuses it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, tuple[int, ...]]] = []
+
+    def check_inputs(self, declared: Iterable[DeclaredInput]) -> None:
+        for tensor in declared:
+            self.seen.append((tensor.name, tensor.datatype, tensor.shape))
+        raise InvalidRequest("refused by the model")
+
+    def check_outputs(self, names: Iterable[str]) -> None:
+        raise AssertionError("not reached")
+
+
+def test_the_admission_sees_the_declared_inputs_before_any_data_is_decoded() -> None:
+    # The data is wrong in every way (strings for INT32, far fewer than declared), and still the
+    # model's refusal comes first: it was asked before the data was touched.
+    admission = _Refusing()
+    header = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "INT32", "shape": [1000000, 4], "data": ["a", "b"]}]}
+    )
+    with pytest.raises(InvalidRequest, match="refused by the model"):
+        decode_request(header, None, "m", None, admission)
+    assert admission.seen == [("x", "INT32", (1000000, 4))]
+
+
+def test_binary_bytes_are_walked_only_as_far_as_the_declared_count() -> None:
+    raw = struct.pack("<I", 0) * 100_000
+    doc = {
+        "inputs": [
+            {"name": "s", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}
+        ]
+    }
+    with pytest.raises(InvalidRequest, match="needs 2 BYTES elements, the data holds more"):
+        _decode(doc, raw)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT32", [True, 1, 2], "must be integers"),
+        ("INT64", [[1, 2], [False, 4]], "must be integers"),
+        ("UINT8", [1, 2, True], "must be integers"),
+        ("FP32", [1.5, True, 2], "must be numbers"),
+    ],
+)
+def test_bools_mixed_into_numbers_are_refused(datatype: str, data: list[object], message: str) -> None:
+    shape = [2, 2] if isinstance(data[0], list) else [len(data)]
+    with pytest.raises(InvalidRequest, match=message):
+        _decode({"inputs": [{"name": "x", "datatype": datatype, "shape": shape, "data": data}]})
+
+
+def test_raw_bool_bytes_must_be_0_or_1() -> None:
+    doc = {"inputs": [{"name": "b", "datatype": "BOOL", "shape": [3], "parameters": {"binary_data_size": 3}}]}
+    assert _decode(doc, b"\x00\x01\x00").inputs[0].data.tolist() == [False, True, False]
+    with pytest.raises(InvalidRequest, match="0 or 1"):
+        _decode(doc, b"\x00\x01\x02")
+
+
+@pytest.mark.parametrize(
+    ("shape", "data", "message"),
+    [
+        ([2, 2], [[1, 2], [3, 4], [5, 6]], "rectangular"),  # outer list longer than the shape
+        ([2, 2], [[1, 2], [3, 4, 5]], "rectangular"),
+        ([2, 2], [[1, 2], 3], "rectangular"),
+        ([2, 2], [[[1], [2]], [[3], [4]]], "rectangular"),  # nested deeper than the shape
+        ([4], [1, 2, 3, 4, 5], "needs 4 elements, the data has 5"),
+    ],
+)
+def test_nested_data_must_match_the_declared_shape(shape: list[int], data: object, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        _decode({"inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": data}]})
