@@ -11,6 +11,7 @@ Hierarchy::
       DeadlineExceeded           DEADLINE_EXCEEDED- the request's timeout passed while it was queued
         ExecutionTimeout         DEADLINE_EXCEEDED- its batch ran past the model's execution_timeout_s
       ExecutionError             INTERNAL         - the runtime failed while running a batch
+        InstanceCrashed          INTERNAL         - an instance's worker process died holding it
       ModelLoadError             INTERNAL         - a model could not be loaded (start-up, load API)
       Unauthenticated            UNAUTHENTICATED  - no API key, or one that is not known
       PermissionDenied           PERMISSION_DENIED- a known key not allowed this API or model
@@ -87,6 +88,11 @@ class ExecutionError(InferdError):
         # Set when user code failed: the id its traceback was logged under (the data plane logs the
         # request's id beside it).
         self.error_id = error_id
+
+
+class InstanceCrashed(ExecutionError):
+    """The worker process of an instance died while holding the batch (``instance_kind: process``);
+    the batch fails as a whole (rerunning its requests one by one would only crash it again)."""
 
 
 class ModelLoadError(InferdError):

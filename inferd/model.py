@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -55,7 +55,8 @@ class Tensor:
 
 class Model:
     """Subclass it and implement ``predict``. Each instance (``instances:`` in config.yaml) is one
-    object, called from one worker thread at a time.
+    object, called from one worker thread at a time (``instance_kind: process``: in a worker process
+    of its own, which imports model.py and calls ``load`` itself).
 
     ``inputs``/``outputs``: the signature; when None, config.yaml's ``inputs``/``outputs`` give it.
     ``max_batch_size``: rows per ``predict`` call (0: no batch dimension); config.yaml's wins.
@@ -71,5 +72,18 @@ class Model:
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A whole batch: every input has the batch's rows first (when the model batches); return
         every declared output with as many rows. BYTES tensors are object arrays of ``bytes``.
-        Input arrays may be read-only: copy one before changing it in place."""
+        Input arrays may be read-only: copy one before changing it in place. With
+        ``instance_kind: process`` they are views of a shared buffer that the next batch overwrites:
+        copy what you keep beyond the call."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict")
+
+    def predict_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Several responses to one request (a decoupled model, such as a generator of tokens).
+
+        ``inputs`` are ONE request's (never merged with other requests; its rows first when the
+        model batches). Yield zero or more responses, each a dict holding every declared output with
+        the request's rows, checked as ``predict``'s result is; the stream ends when the generator
+        returns, and an exception ends it with an error after the responses already yielded. The
+        default yields ``predict(inputs)`` once, so any model can be called as a stream.
+        """
+        yield self.predict(inputs)

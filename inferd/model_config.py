@@ -284,8 +284,9 @@ class ModelConfig(_Strict):
     dynamic_batching: DynamicBatching | None = None
     # Sessions of the model, each with its own memory; at most the cores available.
     instances: int = Field(default=1, ge=1, le=64)
-    # How instances execute: worker threads of the server process.
-    instance_kind: Literal["thread"] = "thread"
+    # How instances execute: worker threads of the server process, or (Python models) one worker
+    # process each. Triton's ``KIND_CPU`` means the default, thread.
+    instance_kind: Literal["thread", "process"] = "thread"
     # Each runtime's own options, under its platform's name; only that runtime receives them.
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     python: PythonOptions = PythonOptions()
@@ -321,6 +322,11 @@ class ModelConfig(_Strict):
     inferred: bool = Field(default=False, exclude=True)
 
     _instances_within_cores = field_validator("instances")(_within_cores)
+
+    @field_validator("instance_kind", mode="before")
+    @classmethod
+    def _triton_kind(cls, kind: object) -> object:
+        return "thread" if kind == "KIND_CPU" else kind
 
     @model_validator(mode="after")
     def _default_priority_within_levels(self) -> ModelConfig:

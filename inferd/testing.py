@@ -8,6 +8,8 @@
         model.check_signature()                              # a generated batch passes through
         out = model.infer([{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["great"]}])
         outs = model.infer_batch([{"text": [b"a"]}, {"text": [b"b", b"c"]}])  # one predict call
+        for out in model.infer_stream({"prompt": [b"hi"]}):  # predict_stream's responses
+            ...
 
 Requests go through the server's own decoding and signature checks, and outputs through the same
 checks as in the server: what fails here fails there with the same message.
@@ -15,7 +17,7 @@ checks as in the server: what fails here fails there with the same message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,8 +31,8 @@ from inferd.model import Model
 from inferd.model_config import WarmupSample, load_model_config
 from inferd.protocol.json_codec import decode_request
 from inferd.repository.warmup import sample_inputs
-from inferd.runtimes.base import Runtime, RuntimeSettings, Signature
-from inferd.runtimes.python import call_predict, instantiate, signature_of
+from inferd.runtimes.base import Runtime, RuntimeSettings, Signature, Streaming
+from inferd.runtimes.python import call_predict, call_predict_stream, instantiate, signature_of
 from inferd.runtimes.registry import create_runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.types import InferRequest, Tensor
@@ -76,6 +78,16 @@ class LocalModel:
             raise ValueError(f"{sum(rows)} rows exceed the max_batch_size {self.signature.max_batch_size}")
         outputs = split(self._runtime.run(0, concatenate([c.arrays for c in checked])), rows)
         return [{n: out[n] for n in c.outputs} for c, out in zip(checked, outputs, strict=True)]
+
+    def infer_stream(self, inputs: Inputs) -> Iterator[dict[str, np.ndarray]]:
+        """One request to a decoupled model: each response ``predict_stream`` yields, checked as the
+        server checks it (its requested outputs, else all)."""
+        runtime = self._runtime
+        if not isinstance(runtime, Streaming):
+            raise TypeError(f"{type(runtime).__name__} models do not stream (predict_stream)")
+        checked = self._validated(inputs)
+        for outputs in runtime.stream(0, checked.arrays):
+            yield {name: outputs[name] for name in checked.outputs}
 
     def check_signature(self, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """Run a generated batch (``batch_size`` rows, by default 2 or the max_batch_size when
@@ -143,6 +155,9 @@ class _ClassRuntime:
 
     def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return call_predict(self._model, inputs, self._signature, self._label)
+
+    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        return call_predict_stream(self._model, inputs, self._signature, self._label)
 
     def close(self) -> None:
         pass

@@ -9,6 +9,7 @@ Label strings are escaped once per model and every line is one f-string.
 from __future__ import annotations
 
 from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.runtimes.processes import instance_restarts
 from inferd.scheduler.histogram import Histogram
 
 # Batch sizes are exact in ModelStats.batch; these are only the buckets they are reported in.
@@ -104,6 +105,7 @@ class ModelMetrics:
         f.queue_full.sample(labels, stats.rejected_queue_full)
         f.deadline.sample(labels, stats.deadline_exceeded)
         f.inline.sample(labels, stats.inline_executions)
+        f.restarts.sample(labels, instance_restarts(model.runtime))
         if stats.load_rss_bytes is not None:
             f.memory.sample(labels, stats.load_rss_bytes)
         busy_s = stats.busy.ns / _NS
@@ -156,6 +158,10 @@ class _Families:
             "inferd_inline_executions",
             "Executions run on the event-loop thread (inline_execution_max_us) instead of a worker",
         )
+        self.restarts = _counter(
+            "inferd_instance_restarts",
+            "Worker processes (instance_kind: process) restarted after dying (crash, OOM kill, timeout)",
+        )
         self.lifecycle = _counter(
             "inferd_lifecycle_events",
             "Lifecycle decisions per model (loads, load failures, default changes, rollouts, rollbacks, ...)",
@@ -192,6 +198,7 @@ class _Families:
             self.queue_full,
             self.deadline,
             self.inline,
+            self.restarts,
             self.lifecycle,
             self.memory,
             self.busy,

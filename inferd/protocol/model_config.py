@@ -26,6 +26,7 @@ def config_json(model: ModelDescription) -> dict[str, Any]:
         if model.instance_count
         else [],
         "version_policy": model.version_policy.as_triton(),
+        "parameters": {"instance_kind": {"string_value": model.execution}},
     }
     if model.ensemble_steps:
         document["ensemble_scheduling"] = {
@@ -69,6 +70,7 @@ def config_proto(model: ModelDescription) -> pb.ModelConfig:
         if model.instance_count
         else [],
         version_policy=_version_policy_proto(model.version_policy),
+        parameters={"instance_kind": pb.ModelParameter(string_value=model.execution)},
     )
     if model.ensemble_steps:
         message.ensemble_scheduling.CopyFrom(

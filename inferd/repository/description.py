@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from inferd.model_config import EnsembleStep, VersionPolicy
 from inferd.repository.loader import LoadedModel
 from inferd.runtimes.ensemble import EnsembleRuntime
-from inferd.runtimes.registry import device_kind, platform_of
+from inferd.runtimes.registry import device_kind, instance_kind, platform_of
 from inferd.types import TensorSpec
 
 
@@ -38,6 +38,9 @@ class ModelDescription:
     # An ensemble's steps (Triton's ensemble_scheduling); empty for every other model. An ensemble
     # has no instances of its own (instance_count 0).
     ensemble_steps: tuple[EnsembleStep, ...] = ()
+    # How instances execute (config.yaml's instance_kind): "thread" or "process". Triton has no field
+    # for it (its Python backend always uses processes): it is reported as a model parameter.
+    execution: str = "thread"
 
 
 def runtime_parameters(runtime: object) -> tuple[tuple[str, str], ...]:
@@ -67,4 +70,5 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         dynamic_batching=batching,
         parameters=runtime_parameters(model.runtime),
         ensemble_steps=steps,
+        execution=instance_kind(model.runtime),
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from inferd.model_config import ModelConfig, RolloutConfig
 from inferd.repository.loader import Fingerprint, LoadedModel
 from inferd.repository.rollout import Rollout
+from inferd.runtimes.processes import runtime_healthy
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class ModelEntry:
 
     @property
     def ready(self) -> bool:
-        return self.default is not None
+        # A version whose worker process could not be restarted is not ready until it is.
+        return self.default is not None and runtime_healthy(self.default.runtime)
 
     @property
     def versions(self) -> dict[str, LoadedModel]:

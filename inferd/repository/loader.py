@@ -196,6 +196,8 @@ def batch_policy(
     inline_us = config.inline_execution_max_us
     if inline_us is None:
         inline_us = inline_default_us
+    if config.instance_kind == "process":
+        inline_us = 0  # the loop thread never waits on a worker process that may hang or die
     dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
     execution_timeout_s = config.execution_timeout_s
     if execution_timeout_s is None:

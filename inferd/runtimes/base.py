@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class RuntimeSettings:
     max_batch_size: int | None = None
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
+    # "process": each instance in a worker process (platforms with process_instances only).
+    instance_kind: str = "thread"
 
 
 class Runtime(Protocol):
@@ -51,3 +54,21 @@ class Runtime(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """A runtime whose models may answer one request with several responses (``predict_stream``)."""
+
+    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """One request's responses, each checked against the signature; from a worker thread."""
+        ...
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A runtime that can stop a running execution (worker processes: kill and restart the worker)."""
+
+    def interrupt(self, instance: int) -> None:
+        """Called on the event loop when ``instance``'s execution ran past its timeout; must not block."""
+        ...

@@ -13,6 +13,7 @@ import re
 import sys
 import traceback
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,6 +39,7 @@ _DEFAULT_OPTIONS = PythonOptions()
 class PythonRuntime:
     platform = "python"
     device_kind = "KIND_CPU"
+    instance_kind = "thread"
 
     def __init__(
         self,
@@ -67,6 +69,9 @@ class PythonRuntime:
     def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return call_predict(self._models[instance], inputs, self._signature, self._label)
 
+    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        return call_predict_stream(self._models[instance], inputs, self._signature, self._label)
+
     def close(self) -> None:
         self._models = []
         name = self._module.__name__
@@ -88,7 +93,7 @@ def import_model_file(path: Path) -> ModuleType:
     except (Exception, SystemExit) as exc:
         del sys.modules[name]
         where = _where(exc, path)
-        raise ModelLoadError(f"{where}: {_described(exc)} (while importing {path.name})") from None
+        raise ModelLoadError(f"{where}: {describe_exception(exc)} (while importing {path.name})") from None
     return module
 
 
@@ -126,7 +131,7 @@ def instantiate(cls: type[Model], version_dir: Path) -> Model:
         model.load(version_dir)
     except (Exception, SystemExit) as exc:
         where = _where(exc, source)
-        raise ModelLoadError(f"{where}: {_described(exc)} (while loading {cls.__name__})") from None
+        raise ModelLoadError(f"{where}: {describe_exception(exc)} (while loading {cls.__name__})") from None
     return model
 
 
@@ -209,15 +214,42 @@ def call_predict(
     except InferdError:  # the model's own verdict (say InvalidRequest, a 400): passed on as it is
         raise
     except Exception as exc:
-        # The client gets the exception's type and message; the traceback, with an id to find it by,
-        # stays in the server log.
-        error_id = uuid.uuid4().hex[:12]
-        log.error("model %s: predict raised (error id %s)", label, error_id, exc_info=True)
-        raise ExecutionError(
-            f"model {label}: predict raised {_described(exc)} (error id {error_id})", error_id
-        ) from None
+        raise _raised(label, "predict", exc) from None
     rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
     return check_outputs(outputs, signature, rows, label)
+
+
+def call_predict_stream(
+    model: Model, inputs: dict[str, np.ndarray], signature: Signature, label: str
+) -> Iterator[dict[str, np.ndarray]]:
+    """Run ``predict_stream`` on one request; each response is checked as ``predict``'s result is."""
+    rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
+    try:
+        responses = iter(model.predict_stream(inputs))
+    except InferdError:
+        raise
+    except Exception as exc:
+        raise _raised(label, "predict_stream", exc) from None
+    while True:
+        try:
+            outputs = next(responses)
+        except StopIteration:
+            return
+        except InferdError:
+            raise
+        except Exception as exc:
+            raise _raised(label, "predict_stream", exc) from None
+        yield check_outputs(outputs, signature, rows, label)
+
+
+def _raised(label: str, method: str, exc: Exception) -> ExecutionError:
+    """What the client gets when user code raised: the exception's type and message; the traceback,
+    with an id to find it by, stays in the server log."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("model %s: %s raised (error id %s)", label, method, error_id, exc_info=exc)
+    return ExecutionError(
+        f"model {label}: {method} raised {describe_exception(exc)} (error id {error_id})", error_id
+    )
 
 
 def check_outputs(
@@ -278,7 +310,7 @@ def _as_numeric(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
     return array.astype(dtype)
 
 
-def _described(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     message = str(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 

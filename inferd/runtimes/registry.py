@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import ModelLoadError
-from inferd.model_config import CONFIG_FILE, ModelConfig
+from inferd.model_config import CONFIG_FILE, ModelConfig, PythonOptions
 from inferd.runtimes.base import Runtime, RuntimeSettings
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.onnx import OnnxRuntime
+from inferd.runtimes.processes import ProcessRuntime
 from inferd.runtimes.python import PythonRuntime
 from inferd.runtimes.pytorch import PyTorchRuntime
 from inferd.runtimes.tabular.lightgbm_model import load_lightgbm
@@ -42,6 +43,8 @@ class Platform:
     aliases: tuple[str, ...] = ()
     # Other files it loads when ``model_file`` is absent, in order of preference.
     other_files: tuple[str, ...] = ()
+    # Whether ``instance_kind: process`` (one worker process per instance) is supported.
+    process_instances: bool = False
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -53,6 +56,13 @@ class Platform:
         if self.model_file == ".":
             return version_dir if version_dir.is_dir() else None
         return next((version_dir / f for f in self.files if (version_dir / f).is_file()), None)
+
+
+def python_runtime(path: Path, settings: RuntimeSettings, options: PythonOptions) -> Runtime:
+    """``platform: python``: instances as threads of the server, or one worker process each."""
+    if settings.instance_kind == "process":
+        return ProcessRuntime(path, settings, options)
+    return PythonRuntime(path, settings, options)
 
 
 # In detection order: a version directory holding several model files is served by the first.
@@ -68,7 +78,7 @@ PLATFORMS: dict[str, Platform] = {
             "onnxruntime",
             ("onnxruntime_onnx",),
         ),
-        Platform("python", "model.py", "python", PythonRuntime, "python", "python"),
+        Platform("python", "model.py", "python", python_runtime, "python", "python", process_instances=True),
         Platform(
             "pytorch",
             "model.pt",
@@ -150,13 +160,26 @@ def create_runtime(model_path: Path, config: ModelConfig) -> Runtime:
                 f"{version_dir.parent / CONFIG_FILE}: '{other.options_key}' options are set but the model's "
                 f"platform is {platform.name}"
             )
-    settings = RuntimeSettings(config.instances, config.max_batch_size, config.inputs, config.outputs)
+    if config.instance_kind == "process" and not platform.process_instances:
+        raise ModelLoadError(
+            f"{version_dir.parent / CONFIG_FILE}: 'instance_kind: process' is supported for Python models "
+            f"only; platform {platform.name} runs its instances as threads"
+        )
+    settings = RuntimeSettings(
+        config.instances, config.max_batch_size, config.inputs, config.outputs, config.instance_kind
+    )
     return platform.load(path, settings, getattr(config, platform.options_key))
 
 
 def platform_of(runtime: Runtime) -> Platform:
     """The platform a loaded runtime belongs to; runtimes that do not say are ONNX stand-ins (tests)."""
     return PLATFORMS.get(getattr(runtime, "platform", "onnxruntime"), PLATFORMS["onnxruntime"])
+
+
+def instance_kind(runtime: Runtime) -> str:
+    """How a loaded runtime's instances execute: "thread" (the server's worker threads) or "process"."""
+    kind = getattr(runtime, "instance_kind", "thread")
+    return kind if isinstance(kind, str) else "thread"
 
 
 def device_kind(runtime: Runtime) -> str:

@@ -10,8 +10,9 @@ the time) and at most once per loop turn (requests that arrive together are batc
 busy batches on its workers as before.
 
 An execution that outlives ``BatchPolicy.execution_timeout_ns`` fails its requests (504) and its
-instance gets a new worker thread; the stuck thread is abandoned and its late result dropped. ``close``
-waits at most ``drain_timeout_ns`` for queued and running work, then fails what is left (503).
+instance gets a new worker thread; the stuck thread is abandoned and its late result dropped (a runtime
+that can interrupt an execution is told to: a worker process is killed and restarts). ``close`` waits
+at most ``drain_timeout_ns`` for queued and running work, then fails what is left (503).
 """
 
 from __future__ import annotations
@@ -23,8 +24,15 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from inferd.errors import DeadlineExceeded, ExecutionError, ExecutionTimeout, InferdError, Unavailable
-from inferd.runtimes.base import Runtime
+from inferd.errors import (
+    DeadlineExceeded,
+    ExecutionError,
+    ExecutionTimeout,
+    InferdError,
+    InstanceCrashed,
+    Unavailable,
+)
+from inferd.runtimes.base import Interruptible, Runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
 from inferd.scheduler.stats import ModelStats
@@ -358,6 +366,9 @@ class Batcher:
         del self._running[instance]
         if run.timer is not None:
             run.timer.cancel()
+        if isinstance(self._runtime, Interruptible):
+            # A worker process is killed (and restarted): the thread waiting on it returns at once.
+            self._runtime.interrupt(instance)
         self._workers[instance].abandon()
         self._workers[instance] = self._new_worker(instance)
         self._free_instances.append(instance)
@@ -442,8 +453,9 @@ class Batcher:
         exc: Exception,
         wanted: frozenset[str] | None,
     ) -> list[Outputs | InferdError]:
-        if len(inputs) == 1:
-            return [_execution_error(self._name, exc)]
+        if len(inputs) == 1 or isinstance(exc, InstanceCrashed):
+            # A crashed worker fails its whole batch: rerunning each request would crash it again.
+            return [_execution_error(self._name, exc)] * len(inputs)
         # One request may have poisoned a merged batch: rerun each alone so only it fails.
         results: list[Outputs | InferdError] = []
         for request_inputs, count in zip(inputs, rows, strict=True):

@@ -45,3 +45,10 @@ def test_json_fields() -> None:
     assert document["version_policy"] == {"specific": {"versions": [1, 3]}}
     batching = {"preferred_batch_size": [4, 8], "max_queue_delay_microseconds": 500}
     assert document["dynamic_batching"] == batching
+
+
+def test_the_execution_kind_is_a_model_parameter() -> None:
+    for execution in ("thread", "process"):
+        description = _description(execution=execution)
+        assert config_json(description)["parameters"] == {"instance_kind": {"string_value": execution}}
+        assert config_proto(description).parameters["instance_kind"].string_value == execution

@@ -49,3 +49,11 @@ def test_zero_in_config_yaml_means_unbounded_as_in_triton() -> None:
     own = ModelConfig(max_queue_size=0, execution_timeout_s=0)
     policy = batch_policy(own, SIGNATURE, Path("."), defaults=server)
     assert (policy.max_queue_size, policy.execution_timeout_ns) == (0, 0)
+
+
+def test_process_instances_never_run_inline_and_kind_cpu_means_thread() -> None:
+    process = ModelConfig(instance_kind="process", inline_execution_max_us=100)
+    assert batch_policy(process, SIGNATURE, Path("m"), inline_default_us=120).inline_max_ns == 0
+    assert ModelConfig(instance_kind="KIND_CPU").instance_kind == "thread"  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="instance_kind"):
+        ModelConfig(instance_kind="KIND_GPU")  # type: ignore[arg-type]

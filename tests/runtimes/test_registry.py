@@ -14,7 +14,14 @@ from inferd.errors import ModelLoadError
 from inferd.model_config import ModelConfig
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.python import PythonRuntime
-from inferd.runtimes.registry import create_runtime, model_file, platform_of, resolve
+from inferd.runtimes.registry import (
+    create_runtime,
+    device_kind,
+    instance_kind,
+    model_file,
+    platform_of,
+    resolve,
+)
 
 
 def _config(**raw: object) -> ModelConfig:
@@ -96,3 +103,18 @@ def test_a_declared_platform_needs_its_file(tmp_path: Path) -> None:
     mf.add_constant(path, 2.0)
     with pytest.raises(ModelLoadError, match=r"model.py: file not found \(platform python loads model.py\)"):
         create_runtime(path, _config(platform="python"))
+
+
+def test_process_instances_are_python_only_and_say_their_kind(tmp_path: Path) -> None:
+    version = pymodels.write(tmp_path, "m", pymodels.add_constant(1.0)) / "1"
+    runtime = create_runtime(version / "model.py", _config(instance_kind="process"))
+    try:
+        assert instance_kind(runtime) == "process" and device_kind(runtime) == "KIND_CPU"
+        assert runtime.run(0, {"INPUT0": np.ones((1, 4), np.float32)})["OUTPUT0"].tolist() == [[2.0] * 4]
+    finally:
+        runtime.close()
+    onnx_version = tmp_path / "o" / "1"
+    onnx_version.mkdir(parents=True)
+    mf.identity(onnx_version / "model.onnx", TensorProto.FLOAT)
+    with pytest.raises(ModelLoadError, match="'instance_kind: process' is supported for Python models only"):
+        create_runtime(onnx_version / "model.onnx", _config(instance_kind="process"))

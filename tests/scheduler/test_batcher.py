@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from heldruntime import HeldRuntime
 
-from inferd.errors import ExecutionError, Unavailable
+from inferd.errors import ExecutionError, InstanceCrashed, Unavailable
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
@@ -116,6 +116,34 @@ def test_a_failing_request_inside_a_batch_fails_alone() -> None:
         with pytest.raises(ExecutionError, match="negative input"):
             await bad
         # The model keeps serving after the failure.
+        np.testing.assert_array_equal((await batcher.infer(_rows(1, 5.0), 1, (2,)))["y"], [[10.0, 10.0]])
+
+    _run(scenario)
+
+
+class _CrashingRuntime(HeldRuntime):
+    """A worker process that dies on negative inputs (as ProcessRuntime reports it)."""
+
+    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if (inputs["x"] < 0).any():
+            self.batches.append(inputs["x"].shape[0])
+            raise InstanceCrashed("the worker process of instance 0 died with SIGKILL")
+        return super().run(instance, inputs)
+
+
+def test_a_crashed_instance_fails_its_whole_batch_without_rerunning_each_request() -> None:
+    async def scenario() -> None:
+        runtime = _CrashingRuntime()
+        batcher, _ = _batcher(runtime)
+        first = await _hold_first(runtime, batcher)
+        batch = [asyncio.create_task(batcher.infer(_rows(1, v), 1, (2,))) for v in (1.0, -1.0, 2.0)]
+        await asyncio.sleep(0)
+        runtime.gate.set()
+        await first
+        for task in batch:
+            with pytest.raises(InstanceCrashed, match="died with SIGKILL"):
+                await task
+        assert runtime.batches == [1, 3]  # one crash, no request rerun alone
         np.testing.assert_array_equal((await batcher.infer(_rows(1, 5.0), 1, (2,)))["y"], [[10.0, 10.0]])
 
     _run(scenario)
