@@ -133,8 +133,11 @@ def _from_contents(tensor: light.ModelInferRequest.InferInputTensor, shape: tupl
     count = math.prod(shape)
     number = _FIELD_NUMBERS[field].number
     if tensor.datatype == "BYTES":
-        array = np.empty(count, dtype=object)
-        array[:] = wire.bytes_elements(tensor.name, blob, number, count)
+        # Walked first: the list is bounded by the blob, while an unchecked shape (a lazy model's
+        # first request) could declare billions of elements.
+        elements = wire.bytes_elements(tensor.name, blob, number, count)
+        array = np.empty(len(elements), dtype=object)
+        array[:] = elements
         return array.reshape(shape)
     wire.count_elements(tensor.name, blob, field, number, _ELEMENT_KIND[field], count)
     try:  # the count is the declared one: the parse allocates no more than the shape says

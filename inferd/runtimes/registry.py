@@ -127,7 +127,8 @@ def resolve(version_dir: Path, config: ModelConfig) -> Platform:
     if platform is not None:
         return platform
     for candidate in PLATFORMS.values():
-        if candidate.file_in(version_dir) is not None:
+        # An ensemble has no file to find it by: it is only ever declared.
+        if candidate.model_file != "." and candidate.file_in(version_dir) is not None:
             return candidate
     raise ModelLoadError(
         f"{version_dir}: no model file (expected one of {', '.join(MODEL_FILES)}, "
