@@ -57,8 +57,12 @@ HERE = Path(__file__).resolve().parent
 MODEL = "identity"
 FEATURES = 30
 MAX_BATCH = 64
-TARGETS = ("inferd-onnx", "inferd-python", "triton-python", "litserve", "mlserver")
-TARGETS_CHECKED = {"litserve": 5.0, "triton-python": 3.0}  # inferd-python's req/s must be this many times
+TARGETS = ("inferd-onnx", "inferd-python", "triton-python", "pytriton", "litserve", "mlserver")
+TARGETS_CHECKED = {
+    "litserve": 5.0,
+    "triton-python": 3.0,
+    "pytriton": 3.0,
+}  # inferd-python's req/s must be this many times
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,20 @@ def triton_backends(python: Path, dest: Path) -> tuple[Path, Path, Path]:
     return dist / "bin" / "tritonserver", dest, Path(package).parent / "nvidia_pytriton.libs"
 
 
+def server_cpu_s(group: int) -> float:
+    """CPU seconds used so far by every live process of the server's process group (its workers and
+    Triton's backend stubs included): the servers start in a session of their own."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; then utime and stime are fields 14 and 15 of stat(5)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def read_stats(port: int) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{MODEL}/stats", timeout=5) as reply:
@@ -134,7 +152,7 @@ def read_stats(port: int) -> dict[str, Any] | None:
         return None
 
 
-def measure(port: int, settings: Settings, stats: bool) -> dict[str, Any]:
+def measure(port: int, group: int, settings: Settings, stats: bool) -> dict[str, Any]:
     rows = np.random.default_rng(0).standard_normal((1, FEATURES)).astype(np.float32)
     spec = LoadSpec(
         endpoint=Endpoint("http", "127.0.0.1", port),
@@ -152,7 +170,11 @@ def measure(port: int, settings: Settings, stats: bool) -> dict[str, Any]:
         raise RuntimeError(f"probe request failed: {failure}")
     single = run(replace(spec, concurrency=1))
     before = read_stats(port) if stats else None
+    cpu = server_cpu_s(group)
     peak = run(replace(spec, concurrency=settings.concurrency))
+    # Over the whole run, warm-up included: per request, divided by the answers the window's rate
+    # gives over warm-up + window (an estimate; what matters is that every server is measured alike).
+    cpu = server_cpu_s(group) - cpu
     server = split(before, read_stats(port)) if before else None
     one, many = LatencySummary.of(single.latencies_s), LatencySummary.of(peak.latencies_s)
     return {
@@ -166,6 +188,10 @@ def measure(port: int, settings: Settings, stats: bool) -> dict[str, Any]:
         "peak_rows_per_execution": server.inferences / server.executions
         if server and server.executions
         else None,
+        "peak_server_cpu_cores": cpu / (peak.generator_wall_s or 1.0),
+        "peak_server_cpu_us_per_req": cpu
+        * 1e6
+        / max(peak.throughput * (settings.warmup_s + settings.duration_s), 1),
         "errors": {**single.errors, **peak.errors},
         "generator_cpu_cores_at_peak": peak.generator_cpu_s / peak.generator_wall_s,
     }
@@ -182,11 +208,9 @@ def run_target(
         port = free_port()
         command = [sys.executable, "-m", "inferd", "serve", str(repo), "--http-port", str(port),
                    "--grpc-port", "0", "--log-level", "warning"]  # fmt: skip
-        with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, Path.cwd()):
-            return measure(port, settings, stats=True), {
-                "config": window,
-                "python": platform.python_version(),
-            }
+        with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, Path.cwd()) as server:
+            figures = measure(port, server.pid, settings, stats=True)
+        return figures, {"config": window, "python": platform.python_version()}
     if target == "triton-python":
         python = peer_python(cache, "pytriton")
         tritonserver, backends, libs = triton_backends(python, work / "triton-backends")
@@ -202,17 +226,33 @@ def run_target(
         command = [str(tritonserver), "--model-repository", str(repo), "--backend-directory", str(backends),
                    "--http-address", "127.0.0.1", "--http-port", str(port), "--allow-grpc", "false",
                    "--allow-metrics", "false", "--log-verbose", "0"]  # fmt: skip
-        with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, work, env):
-            figures = measure(port, settings, stats=True)
+        with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, work, env) as server:
+            figures = measure(port, server.pid, settings, stats=True)
         versions = peer_versions(python, ["nvidia-pytriton"])
         return figures, {**versions, "tritonserver": "2.51 (bundled)", "config": f"Python backend, {window}"}
+    if target == "pytriton":
+        python = peer_python(cache, "pytriton")
+        port = free_port()
+        env = {**os.environ, "LD_LIBRARY_PATH": str(sysconfig.get_config_var("LIBDIR"))}
+        delay_us = round(settings.batch_delay_s * 1e6)
+        command = [str(python), str(HERE / "peers" / "pytriton_identity.py"), MODEL, str(port),
+                   str(free_port()), str(free_port()), str(MAX_BATCH), str(delay_us)]  # fmt: skip
+        # PyTriton starts Triton first and binds the model after: wait for the model, not the server.
+        with running(command, f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready", log, work, env) as server:
+            figures = measure(port, server.pid, settings, stats=True)
+        config = f"Python callable with @batch (PyTriton's proxy backend), {window}"
+        return figures, {
+            **peer_versions(python, ["nvidia-pytriton"]),
+            "tritonserver": "2.51 (bundled)",
+            "config": config,
+        }
     if target == "litserve":
         python = peer_python(cache, "litserve")
         port = free_port()
         command = [str(python), str(HERE / "peers" / "litserve_identity.py"), MODEL, str(port),
                    str(MAX_BATCH), str(settings.batch_delay_s)]  # fmt: skip
-        with running(command, f"http://127.0.0.1:{port}/health", log, work):
-            figures = measure(port, settings, stats=False)
+        with running(command, f"http://127.0.0.1:{port}/health", log, work) as server:
+            figures = measure(port, server.pid, settings, stats=False)
         return figures, {**peer_versions(python, ["litserve"]), "config": f"LitAPI batching, {window}"}
     python = peer_python(cache, "mlserver")
     repo = work / "repo-mlserver"
@@ -227,8 +267,8 @@ def run_target(
         "max_batch_size": MAX_BATCH, "max_batch_time": settings.batch_delay_s,
     }))  # fmt: skip
     command = [str(python.parent / "mlserver"), "start", str(repo)]
-    with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, repo):
-        figures = measure(port, settings, stats=False)
+    with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, repo) as server:
+        figures = measure(port, server.pid, settings, stats=False)
     return figures, {**peer_versions(python, ["mlserver"]), "config": f"adaptive batching, {window}"}
 
 
@@ -237,7 +277,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in runs if "error" not in r]
     if not done:
         return runs[-1]
-    keys = ("c1_p50_us", "c1_p99_us", "c1_req_per_s", "peak_req_per_s", "peak_p50_ms", "peak_p99_ms")
+    keys = ("c1_p50_us", "c1_p99_us", "c1_req_per_s", "peak_req_per_s", "peak_p50_ms", "peak_p99_ms",
+            "peak_server_cpu_cores", "peak_server_cpu_us_per_req")  # fmt: skip
     summary: dict[str, Any] = {k: float(np.median([r[k] for r in done])) for k in keys}
     batches = [r["peak_rows_per_execution"] for r in done if r["peak_rows_per_execution"] is not None]
     summary["peak_rows_per_execution"] = float(np.median(batches)) if batches else None
@@ -267,6 +308,8 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
             goal = TARGETS_CHECKED.get(peer)
             said = f"target >= {goal:g}x: {'met' if times >= goal else 'MISSED'}" if goal else "reference"
             lines.append(f"inferd-python / {peer} req/s at c=64: {times:.1f}x ({said})")
+            cost = other["peak_server_cpu_us_per_req"] / python["peak_server_cpu_us_per_req"]
+            lines.append(f"{peer} / inferd-python server CPU per request at c=64: {cost:.1f}x")
     return lines
 
 
@@ -274,19 +317,21 @@ def markdown(document: dict[str, Any]) -> str:
     c = document["settings"]["concurrency"]
     lines = [
         f"| target | c=1 p50 us | c=1 p99 us | c={c} req/s | c={c} p50 ms | c={c} p99 ms | rows/exec | "
+        f"server CPU cores / us per req at c={c} | "
         f"inferd-python's req/s ÷ this | c={c} req/s per round | c=1 p50 us per round |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     python = document["results"].get("inferd-python", {})
     for target, r in document["results"].items():
         if "error" in r:
-            lines.append(f"| {target} | failed: {r['error'][:100]} | | | | | | | | |")
+            lines.append(f"| {target} | failed: {r['error'][:100]} | | | | | | | | | |")
             continue
         rows = f"{r['peak_rows_per_execution']:.1f}" if r.get("peak_rows_per_execution") else "-"
         ratio = f"{python['peak_req_per_s'] / r['peak_req_per_s']:.2f}" if "peak_req_per_s" in python else "-"
         lines.append(
             f"| {target} | {r['c1_p50_us']:.0f} | {r['c1_p99_us']:.0f} | {r['peak_req_per_s']:,.0f} | "
-            f"{r['peak_p50_ms']:.2f} | {r['peak_p99_ms']:.2f} | {rows} | {ratio} | "
+            f"{r['peak_p50_ms']:.2f} | {r['peak_p99_ms']:.2f} | {rows} | "
+            f"{r['peak_server_cpu_cores']:.2f} / {r['peak_server_cpu_us_per_req']:.0f} | {ratio} | "
             f"{', '.join(f'{x:,}' for x in r['peak_req_per_s_rounds'])} | "
             f"{', '.join(map(str, r['c1_p50_us_rounds']))} |"
         )
