@@ -36,6 +36,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import timeit
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,6 +86,28 @@ def identity_onnx(path: Path) -> None:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, path)
+
+
+def runtime_call_us(repo: Path) -> float:
+    """One batch-1 execution through the inferd runtime alone (in this process, best of 5 x 20,000):
+    what the runtime adds to a request, free of the network and of the machine's other load."""
+    from inferd.model_config import OnnxRuntimeOptions
+    from inferd.runtimes.base import RuntimeSettings
+    from inferd.runtimes.onnx import OnnxRuntime
+    from inferd.runtimes.python import PythonRuntime
+
+    version, runtime_settings = repo / MODEL / "1", RuntimeSettings(max_batch_size=MAX_BATCH)
+    runtime: OnnxRuntime | PythonRuntime
+    if (version / "model.onnx").exists():
+        options = OnnxRuntimeOptions(intra_op_threads=1, inter_op_threads=1)
+        runtime = OnnxRuntime(version / "model.onnx", runtime_settings, options)
+    else:
+        runtime = PythonRuntime(version / "model.py", runtime_settings)
+    inputs = {"x": np.zeros((1, FEATURES), np.float32)}
+    try:
+        return min(timeit.repeat(lambda: runtime.run(0, inputs), number=20_000, repeat=5)) / 20_000 * 1e6
+    finally:
+        runtime.close()
 
 
 def inferd_repository(dest: Path, kind: str, settings: Settings) -> Path:
@@ -210,6 +233,7 @@ def run_target(
                    "--grpc-port", "0", "--log-level", "warning"]  # fmt: skip
         with running(command, f"http://127.0.0.1:{port}/v2/health/ready", log, Path.cwd()) as server:
             figures = measure(port, server.pid, settings, stats=True)
+        figures["runtime_call_us"] = runtime_call_us(repo)
         return figures, {"config": window, "python": platform.python_version()}
     if target == "triton-python":
         python = peer_python(cache, "pytriton")
@@ -278,8 +302,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if not done:
         return runs[-1]
     keys = ("c1_p50_us", "c1_p99_us", "c1_req_per_s", "peak_req_per_s", "peak_p50_ms", "peak_p99_ms",
-            "peak_server_cpu_cores", "peak_server_cpu_us_per_req")  # fmt: skip
-    summary: dict[str, Any] = {k: float(np.median([r[k] for r in done])) for k in keys}
+            "peak_server_cpu_cores", "peak_server_cpu_us_per_req", "runtime_call_us")  # fmt: skip
+    summary: dict[str, Any] = {k: float(np.median([r[k] for r in done])) for k in keys if k in done[0]}
     batches = [r["peak_rows_per_execution"] for r in done if r["peak_rows_per_execution"] is not None]
     summary["peak_rows_per_execution"] = float(np.median(batches)) if batches else None
     summary["peak_req_per_s_rounds"] = [round(r["peak_req_per_s"]) for r in done]
