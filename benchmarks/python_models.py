@@ -10,17 +10,23 @@ benchmarks/results/. Targets, all serving the same identity with at most 64 rows
 - triton-python:  real Triton (tritonserver 2.51 from the ``nvidia-pytriton`` wheel) with its Python
                   backend running benchmarks/peers/triton_identity.py, Triton's dynamic batcher
                   (max_queue_delay_microseconds = the same window), KIND_CPU count 1;
+- pytriton:       the same Triton through PyTriton: a Python callable with ``@batch``
+                  (benchmarks/peers/pytriton_identity.py), Triton's dynamic batcher, same window;
 - litserve:       benchmarks/peers/litserve_identity.py, a LitAPI with LitServe's batching, 1 worker;
 - mlserver:       benchmarks/peers/mlserver_identity.py, an MLModel with adaptive batching.
 
 For each: single-stream (c=1) latency percentiles and closed-loop throughput at --concurrency (64),
-plus the server's mean rows per execution where it serves the statistics extension (inferd, Triton).
+plus the server's mean rows per execution where it serves the statistics extension (inferd, Triton),
+the CPU its whole process group used at c=64 (cores, and per request: the fair figure on a shared
+machine, where a many-threaded server takes a larger share of a busy CPU than one event loop), and for
+inferd's targets one batch-1 call of the runtime alone, in process. --rounds N cycles through the
+targets N times; the table shows medians and each round.
 Peers install into their own virtual environments under --cache-dir, as benchmarks/compare.py does
 (the same directory by default, so its venvs are reused). The issue-10 targets the table checks:
 inferd-python >= 80 % of inferd-onnx's req/s at c=64 and its c=1 p50 within 30 us of it; >= 5x
 LitServe's and >= 3x Triton's req/s at c=64; MLServer is for reference.
 
-    python benchmarks/python_models.py                           # every target, 10 s runs
+    python benchmarks/python_models.py --rounds 2                # every target twice, 10 s runs
     python benchmarks/python_models.py --targets inferd-onnx,inferd-python --duration 1 --warmup 0.5
 """
 
