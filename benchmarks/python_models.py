@@ -65,11 +65,8 @@ MODEL = "identity"
 FEATURES = 30
 MAX_BATCH = 64
 TARGETS = ("inferd-onnx", "inferd-python", "triton-python", "pytriton", "litserve", "mlserver")
-TARGETS_CHECKED = {
-    "litserve": 5.0,
-    "triton-python": 3.0,
-    "pytriton": 3.0,
-}  # inferd-python's req/s must be this many times
+# Issue 10: inferd-python's req/s at c=64 must be at least this many times the peer's.
+TARGETS_CHECKED = {"litserve": 5.0, "triton-python": 3.0, "pytriton": 3.0}
 
 
 @dataclass(frozen=True)
