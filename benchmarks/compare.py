@@ -61,6 +61,8 @@ PEER_PACKAGES = {
     # 0.22 and later turn into an error (the workers die and no model loads): keep an older uvloop.
     "mlserver": ["mlserver==1.7.1", "uvloop<0.22", f"onnxruntime=={ort.__version__}"],
     "litserve": ["litserve==0.2.19", f"onnxruntime=={ort.__version__}"],
+    # Real Triton: the wheel bundles tritonserver 2.51 and its Python backend (benchmarks/python_models.py).
+    "pytriton": ["nvidia-pytriton==0.7.0"],
 }
 MODELS: dict[str, Callable[[Path], None]] = {"mlp": build_mlp, "tabular": build_tabular}
 TARGETS = (
