@@ -146,15 +146,19 @@ def running(
                 process.wait()
 
 
-def peer_python(cache: Path, peer: str) -> Path:
-    """The peer's venv interpreter, creating the venv and installing the peer on first use."""
+def peer_python(cache: Path, peer: str, extra: tuple[str, ...] = ()) -> Path:
+    """The peer's venv interpreter, creating the venv and installing the peer (and ``extra``
+    requirements, e.g. ``tokenizers==X`` for the text-embedding peers) on first use."""
     venv = cache / peer
     python = venv / "bin" / "python"
     marker = venv / ".installed"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES[peer]], check=True)
-        marker.write_text(" ".join(PEER_PACKAGES[peer]))
+    installed = marker.read_text().split() if marker.exists() else []
+    missing = [p for p in (*PEER_PACKAGES[peer], *extra) if p not in installed]
+    if missing:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *missing], check=True)
+        marker.write_text(" ".join([*installed, *missing]))
     return python
 
 

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def statistics_of(port: int) -> dict[str, tuple[int, int]]:
     return {s["name"]: (s["inference_count"], s["execution_count"]) for s in stats}
 
 
-def _body(sentence: str) -> bytes:
+def request_body(sentence: str) -> bytes:
     document = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [sentence]}]}
     return json.dumps(document).encode()
 
@@ -120,8 +121,10 @@ async def _client(port: int, bodies: list[bytes], offset: int, stop: float, late
     return errors
 
 
-async def _load(port: int, concurrency: int, seconds: float) -> tuple[int, int, list[float]]:
-    bodies = [_body(s) for s in SENTENCES]
+async def drive(port: int, concurrency: int, seconds: float) -> tuple[int, int, list[float]]:
+    """Closed loop: ``concurrency`` clients POST one sentence each (SENTENCES in turn) to
+    /v2/models/text-embedding/infer for ``seconds``; (answers, non-200 answers, latencies)."""
+    bodies = [request_body(s) for s in SENTENCES]
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
     errors = await asyncio.gather(*(_client(port, bodies, i, stop, latencies) for i in range(concurrency)))
@@ -130,7 +133,7 @@ async def _load(port: int, concurrency: int, seconds: float) -> tuple[int, int, 
 
 def check_answer(port: int) -> None:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v2/models/text-embedding/infer", _body(SENTENCES[0]), method="POST"
+        f"http://127.0.0.1:{port}/v2/models/text-embedding/infer", request_body(SENTENCES[0]), method="POST"
     )
     with urllib.request.urlopen(request) as answer:
         (output,) = json.loads(answer.read())["outputs"]
@@ -138,15 +141,20 @@ def check_answer(port: int) -> None:
     assert output["shape"] == [1, 384] and abs(float(np.linalg.norm(vector)) - 1) < 1e-4, output["shape"]
 
 
-def measure_inferd(root: Path, concurrency: int, duration: float) -> dict[str, Any]:
+def measure_inferd(
+    root: Path, concurrency: int, duration: float, on_ready: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """``on_ready`` is called with the HTTP port once the server answers, before the load."""
     with tempfile.TemporaryDirectory() as work:
         process, port = start_server(root, Path(work))
         try:
             check_answer(port)
-            asyncio.run(_load(port, concurrency, 2.0))  # warm-up: ORT's first runs of each length
+            if on_ready is not None:
+                on_ready(port)
+            asyncio.run(drive(port, concurrency, 2.0))  # warm-up: ORT's first runs of each length
             before = statistics_of(port)
             start = time.perf_counter()
-            done, errors, latencies = asyncio.run(_load(port, concurrency, duration))
+            done, errors, latencies = asyncio.run(drive(port, concurrency, duration))
             elapsed = time.perf_counter() - start
             after = statistics_of(port)
         finally:
