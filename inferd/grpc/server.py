@@ -17,7 +17,7 @@ from inferd.security.tls import TlsFiles
 
 # While draining, the server stops only once no inference call has arrived for this long, so the
 # calls grpc-core has accepted but not yet handed over are answered (UNAVAILABLE), not cancelled.
-_QUIET_S = 0.1
+_QUIET_S = 0.25
 
 
 class GrpcServer:

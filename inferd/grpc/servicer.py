@@ -53,6 +53,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def refuse_new_calls(self) -> None:
         self._refusing = True
+        # The quiet period counts from now too: a call grpc-core received just before this, whose
+        # handler has not started yet, is then answered (UNAVAILABLE) before the server stops, instead of
+        # being cancelled by the stop (CANCELLED, seen when the last call had arrived long before).
+        self._last_call = time.monotonic()
 
     async def quiesce(self, quiet_s: float) -> None:
         """Until no inference call runs and none has arrived for ``quiet_s`` seconds."""
