@@ -120,3 +120,23 @@ def _constant(data: np.ndarray, output: np.ndarray | None) -> float | None:
     added = output - data
     constant = float(np.round(added[0, 0], 3))
     return constant if np.allclose(added, constant, atol=1e-4) else None
+
+
+def load_across_a_swap(
+    url_http: str, url_grpc: str, model: str, swap: Callable[[], None], timeout_s: float
+) -> LoadGenerator:
+    """Four clients call ``model`` (add-constant, REST and gRPC) while ``swap()`` replaces the version
+    that adds 1.0 with one that adds 2.0; returns the finished load once every client has had version
+    2's answers and 40 more answers came."""
+    sender = lambda i: add_constant_sender(url_http, url_grpc, model, i)  # noqa: E731
+    with LoadGenerator(sender, threads=4) as load:
+        load.wait_for(lambda lg: len(lg.answers()) >= 40, timeout_s, "answers from version 1")
+        swap()
+        load.wait_for(
+            lambda lg: all(r.answers and r.answers[-1][1] == 2.0 for r in lg.snapshot()),
+            timeout_s,
+            "every client to get version 2's answers",
+        )
+        mark = load.marks()
+        load.wait_for(lambda lg: lg.count_after(mark) >= 40, timeout_s, "more answers")
+    return load

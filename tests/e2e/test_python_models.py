@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from httputil import post_json
 from lifecycleutil import index, row, wait_until
-from loadgen import LoadGenerator, add_constant_sender
+from loadgen import load_across_a_swap
 from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
 
@@ -253,17 +253,13 @@ def test_hot_swap_of_a_python_model_under_load(tmp_path: Path) -> None:
     model_dir = pymodels.write(root, "m", pymodels.add_constant(1.0), config=BATCHING)
     server = start_server(root, tmp_path, "--model-control", "poll", "--repository-poll-interval", "0.2")
     try:
-        sender = lambda i: add_constant_sender(server.http_url, server.grpc_url, "m", i)  # noqa: E731
-        with LoadGenerator(sender, threads=4) as load:
-            load.wait_for(lambda lg: len(lg.answers()) >= 40, TIMEOUT_S, "answers from version 1")
-            pymodels.write_version(model_dir, 2, pymodels.add_constant(2.0))
-            load.wait_for(
-                lambda lg: all(r.answers and r.answers[-1][1] == 2.0 for r in lg.snapshot()),
-                TIMEOUT_S,
-                "every client to get version 2's answers",
-            )
-            mark = load.marks()
-            load.wait_for(lambda lg: lg.count_after(mark) >= 40, TIMEOUT_S, "more answers")
+        load = load_across_a_swap(
+            server.http_url,
+            server.grpc_url,
+            "m",
+            lambda: pymodels.write_version(model_dir, 2, pymodels.add_constant(2.0)),
+            TIMEOUT_S,
+        )
         assert load.errors() == []
         for record in load.snapshot():
             meanings = [meaning for _, meaning in record.answers]
