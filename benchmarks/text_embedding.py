@@ -165,13 +165,17 @@ def measure_inferd(
         inferences = after[step][0] - before[step][0]
         executions = after[step][1] - before[step][1]
         batches[step] = inferences / max(executions, 1)
+    return {**load_figures(done, errors, latencies, elapsed), "mean_batch": batches}
+
+
+def load_figures(done: int, errors: int, latencies: list[float], elapsed: float) -> dict[str, Any]:
+    """Throughput, errors and latency percentiles of one drive() window."""
     latencies.sort()
     return {
         "inferences_per_s": done / elapsed,
         "errors": errors,
         "p50_ms": 1e3 * latencies[len(latencies) // 2],
         "p99_ms": 1e3 * latencies[int(len(latencies) * 0.99)],
-        "mean_batch": batches,
     }
 
 

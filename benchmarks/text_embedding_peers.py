@@ -101,14 +101,7 @@ def measure_server(port: int, concurrency: int, duration: float) -> dict[str, An
     asyncio.run(bench.drive(port, concurrency, WARMUP_S))
     start = time.perf_counter()
     done, errors, latencies = asyncio.run(bench.drive(port, concurrency, duration))
-    elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "inferences_per_s": done / elapsed,
-        "errors": errors,
-        "p50_ms": 1e3 * latencies[len(latencies) // 2],
-        "p99_ms": 1e3 * latencies[int(len(latencies) * 0.99)],
-    }
+    return bench.load_figures(done, errors, latencies, time.perf_counter() - start)
 
 
 @contextmanager

@@ -30,15 +30,7 @@ class ModelSource:
 def scan_repository(root: Path) -> list[ModelSource]:
     if not root.is_dir():
         raise FileNotFoundError(f"model repository {root} is not a directory")
-    sources = []
-    for model_dir in sorted(p for p in root.iterdir() if _is_model_dir(root, p)):
-        versions = {
-            int(v.name): _model_file(v)
-            for v in model_dir.iterdir()
-            if v.is_dir() and v.name.isdigit() and int(v.name) > 0
-        }
-        sources.append(ModelSource(model_dir.name, model_dir, dict(sorted(versions.items()))))
-    return sources
+    return [_source(model_dir) for model_dir in sorted(p for p in root.iterdir() if _is_model_dir(root, p))]
 
 
 def find_model(root: Path, name: str) -> ModelSource | None:
@@ -72,13 +64,18 @@ def scan_model(model_dir: Path) -> ModelSource | None:
     if not model_dir.is_dir():
         return None
     try:
-        versions = {
-            int(v.name): _model_file(v)
-            for v in model_dir.iterdir()
-            if v.is_dir() and v.name.isdigit() and int(v.name) > 0
-        }
+        return _source(model_dir)
     except FileNotFoundError:  # removed while it was read
         return None
+
+
+def _source(model_dir: Path) -> ModelSource:
+    """A model directory's positive integer versions, ascending, each with its model file."""
+    versions = {
+        int(v.name): _model_file(v)
+        for v in model_dir.iterdir()
+        if v.is_dir() and v.name.isdigit() and int(v.name) > 0
+    }
     return ModelSource(model_dir.name, model_dir, dict(sorted(versions.items())))
 
 
