@@ -1,0 +1,1 @@
+"""Generative (autoregressive language) models: the engine's contract with the front-ends."""
