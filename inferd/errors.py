@@ -118,3 +118,25 @@ class RateLimited(InferdError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.key_id = key_id
+
+
+# Triton's wording for the errors its clients and tests match on, as a prefix to inferd's detail
+# (docs/triton-compat.md). Only these short phrases follow Triton; the rest of a message is inferd's.
+def unknown_model(name: str) -> str:
+    return f"Request for unknown model: '{name}' is not found"
+
+
+def unknown_version(name: str, version: str, detail: str) -> str:
+    return f"Request for unknown model: '{name}' version {version} is not found ({detail})"
+
+
+def not_ready(name: str, reason: str | None) -> str:
+    return f"Request for unknown model: '{name}' has no available versions ({reason or 'not loaded'})"
+
+
+def unknown_input(name: str, model: str, detail: str) -> str:
+    return f"unexpected inference input '{name}' for model '{model}'; {detail}"
+
+
+def unknown_output(name: str, model: str, detail: str) -> str:
+    return f"unexpected inference output '{name}' for model '{model}'; {detail}"

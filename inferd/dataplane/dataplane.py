@@ -20,7 +20,15 @@ from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
-from inferd.errors import ExecutionError, InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
+from inferd.errors import (
+    ExecutionError,
+    InferdError,
+    InvalidRequest,
+    NotFound,
+    NotLoadedYet,
+    Unavailable,
+    unknown_version,
+)
 from inferd.repository.description import ModelDescription, describe, runtime_parameters
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
@@ -91,7 +99,7 @@ class DataPlane:
             if entry.lazy:
                 return True  # servable: it loads on its first request
             if version not in entry.served:
-                raise NotFound(f"model '{name}' has no version '{version}' loaded")
+                raise NotFound(unknown_version(name, version, "not loaded"))
             return self._steps_ready(entry.served[version])
         if entry.default is not None:
             return self._steps_ready(entry.default)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inferd.errors import InvalidRequest
+from inferd.errors import InvalidRequest, unknown_input, unknown_output
 from inferd.runtimes.base import Signature
 from inferd.types import DeclaredInput, InferRequest, TensorSpec
 
@@ -82,7 +82,7 @@ def check_declared(
         spec = signature.input(tensor.name)
         if spec is None:
             expected = ", ".join(s.name for s in signature.inputs)
-            raise InvalidRequest(f"model '{model}' has no input '{tensor.name}'; its inputs are: {expected}")
+            raise InvalidRequest(unknown_input(tensor.name, model, f"its inputs are: {expected}"))
         if tensor.name in shapes:
             raise InvalidRequest(f"input '{tensor.name}' appears more than once")
         if tensor.datatype != spec.datatype:
@@ -160,7 +160,7 @@ def check_outputs(model: str, signature: Signature, names: Iterable[str] | None)
             raise InvalidRequest(f"output '{name}' is requested more than once")
         if signature.output(name) is None:
             known = ", ".join(s.name for s in signature.outputs)
-            raise InvalidRequest(f"model '{model}' has no output '{name}'; its outputs are: {known}")
+            raise InvalidRequest(unknown_output(name, model, f"its outputs are: {known}"))
         chosen.append(name)
     return tuple(chosen) or tuple(spec.name for spec in signature.outputs)
 

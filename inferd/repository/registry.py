@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from inferd.errors import NotFound, NotLoadedYet, Unavailable
+from inferd.errors import NotFound, NotLoadedYet, Unavailable, not_ready, unknown_model, unknown_version
 from inferd.model_config import ModelConfig
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import LoadedModel
@@ -31,20 +31,20 @@ class ModelRegistry:
         """The handle serving ``name`` (its default version when ``version`` is empty)."""
         entry = self._models.get(name)
         if entry is None:
-            raise NotFound(f"unknown model '{name}'")
+            raise NotFound(unknown_model(name))
         if not version:
             model = entry.default
             if model is None:
                 if entry.lazy:
                     raise NotLoadedYet(f"model '{name}' loads on its first request")
-                raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
+                raise Unavailable(not_ready(name, entry.reason))
             return model
         model = entry.served.get(version)
         if model is None:
             if entry.lazy:
                 raise NotLoadedYet(f"model '{name}' loads on its first request")
             loaded = ", ".join(entry.served) or "none"
-            raise NotFound(f"model '{name}' has no version '{version}' loaded (loaded: {loaded})")
+            raise NotFound(unknown_version(name, version, f"loaded: {loaded}"))
         return model
 
     def serves(self, model: LoadedModel) -> bool:
@@ -55,7 +55,7 @@ class ModelRegistry:
     def entry(self, name: str) -> ModelEntry:
         entry = self._models.get(name)
         if entry is None:
-            raise NotFound(f"unknown model '{name}'")
+            raise NotFound(unknown_model(name))
         return entry
 
     def find(self, name: str) -> ModelEntry | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inferd.errors import InvalidRequest, Unavailable
+from inferd.errors import InvalidRequest, Unavailable, not_ready
 from inferd.model_config import ModelConfig, RolloutConfig
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
 from inferd.repository.loader import LoadedModel
@@ -38,7 +38,7 @@ class RolloutController:
         async with entry.lock:
             stable = entry.default
             if stable is None:
-                raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
+                raise Unavailable(not_ready(name, entry.reason))
             if entry.rollout is not None:
                 raise InvalidRequest(
                     f"model '{name}' already has a rollout of version {entry.rollout.candidate_version}; "
