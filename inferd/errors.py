@@ -131,7 +131,9 @@ def unknown_version(name: str, version: str, detail: str) -> str:
 
 
 def not_ready(name: str, reason: str | None) -> str:
-    return f"Request for unknown model: '{name}' has no available versions ({reason or 'not loaded'})"
+    return (
+        f"Request for unknown model: '{name}' has no available versions (not ready: {reason or 'not loaded'})"
+    )
 
 
 def unknown_input(name: str, model: str, detail: str) -> str:

@@ -141,7 +141,14 @@ HTTP_CASES: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
     ),
     ("datatype as list", "identity_fp32", _doc(datatype=["FP32"]), {}, 400, "unknown datatype"),
     ("lower-case datatype", "identity_fp32", _doc(datatype="fp32"), {}, 400, "unknown datatype"),
-    ("unicode input name", "identity_fp32", _doc(name="\u00e9\U0001f600"), {}, 400, "unexpected inference input"),
+    (
+        "unicode input name",
+        "identity_fp32",
+        _doc(name="\u00e9\U0001f600"),
+        {},
+        400,
+        "unexpected inference input",
+    ),
     (
         "duplicate inputs",
         "identity_fp32",

@@ -75,7 +75,9 @@ def test_versions_are_addressable_and_the_highest_is_the_default(
     tensor = httpclient.InferInput("INPUT0", [1, 4], "FP32")
     tensor.set_data_from_numpy(data)
     assert http.infer("versioned", [tensor], model_version="3").get_response()["model_version"] == "3"
-    with pytest.raises(InferenceServerException, match="Request for unknown model: 'versioned' version 1 is not found"):
+    with pytest.raises(
+        InferenceServerException, match="Request for unknown model: 'versioned' version 1 is not found"
+    ):
         http.infer("versioned", [tensor], model_version="1")
 
 

@@ -51,7 +51,12 @@ def _assert_still_serving(server: RunningServer) -> None:
             400,
             "exceeds the max_batch_size 8",
         ),
-        ("identity_fp32", {"inputs": [GOOD], "outputs": [{"name": "NOPE"}]}, 400, "unexpected inference output 'NOPE'"),
+        (
+            "identity_fp32",
+            {"inputs": [GOOD], "outputs": [{"name": "NOPE"}]},
+            400,
+            "unexpected inference output 'NOPE'",
+        ),
         ("identity_fp32", {"inputs": [GOOD, GOOD]}, 400, "more than once"),
         ("identity_fp32", {"nothing": 1}, 400, "'inputs'"),
         ("no_such_model", {"inputs": [GOOD]}, 404, "Request for unknown model: 'no_such_model' is not found"),
@@ -75,7 +80,9 @@ def test_malformed_json(server: RunningServer) -> None:
 
 def test_unknown_version_is_404(server: RunningServer) -> None:
     status, body = post_json(server.http_url, "/v2/models/identity_fp32/versions/9/infer", {"inputs": [GOOD]})
-    assert status == 404 and "Request for unknown model: 'identity_fp32' version 9 is not found" in body["error"]
+    assert (
+        status == 404 and "Request for unknown model: 'identity_fp32' version 9 is not found" in body["error"]
+    )
 
 
 @pytest.mark.parametrize(

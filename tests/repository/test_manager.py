@@ -126,7 +126,7 @@ def test_unload_drains_then_refuses_and_removed_models_go_away(tmp_path: Path) -
             if repository.entry("m").default is None:
                 break
             await asyncio.sleep(0)
-        with pytest.raises(Unavailable, match="has no available versions \(unloaded\)"):
+        with pytest.raises(Unavailable, match="has no available versions \(not ready: unloaded\)"):
             repository.get("m")
         assert not unloading.done()  # still waiting for the queued request
         GATE.set()
