@@ -26,10 +26,23 @@ class Tensor:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedMemoryRef:
+    """Where a tensor lies in a registered system shared memory region (inferd/sharedmem)."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestedOutput:
     name: str
     # None: the front-end's default encoding; True/False: binary or JSON (REST binary extension).
     binary: bool | None = None
+    # Written into this region instead of the response body (system shared memory extension).
+    shm: SharedMemoryRef | None = None
+    # > 0: return the top-K classes as BYTES "score:index[:label]" (classification extension).
+    classification: int = 0
 
 
 @dataclass(slots=True)

@@ -34,6 +34,7 @@ from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
 from inferd.scheduler.tracehook import RequestTrace
+from inferd.sharedmem import RegionRegistry
 from inferd.types import Admission, InferRequest, InferResponse, Tensor
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class DataPlane:
         model_control: str = "none",
         tracing: RequestTracer | None = None,
         cache_shared_across_keys: bool = False,
+        regions: RegionRegistry | None = None,
     ) -> None:
         self._repository = repository
         # What every request asks: which handle serves a model now (repository/registry.py).
@@ -76,6 +78,8 @@ class DataPlane:
         self._tracing = tracing
         # Off: a caller's entries are only ever hits for the same API key (docs/security.md).
         self._cache_shared_across_keys = cache_shared_across_keys
+        # Registered system shared memory regions; both front-ends' codecs read and write them.
+        self.regions = regions if regions is not None else RegionRegistry()
         self._canary = CanaryRouter(self._registry, self._prepare, self._run)
         self._ensembles = EnsembleRunner(self.infer)
 
@@ -90,8 +94,10 @@ class DataPlane:
         self._draining = True
 
     async def close(self) -> None:
-        """Wait for background work started by requests (shadow runs of a canary candidate)."""
+        """Wait for background work started by requests (shadow runs of a canary candidate); release
+        the shared memory registrations (the front-ends have stopped)."""
         await self._canary.close()
+        self.regions.close()
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         entry = self._repository.entry(name)

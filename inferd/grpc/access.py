@@ -54,6 +54,15 @@ _RULES: dict[str, _Extract] = {
     "RepositoryIndex": _server(Api.REPOSITORY),
     "RepositoryModelLoad": _model(Api.REPOSITORY),
     "RepositoryModelUnload": _model(Api.REPOSITORY),
+    # Shared memory registrations, log and trace settings: the admin scope, as over REST.
+    "SystemSharedMemoryStatus": _server(Api.REPOSITORY),
+    "SystemSharedMemoryRegister": _server(Api.REPOSITORY),
+    "SystemSharedMemoryUnregister": _server(Api.REPOSITORY),
+    "CudaSharedMemoryStatus": _server(Api.REPOSITORY),
+    "CudaSharedMemoryRegister": _server(Api.REPOSITORY),
+    "CudaSharedMemoryUnregister": _server(Api.REPOSITORY),
+    "LogSettings": _server(Api.REPOSITORY),
+    "TraceSetting": _model(Api.REPOSITORY),
     "ModelInfer": _model(Api.INFERENCE),
     "ModelStreamInfer": _model(Api.INFERENCE),
 }

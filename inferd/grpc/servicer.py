@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn, TypeAlias
 
 import grpc
 from google.protobuf import json_format
@@ -15,32 +14,23 @@ from google.protobuf import json_format
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InferdError, InvalidRequest, Unsupported
 from inferd.grpc.access import CALLER
-from inferd.grpc.errors import GRPC_STATUS
+from inferd.grpc.errors import Context, abort
+from inferd.grpc.sharedmem import SharedMemoryMethods
 from inferd.names import model_name, model_version
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
 from inferd.protocol._generated import inferd_light_pb2 as light
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response
 from inferd.protocol.model_config import config_proto
+from inferd.sharedmem import SharedMemoryAccess
 from inferd.tracing.carrier import carrier_from_metadata
 from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
-# grpcio ships no type information, so the servicer context is untyped here.
-Context: TypeAlias = Any
 _SHUTTING_DOWN = "the server is shutting down: retry on another replica"
 
 
-async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
-    if isinstance(exc, InferdError):
-        await context.abort(GRPC_STATUS[exc.kind], exc.message)
-    error_id = uuid.uuid4().hex[:12]
-    log.error("unexpected error in %s (error id %s)", method, error_id, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal server error (error id {error_id})")
-    raise AssertionError("context.abort returned")  # it always raises
-
-
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(SharedMemoryMethods, pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self._dataplane = dataplane
         # Draining (GrpcServer.stop): inference calls are refused with UNAVAILABLE while the accepted
@@ -92,7 +82,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             name, version = model_name(request.name), model_version(request.version)
             return pb.ModelReadyResponse(ready=self._dataplane.model_ready(name, version))
         except Exception as exc:
-            await _abort(context, exc, "ModelReady")
+            await abort(context, exc, "ModelReady")
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context
@@ -107,7 +97,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             metadata = self._dataplane.model_metadata(name, version)
             return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
         except Exception as exc:
-            await _abort(context, exc, "ModelMetadata")
+            await abort(context, exc, "ModelMetadata")
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
         try:
@@ -115,7 +105,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             config = self._dataplane.model_config(name, version)
             return pb.ModelConfigResponse(config=config_proto(config))
         except Exception as exc:
-            await _abort(context, exc, "ModelConfig")
+            await abort(context, exc, "ModelConfig")
 
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: Context
@@ -126,7 +116,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             stats = self._dataplane.model_statistics(name, model_version(request.version))
             return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
         except Exception as exc:
-            await _abort(context, exc, "ModelStatistics")
+            await abort(context, exc, "ModelStatistics")
 
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
@@ -149,7 +139,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self._dataplane.load_model(model_name(request.model_name), override)
             return pb.RepositoryModelLoadResponse()
         except Exception as exc:
-            await _abort(context, exc, "RepositoryModelLoad")
+            await abort(context, exc, "RepositoryModelLoad")
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
@@ -158,7 +148,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await self._dataplane.unload_model(model_name(request.model_name))
             return pb.RepositoryModelUnloadResponse()
         except Exception as exc:
-            await _abort(context, exc, "RepositoryModelUnload")
+            await abort(context, exc, "RepositoryModelUnload")
 
     async def ModelInfer(self, request: light.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         if not self._admit():
@@ -166,7 +156,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             return await self._infer(request, context)
         except Exception as exc:
-            await _abort(context, exc, "ModelInfer")
+            await abort(context, exc, "ModelInfer")
         finally:
             self._release()
 
@@ -174,7 +164,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """One request, unary or from a stream; raises on failure."""
         model_name(request.model_name)
         model_version(request.model_version)
-        return await self._dataplane.serve(_GrpcCall(request, context, CALLER.get()))
+        caller = CALLER.get()
+        regions = self._dataplane.regions
+        shm = regions.access(caller) if len(regions) else None  # none registered: refused if named
+        return await self._dataplane.serve(_GrpcCall(request, context, caller, shm))
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[light.ModelInferRequest], context: Context
@@ -207,21 +200,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 class _GrpcCall:
     """One ModelInfer call for ``DataPlane.serve``: the protobuf codec."""
 
-    __slots__ = ("_context", "_message", "caller", "model", "version")
+    __slots__ = ("_context", "_message", "_shm", "caller", "model", "version")
     protocol = "grpc"
 
-    def __init__(self, message: light.ModelInferRequest, context: Context, caller: str | None) -> None:
+    def __init__(
+        self,
+        message: light.ModelInferRequest,
+        context: Context,
+        caller: str | None,
+        shm: SharedMemoryAccess | None,
+    ) -> None:
         self._message = message
+        self._shm = shm
         self._context = context
         self.model: str = message.model_name
         self.version: str | None = message.model_version or None
         self.caller = caller
 
     def decode(self, admission: Admission | None) -> InferRequest:
-        return decode_infer_request(self._message, admission)
+        return decode_infer_request(self._message, admission, self._shm)
 
     def encode(self, request: InferRequest, response: InferResponse) -> pb.ModelInferResponse:
-        return encode_infer_response(response)
+        return encode_infer_response(response, request, self._shm)
 
     def carrier(self) -> dict[str, str]:
         return carrier_from_metadata(self._context.invocation_metadata())

@@ -14,6 +14,8 @@ from inferd.security.auth import bearer_or_api_key
 from inferd.security.gate import Access
 
 _UNKNOWN = Access(None)
+# Shared memory registrations, log and trace settings: the admin (repository) scope, as model control.
+_ADMIN = frozenset({"systemsharedmemory", "cudasharedmemory", "logging", "trace"})
 _REPEATED = "the {} header must be sent once"
 
 
@@ -44,6 +46,8 @@ def classify(method: str, path: str) -> Access:
     head = rest[0]
     if head == "health":
         return Access(Api.HEALTH)
+    if head in _ADMIN:
+        return Access(Api.REPOSITORY)
     if head == "repository":  # index, or models/{m}/load|unload (scoped to the model, as over gRPC)
         if len(rest) >= 3 and rest[1] == "models" and rest[2]:
             return Access(Api.REPOSITORY, rest[2])
@@ -61,6 +65,8 @@ def classify(method: str, path: str) -> Access:
         return Access(Api.METRICS, name, version)
     if not action or action == ["config"]:
         return Access(Api.METADATA, name, version)
+    if action == ["trace", "setting"]:
+        return Access(Api.REPOSITORY, name, version)
     return Access(None, name, version)
 
 

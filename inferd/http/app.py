@@ -25,10 +25,12 @@ from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.pages import Page
 from inferd.http.repository import repository_route
+from inferd.http.sharedmem import cuda_route, system_route
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.protocol.model_config import config_json
 from inferd.security.gate import Gate, refused_key_id
+from inferd.sharedmem import SharedMemoryAccess
 from inferd.tracing.carrier import carrier_from_headers
 from inferd.types import Admission, InferRequest, InferResponse
 
@@ -187,6 +189,11 @@ class RestApp:
         elif head == "repository":
             body = await _read_body(receive, scope, self._max_body_bytes)
             return _json(await repository_route(dp, rest[1:], method, body))
+        elif head == "systemsharedmemory" and len(rest) > 1:
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            return _json(system_route(dp.regions, rest[1:], method, scope["path"], body, caller))
+        elif head == "cudasharedmemory" and len(rest) > 1:
+            return _json(cuda_route(rest[1:], method, scope["path"]))
         raise NotFound(f"no route for {method} {scope['path']}")
 
     async def _models(
@@ -226,7 +233,9 @@ class RestApp:
             elif key == _ROUTING_KEY:
                 routing_key = value.decode("latin-1")
         body = await _read_body(receive, scope, self._max_body_bytes)
-        call = _RestCall(name, version, caller, scope["headers"], body, json_length, routing_key)
+        regions = self._dataplane.regions
+        shm = regions.access(caller) if len(regions) else None  # none registered: refused if named
+        call = _RestCall(name, version, caller, scope["headers"], body, json_length, routing_key, shm)
         watch = _DisconnectWatch(receive)
         try:
             return await self._dataplane.serve(call)
@@ -243,7 +252,7 @@ class RestApp:
 class _RestCall:
     """One REST inference call for ``DataPlane.serve``: the V2 JSON (+ binary extension) codec."""
 
-    __slots__ = ("_body", "_headers", "_json_length", "_routing_key", "caller", "model", "version")
+    __slots__ = ("_body", "_headers", "_json_length", "_routing_key", "_shm", "caller", "model", "version")
     protocol = "http"
 
     def __init__(
@@ -255,6 +264,7 @@ class _RestCall:
         body: bytes,
         json_length: int | None,
         routing_key: str | None,
+        shm: SharedMemoryAccess | None,
     ) -> None:
         self.model = model
         self.version = version
@@ -263,15 +273,18 @@ class _RestCall:
         self._body = body
         self._json_length = json_length
         self._routing_key = routing_key
+        self._shm = shm
 
     def decode(self, admission: Admission | None) -> InferRequest:
-        request = decode_request(self._body, self._json_length, self.model, self.version, admission)
+        request = decode_request(
+            self._body, self._json_length, self.model, self.version, admission, self._shm
+        )
         if self._routing_key is not None:
             request.parameters["routing_key"] = self._routing_key
         return request
 
     def encode(self, request: InferRequest, response: InferResponse) -> Response:
-        payload, header_length = encode_response(request, response)
+        payload, header_length = encode_response(request, response, self._shm)
         if header_length is None:
             return Response(200, payload)
         return Response(

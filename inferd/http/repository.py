@@ -17,7 +17,7 @@ from inferd.names import model_name
 _NO_CONTENT: dict[str, Any] = {}
 
 
-def _document(body: bytes) -> dict[str, Any]:
+def document(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
@@ -47,18 +47,18 @@ def _config_override(document: dict[str, Any]) -> str | None:
 async def repository_route(dp: DataPlane, rest: list[str], method: str, body: bytes) -> Any:
     """The JSON document to answer with; raises NotFound for a path that is not served here."""
     if rest == ["index"] and method == "POST":
-        return await dp.repository_index(ready_only=bool(_document(body).get("ready", False)))
+        return await dp.repository_index(ready_only=bool(document(body).get("ready", False)))
     if len(rest) != 3 or rest[0] != "models" or not rest[1]:
         raise NotFound(f"no route for {method} /v2/repository/{'/'.join(rest)}")
     name, action = model_name(rest[1]), rest[2]
     if method == "POST" and action == "load":
-        await dp.load_model(name, _config_override(_document(body)))
+        await dp.load_model(name, _config_override(document(body)))
         return _NO_CONTENT
     if method == "POST" and action == "unload":
         await dp.unload_model(name)
         return _NO_CONTENT
     if method == "POST" and action == "rollout":
-        return await dp.start_rollout(name, _document(body))
+        return await dp.start_rollout(name, document(body))
     if method == "GET" and action == "rollout":
         return {"rollout": dp.rollout_status(name)}
     if method == "POST" and action == "promote":

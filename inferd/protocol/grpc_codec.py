@@ -19,8 +19,11 @@ from inferd.protocol import wire
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import inferd_light_pb2 as light
 from inferd.protocol.declared import admit_inputs
+from inferd.protocol.outputs import class_count
+from inferd.protocol.shm_tensors import check_output, output_parameters, read_input, write_output
 from inferd.protocol.tensors import check_rank, check_shape, from_raw, to_raw
-from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.sharedmem import SharedMemoryAccess, output_ref, parameter_ref
+from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, SharedMemoryRef, Tensor
 
 # Which InferTensorContents field carries each datatype when a client sends typed contents.
 _CONTENTS_FIELD = {
@@ -63,38 +66,49 @@ def parse_infer_request(data: bytes) -> light.ModelInferRequest:
 
 
 def decode_infer_request(
-    message: light.ModelInferRequest, admission: Admission | None = None
+    message: light.ModelInferRequest,
+    admission: Admission | None = None,
+    shm: SharedMemoryAccess | None = None,
 ) -> InferRequest:
     """Decode a parsed (light) ModelInferRequest. Given the model's ``admission``, the inputs' names,
     datatypes and shapes (and the requested outputs) are checked before any tensor data is read;
-    typed contents are then read no further than the declared element count."""
+    typed contents are then read no further than the declared element count. ``shm``: the
+    registered shared memory regions this caller may name (None: none registered)."""
     try:
         raw_contents = message.raw_input_contents
-        if raw_contents and len(raw_contents) != len(message.inputs):
-            raise InvalidRequest(
-                f"raw_input_contents has {len(raw_contents)} entries for {len(message.inputs)} inputs"
-            )
         if not message.inputs:
             raise InvalidRequest("the request has no inputs")
         heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
-        if admission is not None and message.outputs:
-            admission.check_outputs(o.name for o in message.outputs)
+        # tritonclient sends raw contents for the inputs not in shared memory only, in order.
+        carried = sum(head.shm is None for head in heads)
+        if raw_contents and len(raw_contents) != carried:
+            raise InvalidRequest(
+                f"raw_input_contents has {len(raw_contents)} entries for {carried} inputs sent in the request"
+            )
+        outputs = _requested_outputs(message, admission, shm)
         inputs = []
-        for index, head in enumerate(heads):
+        next_raw = 0
+        for head in heads:
             tensor = head.message
-            if raw_contents:
+            if head.shm is not None:
+                if len(tensor.contents):
+                    raise InvalidRequest(
+                        f"input '{tensor.name}' names a shared memory region and also carries data"
+                    )
+                data = read_input(shm, head.shm, tensor.name, tensor.datatype, head.shape)
+            elif raw_contents:
                 if len(tensor.contents):
                     raise InvalidRequest(
                         f"input '{tensor.name}' has both typed contents and raw_input_contents"
                     )
-                data = from_raw(tensor.name, tensor.datatype, head.shape, raw_contents[index])
+                data = from_raw(tensor.name, tensor.datatype, head.shape, raw_contents[next_raw])
+                next_raw += 1
             else:
                 data = _from_contents(tensor, head.shape)
-            inputs.append(Tensor(tensor.name, tensor.datatype, data))
+            inputs.append(Tensor(tensor.name, tensor.datatype, data, head.parameters))
     except InferdError as exc:
         exc.request_id = message.id or None  # the access log and the span name the refused request
         raise
-    outputs = [RequestedOutput(o.name) for o in message.outputs] or None
     return InferRequest(
         model=message.model_name,
         version=message.model_version or None,
@@ -106,6 +120,26 @@ def decode_infer_request(
     )
 
 
+def _requested_outputs(
+    message: light.ModelInferRequest, admission: Admission | None, shm: SharedMemoryAccess | None
+) -> list[RequestedOutput] | None:
+    if not message.outputs:
+        return None
+    if admission is not None:
+        admission.check_outputs(o.name for o in message.outputs)
+    outputs = []
+    for output in message.outputs:
+        if not output.parameters:
+            outputs.append(RequestedOutput(output.name))
+            continue
+        parameters = {key: parameter_value(value) for key, value in output.parameters.items()}
+        ref = output_ref(parameters, output.name)
+        if ref is not None:  # before the model runs; written after it
+            check_output(shm, ref, output.name)
+        outputs.append(RequestedOutput(output.name, None, ref, class_count(parameters, output.name)))
+    return outputs
+
+
 class _Input(NamedTuple):  # a NamedTuple: built per input per request, the cheapest record
     """One input's header, checked, with its message (a DeclaredInput)."""
 
@@ -113,13 +147,19 @@ class _Input(NamedTuple):  # a NamedTuple: built per input per request, the chea
     datatype: str
     shape: tuple[int, ...]
     message: light.ModelInferRequest.InferInputTensor
+    parameters: dict[str, Any]
+    shm: SharedMemoryRef | None
 
 
 def _declare_input(tensor: light.ModelInferRequest.InferInputTensor) -> _Input:
     check_rank(tensor.name, len(tensor.shape))  # before the dims are copied out of the message
     shape = check_shape(tensor.name, list(tensor.shape))
     numpy_dtype(tensor.datatype)  # rejects unknown datatypes with a clear message
-    return _Input(tensor.name, tensor.datatype, shape, tensor)
+    if not tensor.parameters:
+        return _Input(tensor.name, tensor.datatype, shape, tensor, {}, None)
+    parameters = {key: parameter_value(value) for key, value in tensor.parameters.items()}
+    ref = parameter_ref(parameters, f"input '{tensor.name}'")
+    return _Input(tensor.name, tensor.datatype, shape, tensor, parameters, ref)
 
 
 def _from_contents(tensor: light.ModelInferRequest.InferInputTensor, shape: tuple[int, ...]) -> np.ndarray:
@@ -153,14 +193,36 @@ def _from_contents(tensor: light.ModelInferRequest.InferInputTensor, shape: tupl
     return wide.astype(dtype).reshape(shape)
 
 
-def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
+def encode_infer_response(
+    response: InferResponse, request: InferRequest | None = None, shm: SharedMemoryAccess | None = None
+) -> pb.ModelInferResponse:
+    """The response message; outputs that name a shared memory region are written there (``shm``)
+    and carry its parameters, with empty raw contents so that the others keep their index."""
     message = pb.ModelInferResponse(
         model_name=response.model, model_version=response.version, id=response.id or ""
     )
+    regions = _output_regions(request)
     for tensor in response.outputs:
-        message.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        message.raw_output_contents.append(to_raw(tensor.datatype, tensor.data))
+        entry = message.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        ref = regions.get(tensor.name) if regions else None
+        if ref is None:
+            message.raw_output_contents.append(to_raw(tensor.datatype, tensor.data))
+            continue
+        written = write_output(shm, ref, tensor.name, tensor.datatype, tensor.data)
+        for key, value in output_parameters(ref, written).items():
+            if isinstance(value, str):
+                entry.parameters[key].string_param = value
+            else:
+                assert isinstance(value, int)
+                entry.parameters[key].int64_param = value
+        message.raw_output_contents.append(b"")
     return message
+
+
+def _output_regions(request: InferRequest | None) -> dict[str, SharedMemoryRef] | None:
+    if request is None or not request.outputs:
+        return None
+    return {o.name: o.shm for o in request.outputs if o.shm is not None}
 
 
 def parameter_value(parameter: pb.InferParameter | light.InferParameter) -> Any:

@@ -12,8 +12,11 @@ import orjson
 from inferd.datatypes import DATATYPES, numpy_dtype
 from inferd.errors import InferdError, InvalidRequest
 from inferd.protocol.declared import admit_inputs, kept
+from inferd.protocol.outputs import class_count
+from inferd.protocol.shm_tensors import check_output, output_parameters, read_input, write_output
 from inferd.protocol.tensors import check_shape, from_raw, to_raw
-from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.sharedmem import SharedMemoryAccess, output_ref, parameter_ref
+from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, SharedMemoryRef, Tensor
 
 # Which JSON element kinds (numpy's inferred dtype.kind) each target kind accepts without losing meaning.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
@@ -27,8 +30,10 @@ def decode_request(
     model: str,
     version: str | None,
     admission: Admission | None = None,
+    shm: SharedMemoryAccess | None = None,
 ) -> InferRequest:
-    """Parse an infer request; ``json_length`` is the Inference-Header-Content-Length, if sent.
+    """Parse an infer request; ``json_length`` is the Inference-Header-Content-Length, if sent;
+    ``shm``: the registered shared memory regions this caller may name (None: none registered).
 
     The inputs' and outputs' headers are read first and, given the model's ``admission``, checked
     against it before any tensor data is converted: a refused request costs the JSON parse (bounded
@@ -50,11 +55,11 @@ def decode_request(
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise InvalidRequest("the request must have a non-empty 'inputs' list")
         heads, admitted = admit_inputs(admission, map(_declare_input, raw_inputs))
-        outputs = _requested_outputs(doc.get("outputs"), admission)
+        outputs = _requested_outputs(doc.get("outputs"), admission, shm)
         inputs = []
         offset = 0
         for head in heads:
-            tensor, used = _decode_input(head, binary, offset)
+            tensor, used = _decode_input(head, binary, offset, shm)
             inputs.append(tensor)
             offset += used
         if offset != len(binary):
@@ -96,6 +101,7 @@ class _Input(NamedTuple):  # a NamedTuple: built per input per request, the chea
     parameters: dict[str, Any]
     binary_size: int | None
     raw: dict[str, Any]
+    shm: SharedMemoryRef | None
 
 
 def _declare_input(raw: Any) -> _Input:
@@ -112,18 +118,26 @@ def _declare_input(raw: Any) -> _Input:
     shape = check_shape(name, raw.get("shape"))
     parameters = _parameters(raw.get("parameters"), f"input '{name}'")
     size = parameters.pop("binary_data_size", None)
-    if size is not None:
+    shm = parameter_ref(parameters, f"input '{name}'") if parameters else None
+    if shm is not None:
+        if size is not None or "data" in raw:
+            raise InvalidRequest(f"input '{name}' names a shared memory region and also carries data")
+    elif size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidRequest(f"input '{name}': binary_data_size must be a non-negative integer")
         if "data" in raw:
             raise InvalidRequest(f"input '{name}' has both 'data' and binary_data_size")
     elif "data" not in raw:
         raise InvalidRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
-    return _Input(name, datatype, shape, parameters, size, raw)
+    return _Input(name, datatype, shape, parameters, size, raw, shm)
 
 
-def _decode_input(head: _Input, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+def _decode_input(
+    head: _Input, binary: memoryview, offset: int, shm: SharedMemoryAccess | None
+) -> tuple[Tensor, int]:
     name, datatype, shape, size = head.name, head.datatype, head.shape, head.binary_size
+    if head.shm is not None:
+        return Tensor(name, datatype, read_input(shm, head.shm, name, datatype, shape), head.parameters), 0
     if size is not None:
         if offset + size > len(binary):
             raise InvalidRequest(
@@ -216,7 +230,9 @@ def _parameters(raw: Any, where: str) -> dict[str, Any]:
     return dict(raw)
 
 
-def _requested_outputs(raw: Any, admission: Admission | None) -> list[RequestedOutput] | None:
+def _requested_outputs(
+    raw: Any, admission: Admission | None, shm: SharedMemoryAccess | None
+) -> list[RequestedOutput] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
@@ -227,30 +243,44 @@ def _requested_outputs(raw: Any, admission: Admission | None) -> list[RequestedO
         outputs.extend(parsed)
     else:
         admission.check_outputs(output.name for output in kept(parsed, outputs))
+    for output in outputs:
+        if output.shm is not None:  # before the model runs; written after it
+            check_output(shm, output.shm, output.name)
     return outputs
 
 
 def _requested_output(item: Any) -> RequestedOutput:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise InvalidRequest("each entry of 'outputs' must be an object with a 'name'")
-    binary = _parameters(item.get("parameters"), f"output '{item['name']}'").get("binary_data")
+    name = item["name"]
+    parameters = _parameters(item.get("parameters"), f"output '{name}'")
+    if not parameters:
+        return RequestedOutput(name)
+    binary = parameters.get("binary_data")
     if binary is not None and not isinstance(binary, bool):
-        raise InvalidRequest(f"output '{item['name']}': binary_data must be true or false")
-    return RequestedOutput(item["name"], binary)
+        raise InvalidRequest(f"output '{name}': binary_data must be true or false")
+    return RequestedOutput(name, binary, output_ref(parameters, name), class_count(parameters, name))
 
 
-def encode_response(request: InferRequest, response: InferResponse) -> tuple[bytes, int | None]:
-    """Serialize a response; the second value is the JSON header length when a binary section follows."""
+def encode_response(
+    request: InferRequest, response: InferResponse, shm: SharedMemoryAccess | None = None
+) -> tuple[bytes, int | None]:
+    """Serialize a response; the second value is the JSON header length when a binary section
+    follows. Outputs that name a shared memory region are written there (``shm``), not sent."""
     binary_default = request.parameters.get("binary_data_output") is True
-    binary_by_name = {o.name: o.binary for o in request.outputs} if request.outputs else {}
+    requested = {o.name: o for o in request.outputs} if request.outputs else {}
     docs = []
     chunks = []
     for tensor in response.outputs:
-        binary = binary_by_name.get(tensor.name)
+        wanted = requested.get(tensor.name)
+        binary = wanted.binary if wanted is not None else None
         if binary is None:
             binary = binary_default
         doc: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
-        if binary:
+        if wanted is not None and wanted.shm is not None:
+            written = write_output(shm, wanted.shm, tensor.name, tensor.datatype, tensor.data)
+            doc["parameters"] = output_parameters(wanted.shm, written)
+        elif binary:
             raw = to_raw(tensor.datatype, tensor.data)
             doc["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
