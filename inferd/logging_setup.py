@@ -34,13 +34,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
 
+def text_formatter() -> logging.Formatter:
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def configure_logging(level: str, log_format: str = "json") -> None:
     """Send every inferd (and library) log record to stderr, one line per event."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(text_formatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -16,8 +16,10 @@ from inferd.dataplane.access_log import log_request
 from inferd.dataplane.admission import queue_placement
 from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
+from inferd.dataplane.classification import classify, wants_classes
 from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
+from inferd.dataplane.trace_settings import TraceSettings
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import (
@@ -76,6 +78,8 @@ class DataPlane:
         self._drift = drift
         self._model_control = model_control
         self._tracing = tracing
+        # Which requests get a span, changed at run time through Triton's trace extension.
+        self.trace_settings = TraceSettings(tracing is not None)
         # Off: a caller's entries are only ever hits for the same API key (docs/security.md).
         self._cache_shared_across_keys = cache_shared_across_keys
         # Registered system shared memory regions; both front-ends' codecs read and write them.
@@ -237,7 +241,7 @@ class DataPlane:
     async def serve(self, call: InferCall[Reply]) -> Reply:
         """One inference call from a front-end: decode, infer, encode, in a span when tracing is on."""
         tracing = self._tracing
-        if tracing is None:
+        if tracing is None or not self.trace_settings.sample(call.model):
             request = self._decode(call)
             return call.encode(request, await self.infer(request, None, call.caller))
         span = tracing.start_request(call.protocol, call.model, call.version, call.carrier())
@@ -316,9 +320,13 @@ class DataPlane:
             self._drift.offer(model.name, checked.arrays)
         rollout = model.rollout
         if rollout is not None and not request.version:
-            return await self._canary.infer(request, model, checked, rollout, trace, partition)
-        outputs = await self._run(model, request, checked, trace, partition, start)
-        return model.response(request.id, outputs, checked.outputs)
+            response = await self._canary.infer(request, model, checked, rollout, trace, partition)
+        else:
+            outputs = await self._run(model, request, checked, trace, partition, start)
+            response = model.response(request.id, outputs, checked.outputs)
+        if request.outputs is not None and wants_classes(request.outputs):
+            return classify(response, request.outputs, model.labels, model.signature.max_batch_size > 0)
+        return response
 
     def _prepare(self, model: LoadedModel, request: InferRequest) -> ValidatedInputs:
         """The request checked against one version's signature and input limits."""

@@ -15,6 +15,7 @@ from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InferdError, InvalidRequest, Unsupported
 from inferd.grpc.access import CALLER
 from inferd.grpc.errors import Context, abort
+from inferd.grpc.settings import SettingsMethods
 from inferd.grpc.sharedmem import SharedMemoryMethods
 from inferd.names import model_name, model_version
 from inferd.protocol._generated import grpc_service_pb2 as pb
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 _SHUTTING_DOWN = "the server is shutting down: retry on another replica"
 
 
-class InferenceServicer(SharedMemoryMethods, pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self._dataplane = dataplane
         # Draining (GrpcServer.stop): inference calls are refused with UNAVAILABLE while the accepted

@@ -25,6 +25,7 @@ from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.pages import Page
 from inferd.http.repository import repository_route
+from inferd.http.settings import logging_route, trace_route
 from inferd.http.sharedmem import cuda_route, system_route
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
@@ -192,6 +193,11 @@ class RestApp:
         elif head == "systemsharedmemory" and len(rest) > 1:
             body = await _read_body(receive, scope, self._max_body_bytes)
             return _json(system_route(dp.regions, rest[1:], method, scope["path"], body, caller))
+        elif head == "logging" and len(rest) == 1:
+            return _json(logging_route(method, await _read_body(receive, scope, self._max_body_bytes)))
+        elif rest == ["trace", "setting"]:
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            return _json(trace_route(dp, None, method, body))
         elif head == "cudasharedmemory" and len(rest) > 1:
             return _json(cuda_route(rest[1:], method, scope["path"]))
         raise NotFound(f"no route for {method} {scope['path']}")
@@ -210,6 +216,9 @@ class RestApp:
             if method != "POST":
                 return _not_allowed(method, scope)
             return await self._infer(name, version, scope, receive, caller)
+        if action == ["trace", "setting"]:
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            return _json(trace_route(dp, name, method, body))
         if method != "GET":
             return _not_allowed(method, scope)
         if not action:

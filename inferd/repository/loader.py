@@ -81,6 +81,8 @@ class LoadedModel:
     # replaced version's batcher is closed only once none is left, so a request that awaited
     # something (a cache lookup) after resolving it is still queued on it (docs/architecture.md).
     holds: int = 0
+    # labels.txt beside the model, for the classification extension (empty: none).
+    labels: tuple[str, ...] = ()
     _released: asyncio.Event | None = None
 
     def __post_init__(self) -> None:

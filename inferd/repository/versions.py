@@ -15,6 +15,7 @@ from inferd.errors import ModelLoadError, NotFound
 from inferd.model_config import CONFIG_FILE, ModelConfig
 from inferd.repository.deadline import LoadDeadline, LoadTimeout
 from inferd.repository.entry import ModelEntry, VersionState, VersionStatus
+from inferd.repository.labels import read_labels
 from inferd.repository.loader import (
     SERVER_DEFAULTS,
     Fingerprint,
@@ -124,6 +125,7 @@ class VersionLoader:
             cold_start = await deadline.run(
                 partial(warm, runtime, config, model_dir, load_ms), lambda _: runtime.close()
             )
+            labels = await deadline.run(partial(read_labels, model_dir, path.parent))
             rss_after = rss_bytes()
             if rss_before is not None and rss_after is not None:
                 cold_start = replace(cold_start, rss_delta_mb=(rss_after - rss_before) / 2**20)
@@ -137,6 +139,7 @@ class VersionLoader:
         log.info("model %s version %s warm: %s", name, key, cold_start.describe())
         model = assemble(name, key, config, runtime, policy, print_, cold_start)
         model.cache_version = f"{key}@{digest}"
+        model.labels = labels
         if rss_before is not None and rss_after is not None:
             model.stats.load_rss_bytes = max(0, rss_after - rss_before)
         return model
