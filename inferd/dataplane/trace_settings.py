@@ -10,6 +10,7 @@ settable (spans go to the OTLP exporter, never to a file named by a request); ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from inferd.errors import InvalidRequest
