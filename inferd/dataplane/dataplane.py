@@ -42,8 +42,20 @@ from inferd.types import Admission, InferRequest, InferResponse, Tensor
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "inferd"
-# Only what is really served: perf_analyzer reads this list to decide what it may ask for.
-EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "model_repository")
+# THE list of Triton extensions /v2 announces (REST and gRPC server metadata): only what is really
+# served, since perf_analyzer and Triton's clients read it to decide what they may ask for. Add a name
+# here when its extension lands (e.g. "sequence" with sequence batching); docs/triton-compat.md
+# describes each one.
+EXTENSIONS = (
+    "model_configuration",
+    "statistics",
+    "binary_tensor_data",
+    "model_repository",
+    "system_shared_memory",
+    "classification",
+    "logging",
+    "trace",
+)
 
 
 class DataPlane:

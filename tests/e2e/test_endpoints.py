@@ -46,6 +46,10 @@ def test_server_metadata_lists_only_real_extensions(
         "statistics",
         "binary_tensor_data",
         "model_repository",
+        "system_shared_memory",
+        "classification",
+        "logging",
+        "trace",
     }
     assert list(grpc.get_server_metadata().extensions) == rest["extensions"]
 
