@@ -13,7 +13,7 @@ from inferd.datatypes import DATATYPES, numpy_dtype
 from inferd.errors import InferdError, InvalidRequest
 from inferd.protocol.declared import admit_inputs, kept
 from inferd.protocol.outputs import class_count
-from inferd.protocol.shm_tensors import check_output, output_parameters, read_input, write_output
+from inferd.protocol.shm_tensors import check_output, read_input, write_output
 from inferd.protocol.tensors import check_shape, from_raw, to_raw
 from inferd.sharedmem import SharedMemoryAccess, output_ref, parameter_ref
 from inferd.types import Admission, InferRequest, InferResponse, RequestedOutput, SharedMemoryRef, Tensor
@@ -278,8 +278,9 @@ def encode_response(
             binary = binary_default
         doc: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
         if wanted is not None and wanted.shm is not None:
-            written = write_output(shm, wanted.shm, tensor.name, tensor.datatype, tensor.data)
-            doc["parameters"] = output_parameters(wanted.shm, written)
+            # Nothing but the name, datatype and shape, as Triton answers: Triton's C++ client (in
+            # perf_analyzer) reads any output "parameters" as the binary extension's.
+            write_output(shm, wanted.shm, tensor.name, tensor.datatype, tensor.data)
         elif binary:
             raw = to_raw(tensor.datatype, tensor.data)
             doc["parameters"] = {"binary_data_size": len(raw)}
