@@ -1,14 +1,17 @@
 """System shared memory with API keys on: only the admin (repository) scope registers, and a region
-serves only the key that registered it, over REST and gRPC."""
+serves only the key that registered it, over REST and gRPC; an output region unlinked while its
+request runs fails that request cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import modelfactory as mf
 import numpy as np
+import pymodels
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
@@ -20,6 +23,22 @@ from inferd.security.keys import hash_key, new_key
 
 shm = shared_memory()
 ADMIN, ALICE = new_key(), new_key()
+# Returns its input once the file GATE exists: the test decides when the model finishes.
+GATED = """
+import os, time
+from inferd import Model, Tensor
+
+class Gated(Model):
+    inputs = [Tensor("INPUT0", "FP32", [-1, 4])]
+    outputs = [Tensor("OUTPUT0", "FP32", [-1, 4])]
+    max_batch_size = 8
+
+    def predict(self, inputs):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(GATE) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"OUTPUT0": inputs["INPUT0"]}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +46,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
     root = tmp_path_factory.mktemp("models")
     mf.write_model(root, "simple", mf.add_sub, config="max_batch_size: 8\n")
     workdir = tmp_path_factory.mktemp("secured")
+    pymodels.write(root, "gated", GATED.replace("GATE", repr(str(workdir / "gate"))))
     keys = workdir / "keys.yaml"
     keys.write_text(
         "keys:\n"
@@ -79,3 +99,26 @@ def test_only_the_admin_scope_registers_and_only_its_key_uses_the_region(
         client.unregister_system_shared_memory(headers=admin)
     finally:
         shm.destroy_shared_memory_region(handle)
+
+
+def test_an_output_region_unlinked_while_the_model_runs_fails_the_request(secured: RunningServer) -> None:
+    client = httpclient.InferenceServerClient(secured.http_url.removeprefix("http://"), concurrency=2)
+    key = f"/inferd_mid_{uuid.uuid4().hex[:8]}"
+    handle = shm.create_shared_memory_region("out", key, 16)
+    gate = secured.log_path.parent / "gate"  # the server's workdir, where GATED looks
+    try:
+        client.register_system_shared_memory("out", key, 16, headers=_bearer(ADMIN))
+        tensor = httpclient.InferInput("INPUT0", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.ones((1, 4), np.float32))
+        output = httpclient.InferRequestedOutput("OUTPUT0")
+        output.set_shared_memory("out", 16)
+        pending = client.async_infer("gated", [tensor], outputs=[output], headers=_bearer(ADMIN))
+        Path(f"/dev/shm{key}").unlink()  # the model cannot return before the gate opens below
+        gate.touch()
+        with pytest.raises(InferenceServerException, match="was unlinked by its owner"):
+            pending.get_result()
+        assert client.is_server_live(headers=_bearer(ADMIN))
+        client.unregister_system_shared_memory(headers=_bearer(ADMIN))
+    finally:
+        with contextlib.suppress(shm.SharedMemoryException):
+            shm.destroy_shared_memory_region(handle)
