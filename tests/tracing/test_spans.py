@@ -234,3 +234,27 @@ def test_with_tracing_off_no_opentelemetry_module_is_loaded_by_the_server(tmp_pa
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_trace_settings_choose_which_requests_get_spans(traced: TracedServer) -> None:
+    """Triton's trace extension over these spans: a model's trace_rate and trace_level, then cleared."""
+    client = httpclient.InferenceServerClient(traced.http)
+
+    def traced_ids(prefix: str, count: int) -> list[str]:
+        for index in range(count):
+            client.infer("ident", _inputs(httpclient), request_id=f"{prefix}-{index}")
+        spans = traced.exporter.get_finished_spans()
+        ids = [str(s.attributes.get("inferd.request_id")) for s in spans if s.attributes]
+        return sorted(i for i in ids if i.startswith(prefix + "-"))
+
+    assert client.get_trace_settings(model_name="ident")["trace_level"] == ["TIMESTAMPS"]
+    client.update_trace_settings(model_name="ident", settings={"trace_rate": "2"})
+    try:
+        assert traced_ids("rate", 4) == ["rate-1", "rate-3"]
+        client.update_trace_settings(model_name="ident", settings={"trace_level": ["OFF"]})
+        assert traced_ids("off", 2) == []
+        with pytest.raises(InferenceServerException, match="inferd never traces tensors"):
+            client.update_trace_settings(settings={"trace_level": ["TENSORS"]})
+    finally:
+        client.update_trace_settings(model_name="ident", settings={"trace_rate": None, "trace_level": None})
+    assert traced_ids("back", 2) == ["back-0", "back-1"]
