@@ -55,7 +55,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
     )
     running = start_server(Path(root), workdir, "--api-keys", str(keys))
     yield running
-    assert running.stop() == 0, running.log()
+    # A region still registered at shutdown: released with the server, which exits cleanly.
+    key = f"/inferd_left_{uuid.uuid4().hex[:8]}"
+    handle = shm.create_shared_memory_region("left", key, 64)
+    try:
+        client = httpclient.InferenceServerClient(running.http_url)
+        client.register_system_shared_memory("left", key, 64, headers=_bearer(ADMIN))
+        assert running.stop() == 0, running.log()
+    finally:
+        shm.destroy_shared_memory_region(handle)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -86,6 +94,8 @@ def test_only_the_admin_scope_registers_and_only_its_key_uses_the_region(
             client.get_system_shared_memory_status(headers=alice)
         with pytest.raises(InferenceServerException, match="401|UNAUTHENTICATED|key"):
             client.register_system_shared_memory("in", key, 128)
+        with pytest.raises(InferenceServerException, match="403|PERMISSION_DENIED|not allowed"):
+            client.update_log_settings({"log_info": False}, headers=alice)
         client.register_system_shared_memory("in", key, 128, headers=admin)
         inputs = []
         for index, name in enumerate(("INPUT0", "INPUT1")):
