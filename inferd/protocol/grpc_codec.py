@@ -79,12 +79,13 @@ def decode_infer_request(
         if not message.inputs:
             raise InvalidRequest("the request has no inputs")
         heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
-        # tritonclient sends raw contents for the inputs not in shared memory only, in order.
-        carried = sum(head.shm is None for head in heads)
-        if raw_contents and len(raw_contents) != carried:
-            raise InvalidRequest(
-                f"raw_input_contents has {len(raw_contents)} entries for {carried} inputs sent in the request"
-            )
+        if raw_contents:
+            # tritonclient sends raw contents for the inputs not in shared memory only, in order.
+            carried = sum(head.shm is None for head in heads)
+            if len(raw_contents) != carried:
+                raise InvalidRequest(
+                    f"raw_input_contents has {len(raw_contents)} entries for {carried} inputs sent inline"
+                )
         outputs = _requested_outputs(message, admission, shm)
         inputs = []
         next_raw = 0
@@ -222,7 +223,7 @@ def encode_infer_response(
 def _output_regions(request: InferRequest | None) -> dict[str, SharedMemoryRef] | None:
     if request is None or not request.outputs:
         return None
-    return {o.name: o.shm for o in request.outputs if o.shm is not None}
+    return {o.name: o.shm for o in request.outputs if o.shm is not None} or None
 
 
 def parameter_value(parameter: pb.InferParameter | light.InferParameter) -> Any:
