@@ -70,3 +70,22 @@ def test_writes_land_in_the_region(segment: shared_memory.SharedMemory) -> None:
     with pytest.raises(InvalidRequest, match="needs 9 bytes, more than its shared_memory_byte_size 8"):
         registry.access(None).write(SharedMemoryRef("a", 4, 8), "output 'y'", memoryview(b"123456789"))
     registry.close()
+
+
+def test_keys_that_are_links_or_not_memory_objects_are_refused(tmp_path: Path) -> None:
+    target = tmp_path / "secret"
+    target.write_bytes(b"x" * 64)
+    link = Path(f"/dev/shm/inferd_link_{uuid.uuid4().hex[:8]}")
+    fifo = Path(f"/dev/shm/inferd_fifo_{uuid.uuid4().hex[:8]}")
+    link.symlink_to(target)
+    os.mkfifo(fifo)
+    registry = RegionRegistry()
+    try:
+        with pytest.raises(InvalidRequest, match="unable to open key"):  # shm_open never follows links
+            registry.register("a", link.name, 0, 8, None)
+        with pytest.raises(InvalidRequest, match="is not a memory object"):
+            registry.register("b", fifo.name, 0, 8, None)
+        assert len(registry) == 0
+    finally:
+        link.unlink()
+        fifo.unlink()
