@@ -20,7 +20,7 @@ from inferd.runtimes.base import Runtime, Signature
 from inferd.runtimes.registry import MODEL_FILES, model_file
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.sequence_batcher import SequenceBatcher
-from inferd.scheduler.sequences import sequence_plan
+from inferd.scheduler.sequence_plan import sequence_plan
 from inferd.scheduler.stats import ModelStats
 from inferd.settings import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_EXECUTION_TIMEOUT_S, DEFAULT_MAX_QUEUE_SIZE
 from inferd.types import InferResponse, Tensor

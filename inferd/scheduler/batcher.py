@@ -35,7 +35,7 @@ from inferd.errors import (
 from inferd.runtimes.base import Interruptible, Runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
-from inferd.scheduler.sequences import SequencePlan
+from inferd.scheduler.sequence_plan import SequencePlan
 from inferd.scheduler.stats import ModelStats
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.scheduler.worker import Worker

@@ -1,194 +1,32 @@
-"""Sequence batching: what a stateful model needs fed besides a request's own inputs.
+"""Sequence batching: a request's sequence parameters, a live sequence, and one execution's rows.
 
-A ``SequencePlan`` is built once per loaded version from its ``sequence_batching`` config and the
-runtime's signature: which inputs carry control signals (START, END, READY, CORRID), which input/output
-pairs are implicit state, and the signature clients see (without those). ``step_flags`` reads a
-request's ``sequence_id``/``sequence_start``/``sequence_end`` parameters as tritonclient sends them.
-``feed`` builds one execution's inputs; ``Sequence`` is one live sequence. The scheduling itself is
-in inferd/scheduler/sequence_batcher.py.
+``step_flags`` reads ``sequence_id``/``sequence_start``/``sequence_end`` as tritonclient sends them
+(REST ``parameters``, gRPC request parameters). ``feed`` builds one execution's inputs (the steps'
+own, the control signals and each sequence's state) and ``split_row`` takes a row's outputs and
+next state back out. The plan is inferd/scheduler/sequence_plan.py; the scheduling,
+inferd/scheduler/sequence_batcher.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from collections.abc import Hashable, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inferd.datatypes import numpy_dtype
-from inferd.errors import InvalidRequest, ModelLoadError
-from inferd.runtimes.base import Signature
+from inferd.errors import ExecutionError, InvalidRequest
+from inferd.scheduler.sequence_plan import ControlFeed, SequencePlan
 from inferd.scheduler.tracehook import RequestTrace
-from inferd.sequence_config import SequenceBatching
 
 Outputs = dict[str, np.ndarray]
 SequenceId = int | str
 # String sequence ids longer than this are refused: every live one is kept in memory.
 MAX_STRING_ID = 256
 _MAX_UINT64 = 2**64 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class ControlFeed:
-    name: str
-    kind: str  # CONTROL_SEQUENCE_START / READY / END / CORRID
-    dtype: np.dtype
-    false: object
-    true: object
-
-
-@dataclass(frozen=True, slots=True)
-class StateFeed:
-    input_name: str
-    output_name: str
-    dtype: np.dtype
-    initial: np.ndarray  # one sequence's initial value, without the batch dimension
-
-
-@dataclass(frozen=True, slots=True)
-class SequencePlan:
-    strategy: str  # "direct" or "oldest"
-    idle_ns: int
-    # Sequences that hold a slot at once; direct: one per batch row of each instance.
-    slots: int
-    rows_per_instance: int
-    backlog: int
-    max_queue_delay_ns: int
-    preferred_batch_sizes: tuple[int, ...]
-    minimum_slot_utilization: float
-    controls: tuple[ControlFeed, ...]
-    states: tuple[StateFeed, ...]
-    # What clients see: the model's signature less the control and state tensors.
-    served: Signature
-
-    @property
-    def batched(self) -> bool:
-        return self.served.max_batch_size > 0
-
-
-def sequence_plan(
-    config: SequenceBatching, signature: Signature, instances: int, model_dir: Path
-) -> SequencePlan:
-    """Check the config against the model's tensors; raise ModelLoadError naming what disagrees."""
-    where = f"{model_dir}: sequence_batching"
-    controls = tuple(
-        _control(entry.name, entry.control[0], signature, where) for entry in config.control_input
-    )
-    states = tuple(_state(state, signature, model_dir, where) for state in config.state)
-    hidden_inputs = {c.name for c in controls} | {s.input_name for s in states}
-    hidden_outputs = {s.output_name for s in states}
-    served = Signature(
-        inputs=tuple(s for s in signature.inputs if s.name not in hidden_inputs),
-        outputs=tuple(s for s in signature.outputs if s.name not in hidden_outputs),
-        max_batch_size=signature.max_batch_size,
-    )
-    if not served.inputs:
-        raise ModelLoadError(f"{where}: the model has no input left for requests to carry")
-    rows = max(1, signature.max_batch_size)
-    oldest = config.oldest
-    if oldest is not None:
-        return SequencePlan(
-            "oldest",
-            config.max_sequence_idle_microseconds * 1000,
-            oldest.max_candidate_sequences,
-            rows,
-            config.max_sequence_backlog,
-            oldest.max_queue_delay_microseconds * 1000,
-            oldest.preferred_batch_size,
-            0.0,
-            controls,
-            states,
-            served,
-        )
-    direct = config.direct
-    return SequencePlan(
-        "direct",
-        config.max_sequence_idle_microseconds * 1000,
-        rows * instances,
-        rows,
-        config.max_sequence_backlog,
-        direct.max_queue_delay_microseconds * 1000 if direct else 0,
-        (),
-        direct.minimum_slot_utilization if direct else 0.0,
-        controls,
-        states,
-        served,
-    )
-
-
-def _control(name: str, control: Any, signature: Signature, where: str) -> ControlFeed:
-    spec = signature.input(name)
-    if spec is None:
-        raise ModelLoadError(f"{where}: control input '{name}' is not an input of the model")
-    if spec.datatype != control.datatype:
-        raise ModelLoadError(
-            f"{where}: control input '{name}' is {spec.datatype} in the model, "
-            f"{control.datatype} in the config"
-        )
-    if spec.dims not in ((1,), (-1,)):
-        raise ModelLoadError(f"{where}: control input '{name}' must have shape [1], has {list(spec.dims)}")
-    dtype = numpy_dtype(control.datatype)
-    if control.kind == "CONTROL_SEQUENCE_CORRID":
-        return ControlFeed(name, control.kind, dtype, b"" if dtype.kind == "O" else 0, None)
-    false, true = control.values()
-    return ControlFeed(name, control.kind, dtype, false, true)
-
-
-def _state(state: Any, signature: Signature, model_dir: Path, where: str) -> StateFeed:
-    for name, spec in (
-        (state.input_name, signature.input(state.input_name)),
-        (state.output_name, signature.output(state.output_name)),
-    ):
-        if spec is None:
-            raise ModelLoadError(f"{where}: state tensor '{name}' is not a tensor of the model")
-        if spec.datatype != state.data_type:
-            raise ModelLoadError(
-                f"{where}: state tensor '{name}' is {spec.datatype} in the model, "
-                f"{state.data_type} in the config"
-            )
-        fits = len(spec.dims) == len(state.dims) and all(
-            d in (-1, s) for d, s in zip(spec.dims, state.dims, strict=True)
-        )
-        if not fits:
-            raise ModelLoadError(
-                f"{where}: state tensor '{name}' has dims {list(spec.dims)} in the model, "
-                f"{list(state.dims)} in the config"
-            )
-    if state.data_type == "BYTES":
-        raise ModelLoadError(f"{where}: state '{state.input_name}': BYTES states are not supported")
-    dtype = numpy_dtype(state.data_type)
-    initial = np.zeros(state.dims, dtype)
-    if state.initial_state and state.initial_state[0].data_file is not None:
-        initial = _initial_from_file(state.initial_state[0].data_file, state.dims, dtype, model_dir, where)
-    return StateFeed(state.input_name, state.output_name, dtype, initial)
-
-
-def _initial_from_file(
-    name: str, dims: tuple[int, ...], dtype: np.dtype, model_dir: Path, where: str
-) -> np.ndarray:
-    """Triton's ``data_file``: raw little-endian elements in ``<model>/initial_state/<name>``."""
-    folder = (model_dir / "initial_state").resolve()
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder):
-        raise ModelLoadError(f"{where}: initial state file '{name}' is outside {folder}")
-    expected = math.prod(dims) * dtype.itemsize
-    try:
-        with path.open("rb") as file:
-            data = file.read(expected + 1)
-    except OSError as exc:
-        raise ModelLoadError(f"{where}: cannot read initial state file '{name}': {exc}") from None
-    if len(data) != expected:
-        raise ModelLoadError(
-            f"{where}: initial state file '{name}' must hold {expected} bytes (dims {list(dims)}), "
-            f"holds {'more' if len(data) > expected else len(data)}"
-        )
-    return np.frombuffer(data, dtype.newbyteorder("<")).astype(dtype).reshape(dims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,3 +179,33 @@ def _control_value(control: ControlFeed, row: Row) -> object:
     else:
         on = True  # READY: a row with a step
     return control.true if on else control.false
+
+
+def split_row(
+    plan: SequencePlan, model: str, outputs: Outputs, row: Row, total: int
+) -> tuple[Outputs, Outputs]:
+    """Worker thread: one row's requested outputs and its sequence's next state (copied: not a
+    view that would keep the whole batch's arrays alive)."""
+    if plan.batched:
+        for name, array in outputs.items():
+            if array.ndim == 0 or array.shape[0] != total:
+                raise ExecutionError(
+                    f"the model returned output '{name}' with shape {list(array.shape)} for a batch of "
+                    f"{total} rows; a batching model must return one row per input row"
+                )
+        picked = {name: array[row.index : row.index + 1] for name, array in outputs.items()}
+    else:
+        picked = outputs
+    state: Outputs = {}
+    for feed_ in plan.states:
+        value = picked[feed_.output_name]
+        value = value[0] if plan.batched else value
+        if value.shape != feed_.initial.shape:
+            raise ExecutionError(
+                f"model '{model}' returned state '{feed_.output_name}' with shape "
+                f"{list(value.shape)}, expected {list(feed_.initial.shape)}"
+            )
+        state[feed_.input_name] = value.astype(feed_.dtype, copy=True)
+    wanted = row.step.outputs
+    served = [spec.name for spec in plan.served.outputs]
+    return {name: picked[name] for name in served if wanted is None or name in wanted}, state
