@@ -278,3 +278,9 @@ def test_a_hot_swap_drops_live_sequences_and_says_so(server: RunningServer, root
         time.sleep(0.1)
     _refused(lambda: http.step("acc_swap", 1, 12), "sequence 12 is not active", "reloaded or replaced")
     assert http.step("acc_swap", 2, 12, sequence_start=True, sequence_end=True)[0] == 2
+
+
+def test_a_sequence_model_refuses_a_canary_rollout(server: RunningServer) -> None:
+    url = f"http://{server.http_url}/v2/repository/models/acc_direct/rollout"
+    answer = requests.post(url, json={"candidate": 2}, timeout=10)
+    assert answer.status_code == 400 and "cannot have a canary rollout" in answer.json()["error"]
