@@ -128,6 +128,9 @@ class State(_Typed):
     output_name: str = Field(min_length=1)
     dims: tuple[int, ...] = Field(min_length=1)
     initial_state: tuple[InitialState, ...] = Field(default=(), max_length=1)
+    # Triton's buffer options: accepted so Triton configs load; inferd always copies a fixed shape.
+    use_same_buffer_for_input_output: bool = False
+    use_growable_memory: Literal[False] = False
 
     @field_validator("dims")
     @classmethod
@@ -165,6 +168,8 @@ class SequenceBatching(_Strict):
     oldest: StrategyOldest | None = None
     control_input: tuple[ControlInput, ...] = ()
     state: tuple[State, ...] = ()
+    # Triton's iterative scheduling (a request re-run until it ends) is not implemented.
+    iterative_sequence: Literal[False] = False
     # inferd's own: sequences started while every slot is taken wait for one, at most this many;
     # beyond it a start is refused with 400 (0: refused at once). Triton's backlog is unbounded.
     max_sequence_backlog: int = Field(default=0, ge=0, le=1_000_000)
