@@ -18,7 +18,7 @@ from inferd.runtimes.base import Signature
 from inferd.scheduler.batcher import BatchPolicy
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.sequence_plan import sequence_plan
-from inferd.scheduler.sequences import step_flags
+from inferd.scheduler.sequences import Row, Sequence, Step, feed, step_flags
 from inferd.scheduler.stats import ModelStats
 from inferd.sequence_config import SequenceBatching
 from inferd.types import TensorSpec
@@ -215,3 +215,42 @@ def test_close_fails_what_the_drain_could_not_finish_and_forgets_the_sequences()
         runtime.gate.set()
 
     _run(scenario)
+
+
+def test_feed_fills_controls_state_and_padding_rows(tmp_path: Path) -> None:
+    """A direct execution of rows 1 and 3 of 4: rows 0 and 2 are padding (READY false, zeros)."""
+    signature = Signature(
+        inputs=(
+            TensorSpec("INPUT", "INT32", (1,)),
+            TensorSpec("STATE_IN", "FP32", (2,)),
+            TensorSpec("START", "INT32", (1,)),
+            TensorSpec("END", "BOOL", (1,)),
+            TensorSpec("READY", "FP32", (1,)),
+            TensorSpec("CORRID", "BYTES", (1,)),
+        ),
+        outputs=SIGNATURE.outputs,
+        max_batch_size=4,
+    )
+    controls = [
+        START,
+        {"name": "END", "control": [{"kind": "CONTROL_SEQUENCE_END", "bool_false_true": [False, True]}]},
+        {"name": "READY", "control": [{"kind": "CONTROL_SEQUENCE_READY", "fp32_false_true": [0, 1]}]},
+        {"name": "CORRID", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_STRING"}]},
+    ]
+    plan = sequence_plan(_config(control_input=controls), signature, 1, tmp_path)
+    loop = asyncio.new_event_loop()
+    future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()  # never awaited here
+    loop.close()
+
+    def row(index: int, sequence_id: int | str, value: int, start: bool, end: bool) -> Row:
+        step = Step({"INPUT": np.array([[value]], np.int32)}, (), start, end, future, 0, None)
+        state = {"STATE_IN": np.array([value, -value], np.float32)}
+        return Row(index, Sequence(sequence_id, state), step, state)
+
+    fed = feed(plan, [row(1, "abc", 5, True, False), row(3, 42, 7, False, True)], 4)
+    np.testing.assert_array_equal(fed["INPUT"], [[0], [5], [0], [7]])
+    np.testing.assert_array_equal(fed["START"], [[0], [1], [0], [0]])
+    np.testing.assert_array_equal(fed["END"], [[False], [False], [False], [True]])
+    np.testing.assert_array_equal(fed["READY"], [[0], [1], [0], [1]])
+    assert fed["CORRID"][:, 0].tolist() == [b"", b"abc", b"", b"42"]
+    np.testing.assert_array_equal(fed["STATE_IN"], [[0, 0], [5, -5], [0, 0], [7, -7]])
