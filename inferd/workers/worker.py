@@ -128,7 +128,10 @@ class WorkerServer(Server):
                 "index": self.index,
                 "pid": os.getpid(),
                 "ready": dp.ready(),
+                # This worker's own share: which worker served what (the /workers page).
+                "models": sorted({m.name for m in served}),
                 "requests": sum(m.stats.success.count + m.stats.fail.count for m in served),
+                "success": {f"{m.name}/{m.version}": m.stats.success.count for m in served},
             }
         raise InvalidRequest(f"unknown worker request {op!r}")
 
