@@ -44,7 +44,7 @@ def _merge(a: Any, b: Any, key: str | None) -> Any:
     if isinstance(a, int | float) and isinstance(b, int | float):
         if key in _LATEST:
             return max(a, b)
-        return a if key in _SAME else a + b
+        return a if key in _SAME or key in _IDENTITY else a + b
     if key == "state" and a != b:
         return "UNAVAILABLE"  # not ready on every worker
     return a if a is not None else b

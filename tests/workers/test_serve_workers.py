@@ -58,7 +58,9 @@ def _per_worker(server: RunningServer) -> dict[int, int]:
 
 def _infer_rest(server: RunningServer, model: str = "plus") -> bool:
     """One request on a new connection (so the kernel picks a worker for it); True when correct."""
-    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]})
+    body = json.dumps(
+        {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+    )
     try:
         status, _, answer = request(server.http_url, "POST", f"/v2/models/{model}/infer", body.encode())
     except (OSError, http.client.HTTPException):
@@ -127,7 +129,9 @@ def test_statistics_and_metrics_are_sums_over_workers(server: RunningServer) -> 
     assert status == 200
     stats = json.loads(body)["model_stats"][0]
     assert stats["inference_stats"]["success"]["count"] == sum(per_worker)
-    grpc_stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("plus", as_json=True)
+    grpc_stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics(
+        "plus", as_json=True
+    )
     assert int(grpc_stats["model_stats"][0]["inference_stats"]["success"]["count"]) == sum(per_worker)
     status, _, text = request(server.http_url, "GET", "/metrics")
     samples = {
@@ -202,7 +206,9 @@ def test_sigterm_under_load_drains_every_worker_and_exits_0(tmp_path: Path) -> N
     answered: list[tuple[float, bool]] = []
     refused: list[str] = []
     stop = threading.Event()
-    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}]})
+    body = json.dumps(
+        {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [0, 0, 0, 0]}]}
+    )
 
     def client() -> None:
         """Keep-alive requests until the server goes away; a request sent is answered or a failure."""
