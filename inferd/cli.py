@@ -205,8 +205,7 @@ def _serve_workers(settings: Settings, workers: str) -> int:
         raise click.UsageError(
             "--metrics-port is not served with --workers yet: scrape /metrics on the REST port"
         )
-    from inferd.app import ListenError
-    from inferd.workers.supervisor import run
+    from inferd.workers.supervisor import ListenError, run
 
     try:
         return run(settings, count)

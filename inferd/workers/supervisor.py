@@ -23,12 +23,11 @@ from typing import Any
 import orjson
 from prometheus_client import Metric
 
-from inferd.app import ListenError
 from inferd.errors import Unavailable
 from inferd.settings import Settings
 from inferd.workers import wire
 from inferd.workers.merge import merge_documents, merge_metrics
-from inferd.workers.worker import SETTINGS_FILE, SUPERVISOR_SOCKET, control_socket
+from inferd.workers.wire import SETTINGS_FILE, SUPERVISOR_SOCKET, control_socket
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +41,10 @@ _READ_TIMEOUT_S = 10.0
 _EXIT_GRACE_S = 15.0
 # Calls a restarted worker replays so that it serves what the others serve.
 _JOURNALED = ("load", "unload")
+
+
+class ListenError(OSError):
+    """A port cannot be listened on; the message names it and the flag that changes it."""
 
 
 class StartupError(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,14 @@ log = logging.getLogger(__name__)
 LINE_LIMIT = 256 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+# In the supervisor's private run directory (mode 0700).
+SETTINGS_FILE = "settings.json"
+SUPERVISOR_SOCKET = "supervisor.sock"
+
+
+def control_socket(rundir: Path, index: int) -> Path:
+    return rundir / f"worker-{index}.sock"
 
 
 class RemoteError(InferdError):

@@ -24,15 +24,9 @@ from inferd.metrics.registry import CONTENT_TYPE
 from inferd.settings import Settings
 from inferd.workers import wire
 from inferd.workers.cluster import ClusterDataPlane, SupervisorLink
+from inferd.workers.wire import SETTINGS_FILE, SUPERVISOR_SOCKET, control_socket
 
 log = logging.getLogger("inferd.workers.worker")  # also when run as __main__
-
-SETTINGS_FILE = "settings.json"
-SUPERVISOR_SOCKET = "supervisor.sock"
-
-
-def control_socket(rundir: Path, index: int) -> Path:
-    return rundir / f"worker-{index}.sock"
 
 
 class WorkerServer(Server):
