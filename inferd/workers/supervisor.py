@@ -95,6 +95,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        if settings.security.api_keys_file is not None:  # as one process: SIGHUP reloads the key file
+            loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
         control = await wire.serve(str(self._rundir / SUPERVISOR_SOCKET), self._handle)
         log.info("starting %d workers (REST port %s, gRPC port %s)", self.workers, http_port, grpc_port)
         keepers = [asyncio.create_task(self._keep(i, http.fileno())) for i in range(self.workers)]
@@ -156,6 +158,11 @@ class Supervisor:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _forward(self, sig: signal.Signals) -> None:
+        for process in self._processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
 
     async def _stop_all(self) -> list[int]:
         processes = list(self._processes.values())

@@ -17,7 +17,7 @@ import orjson
 
 from inferd.app import Server
 from inferd.cores import set_worker_count
-from inferd.errors import InvalidRequest
+from inferd.errors import InvalidRequest, ModelLoadError
 from inferd.http.pages import Page
 from inferd.logging_setup import configure_logging
 from inferd.metrics.registry import CONTENT_TYPE
@@ -150,6 +150,9 @@ def main(argv: list[str]) -> int:
         import uvloop
 
         uvloop.run(server.serve())
+    except (ModelLoadError, FileNotFoundError) as exc:  # one line, as `inferd serve` says it
+        print(f"inferd: worker {index}: cannot load the model repository: {exc}", file=sys.stderr)
+        return 1
     except Exception:
         log.exception("worker %d failed", index)
         return 1
