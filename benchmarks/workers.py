@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,16 @@ def measure(
     return results
 
 
+def measure_or_skip(*args: Any) -> dict[str, dict[str, float]]:
+    """One round's cells, or none when the load generator's output could not be read (on a starved
+    machine wrk can print no percentile line): that round is left out of the medians, and said so."""
+    try:
+        return measure(*args)
+    except (KeyError, AttributeError, subprocess.CalledProcessError) as exc:
+        print(f"  {args[0]} {args[4]}: round skipped, the load generator's output was unreadable ({exc!r})")
+        return {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,7 +151,7 @@ def main() -> None:
                 order = configs if round_index % 2 == 0 else configs[::-1]
                 for config in order:
                     http, grpc_port, pids, _ = servers[config]
-                    for protocol, result in measure(
+                    for protocol, result in measure_or_skip(
                         config, http, grpc_port, pids, model, args.duration, work
                     ).items():
                         raw.setdefault(config, {}).setdefault(model, {}).setdefault(protocol, []).append(
@@ -157,7 +168,7 @@ def summarize(raw: dict[str, Any], configs: list[str], models: list[str]) -> dic
     out: dict[str, Any] = {}
     for config in configs:
         for model in models:
-            for protocol, results in raw[config][model].items():
+            for protocol, results in raw.get(config, {}).get(model, {}).items():
                 out.setdefault(config, {}).setdefault(model, {})[protocol] = {
                     "rps": statistics.median(r["rps"] for r in results),
                     "rps_rounds": [round(r["rps"]) for r in results],
@@ -181,8 +192,11 @@ def table(summary: dict[str, Any], configs: list[str], models: list[str], memory
     for model in models:
         for protocol in ("rest", "grpc"):
             for config in configs:
-                cell = summary[config][model][protocol]
-                ratio = cell["rps"] / summary[base][model][protocol]["rps"]
+                cell = summary.get(config, {}).get(model, {}).get(protocol)
+                base_cell = summary.get(base, {}).get(model, {}).get(protocol)
+                if cell is None or base_cell is None:
+                    continue
+                ratio = cell["rps"] / base_cell["rps"]
                 name = "plain (1 process)" if config == "plain" else f"--workers {config}"
                 rounds = ", ".join(f"{r:,}" for r in cell["rps_rounds"])
                 lines.append(

@@ -2,12 +2,13 @@
 
 Counts, durations, histogram buckets and gauges of work (pending requests, memory) add up; a few
 values are the same thing seen N times and are not summed (last inference time: the latest; start
-time: the earliest; ready and loaded models: the least, so one worker not ready shows).
+time: the earliest; ready and loaded models: the least, so one worker not ready shows; GPU readings:
+the largest), and ratios are averaged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import Metric, generate_latest
@@ -19,7 +20,22 @@ _SAME = {"latency_bounds_s"}
 # Identity of an element in a list of objects: lists of models, of batch sizes.
 _IDENTITY = ("name", "version", "batch_size")
 
-_GAUGE_MIN = {"inferd_model_ready", "inferd_models_loaded"}
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+# Gauges that are not a sum over workers: the same state seen N times (the least shows one worker
+# behind), one device read by every worker (the largest reading), and ratios (their mean).
+_GAUGES: dict[str, Callable[[list[float]], float]] = {
+    "inferd_model_ready": min,
+    "inferd_models_loaded": min,
+    "inferd_drift_features_over_threshold": max,
+    "inferd_cost_per_1000_inferences_dollars": _mean,
+    "inferd_energy_per_inference_joules": _mean,
+    "inferd_drift_psi": _mean,
+    "inferd_drift_ks": _mean,
+}
 _MIN_SAMPLES = {"process_start_time_seconds", "process_max_fds"}
 
 
@@ -106,8 +122,10 @@ def _combine(family: Metric, sample_name: str, values: list[float]) -> float:
         return min(values)
     if family.type == "info" or family.name.endswith("_info"):
         return values[0]
-    if family.type == "gauge" and family.name in _GAUGE_MIN:
-        return min(values)
+    if family.type == "gauge" and family.name in _GAUGES:
+        return float(_GAUGES[family.name](values))
+    if family.name.startswith("inferd_gpu_"):  # the machine's GPUs, read by every worker
+        return max(values)
     return float(sum(values))
 
 
