@@ -202,7 +202,15 @@ def test_a_killed_worker_is_restarted_and_serving_continues(server: RunningServe
 def test_sigterm_under_load_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     root = tmp_path / "models"
     mf.write_model(root, "slow", lambda p: mf.slow(p, 100), config="max_batch_size: 2\n")
-    server = start_server(root, tmp_path, "--workers", "2", "--drain-timeout", "60")
+    # --workers auto counts the cores of the affinity mask the server inherits (as under taskset).
+    inherited = os.sched_getaffinity(0)
+    cpus = set(sorted(inherited)[:2])
+    os.sched_setaffinity(0, cpus)
+    try:
+        server = start_server(root, tmp_path, "--workers", "auto", "--drain-timeout", "60")
+    finally:
+        os.sched_setaffinity(0, inherited)
+    assert _workers(server)["workers"] == len(cpus)
     answered: list[tuple[float, bool]] = []
     refused: list[str] = []
     stop = threading.Event()
