@@ -19,7 +19,7 @@ from inferd.app import Server
 from inferd.cores import set_worker_count
 from inferd.errors import InvalidRequest, ModelLoadError
 from inferd.http.pages import Page
-from inferd.logging_setup import configure_logging
+from inferd.logging_setup import FIELDS, configure_logging
 from inferd.metrics.registry import CONTENT_TYPE
 from inferd.settings import Settings
 from inferd.workers import wire
@@ -139,12 +139,36 @@ class WorkerServer(Server):
                 self._control.close()
 
 
+class _WorkerField(logging.Filter):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, FIELDS, None)
+        setattr(record, FIELDS, {"worker": self._index, **(fields if isinstance(fields, dict) else {})})
+        return True
+
+
+def _tag_log_lines(index: int, log_format: str) -> None:
+    """Every line this worker logs says which worker wrote it: a "worker" field in JSON, after the
+    level in text."""
+    for handler in logging.getLogger().handlers:
+        if log_format == "json":
+            handler.addFilter(_WorkerField(index))
+        else:
+            handler.setFormatter(
+                logging.Formatter(f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s")
+            )
+
+
 def main(argv: list[str]) -> int:
     rundir, index, http_fd = Path(argv[0]), int(argv[1]), int(argv[2])
     document = orjson.loads((rundir / SETTINGS_FILE).read_bytes())
     settings = Settings(**document["settings"])
     set_worker_count(int(document["workers"]))
     configure_logging(settings.log_level, settings.logs.format)
+    _tag_log_lines(index, settings.logs.format)
     server = WorkerServer(settings, rundir, index, http_fd)
     try:
         import uvloop

@@ -105,6 +105,7 @@ def test_both_workers_answer_rest_and_grpc_on_one_port_pair(server: RunningServe
     status, _, _ = request(server.http_url, "GET", "/v2/health/ready")
     assert status == 200
     assert grpcclient.InferenceServerClient(server.grpc_url).is_server_ready()
+    assert "[worker 0]" in server.log() and "[worker 1]" in server.log()  # each line names its worker
 
 
 def test_load_and_unload_on_one_worker_take_effect_on_all(server: RunningServer) -> None:
