@@ -60,7 +60,7 @@ class Supervisor:
         self.settings = settings
         self.workers = workers
         self.restarts = 0
-        self._rundir = Path(tempfile.mkdtemp(prefix="inferd-workers-"))
+        self._rundir = Path()  # made once the ports are bound
         self._pids: dict[int, int] = {}
         self._joined: set[int] = set()
         self._serving: set[int] = set()
@@ -81,6 +81,7 @@ class Supervisor:
         if settings.grpc.enabled:
             grpc_hold = _reserve(settings.grpc.host, settings.grpc.port)
             grpc_port = grpc_hold.getsockname()[1]
+        self._rundir = Path(tempfile.mkdtemp(prefix="inferd-workers-"))
         worker_settings = settings.model_copy(
             update={
                 "http": settings.http.model_copy(update={"port": http_port}),
@@ -112,7 +113,7 @@ class Supervisor:
             grpc_hold.close()
         shutil.rmtree(self._rundir, ignore_errors=True)
         if self._failed is not None:
-            return self._failed.code or 1
+            return self._failed.code if self._failed.code > 0 else 1
         log.info("stopped (%d worker restarts)", self.restarts)
         return 0 if all(code == 0 for code in codes) else 1
 
