@@ -17,7 +17,7 @@ import orjson
 
 from inferd.app import Server
 from inferd.cores import set_worker_count
-from inferd.errors import InvalidRequest, ModelLoadError
+from inferd.errors import InferdError, InvalidRequest, ModelLoadError
 from inferd.http.pages import Page
 from inferd.logging_setup import FIELDS, configure_logging
 from inferd.metrics.registry import CONTENT_TYPE
@@ -64,7 +64,12 @@ class WorkerServer(Server):
             writer.write(orjson.dumps(hello) + b"\n")
             answer = orjson.loads(await reader.readline())
             for call in answer["result"]["journal"]:
-                await self._cluster.apply(call["call"], call)
+                try:
+                    await self._cluster.apply(call["call"], call)
+                except InferdError as exc:  # serve on (not ready, if the model is missing): no crash loop
+                    log.error(
+                        "worker %d: replaying %s %s failed: %s", self.index, call["call"], call["name"], exc
+                    )
         self._hold = asyncio.create_task(self._hold_connection(reader, writer))
 
     async def _hold_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
