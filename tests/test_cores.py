@@ -59,3 +59,19 @@ def test_cgroup_v1_quota_and_no_quota(tmp_path: Path) -> None:
     (group / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_cpu_limit(tmp_path / "fs", proc) is None
     assert cgroup_cpu_limit(tmp_path / "fs", tmp_path / "absent") is None
+
+
+def test_onnx_runtime_threads_are_the_workers_share_of_the_cores() -> None:
+    from inferd.cores import set_worker_count, usable_cores
+    from inferd.model_config import OnnxRuntimeOptions
+    from inferd.runtimes.onnx import _session_options
+
+    try:
+        for workers in (1, 2, 64):
+            set_worker_count(workers)
+            for instances in (1, 2):
+                threads = _session_options(OnnxRuntimeOptions(), instances).intra_op_num_threads
+                assert threads == max(1, usable_cores() // workers // instances)
+                assert workers * instances * threads <= max(usable_cores(), workers * instances)
+    finally:
+        set_worker_count(1)
