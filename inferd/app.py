@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 class Server:
     """One inferd process: model repository, data plane, REST and gRPC front-ends."""
 
+    # inferd/workers swaps in its data plane (the control plane and sums span the workers) and shares
+    # the gRPC port between worker processes.
+    dataplane_class: type[DataPlane] = DataPlane
+    grpc_reuse_port = False
+
     def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         """``tracing``: spans go there; by default, when settings.tracing is on, an OTLP exporter
         configured from the OTEL_* variables."""
@@ -65,7 +70,7 @@ class Server:
         self.drift = _drift_monitor(settings)
         cache = settings.cache
         self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
-        self.dataplane = DataPlane(
+        self.dataplane = self.dataplane_class(
             self.repository,
             self.cache,
             settings.admission.default_timeout_us,
@@ -161,6 +166,7 @@ class Server:
                 self.security.tls,
                 max_connections=self.connection_limits.max_connections,
                 handshake_timeout_s=self.connection_limits.header_timeout_s,
+                reuse_port=self.grpc_reuse_port,
             )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
@@ -182,8 +188,7 @@ class Server:
             grpc_address,
             " (TLS)" if self.security.tls else "",
         )
-        if settings.port_file:
-            _write_port_file(settings.port_file, self.http_port, self.grpc_port, self.metrics_port)
+        await self._serving()
 
         await self._stop.wait()
         log.info("stopping: draining in-flight requests")
@@ -213,6 +218,11 @@ class Server:
         await self.security.close()
         http_socket.close()
         log.info("stopped")
+
+    async def _serving(self) -> None:
+        """Called once both front-ends accept requests."""
+        if self.settings.port_file:
+            _write_port_file(self.settings.port_file, self.http_port, self.grpc_port, self.metrics_port)
 
     def _listen_first(self) -> socket.socket:
         """Bind REST and check that the gRPC and metrics ports are free before any model loads, so a

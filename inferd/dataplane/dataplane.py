@@ -79,6 +79,10 @@ class DataPlane:
     def ready(self) -> bool:
         return not self._draining and self._repository.all_ready()
 
+    async def server_ready(self) -> bool:
+        """Readiness as the front-ends report it (with --workers: every worker's, inferd/workers)."""
+        return self.ready()
+
     def start_draining(self) -> None:
         self._draining = True
 
@@ -159,6 +163,10 @@ class DataPlane:
         else:
             models = [m for e in self._repository.entries() for m in e.served.values()]
         return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
+
+    async def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Statistics as the front-ends report them (with --workers: summed over the workers)."""
+        return self.model_statistics(name, version)
 
     # Repository (model lifecycle) -------------------------------------------------------------
     async def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
