@@ -107,10 +107,11 @@ class Server:
         """Load what the model control mode asks for now, blocking (call it outside an event loop,
         before ``serve``; otherwise ``serve`` loads them). Raises ModelLoadError naming the file when
         exit_on_error is set."""
-        asyncio.run(self._load_models())
+        asyncio.run(self.load_models_async())
         self._models_loaded = True
 
-    async def _load_models(self) -> None:
+    async def load_models_async(self) -> None:
+        """``load_models`` on a running event loop."""
         lifecycle = self.settings.lifecycle
         names: list[str] | None = None
         if lifecycle.model_control == "explicit":
@@ -133,7 +134,7 @@ class Server:
 
         settings = self.settings
         if not self._models_loaded:
-            await self._load_models()
+            await self.load_models_async()
         _freeze_startup_heap()
         lifecycle = settings.lifecycle
         poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
@@ -141,7 +142,7 @@ class Server:
             self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
         )
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages(), self.security.gate)
+        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self.pages(), self.security.gate)
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -241,7 +242,7 @@ class Server:
             raise
         return http_socket
 
-    def _pages(self) -> dict[str, Page]:
+    def pages(self) -> dict[str, Page]:
         """GET pages served beside the V2 API on the REST port."""
         pages: dict[str, Page] = {}
         if self.metrics is not None:
