@@ -50,9 +50,9 @@ class WorkerServer(Server):
     def _listen_first(self) -> socket.socket:
         return socket.socket(fileno=self._http_fd)
 
-    async def _load_models(self) -> None:
+    async def load_models_async(self) -> None:
         self._control = await wire.serve(str(control_socket(self._rundir, self.index)), self._handle)
-        await super()._load_models()
+        await super().load_models_async()
         await self._join()
 
     async def _join(self) -> None:
@@ -84,8 +84,8 @@ class WorkerServer(Server):
         log.info("worker %d (pid %d) serving", self.index, os.getpid())
         await self._cluster._link().ask("serving", index=self.index)
 
-    def _pages(self) -> dict[str, Page]:
-        pages = super()._pages()
+    def pages(self) -> dict[str, Page]:
+        pages = super().pages()
         link = self._cluster._link()
 
         async def metrics() -> tuple[bytes, bytes]:
