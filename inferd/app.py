@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 class Server:
     """One inferd process: model repository, data plane, REST and gRPC front-ends."""
 
+    # inferd/workers swaps in its data plane (the control plane and sums span the workers) and shares
+    # the gRPC port between worker processes.
+    dataplane_class: type[DataPlane] = DataPlane
+    grpc_reuse_port = False
+
     def __init__(self, settings: Settings, tracing: Tracing | None = None) -> None:
         """``tracing``: spans go there; by default, when settings.tracing is on, an OTLP exporter
         configured from the OTEL_* variables."""
@@ -65,7 +70,7 @@ class Server:
         self.drift = _drift_monitor(settings)
         cache = settings.cache
         self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
-        self.dataplane = DataPlane(
+        self.dataplane = self.dataplane_class(
             self.repository,
             self.cache,
             settings.admission.default_timeout_us,
@@ -102,10 +107,11 @@ class Server:
         """Load what the model control mode asks for now, blocking (call it outside an event loop,
         before ``serve``; otherwise ``serve`` loads them). Raises ModelLoadError naming the file when
         exit_on_error is set."""
-        asyncio.run(self._load_models())
+        asyncio.run(self.load_models_async())
         self._models_loaded = True
 
-    async def _load_models(self) -> None:
+    async def load_models_async(self) -> None:
+        """``load_models`` on a running event loop."""
         lifecycle = self.settings.lifecycle
         names: list[str] | None = None
         if lifecycle.model_control == "explicit":
@@ -128,7 +134,7 @@ class Server:
 
         settings = self.settings
         if not self._models_loaded:
-            await self._load_models()
+            await self.load_models_async()
         _freeze_startup_heap()
         lifecycle = settings.lifecycle
         poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
@@ -136,7 +142,7 @@ class Server:
             self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
         )
         self.http_port = http_socket.getsockname()[1]
-        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self._pages(), self.security.gate)
+        rest = RestApp(self.dataplane, settings.http.max_body_bytes, self.pages(), self.security.gate)
         config = uvicorn.Config(
             rest,
             loop="none",
@@ -161,6 +167,7 @@ class Server:
                 self.security.tls,
                 max_connections=self.connection_limits.max_connections,
                 handshake_timeout_s=self.connection_limits.header_timeout_s,
+                reuse_port=self.grpc_reuse_port,
             )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,
@@ -182,8 +189,7 @@ class Server:
             grpc_address,
             " (TLS)" if self.security.tls else "",
         )
-        if settings.port_file:
-            _write_port_file(settings.port_file, self.http_port, self.grpc_port, self.metrics_port)
+        await self._serving()
 
         await self._stop.wait()
         log.info("stopping: draining in-flight requests")
@@ -214,6 +220,11 @@ class Server:
         http_socket.close()
         log.info("stopped")
 
+    async def _serving(self) -> None:
+        """Called once both front-ends accept requests."""
+        if self.settings.port_file:
+            _write_port_file(self.settings.port_file, self.http_port, self.grpc_port, self.metrics_port)
+
     def _listen_first(self) -> socket.socket:
         """Bind REST and check that the gRPC and metrics ports are free before any model loads, so a
         port in use fails at once, in one line naming the flag (ListenError)."""
@@ -231,7 +242,7 @@ class Server:
             raise
         return http_socket
 
-    def _pages(self) -> dict[str, Page]:
+    def pages(self) -> dict[str, Page]:
         """GET pages served beside the V2 API on the REST port."""
         pages: dict[str, Page] = {}
         if self.metrics is not None:

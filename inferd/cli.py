@@ -17,6 +17,7 @@ from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
 from inferd.models_cli import models
+from inferd.ray_cli import ray
 from inferd.settings import Settings
 
 
@@ -32,6 +33,13 @@ def main() -> None:
 @click.option("--http-port", type=int, help="REST port; 0 picks a free one (default 8000).")
 @click.option("--grpc-port", type=int, help="gRPC port; 0 picks a free one (default 8001).")
 @click.option("--no-grpc", is_flag=True, default=None, help="Serve REST only.")
+@click.option(
+    "--workers",
+    envvar="INFERD_WORKERS",
+    help="Serve from N worker processes sharing the ports under a supervisor that restarts a worker "
+    "that dies, or 'auto': one per usable core (CPU affinity and cgroup quota). Default: one "
+    "process, no supervisor. See docs/deploy.md.",
+)
 @click.option(
     "--max-body-bytes", type=int, help="Largest REST request body; larger gets 413 (default 64 MiB)."
 )
@@ -156,7 +164,7 @@ def main() -> None:
     default=None,
     help="OpenTelemetry spans per request, exported by OTLP as the OTEL_* variables say (default off).",
 )
-def serve(model_repository: Path, **flags: Any) -> None:
+def serve(model_repository: Path, workers: str | None, **flags: Any) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
     try:
         settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
@@ -164,6 +172,8 @@ def serve(model_repository: Path, **flags: Any) -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise click.UsageError(problems) from None
     configure_logging(settings.log_level, settings.logs.format)
+    if workers is not None:
+        _exit(_serve_workers(settings, workers))
     from inferd.app import ListenError, Server  # deferred: keeps `inferd --help` fast
 
     try:
@@ -182,6 +192,27 @@ def serve(model_repository: Path, **flags: Any) -> None:
         click.echo(f"inferd: {exc}", err=True)
         _exit(1)
     _exit(0)
+
+
+def _serve_workers(settings: Settings, workers: str) -> int:
+    """``--workers``: the supervisor's exit status."""
+    from inferd.cores import resolve_workers
+
+    try:
+        count = resolve_workers(workers)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--workers") from None
+    if settings.metrics.port is not None:
+        raise click.UsageError(
+            "--metrics-port is not served with --workers yet: scrape /metrics on the REST port"
+        )
+    from inferd.workers.supervisor import ListenError, run
+
+    try:
+        return run(settings, count)
+    except ListenError as exc:
+        click.echo(f"inferd: {exc}", err=True)
+        return 1
 
 
 def _exit(code: int) -> NoReturn:
@@ -409,3 +440,4 @@ def new_model(name: str, repository: Path, platform: str) -> None:
 
 main.add_command(keys)
 main.add_command(bench_command)
+main.add_command(ray)

@@ -35,6 +35,7 @@ from inferd.repository.description import ModelDescription, describe, runtime_pa
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
+from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.sharedmem import RegionRegistry
 from inferd.types import Admission, InferRequest, InferResponse, Tensor
@@ -44,8 +45,7 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "inferd"
 # THE list of Triton extensions /v2 announces (REST and gRPC server metadata): only what is really
 # served, since perf_analyzer and Triton's clients read it to decide what they may ask for. Add a name
-# here when its extension lands (e.g. "sequence" with sequence batching); docs/triton-compat.md
-# describes each one.
+# here when its extension lands; docs/triton-compat.md describes each one.
 EXTENSIONS = (
     "model_configuration",
     "statistics",
@@ -55,6 +55,7 @@ EXTENSIONS = (
     "classification",
     "logging",
     "trace",
+    "sequence",
 )
 
 
@@ -105,6 +106,10 @@ class DataPlane:
 
     def ready(self) -> bool:
         return not self._draining and self._repository.all_ready()
+
+    async def server_ready(self) -> bool:
+        """Readiness as the front-ends report it (with --workers: every worker's, inferd/workers)."""
+        return self.ready()
 
     def start_draining(self) -> None:
         self._draining = True
@@ -188,6 +193,10 @@ class DataPlane:
         else:
             models = [m for e in self._repository.entries() for m in e.served.values()]
         return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
+
+    async def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Statistics as the front-ends report them (with --workers: summed over the workers)."""
+        return self.model_statistics(name, version)
 
     # Repository (model lifecycle) -------------------------------------------------------------
     async def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
@@ -421,6 +430,11 @@ class DataPlane:
         config = model.config
         # Only named outputs narrow what a runtime computes (inferd/scheduler/batcher.py).
         wanted = frozenset(checked.outputs) if request.outputs else None
+        batcher = model.batcher
+        if isinstance(batcher, SequenceBatcher):  # a stateful model: its sequence's slot, in order
+            return await batcher.infer(
+                request.parameters, checked.arrays, checked.rows, checked.group, trace, wanted
+            )
         if (
             request.parameters
             or config.priority_levels
@@ -428,10 +442,10 @@ class DataPlane:
             or self._default_timeout_us
         ):
             priority, deadline_ns = queue_placement(request.parameters, config, self._default_timeout_us)
-            return await model.batcher.infer(
+            return await batcher.infer(
                 checked.arrays, checked.rows, checked.group, trace, priority, deadline_ns, wanted
             )
-        return await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
+        return await batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
 
     async def _infer_cached(
         self,

@@ -116,10 +116,15 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             handler = await continuation(handler_call_details)
             if handler is None:
                 return None  # no such method: gRPC answers UNIMPLEMENTED
-            # A method added to the service without a rule still needs a valid key (fail closed).
-            rule = _RULES.get(method.rpartition("/")[2], _authenticated_only)
-            wrapped = self._handlers[method] = self._wrap(handler, method, rule)
+            wrapped = self._handlers[method] = self.guard(handler, method)
         return wrapped
+
+    def guard(self, handler: Any, method: str) -> Any:
+        """``handler`` (a grpc method handler for ``method``, "/package.Service/Method") wrapped in the
+        gate's checks; also used where no grpc server hosts the handlers (inferd.ray)."""
+        # A method added to the service without a rule still needs a valid key (fail closed).
+        rule = _RULES.get(method.rpartition("/")[2], _authenticated_only)
+        return self._wrap(handler, method, rule)
 
     def _wrap(self, handler: Any, method: str, extract: _Extract) -> Any:
         if handler.unary_unary is not None:

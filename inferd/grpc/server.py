@@ -29,6 +29,7 @@ class GrpcServer:
         tls: TlsFiles | None = None,
         max_connections: int | None = None,
         handshake_timeout_s: float | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self._tls = tls
         self._server = grpc.aio.server(
@@ -37,8 +38,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.max_receive_message_length", max_message_bytes),
-                # A second server on the same port must fail, not silently share it.
-                ("grpc.so_reuseport", 0),
+                # A second server on the same port must fail, not silently share it; the workers of
+                # `inferd serve --workers N` share theirs on purpose (inferd/workers).
+                ("grpc.so_reuseport", int(reuse_port)),
                 *_connection_options(max_connections, handshake_timeout_s),
             ],
         )

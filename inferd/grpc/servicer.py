@@ -76,7 +76,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
         return pb.ServerLiveResponse(live=self._dataplane.live())
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self._dataplane.ready())
+        return pb.ServerReadyResponse(ready=await self._dataplane.server_ready())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         try:
@@ -114,7 +114,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
         try:
             # An empty name asks for every model.
             name = model_name(request.name) if request.name else None
-            stats = self._dataplane.model_statistics(name, model_version(request.version))
+            stats = await self._dataplane.statistics(name, model_version(request.version))
             return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
         except Exception as exc:
             await abort(context, exc, "ModelStatistics")

@@ -35,8 +35,9 @@ def split_model_path(parts: list[str]) -> tuple[str, str | None, list[str]]:
 @functools.lru_cache(maxsize=4096)
 def classify(method: str, path: str) -> Access:
     parts = path.strip("/").split("/")
-    # Prometheus exposition and the status page (its HTML, assets and data) beside the V2 API.
-    if parts[0] in ("metrics", "dashboard", ""):
+    # Prometheus exposition, the status page (its HTML, assets and data) and, with --workers, the
+    # per-worker view beside the V2 API.
+    if parts[0] in ("metrics", "dashboard", "workers", ""):
         return Access(Api.METRICS)
     if not parts or parts[0] != "v2":
         return _UNKNOWN

@@ -23,7 +23,7 @@ from inferd.errors import (
 )
 from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
-from inferd.http.pages import Page
+from inferd.http.pages import Page, render
 from inferd.http.repository import repository_route
 from inferd.http.settings import logging_route, trace_route
 from inferd.http.sharedmem import cuda_route, system_route
@@ -173,7 +173,7 @@ class RestApp:
             page = self._pages.get(scope["path"])
             if page is None or method != "GET":
                 raise NotFound(f"no route for {method} {scope['path']}")
-            content_type, body = page()
+            content_type, body = await render(page)
             return Response(200, body, [(b"content-type", content_type)])
         rest = parts[1:]
         dp = self._dataplane
@@ -184,7 +184,7 @@ class RestApp:
             if rest[1] == "live":
                 return _empty(dp.live())
             if rest[1] == "ready":
-                return _empty(dp.ready())
+                return _empty(await dp.server_ready())
         elif head == "models":
             return await self._models(rest[1:], method, scope, receive, caller)
         elif head == "repository":
@@ -207,7 +207,7 @@ class RestApp:
     ) -> Response:
         dp = self._dataplane
         if rest == ["stats"] and method == "GET":
-            return _json({"model_stats": dp.model_statistics()})
+            return _json({"model_stats": await dp.statistics()})
         if not rest or not rest[0]:
             raise NotFound(f"no route for {method} {scope['path']}")
         raw_name, raw_version, action = access.split_model_path(rest)
@@ -228,7 +228,7 @@ class RestApp:
         if action == ["config"]:
             return _json(config_json(dp.model_config(name, version)))
         if action == ["stats"]:
-            return _json({"model_stats": dp.model_statistics(name, version)})
+            return _json({"model_stats": await dp.statistics(name, version)})
         raise NotFound(f"no route for {method} {scope['path']}")
 
     async def _infer(

@@ -6,10 +6,18 @@ front-end needs no knowledge of metrics or dashboards.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-Page = Callable[[], tuple[bytes, bytes]]
+# A page may be a coroutine function: with --workers, /metrics and the status page's data ask every
+# worker for its part.
+Page = Callable[[], tuple[bytes, bytes] | Awaitable[tuple[bytes, bytes]]]
+
+
+async def render(page: Page) -> tuple[bytes, bytes]:
+    result = page()
+    return await result if inspect.isawaitable(result) else result
 
 
 class PagesApp:
@@ -31,7 +39,7 @@ class PagesApp:
             status, content_type, body = 404, b"text/plain", b"not found\n"
         else:
             status = 200
-            content_type, body = page()
+            content_type, body = await render(page)
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

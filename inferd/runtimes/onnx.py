@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from inferd.cores import thread_budget
 from inferd.errors import InvalidRequest, ModelLoadError
-from inferd.model_config import OnnxRuntimeOptions, TensorOverride, available_cores
+from inferd.model_config import OnnxRuntimeOptions, TensorOverride
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.types import TensorSpec
 
@@ -160,7 +161,7 @@ def _to_bytes(array: np.ndarray) -> np.ndarray:
 
 def _session_options(options: OnnxRuntimeOptions, instances: int) -> ort.SessionOptions:
     session_options = ort.SessionOptions()
-    cores = available_cores()  # the same count config.yaml's thread and instance limits use
+    cores = thread_budget()  # this process's share of the usable cores (inferd/cores.py)
     session_options.intra_op_num_threads = options.intra_op_threads or max(1, cores // instances)
     session_options.inter_op_num_threads = options.inter_op_threads or 1
     session_options.graph_optimization_level = _OPT_LEVELS[options.graph_optimization_level]

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from inferd.cores import thread_budget
 from inferd.errors import ExecutionError, InferdError, ModelLoadError
-from inferd.model_config import PyTorchOptions, TensorOverride, available_cores
+from inferd.model_config import PyTorchOptions, TensorOverride
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.runtimes.python import check_outputs
 from inferd.types import TensorSpec
@@ -85,7 +86,7 @@ class PyTorchRuntime:
         self._torch = torch
         self._label = f"{path.parent.parent.name}/{path.parent.name}"
         self._instances = settings.instances
-        self._threads = options.intra_op_threads or max(1, available_cores() // settings.instances)
+        self._threads = options.intra_op_threads or max(1, thread_budget() // settings.instances)
         if options.inter_op_threads:
             size_inter_op_pool(torch, options.inter_op_threads, self._label)
         loaded = (

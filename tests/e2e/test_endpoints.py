@@ -50,6 +50,7 @@ def test_server_metadata_lists_only_real_extensions(
         "classification",
         "logging",
         "trace",
+        "sequence",
     }
     assert list(grpc.get_server_metadata().extensions) == rest["extensions"]
 

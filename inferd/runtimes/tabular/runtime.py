@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from inferd.cores import thread_budget
 from inferd.datatypes import numpy_dtype
 from inferd.errors import ModelLoadError
-from inferd.model_config import FrameworkOptions, OnnxRuntimeOptions, TensorOverride, available_cores
+from inferd.model_config import FrameworkOptions, OnnxRuntimeOptions, TensorOverride
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.tabular.conversion import (
@@ -57,7 +58,7 @@ class TabularRuntime:
     ) -> None:
         self.platform = platform
         self._instances = settings.instances
-        threads = options.threads or max(1, available_cores() // settings.instances)
+        threads = options.threads or max(1, thread_budget() // settings.instances)
         first = load(threads)
         self._classifier = first.predict_proba is not None
         self._targets = first.targets

@@ -1,0 +1,88 @@
+"""Sums over workers: Triton statistics, status-page data and Prometheus text."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from inferd.workers.merge import merge_documents, merge_metrics
+
+
+def _stats(success: int, last: int, batches: dict[int, int]) -> dict[str, object]:
+    return {
+        "name": "m",
+        "version": "1",
+        "last_inference": last,
+        "inference_count": success,
+        "inference_stats": {"success": {"count": success, "ns": success * 10}},
+        "batch_stats": [
+            {"batch_size": b, "compute_infer": {"count": n, "ns": n}} for b, n in batches.items()
+        ],
+    }
+
+
+def test_statistics_add_up_and_keep_the_latest_inference_time() -> None:
+    merged = merge_documents([[_stats(3, 100, {1: 3})], [_stats(5, 90, {1: 1, 4: 1})]])
+    assert merged == [
+        {
+            "name": "m",
+            "version": "1",
+            "last_inference": 100,
+            "inference_count": 8,
+            "inference_stats": {"success": {"count": 8, "ns": 80}},
+            "batch_stats": [
+                {"batch_size": 1, "compute_infer": {"count": 4, "ns": 4}},
+                {"batch_size": 4, "compute_infer": {"count": 1, "ns": 1}},
+            ],
+        }
+    ]
+
+
+def test_status_page_rows_merge_by_model_and_a_worker_not_ready_shows() -> None:
+    a = {
+        "time_s": 5.0,
+        "latency_bounds_s": [0.1, 1.0],
+        "models": [{"name": "m", "version": "1", "state": "READY", "latency_buckets": [1, 2, 0]}],
+    }
+    b = {
+        "time_s": 7.0,
+        "latency_bounds_s": [0.1, 1.0],
+        "models": [{"name": "m", "version": "1", "state": "UNAVAILABLE", "latency_buckets": [0, 1, 1]}],
+    }
+    merged = merge_documents([a, b])
+    assert merged["time_s"] == 7.0 and merged["latency_bounds_s"] == [0.1, 1.0]
+    assert merged["models"] == [
+        {"name": "m", "version": "1", "state": "UNAVAILABLE", "latency_buckets": [1, 3, 1]}
+    ]
+
+
+_TEXT = """# HELP inferd_request_success_total ok
+# TYPE inferd_request_success_total counter
+inferd_request_success_total{{model="m",version="1"}} {n}
+# HELP inferd_model_ready ready
+# TYPE inferd_model_ready gauge
+inferd_model_ready{{model="m",version="1"}} {ready}
+# HELP lat latency
+# TYPE lat histogram
+lat_bucket{{le="0.1"}} {n}
+lat_bucket{{le="+Inf"}} {n}
+lat_count {n}
+lat_sum 0.5
+# HELP process_start_time_seconds start
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds {start}
+"""
+
+
+def test_prometheus_counters_and_histograms_sum_ready_is_the_least() -> None:
+    text = merge_metrics([_TEXT.format(n=2, ready=1, start=200), _TEXT.format(n=3, ready=0, start=100)])
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+    labels = (("model", "m"), ("version", "1"))
+    assert samples[("inferd_request_success_total", labels)] == 5
+    assert samples[("inferd_model_ready", labels)] == 0
+    assert samples[("lat_bucket", (("le", "0.1"),))] == 5
+    assert samples[("lat_count", ())] == 5 and samples[("lat_sum", ())] == 1.0
+    assert samples[("process_start_time_seconds", ())] == 100
