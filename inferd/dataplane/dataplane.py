@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -60,6 +60,9 @@ EXTENSIONS = (
 
 
 class DataPlane:
+    # Set where this data plane cannot hold shared memory registrations for the whole server: why.
+    no_shared_memory: ClassVar[str | None] = None
+
     def __init__(
         self,
         repository: ModelRepository,
@@ -96,7 +99,7 @@ class DataPlane:
         # Off: a caller's entries are only ever hits for the same API key (docs/security.md).
         self._cache_shared_across_keys = cache_shared_across_keys
         # Registered system shared memory regions; both front-ends' codecs read and write them.
-        self.regions = regions if regions is not None else RegionRegistry()
+        self.regions = regions if regions is not None else RegionRegistry(unavailable=self.no_shared_memory)
         self._canary = CanaryRouter(self._registry, self._prepare, self._run)
         self._ensembles = EnsembleRunner(self.infer)
 
@@ -148,7 +151,10 @@ class DataPlane:
 
     # Metadata -----------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+        extensions = list(EXTENSIONS)
+        if self.regions.unavailable is not None:
+            extensions.remove("system_shared_memory")
+        return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = self._loaded(name, version)

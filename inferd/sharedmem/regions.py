@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inferd.errors import InvalidRequest, NotFound, PermissionDenied
+from inferd.errors import InvalidRequest, NotFound, PermissionDenied, Unsupported
 from inferd.types import SharedMemoryRef
 
 NO_CUDA = (
@@ -56,13 +56,17 @@ class Region:
 class RegionRegistry:
     """The server's registered regions, by name."""
 
-    def __init__(self, max_regions: int = MAX_REGIONS) -> None:
+    def __init__(self, max_regions: int = MAX_REGIONS, unavailable: str | None = None) -> None:
+        """``unavailable``: why this server cannot hold registrations (registering is refused)."""
         self._regions: dict[str, Region] = {}
         self._max_regions = max_regions
+        self.unavailable = unavailable
 
     def register(self, name: str, key: str, offset: object, byte_size: object, owner: str | None) -> None:
         """Open ``key`` and keep it as region ``name`` (``offset``/``byte_size`` as the client sent
         them: checked here); ``owner``: the registering API key id."""
+        if self.unavailable is not None:
+            raise Unsupported(self.unavailable)
         _check_name(name)
         if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise InvalidRequest(

@@ -32,6 +32,11 @@ class ClusterDataPlane(DataPlane):
     and statistics are every worker's. ``apply`` runs a call fanned out by the supervisor locally."""
 
     link: SupervisorLink | None = None
+    # A region registered on one worker would be unknown to the others (docs/triton-compat.md).
+    no_shared_memory = (
+        "system shared memory is not available with --workers: each worker would hold its own "
+        "registrations; run without --workers to use it"
+    )
 
     def _link(self) -> SupervisorLink:
         assert self.link is not None, "the worker sets its link before serving"

@@ -16,7 +16,7 @@ import modelfactory as mf
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from httputil import request
+from httputil import post_json, request
 from prometheus_client.parser import text_string_to_metric_families
 from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
@@ -106,6 +106,15 @@ def test_both_workers_answer_rest_and_grpc_on_one_port_pair(server: RunningServe
     assert status == 200
     assert grpcclient.InferenceServerClient(server.grpc_url).is_server_ready()
     assert "[worker 0]" in server.log() and "[worker 1]" in server.log()  # each line names its worker
+
+
+def test_system_shared_memory_is_refused_clearly_with_workers(server: RunningServer) -> None:
+    status, body = post_json(
+        server.http_url, "/v2/systemsharedmemory/region/r/register", {"key": "/k", "byte_size": 8}
+    )
+    assert status == 501 and "not available with --workers" in body["error"]
+    _, _, metadata = request(server.http_url, "GET", "/v2")
+    assert "system_shared_memory" not in json.loads(metadata)["extensions"]
 
 
 def test_load_and_unload_on_one_worker_take_effect_on_all(server: RunningServer) -> None:
