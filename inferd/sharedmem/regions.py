@@ -131,7 +131,8 @@ class RegionRegistry:
     def access(self, caller: str | None) -> SharedMemoryAccess:
         return SharedMemoryAccess(self, caller)
 
-    def _resolve(self, ref: SharedMemoryRef, caller: str | None, where: str) -> Region:
+    def resolve(self, ref: SharedMemoryRef, caller: str | None, where: str) -> Region:
+        """The region ``ref`` names, if ``caller`` may use it and ``ref`` lies inside it."""
         region = self._regions.get(ref.region)
         if region is None:
             raise InvalidRequest(f"{where}: shared memory region '{ref.region}' is not registered")
@@ -155,18 +156,18 @@ class SharedMemoryAccess(NamedTuple):
 
     def read(self, ref: SharedMemoryRef, where: str) -> memoryview:
         """A private copy of the bytes at ``ref`` (the caller has checked their count)."""
-        region = self.registry._resolve(ref, self.caller, where)
+        region = self.registry.resolve(ref, self.caller, where)
         buffer = np.empty(ref.byte_size, dtype=np.uint8).data  # not zeroed: all of it is overwritten
         _transfer(region, ref, buffer, where, write=False)
         return buffer
 
     def check(self, ref: SharedMemoryRef, where: str) -> None:
         """Refuse an output's region before the model runs (checked again when it is written)."""
-        self.registry._resolve(ref, self.caller, where)
+        self.registry.resolve(ref, self.caller, where)
 
     def write(self, ref: SharedMemoryRef, where: str, raw: memoryview) -> None:
         """``raw`` written at ``ref``, which it must fit."""
-        region = self.registry._resolve(ref, self.caller, where)
+        region = self.registry.resolve(ref, self.caller, where)
         if raw.nbytes > ref.byte_size:
             raise InvalidRequest(
                 f"{where} needs {raw.nbytes} bytes, more than its shared_memory_byte_size {ref.byte_size}"
