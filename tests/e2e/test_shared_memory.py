@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -250,3 +251,28 @@ def test_rest_routes_refuse_bad_bodies(server: RunningServer) -> None:
     assert status == 400 and "non-negative" in body["error"]
     status, _, _ = request(server.http_url, "GET", "/v2/systemsharedmemory/region/nope/status")
     assert status == 404
+
+
+def test_grpc_stream_requests_read_and_write_regions(server: RunningServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    made = Regions(client)
+    try:
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        inputs, _ = made.make("in", 2 * BYTES)
+        shm.set_shared_memory_region(inputs, [a, a])
+        outputs, _ = made.make("out", BYTES)
+        answers: queue.Queue[Any] = queue.Queue()
+        client.start_stream(lambda result, error: answers.put(error or result))
+        try:
+            client.async_stream_infer(
+                "simple",
+                [_shm_input(client, "INPUT0", "in"), _shm_input(client, "INPUT1", "in", offset=BYTES)],
+                outputs=[_shm_output(client, "OUTPUT0", "out")],
+            )
+            answer = answers.get(timeout=30)
+        finally:
+            client.stop_stream()
+        assert not isinstance(answer, Exception), answer
+        np.testing.assert_array_equal(shm.get_contents_as_numpy(outputs, np.int32, [1, 16]), a + a)
+    finally:
+        made.close()
