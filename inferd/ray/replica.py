@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import grpc
 
 from inferd.app import Server
+from inferd.dataplane.dataplane import DataPlane
 from inferd.grpc.access import GateInterceptor
 from inferd.grpc.handlers import SERVICE, add_servicer
 from inferd.grpc.servicer import InferenceServicer
@@ -82,6 +83,19 @@ class _Handlers:
             self.by_method[name] = (f"/{service}/{name}", handler)
 
 
+class RayDataPlane(DataPlane):
+    # A region is a file on the node of the replica that registered it; Ray routes the next call to
+    # any replica, on any node (docs/deploy.md, "Ray Serve").
+    no_shared_memory = (
+        "system shared memory is not available on Ray Serve: a registration would reach one replica "
+        "on one node; use inferd serve on the client's machine for it"
+    )
+
+
+class _ReplicaServer(Server):
+    dataplane_class = RayDataPlane
+
+
 class InferdReplica:
     """A Ray Serve deployment class (see ``inferd.ray.app``): REST via ``serve.ingress``, gRPC methods
     added by name below."""
@@ -89,7 +103,7 @@ class InferdReplica:
     async def __init__(self, settings: dict[str, Any]) -> None:  # type: ignore[misc]
         # Ray runs an async constructor on the replica's event loop: models load, and their batchers
         # start, on the loop that will serve them.
-        self._server = Server(Settings.model_validate(settings))
+        self._server = _ReplicaServer(Settings.model_validate(settings))
         server = self._server
         server.security.start()
         await server.load_models_async()

@@ -103,11 +103,12 @@ def _running() -> int:
     return sum(count for state, count in _replica_states().items() if state.endswith("RUNNING"))
 
 
-def _wait_for(condition: Any, timeout_s: float, what: str) -> None:
+def _wait_for(condition: Any, timeout_s: float, what: str, load: _Load | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; replicas: {_replica_states()}")
+            answered = f"; answered, failed: {load.counts()}" if load is not None else ""
+            raise AssertionError(f"timed out waiting for {what}; replicas: {_replica_states()}{answered}")
         time.sleep(0.5)
 
 
@@ -218,7 +219,7 @@ def test_ray_autoscales_from_one_to_two_replicas_under_load(
     assert _running() == 1
     load = _Load(f"{raycluster.HEAD_IP}:{http_port}", threads=12)
     try:
-        _wait_for(lambda: _running() == 2, 180, "Ray to add a second replica under load")
+        _wait_for(lambda: _running() == 2, 180, "Ray to add a second replica under load", load)
     finally:
         load.stop()
     ok, failed = load.counts()
