@@ -22,6 +22,35 @@ def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
+# `ray start` gives a new node 30 s (a constant in ray._private.node) to appear in the GCS, which a
+# busy 2-core machine can miss; this runs Ray's own CLI with that lookup retried for up to 3 minutes.
+_PATIENT_RAY = """
+import sys, time
+import ray._private.services as services
+from ray.scripts.scripts import main
+
+lookup = services.get_node
+
+def patient(*args, **kwargs):
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            return lookup(*args, **kwargs)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+services.get_node = patient
+sys.argv[0] = "ray"
+sys.exit(main())
+"""
+
+
+def _ray_start() -> tuple[str, ...]:
+    return (sys.executable, "-c", _PATIENT_RAY, "start")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -65,7 +94,7 @@ class RayCluster:
         self._network()
         common = ["--disable-usage-stats", "--num-cpus", "1"]
         head = (
-            _ray_bin(), "start", "--head", "--node-ip-address", HEAD_IP, "--port", str(self.gcs_port),
+            *_ray_start(), "--head", "--node-ip-address", HEAD_IP, "--port", str(self.gcs_port),
             "--include-dashboard=false", *common,
         )  # fmt: skip
         try:
@@ -74,7 +103,7 @@ class RayCluster:
             subprocess.run([_ray_bin(), "stop", "--force"], capture_output=True, env=self.env(), timeout=120)
             _run(*head, env=self.env())
         join = (
-            "ip", "netns", "exec", self.netns, _ray_bin(), "start", "--address", self.address,
+            "ip", "netns", "exec", self.netns, *_ray_start(), "--address", self.address,
             "--node-ip-address", NODE_IP, *common,
         )  # fmt: skip
         try:

@@ -3,6 +3,9 @@ tritonclient calls over REST and gRPC, a killed replica is replaced, and Ray aut
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -26,13 +29,18 @@ pytestmark = [
 
 # Says which Ray node ran it: requests prove where they were served.
 WHERE = """
+import os
 import time
 import numpy as np
 from inferd import Model, Tensor
 
 class Where(Model):
     inputs = [Tensor("INPUT0", "FP32", [-1, 4])]
-    outputs = [Tensor("OUTPUT0", "FP32", [-1, 4]), Tensor("NODE", "BYTES", [-1])]
+    outputs = [
+        Tensor("OUTPUT0", "FP32", [-1, 4]),
+        Tensor("NODE", "BYTES", [-1]),
+        Tensor("PID", "INT64", [-1]),
+    ]
     max_batch_size = 16
 
     def load(self, path):
@@ -42,7 +50,11 @@ class Where(Model):
     def predict(self, inputs):
         time.sleep(0.01)  # long enough for requests to pile up under load (autoscaling test)
         x = inputs["INPUT0"]
-        return {"OUTPUT0": x + np.float32(1), "NODE": np.array([self.node] * len(x), dtype=object)}
+        return {
+            "OUTPUT0": x + np.float32(1),
+            "NODE": np.array([self.node] * len(x), dtype=object),
+            "PID": np.full(len(x), os.getpid(), dtype=np.int64),
+        }
 """
 DEPLOYMENT = "InferdReplica"
 
@@ -93,12 +105,6 @@ def _replica_states() -> dict[str, int]:
     return {str(state): count for state, count in app.deployments[DEPLOYMENT].replica_states.items()}
 
 
-def _replica_actors() -> list[Any]:
-    from ray.util.state import list_actors
-
-    return list(list_actors(filters=[("class_name", "=", f"ServeReplica:inferd:{DEPLOYMENT}")]))
-
-
 def _running() -> int:
     return sum(count for state, count in _replica_states().items() if state.endswith("RUNNING"))
 
@@ -113,13 +119,17 @@ def _wait_for(condition: Any, timeout_s: float, what: str, load: _Load | None = 
 
 
 def _infer(client: Any, module: Any, value: float) -> bytes:
+    return _where(client, module, value)[0]
+
+
+def _where(client: Any, module: Any, value: float) -> tuple[bytes, int]:
+    """(node id, pid) of the replica that answered."""
     data = np.full((1, 4), value, dtype=np.float32)
     tensor = module.InferInput("INPUT0", [1, 4], "FP32")
     tensor.set_data_from_numpy(data)
     result = client.infer("where", [tensor])
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data + 1)
-    node: bytes = result.as_numpy("NODE")[0]
-    return node
+    return result.as_numpy("NODE")[0], int(result.as_numpy("PID")[0])
 
 
 class _Load:
@@ -179,25 +189,21 @@ def test_replicas_on_both_nodes_serve_rest_and_grpc_and_survive_a_killed_replica
     with pytest.raises(Exception, match="not found|unknown model"):
         grpc.get_model_metadata("nope")
 
-    # Kill the replica on the second node while requests run; Ray replaces it.
-    replicas = _replica_actors()
-    head = ray.get_runtime_context().get_node_id()
-    remote = [actor for actor in replicas if actor.state == "ALIVE" and actor.node_id != head]
-    assert remote, replicas
-    # Load through the second node's proxy, whose local replica is the one killed.
+    # Kill the replica process on the second node while requests run through that node's proxy.
+    second = httpclient.InferenceServerClient(f"{raycluster.NODE_IP}:{http_port}")
+    node, pid = _where(second, httpclient, 0.0)
     load = _Load(f"{raycluster.NODE_IP}:{http_port}", threads=4)
     try:
         _wait_for(lambda: load.counts()[0] > 20, 60, "requests under load")
-        ray.kill(ray.get_actor(remote[0].name, namespace="serve"), no_restart=True)
-        first = {replica.actor_id for replica in replicas}
-        _wait_for(
-            lambda: (
-                _running() == 2
-                and any(actor.actor_id not in first and actor.state == "ALIVE" for actor in _replica_actors())
-            ),
-            180,
-            "Ray to replace the killed replica",
-        )
+        os.kill(pid, signal.SIGKILL)
+
+        def replaced() -> bool:  # a new replica process on the second node (the head's CPU is taken)
+            with contextlib.suppress(Exception):
+                now_node, now_pid = _where(second, httpclient, 0.0)
+                return now_node == node and now_pid != pid and _running() == 2
+            return False
+
+        _wait_for(replaced, 180, "Ray to replace the killed replica")
         failed_while_replacing = load.counts()[1]
         ok_before = load.counts()[0]
         _wait_for(lambda: load.counts()[0] > ok_before + 100, 120, "requests after the replacement")
@@ -211,6 +217,12 @@ def test_replicas_on_both_nodes_serve_rest_and_grpc_and_survive_a_killed_replica
 def test_ray_autoscales_from_one_to_two_replicas_under_load(
     cluster: raycluster.RayCluster, repository: Path
 ) -> None:
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    # Start from one replica, not from the two of the previous test's deployment (if it ran).
+    with contextlib.suppress(RayServeException, ValueError):
+        serve.delete("inferd")
     http_port, _ = _deploy(
         cluster, repository, "--min-replicas", "1", "--max-replicas", "2",
         "--target-ongoing-requests", "2", "--upscale-delay", "1",
@@ -219,6 +231,8 @@ def test_ray_autoscales_from_one_to_two_replicas_under_load(
     assert _running() == 1
     load = _Load(f"{raycluster.HEAD_IP}:{http_port}", threads=12)
     try:
+        _wait_for(lambda: load.counts()[0] > 0 or load.counts()[1] > 0, 60, "the first answers")
+        assert load.counts()[1] == 0, load.failed[:3]
         _wait_for(lambda: _running() == 2, 180, "Ray to add a second replica under load", load)
     finally:
         load.stop()
