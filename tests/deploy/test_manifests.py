@@ -155,7 +155,7 @@ def test_the_deployment_drains_within_its_grace_period_behind_its_probes() -> No
     documents = _rendered("hpa")
     pod = _one(documents, "Deployment")["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     drain = float(_flag(container["args"], "drain-timeout"))
     assert pod["terminationGracePeriodSeconds"] > sleep + drain
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
