@@ -37,9 +37,9 @@ def image() -> str:
     reason = cc.unavailable()
     if reason is not None:
         pytest.skip(f"containers cannot run here: {reason}")
-    took = cc.build_image()
+    image, took = cc.build_image()
     print(f"container build: {took}")
-    return cc.IMAGE
+    return image
 
 
 def _runtime_container() -> tuple[dict[str, Any], dict[str, Any]]:
