@@ -102,4 +102,7 @@ def ulimit_flags() -> list[str]:
     """podman raises a container's open-file and process limits past what a sandboxed host allows
     (runc then fails with 'error setting rlimits'): keep this process's own."""
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    return ["--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096"]
+    files = 65536 if files == resource.RLIM_INFINITY else files
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    processes = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    return ["--ulimit", f"nofile={files}:{files}", "--ulimit", f"nproc={processes}:{processes}"]
