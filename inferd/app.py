@@ -30,6 +30,7 @@ from inferd.http.protocol import ConnectionLimits, bounded_protocol
 from inferd.metrics.registry import Metrics
 from inferd.repository.loader import SchedulerDefaults
 from inferd.repository.manager import ModelRepository
+from inferd.repository.single import serving_root
 from inferd.security.metrics import SecurityCollector
 from inferd.security.service import Security
 from inferd.security.tls import TlsFiles
@@ -54,8 +55,9 @@ class Server:
         configured from the OTEL_* variables."""
         self.settings = settings
         self.tracing = tracing if tracing is not None else _tracing(settings)
+        root = serving_root(settings.model_repository, settings.model_name)
         self.repository = ModelRepository(
-            settings.model_repository,
+            root,
             lazy=settings.lifecycle.lazy,
             max_loaded_models=settings.lifecycle.max_loaded_models,
             inline_execution_max_us=settings.scheduling.inline_execution_max_us,
@@ -67,7 +69,7 @@ class Server:
             load_timeout_s=settings.lifecycle.load_timeout_s,
         )
         self.security = Security(settings.security)
-        self.drift = _drift_monitor(settings)
+        self.drift = _drift_monitor(settings, root)
         cache = settings.cache
         self.cache = build_cache(cache.backend, cache.memory_bytes, cache.ttl_s, cache.key_prefix)
         self.dataplane = self.dataplane_class(
@@ -330,9 +332,9 @@ def _connection_limits(settings: Settings) -> ConnectionLimits:
     return ConnectionLimits(wanted.max_header_bytes, wanted.max_headers, wanted.header_timeout_s, cap)
 
 
-def _drift_monitor(settings: Settings) -> DriftMonitor | None:
+def _drift_monitor(settings: Settings, root: Path) -> DriftMonitor | None:
     drift = settings.drift
-    if not drift.enabled or not settings.model_repository.is_dir():
+    if not drift.enabled or not root.is_dir():
         return None
     config = DriftConfig(
         sample_every=drift.sample_every,
@@ -342,7 +344,7 @@ def _drift_monitor(settings: Settings) -> DriftMonitor | None:
         ks_threshold=drift.ks_threshold,
         min_rows=drift.min_rows,
     )
-    return DriftMonitor.from_repository(settings.model_repository, config)
+    return DriftMonitor.from_repository(root, config)
 
 
 def _ssl_factory(tls: TlsFiles | None) -> Callable[..., ssl.SSLContext] | None:

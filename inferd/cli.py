@@ -28,7 +28,18 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model_repository", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("model_repository", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--model-repository",
+    "repository_option",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The model repository, as an option (what KServe passes) instead of the argument.",
+)
+@click.option(
+    "--model-name",
+    help="Single-model mode (KServe): serve the repository directory as this one model, whether it "
+    "holds version directories or just the model's files (docs/deploy.md).",
+)
 @click.option("--host", help="Address for both REST and gRPC (default 127.0.0.1).")
 @click.option("--http-port", type=int, help="REST port; 0 picks a free one (default 8000).")
 @click.option("--grpc-port", type=int, help="gRPC port; 0 picks a free one (default 8001).")
@@ -164,10 +175,15 @@ def main() -> None:
     default=None,
     help="OpenTelemetry spans per request, exported by OTLP as the OTEL_* variables say (default off).",
 )
-def serve(model_repository: Path, workers: str | None, **flags: Any) -> None:
+def serve(
+    model_repository: Path | None, repository_option: Path | None, workers: str | None, **flags: Any
+) -> None:
     """Serve every model in MODEL_REPOSITORY (<model>/<version>/model.onnx, optional config.yaml)."""
+    repository = model_repository or repository_option
+    if repository is None or (model_repository and repository_option):
+        raise click.UsageError("give the model repository once: MODEL_REPOSITORY or --model-repository")
     try:
-        settings = Settings(model_repository=model_repository, **_settings_overrides(flags))
+        settings = Settings(model_repository=repository, **_settings_overrides(flags))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise click.UsageError(problems) from None
@@ -323,6 +339,7 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         ("port_file", "port_file"),
         ("drain_timeout", "drain_timeout_s"),
         ("log_level", "log_level"),
+        ("model_name", "model_name"),
     ):
         if flag in given:
             overrides[field] = given[flag]

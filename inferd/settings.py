@@ -206,6 +206,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERD_", env_nested_delimiter="__", extra="forbid")
 
     model_repository: Path = Path("models")
+    # Single-model mode (KServe): model_repository is this one model's directory (repository/single.py).
+    model_name: str | None = None
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
     connections: ConnectionSettings = ConnectionSettings()

@@ -111,3 +111,9 @@ def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
             [promtool, *command], capture_output=True, text=True, timeout=120, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_autoscaling_metric_is_exported(tmp_path: Path) -> None:
+    """deploy/kubernetes scales on it (HPA through prometheus-adapter, KEDA): tests/deploy checks that
+    the manifests name it, this that inferd exports it."""
+    assert "inferd_pending_requests" in _exported_names(tmp_path)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from inferd.names import is_model_name
+from inferd.repository.single import is_view_model
 
 
 def resolve_inside(base: Path, relative: str) -> Path | None:
@@ -27,8 +28,9 @@ def resolve_inside(base: Path, relative: str) -> Path | None:
 
 
 def model_directory(root: Path, name: str) -> Path | None:
-    """``root/name`` when ``name`` is a model name and its directory resolves inside the repository."""
-    if not is_model_name(name) or resolve_inside(root, name) is None:
+    """``root/name`` when ``name`` is a model name and its directory resolves inside the repository
+    (or it is the one model of a single-model view: single.py)."""
+    if not is_model_name(name) or (resolve_inside(root, name) is None and not is_view_model(root, name)):
         return None
     return root / name  # unresolved: the path the operator knows, in logs and fingerprints
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferd.repository.paths import model_directory
+from inferd.repository.single import is_bare
 from inferd.runtimes.registry import MODEL_FILES
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def scan_model(model_dir: Path) -> ModelSource | None:
 
 def _source(model_dir: Path) -> ModelSource:
     """A model directory's positive integer versions, ascending, each with its model file."""
+    if is_bare(model_dir):
+        return ModelSource(model_dir.name, model_dir, {1: _model_file(model_dir)})
     versions = {
         int(v.name): _model_file(v)
         for v in model_dir.iterdir()

@@ -88,7 +88,7 @@ class VersionLoader:
     ) -> LoadedModel:
         """Load and warm one version beside whatever serves; it is not reachable until ``switch``."""
         name = entry.name
-        model_dir = path.parent.parent
+        model_dir = self._root / name  # not path.parent.parent: a bare model's files are version 1
         entry.status[key] = VersionStatus(VersionState.LOADING, "loading", print_)
         log.info("loading model %s version %s from %s", name, key, path)
         deadline = LoadDeadline(self._load_timeout_s)
