@@ -17,6 +17,7 @@ from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
 from inferd.models_cli import models
+from inferd.optimize.command import optimize_command
 from inferd.settings import Settings
 
 
@@ -409,3 +410,4 @@ def new_model(name: str, repository: Path, platform: str) -> None:
 
 main.add_command(keys)
 main.add_command(bench_command)
+main.add_command(optimize_command, name="optimize")
