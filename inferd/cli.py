@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
+from inferd.advise.command import advise_command
 from inferd.bench.command import bench as bench_command
 from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
@@ -411,3 +412,4 @@ def new_model(name: str, repository: Path, platform: str) -> None:
 main.add_command(keys)
 main.add_command(bench_command)
 main.add_command(optimize_command, name="optimize")
+main.add_command(advise_command, name="advise")
