@@ -11,26 +11,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import numpy as np
-import onnxruntime as ort
 import yaml
 
-from inferd.advise.measure import Sessions
+from inferd.advise.measure import Sessions, random_feeder
 from inferd.advise.search import Advice, Config, layouts, search
 from inferd.bench.cost import cost_per_1000
 from inferd.errors import InferdError
 from inferd.model_config import CONFIG_FILE, ModelConfig, available_cores, load_model_config
 from inferd.repository.provenance import PROVENANCE_FILE
 from inferd.repository.source import scan_model
-
-_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(float16)": np.float16,
-    "tensor(uint8)": np.uint8,
-}
 
 
 def _fail(message: str) -> NoReturn:
@@ -51,26 +40,6 @@ def _versions(model_dir: Path, config: ModelConfig) -> tuple[int, dict[int, Path
         v: p for v, p in onnx_versions.items() if v == served[-1] or (p.parent / PROVENANCE_FILE).is_file()
     }
     return served[-1], chosen
-
-
-def _feeder(path: Path) -> Any:
-    """Random inputs of any batch size, shaped as the model's inputs (variable dims as 1)."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    specs = [(i.name, i.shape, _DTYPES.get(i.type, np.float32)) for i in session.get_inputs()]
-    rng = np.random.default_rng(0)
-    cache: dict[int, dict[str, np.ndarray]] = {}
-
-    def feed(batch: int) -> dict[str, np.ndarray]:
-        if batch not in cache:
-            arrays = {}
-            for name, shape, dtype in specs:
-                dims = [batch] + [d if isinstance(d, int) else 1 for d in shape[1:]]
-                values = rng.random(dims) * (10 if np.issubdtype(dtype, np.integer) else 1)
-                arrays[name] = values.astype(dtype)
-            cache[batch] = arrays
-        return cache[batch]
-
-    return feed
 
 
 def advised_config(base: ModelConfig, config: Config, served: int) -> dict[str, Any]:
@@ -127,7 +96,7 @@ def advise_command(
     served, files = _versions(model_dir, base)
     cap = max_batch or base.max_batch_size or 64
     started = time.perf_counter()
-    sessions = Sessions(files, _feeder(files[served]))
+    sessions = Sessions(files, random_feeder(files[served]))
     advice = search(
         layouts(sorted(files), cores or available_cores()),
         cap,

@@ -26,10 +26,42 @@ VERIFY_S = 2.0
 VERIFY_MAX_REQUESTS = 20_000
 
 
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+}
+
+Feed = Callable[[int], dict[str, np.ndarray]]
+
+
+def random_feeder(path: Path) -> Feed:
+    """Random inputs of any batch size, shaped as the model's inputs (variable dims as 1)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    specs = [(i.name, i.shape, _DTYPES.get(i.type, np.float32)) for i in session.get_inputs()]
+    rng = np.random.default_rng(0)
+    cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def feed(batch: int) -> dict[str, np.ndarray]:
+        if batch not in cache:
+            arrays = {}
+            for name, shape, dtype in specs:
+                dims = [batch] + [d if isinstance(d, int) else 1 for d in shape[1:]]
+                values = rng.random(dims) * (10 if np.issubdtype(dtype, np.integer) else 1)
+                arrays[name] = values.astype(dtype)
+            cache[batch] = arrays
+        return cache[batch]
+
+    return feed
+
+
 class Sessions:
     """Sessions per layout, created once and reused by its probes and its verification."""
 
-    def __init__(self, files: dict[int, Path], feed: Callable[[int], dict[str, np.ndarray]]) -> None:
+    def __init__(self, files: dict[int, Path], feed: Feed) -> None:
         self._files = files
         self._feed = feed
         self._sessions: dict[Layout, list[ort.InferenceSession]] = {}

@@ -10,7 +10,7 @@ from typing import NoReturn
 import click
 
 from inferd.errors import InferdError
-from inferd.model_config import load_model_config
+from inferd.model_config import ModelConfig, load_model_config
 from inferd.names import InvalidName, model_name
 from inferd.optimize import remote, sessions
 from inferd.optimize.benchmark import BenchmarkError, BenchSettings
@@ -222,11 +222,8 @@ def optimize_command(
 
 
 def _samples(
-    path: Path | None, source_file: Path, config: object, server: str, api_key: str | None, name: str
+    path: Path | None, source_file: Path, config: ModelConfig, server: str, api_key: str | None, name: str
 ) -> Samples:
-    from inferd.model_config import ModelConfig
-
-    assert isinstance(config, ModelConfig)
     session = sessions.open_session(source_file, config)
     model = sessions.facts(session, config)
     if path is not None:
