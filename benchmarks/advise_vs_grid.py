@@ -118,6 +118,8 @@ def main() -> None:
                 rows.append(compare(name, args.slo_ms, args.cores, Path(scratch)))
             except ImportError as exc:
                 print(f"{name}: skipped ({exc})")
+                continue
+            print(json.dumps(rows[-1]), flush=True)
     print(
         f"{'model':<6} {'grid best':<26} {'grid/s':>9} {'grid s':>7} {'advise pick':<26} {'advise/s':>9} "
         f"{'advise s':>8} {'share':>6} {'time':>6}"
