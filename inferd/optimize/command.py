@@ -178,6 +178,8 @@ def optimize_command(
 ) -> None:
     """Build faster versions of MODEL_DIR's served ONNX model, prove them on samples, write the best."""
     canary = _canary_percent(rollout)
+    if canary is not None and dry_run:
+        raise click.BadParameter("--dry-run writes no version to roll out", param_hint="--rollout")
     if samples_path is None and not from_traffic:
         _fail("no samples: give --samples FILE or --from-traffic (no accuracy claim is made without data)", 2)
     try:

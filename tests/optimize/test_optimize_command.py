@@ -169,3 +169,10 @@ def test_bad_rollout_values_are_refused_before_any_work(tmp_path: Path, value: s
     result = _optimize(str(_model(tmp_path)), "--samples", str(_samples(tmp_path)), "--rollout", value)
     assert result.exit_code == 2
     assert "canary:N" in result.stderr
+
+
+def test_rollout_with_dry_run_is_refused(tmp_path: Path) -> None:
+    args = ["--samples", str(_samples(tmp_path)), "--rollout", "canary:10", "--dry-run"]
+    result = _optimize(str(_model(tmp_path)), *args)
+    assert result.exit_code == 2
+    assert "--dry-run writes no version to roll out" in result.stderr
