@@ -132,13 +132,17 @@ def test_jsonl_v2_request_samples(tmp_path: Path) -> None:
         lines.append(json.dumps({"id": "x", "inputs": [tensor]}))
     requests = tmp_path / "requests.jsonl"
     requests.write_text("\n".join(lines) + "\n")
+    perturbed = tmp_path / "perturbed.onnx"
+    mf.matmul_mlp(perturbed, noise=0.5)
+    # A candidate the gate rejects: the samples are judged on, and no benchmark time is spent.
     result = _optimize(
-        str(model_dir), "--samples", str(requests), "--method", "ort_all", "--dry-run", "--json", *FAST
+        str(model_dir), "--samples", str(requests), "--candidate", str(perturbed), "--json", *FAST
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["samples"] == {"origin": str(requests), "kind": "jsonl", "rows": 32}
-    assert report["best"] == "ort_all" and report["written_version"] is None
+    (candidate,) = report["candidates"]
+    assert candidate["status"] == "failed gate" and candidate["gate_summary"]["min_mean_cosine"] < 0.99
     assert not (model_dir / "2").exists()
 
 
