@@ -5,7 +5,7 @@ measurement primitives (inferd.advise.measure: concurrent probes of execution ti
 in-process Poisson verification of queue + execution p99):
 
   grid     every layout (instances x intra-op threads that fit the cores) x every batch cap, each
-           verified at its own measured capacity, then at 80% of what it sustained while it misses
+           verified at its own measured capacity, then at half of what it sustained while it misses
            the SLO (3 tries); its best throughput at the SLO is the reference
   advise   inferd.advise.search.search: 3 probes per layout, a fitted line, 1-4 verifications
 
@@ -55,7 +55,7 @@ def _grid(sessions: Sessions, cores: int, max_batch: int, slo_s: float) -> tuple
                 measured += 1
                 if result.p99_s <= slo_s:
                     break
-                rate = 0.8 * min(result.throughput, rate)
+                rate = 0.5 * min(result.throughput, rate)
             if result is not None and result.p99_s <= slo_s and result.throughput > best[1]:
                 best = (config, result.throughput)
     return best[0], best[1], measured

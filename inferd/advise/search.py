@@ -17,6 +17,9 @@ LATENCY_FACTOR = 2.0
 SLO_MARGIN = 0.8
 # Run instances at this share of their capacity: a queue fed at 100% of capacity grows without bound.
 UTILIZATION = 0.8
+# A winner that missed the SLO is measured again at this share of what it sustained: under overload
+# the figure sustained is the capacity with an unbounded queue, well above the rate that holds a p99.
+BACKOFF = 0.5
 # Verifications at most: the winner at its predicted rate (then lower rates while it misses the SLO),
 # then bigger caps while the p99 measured leaves room.
 MAX_VERIFICATIONS = 4
@@ -158,7 +161,7 @@ def search(
 
 def _verify(advice: Advice, caps: list[int], slo_s: float, verify: Verify) -> Advice:
     """Measure the predicted winner at its predicted rate; when it misses the SLO there, measure it
-    again at a share of the throughput it did sustain (the prediction left out some overhead). When
+    again at half the throughput it did sustain (the prediction left out some overhead). When
     it holds, try the next bigger cap if the p99 measured leaves room for it (the margin is a guess)."""
     prediction = advice.predictions[0]
     rate = prediction.throughput
@@ -168,7 +171,7 @@ def _verify(advice: Advice, caps: list[int], slo_s: float, verify: Verify) -> Ad
         if measured.p99_s <= slo_s:
             advice.best, advice.predicted, advice.verified = prediction.config, prediction, measured
             break
-        rate = UTILIZATION * min(measured.throughput, rate)
+        rate = BACKOFF * min(measured.throughput, rate)
     if advice.best is None or advice.verified is None:
         advice.problem = f"the predicted best configuration missed p99 {slo_s * 1e3:g} ms when measured"
         return advice
