@@ -12,11 +12,13 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
+from inferd.advise.command import advise_command
 from inferd.bench.command import bench as bench_command
 from inferd.cli_security import keys, security_options, security_overrides
 from inferd.errors import ModelLoadError
 from inferd.logging_setup import configure_logging
 from inferd.models_cli import models
+from inferd.optimize.command import optimize_command
 from inferd.ray_cli import ray
 from inferd.settings import Settings
 
@@ -458,3 +460,5 @@ def new_model(name: str, repository: Path, platform: str) -> None:
 main.add_command(keys)
 main.add_command(bench_command)
 main.add_command(ray)
+main.add_command(optimize_command, name="optimize")
+main.add_command(advise_command, name="advise")

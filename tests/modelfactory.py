@@ -275,3 +275,39 @@ def stalls_on_demand(path: Path) -> None:
             numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
         ],
     )
+
+
+def matmul_mlp(path: Path, seed: int = 0, noise: float = 0.0, width: int = 64) -> None:
+    """``input`` FP32 [batch, 32] -> MatMul+Add+Relu x2 -> ``logits`` [batch, 10], He-scaled random
+    weights (MatMul, so ORT's dynamic quantizer has work to do). ``noise`` adds that much Gaussian noise
+    to every weight, relative to its scale: a perturbed copy an accuracy gate must tell apart."""
+    rng = np.random.default_rng(seed)
+    noisy = np.random.default_rng(seed + 1000)
+    layers = (32, width, width, 10)
+    nodes: list[onnx.NodeProto] = []
+    initializers = []
+    current = "input"
+    for i, (fan_in, fan_out) in enumerate(zip(layers, layers[1:], strict=False)):
+        scale = np.sqrt(2.0 / fan_in)
+        weight = rng.standard_normal((fan_in, fan_out)) * scale
+        weight += noisy.standard_normal(weight.shape) * scale * noise
+        initializers += [
+            numpy_helper.from_array(weight.astype(np.float32), f"W{i}"),
+            numpy_helper.from_array(np.zeros(fan_out, dtype=np.float32), f"B{i}"),
+        ]
+        last = i == len(layers) - 2
+        out = "logits" if last else f"add{i}"
+        nodes += [
+            helper.make_node("MatMul", [current, f"W{i}"], [f"mm{i}"]),
+            helper.make_node("Add", [f"mm{i}", f"B{i}"], [out]),
+        ]
+        if not last:
+            nodes.append(helper.make_node("Relu", [out], [f"relu{i}"]))
+            current = f"relu{i}"
+    _save(
+        path,
+        nodes,
+        [_tensor("input", TensorProto.FLOAT, ["batch", layers[0]])],
+        [_tensor("logits", TensorProto.FLOAT, ["batch", layers[-1]])],
+        initializers,
+    )

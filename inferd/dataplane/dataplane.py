@@ -239,6 +239,13 @@ class DataPlane:
     async def rollback(self, name: str) -> str:
         return await self._repository.rollback(name)
 
+    def drift_sample(self, name: str) -> dict[str, list[list[float]]]:
+        """The drift monitor's live rows of a model's inputs (``inferd optimize --from-traffic``)."""
+        sample = self._drift.sample(name) if self._drift is not None else None
+        if sample is None:
+            raise NotFound(f"model '{name}' has no drift monitor (no drift_profile.json), so no live sample")
+        return sample
+
     # Inference ----------------------------------------------------------------------------------
     def check_servable(self, name: str, version: str | None) -> Admission | None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return

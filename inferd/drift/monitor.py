@@ -161,6 +161,15 @@ class DriftMonitor(Collector):
                         extra={"fields": _fields(state.name, name, feature, psi, ks, window.filled)},
                     )
 
+    def sample(self, model: str) -> dict[str, list[list[float]]] | None:
+        """The live rows kept of each input of ``model`` (inferd optimize --from-traffic), aligned
+        across inputs (as many rows of each); None when the model is not monitored."""
+        state = self._models.get(model)
+        if state is None:
+            return None
+        rows = min((w.filled for w in state.windows.values()), default=0)
+        return {name: w.values()[:rows].tolist() for name, w in state.windows.items()}
+
     # Export ---------------------------------------------------------------------------------------
     def collect(self) -> Iterable[Metric]:
         labels = ["model", "input", "feature"]

@@ -67,4 +67,6 @@ async def repository_route(dp: DataPlane, rest: list[str], method: str, body: by
         return {"default_version": await dp.rollback(name)}
     if method == "GET" and action == "lifecycle":
         return dp.model_lifecycle(name)
+    if method == "GET" and action == "drift-sample":
+        return {"inputs": dp.drift_sample(name)}
     raise NotFound(f"no route for {method} /v2/repository/{'/'.join(rest)}")

@@ -71,7 +71,7 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         instance_count=0 if steps else runtime.instances,
         version_policy=version_policy,
         dynamic_batching=batching,
-        parameters=runtime_parameters(model.runtime),
+        parameters=tuple(sorted((*runtime_parameters(model.runtime), *model.provenance.items()))),
         ensemble_steps=steps,
         execution=instance_kind(model.runtime),
         sequence_batching=model.config.sequence_batching,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from inferd.model_config import ModelConfig, RolloutConfig
 from inferd.repository.loader import Fingerprint, LoadedModel
+from inferd.repository.provenance import index_note
 from inferd.repository.rollout import Rollout
 from inferd.runtimes.processes import runtime_healthy
 
@@ -114,6 +115,9 @@ class ModelEntry:
             notes.append(f"{mode} candidate at {rollout.config.canary_percent:g}%")
         if self.pinned == key:
             notes.append("pinned by rollback")
+        served = self.served.get(key)
+        if served is not None and served.provenance:
+            notes.append(index_note(served.provenance))
         status = self.status.get(key)
         if status is not None:
             notes.append(f"{status.state.value}: {status.reason}" if status.reason else status.state.value)

@@ -77,6 +77,8 @@ class LoadedModel:
     # Set on the default version while a canary rollout runs; None on the plain hot path.
     rollout: Rollout | None = None
     loaded_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    # The version's provenance.json in brief (inferd optimize); empty for a version without one.
+    provenance: dict[str, str] = field(default_factory=dict)
     # The version as response-cache keys name it: the number plus a digest of the model file, so a file
     # replaced under the same number never answers from the old file's cache entries (and replicas
     # serving the same file share entries).

@@ -35,6 +35,7 @@ def lifecycle_document(entry: ModelEntry) -> dict[str, Any]:
             "state": "ready",
             "cold_start": model.cold_start.as_dict(),
             "pending_requests": model.batcher.pending,
+            **({"provenance": model.provenance} if model.provenance else {}),
         }
         for key, model in entry.served.items()
     }

@@ -33,6 +33,7 @@ from inferd.repository.loader import (
     warm,
 )
 from inferd.repository.paths import relative_to_repository
+from inferd.repository.provenance import read_provenance, summary
 from inferd.repository.source import ModelSource, find_model
 from inferd.repository.warmup import rss_bytes
 from inferd.runtimes.ensemble import EnsembleRuntime
@@ -140,6 +141,8 @@ class VersionLoader:
         model = assemble(name, key, config, runtime, policy, print_, cold_start)
         model.cache_version = f"{key}@{digest}"
         model.labels = labels
+        provenance = await asyncio.to_thread(read_provenance, path.parent)
+        model.provenance = summary(provenance) if provenance is not None else {}
         if rss_before is not None and rss_after is not None:
             model.stats.load_rss_bytes = max(0, rss_after - rss_before)
         return model
