@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
+from inferd.dataplane.streaming import Generation, StreamKind, Streams
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
 from inferd.errors import ExecutionError, InferdError, InvalidRequest, NotFound, NotLoadedYet, Unavailable
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "inferd"
 # Only what is really served: perf_analyzer reads this list to decide what it may ask for.
-EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "model_repository")
+EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "model_repository", "generate")
 
 
 class DataPlane:
@@ -70,6 +73,7 @@ class DataPlane:
         self._cache_shared_across_keys = cache_shared_across_keys
         self._canary = CanaryRouter(self._registry, self._prepare, self._run)
         self._ensembles = EnsembleRunner(self.infer)
+        self.streams = Streams(repository, self._prepare, lambda: self._draining)
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -240,6 +244,18 @@ class DataPlane:
             raise
         span.end()
         return reply
+
+    # Streaming (dataplane/streaming.py) ----------------------------------------------------------
+    def stream_kind(self, name: str, version: str | None) -> StreamKind | None:
+        return self.streams.kind(name, version)
+
+    def stream(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """A decoupled model's responses to one request; the version is held until the stream ends."""
+        return self.streams.decoupled(request)
+
+    def generation(self, name: str, version: str | None) -> AbstractAsyncContextManager[Generation]:
+        """A generative version held for one stream: ``async with dp.generation(m, v) as g: ...``."""
+        return self.streams.generation(name, version)
 
     def _decode(self, call: InferCall[Reply]) -> InferRequest:
         admission = self.check_servable(call.model, call.version)

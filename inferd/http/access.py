@@ -53,7 +53,7 @@ def classify(method: str, path: str) -> Access:
     if rest[1:] == ["stats"]:
         return Access(Api.METRICS)
     name, version, action = split_model_path(rest[1:])
-    if action == ["infer"]:
+    if action in (["infer"], ["generate"], ["generate_stream"]):
         return Access(Api.INFERENCE, name, version)
     if action == ["ready"]:
         return Access(Api.HEALTH, name, version)

@@ -23,8 +23,10 @@ from inferd.errors import (
 )
 from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.generate import generate
 from inferd.http.pages import Page
 from inferd.http.repository import repository_route
+from inferd.http.streaming import StreamResponse, send_stream
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.protocol.model_config import config_json
@@ -134,6 +136,7 @@ class RestApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is handled by app.py, websockets are not served
+        response: Response | StreamResponse
         if self._gate is not None:
             response = await self._gated(self._gate, scope, receive)
         else:
@@ -141,15 +144,19 @@ class RestApp:
                 response = await self._route(scope, receive)
             except Exception as exc:
                 response = _error_response(exc, scope)
+        if isinstance(response, StreamResponse):
+            await send_stream(response, receive, send)
+            return
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
-    async def _gated(self, gate: Gate, scope: Scope, receive: Receive) -> Response:
+    async def _gated(self, gate: Gate, scope: Scope, receive: Receive) -> Response | StreamResponse:
         """Authenticate, authorize and rate-limit before routing; audit the outcome."""
         wanted = access.classify(scope["method"], scope["path"])
         client = access.client_address(scope)
         key_id = None
+        response: Response | StreamResponse
         try:
             principal = await gate.admit(access.credential(scope["headers"]), wanted, client)
             key_id = principal.id if principal is not None else None
@@ -162,7 +169,9 @@ class RestApp:
             gate.record("http", key_id, client, wanted, call, response.status)
         return response
 
-    async def _route(self, scope: Scope, receive: Receive, caller: str | None = None) -> Response:
+    async def _route(
+        self, scope: Scope, receive: Receive, caller: str | None = None
+    ) -> Response | StreamResponse:
         """``caller``: the id of the API key that was presented (None without API keys)."""
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
@@ -191,7 +200,7 @@ class RestApp:
 
     async def _models(
         self, rest: list[str], method: str, scope: Scope, receive: Receive, caller: str | None
-    ) -> Response:
+    ) -> Response | StreamResponse:
         dp = self._dataplane
         if rest == ["stats"] and method == "GET":
             return _json({"model_stats": dp.model_statistics()})
@@ -203,6 +212,12 @@ class RestApp:
             if method != "POST":
                 return _not_allowed(method, scope)
             return await self._infer(name, version, scope, receive, caller)
+        if action == ["generate"] or action == ["generate_stream"]:
+            if method != "POST":
+                return _not_allowed(method, scope)
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            answer = await generate(self._dataplane, name, version, body, action[0] == "generate_stream")
+            return answer if isinstance(answer, StreamResponse) else _json(answer)
         if method != "GET":
             return _not_allowed(method, scope)
         if not action:
