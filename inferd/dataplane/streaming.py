@@ -60,8 +60,9 @@ class Streams:
         self._registry = repository.registry
         self._prepare = prepare
         self._draining = draining
-        # Free instances per decoupled model version: a stream holds one instance to its end.
-        self._instances: dict[LoadedModel, asyncio.Queue[int]] = {}
+        # Streams take instances in turn. Each runs on its own thread: thread instances serve several
+        # streams at once (as they serve batches), a worker process one stream at a time (its pipe).
+        self._turn = 0
         self.active = 0  # streams running now, both kinds (draining waits on none; tests read it)
 
     def kind(self, name: str, version: str | None) -> StreamKind | None:
@@ -116,11 +117,10 @@ class Streams:
         model.hold()
         self.active += 1
         start = time.perf_counter_ns()
-        free = self._free_instances(model)
-        instance: int | None = None
         try:
             checked = self._prepare(model, request)
-            instance = await free.get()
+            self._turn += 1
+            instance = self._turn % runtime_instances(model)
             stream = _ThreadedIterator(runtime.stream(instance, checked.arrays), f"stream-{model.name}")
             try:
                 async for outputs in stream:
@@ -134,20 +134,12 @@ class Streams:
             model.stats.record_success(time.perf_counter_ns() - start)
             model.stats.last_inference_ms = time.time_ns() // 1_000_000
         finally:
-            if instance is not None:
-                free.put_nowait(instance)
             self.active -= 1
             model.release()
 
-    def _free_instances(self, model: LoadedModel) -> asyncio.Queue[int]:
-        free = self._instances.get(model)
-        if free is None:
-            # A new handle: forget the ones no longer served, so replaced versions are not kept alive.
-            self._instances = {m: q for m, q in self._instances.items() if self._registry.serves(m)}
-            free = self._instances[model] = asyncio.Queue()
-            for instance in range(model.runtime.instances):
-                free.put_nowait(instance)
-        return free
+
+def runtime_instances(model: LoadedModel) -> int:
+    return max(1, model.runtime.instances)
 
 
 class _ThreadedIterator:
