@@ -36,6 +36,10 @@ def classify(method: str, path: str) -> Access:
     # Prometheus exposition and the status page (its HTML, assets and data) beside the V2 API.
     if parts[0] in ("metrics", "dashboard", ""):
         return Access(Api.METRICS)
+    if parts[0] == "v1":  # OpenAI's routes name the model in the body: checked there (openai.py)
+        if parts[1:2] == ["models"]:
+            return Access(Api.METADATA)
+        return Access(Api.INFERENCE) if parts[1:] else _UNKNOWN
     if not parts or parts[0] != "v2":
         return _UNKNOWN
     rest = parts[1:]

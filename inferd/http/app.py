@@ -24,13 +24,15 @@ from inferd.errors import (
 from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.generate import generate
+from inferd.http.openai import error_document, openai_route
 from inferd.http.pages import Page
 from inferd.http.repository import repository_route
 from inferd.http.streaming import StreamResponse, send_stream
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.protocol.model_config import config_json
-from inferd.security.gate import Gate, refused_key_id
+from inferd.security.apis import Api
+from inferd.security.gate import Access, Gate, refused_key_id
 from inferd.tracing.carrier import carrier_from_headers
 from inferd.types import Admission, InferRequest, InferResponse
 
@@ -101,8 +103,10 @@ def _empty(ok: bool) -> Response:
 
 
 def _error_response(exc: Exception, scope: Scope) -> Response:
+    openai = scope["path"].startswith("/v1/")  # OpenAI's clients read their own error shape
     if isinstance(exc, InferdError):
-        response = Response(HTTP_STATUS[exc.kind], encode_error(exc.message))
+        status = HTTP_STATUS[exc.kind]
+        response = Response(status, error_document(status, exc) if openai else encode_error(exc.message))
         if isinstance(exc, Unauthenticated):
             response.headers = [_JSON, (b"www-authenticate", b'Bearer realm="inferd"')]
         elif isinstance(exc, RateLimited):
@@ -116,7 +120,8 @@ def _error_response(exc: Exception, scope: Scope) -> Response:
         request_id,
         exc_info=exc,
     )
-    return Response(500, encode_error(f"internal server error (error id {request_id})"))
+    message = f"internal server error (error id {request_id})"
+    return Response(500, error_document(500, Exception(message)) if openai else encode_error(message))
 
 
 class RestApp:
@@ -175,6 +180,16 @@ class RestApp:
         """``caller``: the id of the API key that was presented (None without API keys)."""
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
+        if parts[0] == "v1":
+            answer = await openai_route(
+                self._dataplane,
+                parts[1:],
+                method,
+                lambda: _read_body(receive, scope, self._max_body_bytes),
+                lambda model: self._admit_model(scope, model),
+                caller,
+            )
+            return answer if isinstance(answer, StreamResponse) else _json(answer)
         if not parts or parts[0] != "v2":
             page = self._pages.get(scope["path"])
             if page is None or method != "GET":
@@ -197,6 +212,12 @@ class RestApp:
             body = await _read_body(receive, scope, self._max_body_bytes)
             return _json(await repository_route(dp, rest[1:], method, body))
         raise NotFound(f"no route for {method} {scope['path']}")
+
+    async def _admit_model(self, scope: Scope, model: str) -> None:
+        """A route naming its model in the body (OpenAI's): the key's scope and the rate limit for it."""
+        if self._gate is not None:
+            credential = access.credential(scope["headers"])
+            await self._gate.admit(credential, Access(Api.INFERENCE, model), access.client_address(scope))
 
     async def _models(
         self, rest: list[str], method: str, scope: Scope, receive: Receive, caller: str | None
