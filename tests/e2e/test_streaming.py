@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import queue
+import signal
 import socket
 from collections.abc import Iterator
 from functools import partial
@@ -247,3 +248,29 @@ def test_clients_vanishing_mid_stream_close_every_generator(server: RunningServe
         seen.get(timeout=TIMEOUT_S)
         client.stop_stream(cancel_requests=True)
     wait_until(lambda: open_streams(server) == 0, TIMEOUT_S, "every abandoned stream to be closed")
+
+
+def test_sigterm_lets_running_streams_finish_and_refuses_new_ones(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = tmp_path_factory.mktemp("drain-models")
+    pymodels.write(root, "words", WORDS, config=CONFIG)
+    running = start_server(root, tmp_path_factory.mktemp("drain-server"))
+    host, port = running.http_url.rsplit(":", 1)
+    body = json.dumps({"text_input": " ".join(["slow"] * 20)}).encode()  # about 1 s of events
+    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+    try:
+        connection.request("POST", "/v2/models/words/generate_stream", body=body)
+        response = connection.getresponse()
+        assert response.status == 200 and response.read(6) == b"data: "
+        running.process.send_signal(signal.SIGTERM)
+        rest = response.read()  # the stream runs to its end
+    finally:
+        connection.close()
+    events = [
+        json.loads(chunk.removeprefix(b"data: ")) for chunk in (b"data: " + rest).split(b"\n\n") if chunk
+    ]
+    assert len(events) == 21 and events[-1]["done"] is True and "error" not in events[-2]
+    assert running.process.wait(timeout=TIMEOUT_S) == 0, running.log()
+    with pytest.raises(OSError):  # no longer listening
+        socket.create_connection((host, int(port)), timeout=5).close()
