@@ -91,7 +91,7 @@ def test_a_seed_gives_the_same_tokens_whatever_runs_beside_it(runtime: Generativ
         companions = [SamplingParams(max_tokens=40, temperature=1.3, seed=s) for s in range(5)]
         together = await asyncio.gather(
             collect(runtime, PROMPTS[1], seeded),
-            *(collect(runtime, p, c) for p, c in zip(PROMPTS * 2, companions)),
+            *(collect(runtime, p, c) for p, c in zip(PROMPTS * 2, companions, strict=False)),
         )
         assert tokens(together[0]) == alone
         other = tokens(
