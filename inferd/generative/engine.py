@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,26 +25,10 @@ from inferd.generative.decoder import DecoderSession, KVBatch
 from inferd.generative.files import ModelFiles
 from inferd.generative.sampling import sample
 from inferd.generative.sequence import Item, Sequence, TokenStream
+from inferd.generative.stats import GenerationStats
 from inferd.model_config import GenerativeOptions
-from inferd.scheduler.histogram import Histogram
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class GenerationStats:
-    """Counters for /metrics and statistics. Latencies are observed on the event loop, when an event
-    reaches its stream: what a client sees, thread hop included."""
-
-    time_to_first_token: Histogram = field(default_factory=Histogram)
-    time_to_first_token_ns: int = 0
-    inter_token: Histogram = field(default_factory=Histogram)
-    inter_token_ns: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    finished: dict[str, int] = field(default_factory=dict)
-    refused: int = 0
-    steps: int = 0
 
 
 class Engine:
@@ -291,9 +274,7 @@ def _dispatch(items: list[tuple[Sequence, Item]], stats: GenerationStats) -> Non
         if isinstance(item, TokenEvent):
             if seq.last_event_ns == 0:
                 stats.time_to_first_token.observe(now - seq.created)
-                stats.time_to_first_token_ns += now - seq.created
             else:
                 stats.inter_token.observe(now - seq.last_event_ns)
-                stats.inter_token_ns += now - seq.last_event_ns
             seq.last_event_ns = now
         seq.queue.put_nowait(item)
