@@ -51,6 +51,8 @@ class Engine:
         self._batch = KVBatch(session.layout)
         self._decoding: dict[int, Sequence] = {}
         self._reserved = 0
+        # Written by the engine thread after each iteration, read by scrapes from the event loop.
+        self._kv_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"inferd-generate-{name}", daemon=True)
         self._thread.start()
 
@@ -66,8 +68,7 @@ class Engine:
 
     @property
     def kv_bytes(self) -> int:
-        prefill = sum(sum(a.nbytes for a in seq.cache) for seq in list(self._prefilling) if seq.cache)
-        return self._batch.nbytes + prefill
+        return self._kv_bytes
 
     @property
     def reserved_tokens(self) -> int:
@@ -141,6 +142,9 @@ class Engine:
             except Exception as exc:  # a failed execution fails its sequences, not the engine
                 log.exception("model %s: generation step failed", self.name)
                 self._fail_all(ExecutionError(f"model '{self.name}': generation failed: {exc}"), out)
+            self._kv_bytes = self._batch.nbytes + sum(
+                sum(array.nbytes for array in seq.cache) for seq in self._prefilling if seq.cache
+            )
             _deliver(out, self.stats)
         out = []
         self._fail_all(Unavailable(f"model '{self.name}' was unloaded during the generation"), out)
