@@ -82,7 +82,8 @@ async def run(runtime: GenerativeRuntime, streams: int, tokens: int) -> dict[str
 
 def load(model_dir: Path, max_num_seqs: int) -> GenerativeRuntime:
     config = load_model_config(model_dir)
-    options = config.generative.model_copy(update={"max_num_seqs": max_num_seqs})
+    # One at a time, the last request waits for all the others: no queue timeout here.
+    options = config.generative.model_copy(update={"max_num_seqs": max_num_seqs, "queue_timeout_s": 3600})
     runtime = create_runtime(
         model_dir / "1" / "model.onnx", config.model_copy(update={"generative": options})
     )
