@@ -54,7 +54,7 @@ def build_smollm2(version_dir: Path) -> None:
 
     from inferd.generative.export import export_decoder
 
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     gguf = gguf_path()
     version_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -82,8 +82,9 @@ def _load_gguf(gguf: Path) -> Any:
     config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if config.model_type != "llama":
         raise ValueError(f"{gguf}: a {config.model_type} model; the exporter handles the Llama architecture")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)["tensors"]
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+    parsed = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)  # type: ignore[no-untyped-call]
+    tensors = parsed["tensors"]
     missing, unexpected = model.load_state_dict(
         {name: torch.as_tensor(value, dtype=torch.float32) for name, value in tensors.items()}, strict=False
     )

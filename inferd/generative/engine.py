@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,26 +25,10 @@ from inferd.generative.decoder import DecoderSession, KVBatch
 from inferd.generative.files import ModelFiles
 from inferd.generative.sampling import sample
 from inferd.generative.sequence import Item, Sequence, TokenStream
+from inferd.generative.stats import GenerationStats
 from inferd.model_config import GenerativeOptions
-from inferd.scheduler.histogram import Histogram
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class GenerationStats:
-    """Counters for /metrics and statistics. Latencies are observed on the event loop, when an event
-    reaches its stream: what a client sees, thread hop included."""
-
-    time_to_first_token: Histogram = field(default_factory=Histogram)
-    time_to_first_token_ns: int = 0
-    inter_token: Histogram = field(default_factory=Histogram)
-    inter_token_ns: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    finished: dict[str, int] = field(default_factory=dict)
-    refused: int = 0
-    steps: int = 0
 
 
 class Engine:
@@ -68,6 +51,8 @@ class Engine:
         self._batch = KVBatch(session.layout)
         self._decoding: dict[int, Sequence] = {}
         self._reserved = 0
+        # Written by the engine thread after each iteration, read by scrapes from the event loop.
+        self._kv_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"inferd-generate-{name}", daemon=True)
         self._thread.start()
 
@@ -83,8 +68,7 @@ class Engine:
 
     @property
     def kv_bytes(self) -> int:
-        prefill = sum(sum(a.nbytes for a in seq.cache) for seq in list(self._prefilling) if seq.cache)
-        return self._batch.nbytes + prefill
+        return self._kv_bytes
 
     @property
     def reserved_tokens(self) -> int:
@@ -158,6 +142,9 @@ class Engine:
             except Exception as exc:  # a failed execution fails its sequences, not the engine
                 log.exception("model %s: generation step failed", self.name)
                 self._fail_all(ExecutionError(f"model '{self.name}': generation failed: {exc}"), out)
+            self._kv_bytes = self._batch.nbytes + sum(
+                sum(array.nbytes for array in seq.cache) for seq in self._prefilling if seq.cache
+            )
             _deliver(out, self.stats)
         out = []
         self._fail_all(Unavailable(f"model '{self.name}' was unloaded during the generation"), out)
@@ -291,9 +278,7 @@ def _dispatch(items: list[tuple[Sequence, Item]], stats: GenerationStats) -> Non
         if isinstance(item, TokenEvent):
             if seq.last_event_ns == 0:
                 stats.time_to_first_token.observe(now - seq.created)
-                stats.time_to_first_token_ns += now - seq.created
             else:
                 stats.inter_token.observe(now - seq.last_event_ns)
-                stats.inter_token_ns += now - seq.last_event_ns
             seq.last_event_ns = now
         seq.queue.put_nowait(item)
