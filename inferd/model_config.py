@@ -137,6 +137,29 @@ class EnsembleScheduling(_Strict):
     step: tuple[EnsembleStep, ...] = Field(min_length=1)
 
 
+class GenerativeOptions(_Strict):
+    """Options of ``platform: generative`` (docs/generative.md): the continuous-batching engine."""
+
+    # Sequences decoded together at one step.
+    max_num_seqs: int = Field(default=16, ge=1, le=1024)
+    # The KV memory budget in tokens: each running sequence reserves prompt + max new tokens.
+    max_tokens_in_flight: int = Field(default=32_768, ge=2)
+    # Prompt + generated tokens of one sequence; None: the model's max_position_embeddings.
+    context_length: int | None = Field(default=None, ge=2)
+    # The most tokens one request may ask for.
+    max_tokens: int = Field(default=512, ge=1)
+    # A request still waiting for KV memory after this long is refused with 503.
+    queue_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # Requests waiting for KV memory beyond this many are refused at once with 429.
+    max_waiting: int = Field(default=256, ge=0)
+    # Prompt tokens prefilled per engine iteration, between two decode steps.
+    prefill_chunk: int = Field(default=256, ge=1, le=65_536)
+    # ONNX Runtime's intra-op threads; 0: the cores available. At most the cores available.
+    threads: int = Field(default=0, ge=0)
+
+    _threads_within_cores = field_validator("threads")(_within_cores)
+
+
 class TensorOverride(_Strict):
     name: str
     datatype: str | None = None
@@ -297,6 +320,7 @@ class ModelConfig(_Strict):
     sklearn: SklearnOptions = SklearnOptions()
     xgboost: XGBoostOptions = XGBoostOptions()
     lightgbm: LightGBMOptions = LightGBMOptions()
+    generative: GenerativeOptions = GenerativeOptions()
     # platform: ensemble: the steps (docs/model-repository.md "Ensembles").
     ensemble_scheduling: EnsembleScheduling | None = None
     inputs: tuple[TensorOverride, ...] = ()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +21,7 @@ from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.classification import classify, wants_classes
 from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
+from inferd.dataplane.streaming import Generation, StreamKind, Streams
 from inferd.dataplane.trace_settings import TraceSettings
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
@@ -56,6 +59,7 @@ EXTENSIONS = (
     "logging",
     "trace",
     "sequence",
+    "generate",
 )
 
 
@@ -102,6 +106,7 @@ class DataPlane:
         self.regions = regions if regions is not None else RegionRegistry(unavailable=self.no_shared_memory)
         self._canary = CanaryRouter(self._registry, self._prepare, self._run)
         self._ensembles = EnsembleRunner(self.infer)
+        self.streams = Streams(repository, self._prepare, lambda: self._draining)
 
     # Health -------------------------------------------------------------------------------------
     def live(self) -> bool:
@@ -292,6 +297,18 @@ class DataPlane:
             raise
         span.end()
         return reply
+
+    # Streaming (dataplane/streaming.py) ----------------------------------------------------------
+    def stream_kind(self, name: str, version: str | None) -> StreamKind | None:
+        return self.streams.kind(name, version)
+
+    def stream(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """A decoupled model's responses to one request; the version is held until the stream ends."""
+        return self.streams.decoupled(request)
+
+    def generation(self, name: str, version: str | None) -> AbstractAsyncContextManager[Generation]:
+        """A generative version held for one stream: ``async with dp.generation(m, v) as g: ...``."""
+        return self.streams.generation(name, version)
 
     def _decode(self, call: InferCall[Reply]) -> InferRequest:
         admission = self.check_servable(call.model, call.version)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import json_format
 
 from inferd.dataplane.dataplane import DataPlane
-from inferd.errors import InferdError, InvalidRequest, Unsupported
+from inferd.errors import InvalidRequest, Unsupported
 from inferd.grpc.access import CALLER
 from inferd.grpc.errors import Context, abort
 from inferd.grpc.settings import SettingsMethods
 from inferd.grpc.sharedmem import SharedMemoryMethods
+from inferd.grpc.streaming import StreamSession
 from inferd.names import model_name, model_version
 from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import grpc_service_pb2_grpc as pb_grpc
@@ -181,21 +181,12 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
         finally:
             self._release()
 
-    async def _stream(
+    def _stream(
         self, request_iterator: AsyncIterator[light.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        # Errors travel in-band so one bad request does not end the stream.
-        async for request in request_iterator:
-            try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request, context))
-            except InferdError as exc:
-                yield pb.ModelStreamInferResponse(error_message=exc.message)
-            except Exception as exc:
-                error_id = uuid.uuid4().hex[:12]
-                log.error("unexpected error in ModelStreamInfer (error id %s)", error_id, exc_info=exc)
-                yield pb.ModelStreamInferResponse(
-                    error_message=f"internal server error (error id {error_id})"
-                )
+        """Requests run concurrently; each may answer many times (grpc/streaming.py)."""
+        session = StreamSession(self._dataplane, lambda request: self._infer(request, context))
+        return session.run(request_iterator)
 
 
 class _GrpcCall:

@@ -39,6 +39,10 @@ def classify(method: str, path: str) -> Access:
     # per-worker view beside the V2 API.
     if parts[0] in ("metrics", "dashboard", "workers", ""):
         return Access(Api.METRICS)
+    if parts[0] == "v1":  # OpenAI's routes name the model in the body: checked there (openai.py)
+        if parts[1:2] == ["models"]:
+            return Access(Api.METADATA)
+        return Access(Api.INFERENCE) if parts[1:] else _UNKNOWN
     if not parts or parts[0] != "v2":
         return _UNKNOWN
     rest = parts[1:]
@@ -58,7 +62,7 @@ def classify(method: str, path: str) -> Access:
     if rest[1:] == ["stats"]:
         return Access(Api.METRICS)
     name, version, action = split_model_path(rest[1:])
-    if action == ["infer"]:
+    if action in (["infer"], ["generate"], ["generate_stream"]):
         return Access(Api.INFERENCE, name, version)
     if action == ["ready"]:
         return Access(Api.HEALTH, name, version)

@@ -7,6 +7,7 @@ small model here (see docs/performance.md), so routing is a split of the path an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,14 +24,18 @@ from inferd.errors import (
 )
 from inferd.http import access
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.generate import generate
+from inferd.http.openai import error_document, openai_route
 from inferd.http.pages import Page, render
 from inferd.http.repository import repository_route
 from inferd.http.settings import logging_route, trace_route
 from inferd.http.sharedmem import cuda_route, system_route
+from inferd.http.streaming import StreamResponse, send_stream
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.protocol.model_config import config_json
-from inferd.security.gate import Gate, refused_key_id
+from inferd.security.apis import Api
+from inferd.security.gate import Access, Gate, refused_key_id
 from inferd.sharedmem import SharedMemoryAccess
 from inferd.tracing.carrier import carrier_from_headers
 from inferd.types import Admission, InferRequest, InferResponse
@@ -102,8 +107,10 @@ def _empty(ok: bool) -> Response:
 
 
 def _error_response(exc: Exception, scope: Scope) -> Response:
+    openai = scope["path"].startswith("/v1/")  # OpenAI's clients read their own error shape
     if isinstance(exc, InferdError):
-        response = Response(HTTP_STATUS[exc.kind], encode_error(exc.message))
+        status = HTTP_STATUS[exc.kind]
+        response = Response(status, error_document(status, exc) if openai else encode_error(exc.message))
         if isinstance(exc, Unauthenticated):
             response.headers = [_JSON, (b"www-authenticate", b'Bearer realm="inferd"')]
         elif isinstance(exc, RateLimited):
@@ -117,7 +124,8 @@ def _error_response(exc: Exception, scope: Scope) -> Response:
         request_id,
         exc_info=exc,
     )
-    return Response(500, encode_error(f"internal server error (error id {request_id})"))
+    message = f"internal server error (error id {request_id})"
+    return Response(500, error_document(500, Exception(message)) if openai else encode_error(message))
 
 
 class RestApp:
@@ -137,6 +145,7 @@ class RestApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is handled by app.py, websockets are not served
+        response: Response | StreamResponse
         if self._gate is not None:
             response = await self._gated(self._gate, scope, receive)
         else:
@@ -144,15 +153,19 @@ class RestApp:
                 response = await self._route(scope, receive)
             except Exception as exc:
                 response = _error_response(exc, scope)
+        if isinstance(response, StreamResponse):
+            await send_stream(response, receive, send)
+            return
         headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
-    async def _gated(self, gate: Gate, scope: Scope, receive: Receive) -> Response:
+    async def _gated(self, gate: Gate, scope: Scope, receive: Receive) -> Response | StreamResponse:
         """Authenticate, authorize and rate-limit before routing; audit the outcome."""
         wanted = access.classify(scope["method"], scope["path"])
         client = access.client_address(scope)
         key_id = None
+        response: Response | StreamResponse
         try:
             principal = await gate.admit(access.credential(scope["headers"]), wanted, client)
             key_id = principal.id if principal is not None else None
@@ -165,10 +178,17 @@ class RestApp:
             gate.record("http", key_id, client, wanted, call, response.status)
         return response
 
-    async def _route(self, scope: Scope, receive: Receive, caller: str | None = None) -> Response:
+    async def _route(
+        self, scope: Scope, receive: Receive, caller: str | None = None
+    ) -> Response | StreamResponse:
         """``caller``: the id of the API key that was presented (None without API keys)."""
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
+        if parts[0] == "v1":
+            body = await _read_body(receive, scope, self._max_body_bytes) if method == "POST" else b""
+            admit = functools.partial(self._admit_model, scope)
+            answer = openai_route(self._dataplane, parts[1:], method, body, admit, caller)
+            return await _watched(answer, receive)
         if not parts or parts[0] != "v2":
             page = self._pages.get(scope["path"])
             if page is None or method != "GET":
@@ -202,9 +222,15 @@ class RestApp:
             return _json(cuda_route(rest[1:], method, scope["path"]))
         raise NotFound(f"no route for {method} {scope['path']}")
 
+    async def _admit_model(self, scope: Scope, model: str) -> None:
+        """A route naming its model in the body (OpenAI's): the key's scope and the rate limit for it."""
+        if self._gate is not None:
+            credential = access.credential(scope["headers"])
+            await self._gate.admit(credential, Access(Api.INFERENCE, model), access.client_address(scope))
+
     async def _models(
         self, rest: list[str], method: str, scope: Scope, receive: Receive, caller: str | None
-    ) -> Response:
+    ) -> Response | StreamResponse:
         dp = self._dataplane
         if rest == ["stats"] and method == "GET":
             return _json({"model_stats": await dp.statistics()})
@@ -219,6 +245,12 @@ class RestApp:
         if action == ["trace", "setting"]:
             body = await _read_body(receive, scope, self._max_body_bytes)
             return _json(trace_route(dp, name, method, body))
+        if action == ["generate"] or action == ["generate_stream"]:
+            if method != "POST":
+                return _not_allowed(method, scope)
+            body = await _read_body(receive, scope, self._max_body_bytes)
+            stream = action[0] == "generate_stream"
+            return await _watched(generate(self._dataplane, name, version, body, stream), receive)
         if method != "GET":
             return _not_allowed(method, scope)
         if not action:
@@ -256,6 +288,25 @@ class RestApp:
             return Response(_CLIENT_CLOSED, encode_error("the client closed the connection"))
         finally:
             watch.stop()
+
+
+async def _watched(
+    answer: Awaitable[StreamResponse | dict[str, Any]], receive: Receive
+) -> Response | StreamResponse:
+    """A generation's answer (the whole text, or a stream's first item), abandoned if its client
+    disconnects meanwhile: the generator is closed rather than left running for nobody."""
+    watch = _DisconnectWatch(receive)
+    try:
+        result = await answer
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not watch.disconnected or task is None:
+            raise
+        task.uncancel()
+        return Response(_CLIENT_CLOSED, encode_error("the client closed the connection"))
+    finally:
+        watch.stop()  # a stream's sender then watches for the disconnect itself (http/streaming.py)
+    return result if isinstance(result, StreamResponse) else _json(result)
 
 
 class _RestCall:

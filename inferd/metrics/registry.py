@@ -10,6 +10,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from inferd.metrics.energy import RAPL_ROOT, EnergyMeter, ModelKey, open_sources
+from inferd.metrics.generative import GenerativeMetrics
 from inferd.metrics.gpu import GpuCollector, Nvml
 from inferd.metrics.models import ModelMetrics
 from inferd.periodic import Periodic
@@ -37,6 +38,7 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         # Model metrics are formatted by hand (fast); the registry holds everything else.
         self._models = ModelMetrics(repository, price_per_hour)
+        self._generative = GenerativeMetrics(repository)
         nvml, nvml_reason = Nvml.open() if use_nvml else (None, "disabled")
         if nvml is not None:
             self.registry.register(GpuCollector(nvml))
@@ -50,7 +52,8 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, bytes]:
         """(content type, body) of the Prometheus text format."""
-        return CONTENT_TYPE.encode(), self._models.render().encode() + generate_latest(self.registry)
+        models = self._models.render() + self._generative.render()
+        return CONTENT_TYPE.encode(), models.encode() + generate_latest(self.registry)
 
     def _busy(self) -> dict[ModelKey, tuple[int, int]]:
         return {

@@ -16,6 +16,7 @@ from inferd.errors import ModelLoadError
 from inferd.model_config import CONFIG_FILE, ModelConfig, PythonOptions
 from inferd.runtimes.base import Runtime, RuntimeSettings
 from inferd.runtimes.ensemble import EnsembleRuntime
+from inferd.runtimes.generative import GenerativeRuntime
 from inferd.runtimes.onnx import OnnxRuntime
 from inferd.runtimes.processes import ProcessRuntime
 from inferd.runtimes.python import PythonRuntime
@@ -94,6 +95,9 @@ PLATFORMS: dict[str, Platform] = {
         ),
         Platform("xgboost", "model.json", "xgboost", load_xgboost, "xgboost", "xgboost", (), ("model.ubj",)),
         Platform("lightgbm", "model.txt", "lightgbm", load_lightgbm, "lightgbm", "lightgbm"),
+        # A language model (docs/generative.md): its model.onnx is only served so when declared, as
+        # the onnxruntime platform comes first in detection.
+        Platform("generative", "model.onnx", "generative", GenerativeRuntime, "generative", "generative"),
         # Triton's ensembles have an empty version directory and no backend.
         Platform("ensemble", ".", "ensemble_scheduling", EnsembleRuntime, "ensemble", ""),
     )

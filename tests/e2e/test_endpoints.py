@@ -51,6 +51,7 @@ def test_server_metadata_lists_only_real_extensions(
         "logging",
         "trace",
         "sequence",
+        "generate",
     }
     assert list(grpc.get_server_metadata().extensions) == rest["extensions"]
 

@@ -124,3 +124,12 @@ def test_one_sentence_per_request_over_grpc_concurrently(
     _check(embeddings, reference)
     # Paraphrases are close and unrelated sentences are not: the real weights, not merely consistent ones.
     assert embeddings[0] @ embeddings[1] > 0.5 > embeddings[0] @ embeddings[2]
+
+
+def test_openai_embeddings_from_the_ensemble(server: RunningServer, reference: np.ndarray) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"http://{server.http_url}/v1", api_key="unused", max_retries=0)
+    result = client.embeddings.create(model="text-embedding", input=SENTENCES[:3])  # short: a cheap batch
+    assert [d.index for d in result.data] == [0, 1, 2] and result.model == "text-embedding"
+    _check(np.array([d.embedding for d in result.data], dtype=np.float32), reference[:3])

@@ -1,0 +1,213 @@
+"""Streaming inference: one request, many responses, through the same version resolution and holds as
+``DataPlane.serve``.
+
+Two kinds of model stream: a decoupled Python model (``predict_stream``; its runtime is
+``Streaming``), whose responses are tensors, and a generative model (``GenerativeRuntime``), whose
+responses are ``TokenEvent``s. Either way the version is held from the first response to the last (a
+swap meanwhile waits for the stream to end, as it waits for a queued request), the stream is counted
+in the version's statistics, and closing the iterator (a client gone) stops the model's generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from inferd.dataplane.validation import ValidatedInputs
+from inferd.errors import ExecutionError, InferdError, InvalidRequest, NotLoadedYet, Unavailable
+from inferd.generative.contract import GenerativeRuntime, Generator
+from inferd.repository.loader import LoadedModel
+from inferd.repository.manager import ModelRepository
+from inferd.runtimes.base import Streaming
+from inferd.types import InferRequest, InferResponse
+
+log = logging.getLogger(__name__)
+
+StreamKind = Literal["generative", "decoupled"]
+_SHUTTING_DOWN = "the server is shutting down: retry on another replica"
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A generative model version held for the life of one stream."""
+
+    model: str
+    version: str
+    generator: Generator
+
+
+class Streams:
+    """The data plane's streaming half (DataPlane.stream / DataPlane.generation)."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        prepare: Callable[[LoadedModel, InferRequest], ValidatedInputs],
+        draining: Callable[[], bool],
+    ) -> None:
+        self._repository = repository
+        self._registry = repository.registry
+        self._prepare = prepare
+        self._draining = draining
+        # Streams take instances in turn. Each runs on its own thread: thread instances serve several
+        # streams at once (as they serve batches), a worker process one stream at a time (its pipe).
+        self._turn = 0
+        self.active = 0  # streams running now, both kinds (draining waits on none; tests read it)
+
+    def kind(self, name: str, version: str | None) -> StreamKind | None:
+        """How ``name`` streams; None when it does not (or is not loaded yet: then it is not known)."""
+        try:
+            runtime = self._registry.get(name, version).runtime
+        except NotLoadedYet:
+            return None
+        if isinstance(runtime, GenerativeRuntime):
+            return "generative"
+        # Python runtimes say whether the model has its own predict_stream; one without answers
+        # once, through its batcher, like any other model.
+        if isinstance(runtime, Streaming) and getattr(runtime, "decoupled", False):
+            return "decoupled"
+        return None
+
+    async def _resolve(self, name: str, version: str | None) -> LoadedModel:
+        if self._draining():
+            raise Unavailable(_SHUTTING_DOWN)
+        try:
+            return self._registry.get(name, version)
+        except NotLoadedYet:
+            await self._repository.load_on_demand(name)
+            return self._registry.get(name, version)
+
+    @asynccontextmanager
+    async def generation(self, name: str, version: str | None) -> AsyncIterator[Generation]:
+        """Hold a generative version while the caller streams from its generator."""
+        model = await self._resolve(name, version)
+        runtime = model.runtime
+        if not isinstance(runtime, GenerativeRuntime):
+            raise InvalidRequest(f"model '{model.name}' is not a generative model")
+        model.hold()
+        self.active += 1
+        start = time.perf_counter_ns()
+        try:
+            yield Generation(model.name, model.version, runtime.generator)
+        except InferdError as exc:
+            model.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
+            raise
+        else:
+            model.stats.record_success(time.perf_counter_ns() - start)
+            model.stats.last_inference_ms = time.time_ns() // 1_000_000
+        finally:
+            self.active -= 1
+            model.release()
+
+    async def decoupled(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """Each response of a decoupled model's ``predict_stream`` for one request."""
+        model = await self._resolve(request.model, request.version)
+        runtime = model.runtime
+        if not isinstance(runtime, Streaming):
+            raise InvalidRequest(f"model '{model.name}' does not stream (it has no predict_stream)")
+        model.hold()
+        self.active += 1
+        start = time.perf_counter_ns()
+        try:
+            checked = self._prepare(model, request)
+            self._turn += 1
+            instance = self._turn % runtime_instances(model)
+            stream = _ThreadedIterator(runtime.stream(instance, checked.arrays), f"stream-{model.name}")
+            try:
+                async for outputs in stream:
+                    yield model.response(request.id, outputs, checked.outputs)
+            finally:
+                await stream.aclose()
+        except InferdError as exc:
+            model.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
+            raise
+        else:
+            model.stats.record_success(time.perf_counter_ns() - start)
+            model.stats.last_inference_ms = time.time_ns() // 1_000_000
+        finally:
+            self.active -= 1
+            model.release()
+
+
+def runtime_instances(model: LoadedModel) -> int:
+    return max(1, model.runtime.instances)
+
+
+class _ThreadedIterator:
+    """A blocking iterator (user code, a worker process's pipe) advanced on its own thread.
+
+    One thread per stream runs ``next`` and, once the consumer stops, ``close``, in order: a generator
+    is never closed while another thread is inside it. The thread is a daemon, as the batcher's are,
+    so a ``predict_stream`` that never yields cannot keep the process from exiting.
+    """
+
+    def __init__(self, iterator: Iterator[dict[str, np.ndarray]], name: str) -> None:
+        self._iterator = iterator
+        self._loop = asyncio.get_running_loop()
+        self._commands: queue.SimpleQueue[tuple[str, asyncio.Future[Any]]] = queue.SimpleQueue()
+        self._closed = False
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def __aiter__(self) -> _ThreadedIterator:
+        return self
+
+    async def __anext__(self) -> dict[str, np.ndarray]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._commands.put(("next", future))
+        # Shielded: a cancelled consumer leaves the step running; aclose (queued after it) ends it.
+        result = await asyncio.shield(future)
+        if result is _END:
+            raise StopAsyncIteration
+        return result  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._commands.put(("close", future))
+        # Shielded: cancelled while waiting, the thread still closes the iterator.
+        await asyncio.shield(future)
+
+    def _run(self) -> None:
+        while True:
+            command, future = self._commands.get()
+            if command == "close":
+                try:
+                    close = getattr(self._iterator, "close", None)
+                    if close is not None:
+                        close()
+                except Exception as exc:  # user code's cleanup: logged, never the client's concern
+                    log.warning("closing a stream raised %s: %s", type(exc).__name__, exc)
+                self._settle(future, None)
+                return
+            try:
+                self._settle(future, next(self._iterator, _END))
+            except BaseException as exc:
+                if not isinstance(exc, InferdError):
+                    log.error("stream step failed", exc_info=exc)
+                    exc = ExecutionError(f"streaming failed: {type(exc).__name__}")
+                self._settle(future, exc)
+
+    def _settle(self, future: asyncio.Future[Any], result: object) -> None:
+        def settle() -> None:
+            if future.done():
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is gone
+            self._loop.call_soon_threadsafe(settle)

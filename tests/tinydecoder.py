@@ -1,0 +1,64 @@
+"""A tiny random-weight Llama decoder in inferd's generative layout, with a byte-level BPE tokenizer
+trained here and a ChatML template: a servable ``platform: generative`` version directory in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Continuous batching advances every running sequence one token per step.",
+    "Caf\u00e9, na\u00efve, \u00fcber, \u65e5\u672c\u8a9e, \U0001f600 emoji and other characters.",
+    "What is the capital of France? Paris is the capital of France.",
+] * 4
+CONTEXT = 512
+
+
+def write_tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    tokenizer.save(str(path))
+
+
+def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
+    """Write model.onnx, the tokenizer and its configuration into ``version_dir``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from inferd.generative.export import export_decoder
+
+    version_dir.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(version_dir / "tokenizer.json")
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=400,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # larger logits than the default init: sampled text varies more
+        model.lm_head.weight.mul_(8.0)
+    export_decoder(model, version_dir / "model.onnx")
+    (version_dir / "tokenizer_config.json").write_text(
+        json.dumps({"eos_token": "<|im_end|>", "bos_token": None, "chat_template": CHAT_TEMPLATE})
+    )
+    (version_dir / "config.json").write_text(json.dumps({"max_position_embeddings": CONTEXT}))
+    return version_dir
