@@ -84,6 +84,12 @@ class Admission(Protocol):
     model has must hold an unknown or repeated name, so a codec that builds each entry on demand does
     O(model's inputs) work for any number of entries sent."""
 
+    @property
+    def input_count(self) -> int:
+        """How many inputs the model has: a request declaring more is refused, so a codec may build
+        up to this many entries before the check without giving up its bound."""
+        ...
+
     def check_inputs(self, declared: Iterable[DeclaredInput]) -> object:
         """Refuse unknown, repeated or missing names, wrong datatypes, shapes the model does not accept
         and element counts above its limit; the result goes in ``InferRequest.admitted``."""

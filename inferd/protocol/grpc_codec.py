@@ -76,7 +76,7 @@ def decode_infer_request(
             )
         if not message.inputs:
             raise InvalidRequest("the request has no inputs")
-        heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
+        heads, admitted = admit_inputs(admission, message.inputs, _declare_input)
         if admission is not None and message.outputs:
             admission.check_outputs(o.name for o in message.outputs)
         inputs = []

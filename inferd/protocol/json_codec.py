@@ -49,7 +49,7 @@ def decode_request(
         raw_inputs = doc.get("inputs")
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise InvalidRequest("the request must have a non-empty 'inputs' list")
-        heads, admitted = admit_inputs(admission, map(_declare_input, raw_inputs))
+        heads, admitted = admit_inputs(admission, raw_inputs, _declare_input)
         outputs = _requested_outputs(doc.get("outputs"), admission)
         inputs = []
         offset = 0
@@ -152,6 +152,16 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         if list in kinds:
             raise InvalidRequest(f"input '{name}': data is not a rectangular list of shape {list(shape)}")
         raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
+    if dtype.kind == "f":
+        # Only ints and floats here (checked above): convert straight to the target type, without
+        # numpy's pass to infer one. A finite number too large for the type becomes infinite.
+        try:
+            array = np.array(flat, dtype=dtype)
+        except OverflowError:  # an int beyond float64
+            raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}") from None
+        if dtype.itemsize < 8 and np.isinf(array).any():
+            raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
+        return array.reshape(shape)
     try:
         array = np.array(flat)
     except (ValueError, TypeError):
