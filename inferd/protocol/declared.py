@@ -27,7 +27,8 @@ def admit_inputs(
         declared = [declare(entry) for entry in entries]
         return declared, admission.check_inputs(declared)
     inputs: list[_D] = []
-    return inputs, admission.check_inputs(kept(map(declare, entries), inputs))
+    reading: Iterator[_D] = kept(map(declare, entries), inputs)
+    return inputs, admission.check_inputs(reading)
 
 
 def kept(items: Iterable[_T], into: list[_T]) -> Iterator[_T]:

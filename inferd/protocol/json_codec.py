@@ -154,7 +154,8 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
     if dtype.kind == "f":
         # Only ints and floats here (checked above): convert straight to the target type, without
-        # numpy's pass to infer one. A finite number too large for the type becomes infinite.
+        # numpy's pass to infer one. JSON has no Infinity, so an infinite element here is a finite
+        # number too large for the type.
         try:
             array = np.array(flat, dtype=dtype)
         except OverflowError:  # an int beyond float64
@@ -174,12 +175,7 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
             raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
-    narrowed = dtype.kind == "f" and dtype.itemsize < 8
-    array = array.astype(dtype, copy=False)
-    # JSON has no Infinity, so an infinite element here is a finite number too large for the type.
-    if narrowed and np.isinf(array).any():
-        raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
-    return array.reshape(shape)
+    return array.astype(dtype, copy=False).reshape(shape)
 
 
 def _elements(name: str, shape: tuple[int, ...], data: Any) -> list[Any]:
