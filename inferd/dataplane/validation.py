@@ -20,7 +20,7 @@ from inferd.types import DeclaredInput, InferRequest, TensorSpec
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and a frozen __init__ costs 3x
 class ValidatedInputs:
     arrays: dict[str, np.ndarray]
     rows: int
@@ -29,7 +29,7 @@ class ValidatedInputs:
     outputs: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request
 class Admitted:
     """What ``SignatureAdmission`` found, kept by the codec on the request it decoded."""
 
@@ -40,26 +40,28 @@ class Admitted:
 
 def validate(request: InferRequest, signature: Signature) -> ValidatedInputs:
     admitted = request.admitted
-    if isinstance(admitted, Admitted) and admitted.signature is signature:
-        # Checked as declared against this very signature, and the codecs shape every tensor as
-        # declared: the same checks again would find the same.
-        rows, group = admitted.rows, admitted.group
-    else:
-        rows, group = check_declared(request.model, signature, request.inputs)
     arrays = {tensor.name: tensor.data for tensor in request.inputs}
-    names = (o.name for o in request.outputs) if request.outputs else None
+    if isinstance(admitted, Admitted) and admitted.signature is signature:
+        # Checked as declared against this very signature (requested outputs included), and the
+        # codecs shape every tensor as declared: the same checks again would find the same.
+        requested = request.outputs
+        outputs = tuple([o.name for o in requested]) if requested else signature.output_names
+        return ValidatedInputs(arrays, admitted.rows, admitted.group, outputs or signature.output_names)
+    rows, group = check_declared(request.model, signature, request.inputs)
+    names = [o.name for o in request.outputs] if request.outputs else None
     return ValidatedInputs(arrays, rows, group, check_outputs(request.model, signature, names))
 
 
 class SignatureAdmission:
     """The ``Admission`` of one served model handle: its signature and its element limit."""
 
-    __slots__ = ("_max_elements", "_model", "_signature")
+    __slots__ = ("_max_elements", "_model", "_signature", "input_count")
 
     def __init__(self, model: str, signature: Signature, max_elements: int) -> None:
         self._model = model
         self._signature = signature
         self._max_elements = max_elements
+        self.input_count = len(signature.inputs)
 
     def check_inputs(self, declared: Iterable[DeclaredInput]) -> Admitted:
         rows, group = check_declared(self._model, self._signature, declared, self._max_elements)
@@ -76,48 +78,44 @@ def check_declared(
     max_elements: int | None = None,
 ) -> tuple[int, tuple[Shape, ...]]:
     """Check inputs' names, datatypes and shapes (and element counts, given a limit) against the
-    signature; returns the batch rows and the non-batch shapes. ``inputs`` is read once, lazily."""
+    signature; returns the batch rows and the non-batch shapes. ``inputs`` is read once, lazily.
+
+    Runs per request: lookups by name and no generators (docs/performance.md)."""
+    specs = signature.input_specs
     shapes: dict[str, Shape] = {}
     for tensor in inputs:
-        spec = signature.input(tensor.name)
+        name = tensor.name
+        spec = specs.get(name)
         if spec is None:
             expected = ", ".join(s.name for s in signature.inputs)
-            raise InvalidRequest(unknown_input(tensor.name, model, f"its inputs are: {expected}"))
-        if tensor.name in shapes:
-            raise InvalidRequest(f"input '{tensor.name}' appears more than once")
+            raise InvalidRequest(unknown_input(name, model, f"its inputs are: {expected}"))
+        if name in shapes:
+            raise InvalidRequest(f"input '{name}' appears more than once")
         if tensor.datatype != spec.datatype:
             raise InvalidRequest(
-                f"input '{tensor.name}' of model '{model}' expects datatype {spec.datatype}, "
-                f"got {tensor.datatype}"
+                f"input '{name}' of model '{model}' expects datatype {spec.datatype}, got {tensor.datatype}"
             )
         shape = tensor.shape
         if max_elements is not None and math.prod(shape) > max_elements:
-            count = math.prod(shape)
             raise InvalidRequest(
-                f"input '{tensor.name}' has {count} elements, more than the limit of {max_elements}"
+                f"input '{name}' has {math.prod(shape)} elements, more than the limit of {max_elements}"
             )
-        shapes[tensor.name] = shape
+        shapes[name] = shape
     # Every name is known and unique here, so as many as the signature has means none is missing.
-    missing = (
-        []
-        if len(shapes) == len(signature.inputs)
-        else [s.name for s in signature.inputs if s.name not in shapes]
-    )
-    if missing:
+    if len(shapes) != len(signature.inputs):
+        missing = [s.name for s in signature.inputs if s.name not in shapes]
         raise InvalidRequest(
             f"model '{model}' expects input(s) {', '.join(missing)}, which the request lacks"
         )
-
-    rows = 1
-    batched = signature.max_batch_size > 0
-    if batched:
-        rows = _batch_rows(shapes, signature, model)
-    group = tuple(_check_shape(shapes[spec.name], spec, batched) for spec in signature.inputs)
-    return rows, group
+    if signature.max_batch_size <= 0:
+        return 1, tuple([_check_shape(shapes[spec.name], spec, False) for spec in signature.inputs])
+    rows = _batch_rows(shapes, signature, model)
+    return rows, tuple([_check_shape(shapes[spec.name], spec, True) for spec in signature.inputs])
 
 
 def _batch_rows(shapes: dict[str, Shape], signature: Signature, model: str) -> int:
-    sizes = set()
+    rows = -1
+    disagree = False
     for spec in signature.inputs:
         shape = shapes[spec.name]
         if len(shape) != len(spec.dims) + 1:
@@ -125,10 +123,13 @@ def _batch_rows(shapes: dict[str, Shape], signature: Signature, model: str) -> i
                 f"input '{spec.name}' expects shape {_shape_text((-1, *spec.dims))} (batch first), "
                 f"got {list(shape)}"
             )
-        sizes.add(shape[0])
-    if len(sizes) > 1:
-        raise InvalidRequest(f"inputs disagree on the batch size: {sorted(sizes)}")
-    rows = sizes.pop()
+        if rows < 0:
+            rows = shape[0]
+        elif shape[0] != rows:
+            disagree = True
+    if disagree:
+        sizes = sorted({shapes[spec.name][0] for spec in signature.inputs})
+        raise InvalidRequest(f"inputs disagree on the batch size: {sizes}")
     if rows < 1:
         raise InvalidRequest("the batch dimension must be at least 1")
     if rows > signature.max_batch_size:
@@ -141,6 +142,8 @@ def _batch_rows(shapes: dict[str, Shape], signature: Signature, model: str) -> i
 def _check_shape(full: Shape, spec: TensorSpec, batched: bool) -> Shape:
     shape = full[1:] if batched else full
     expected = spec.dims
+    if shape == expected:  # no -1 among the dims: the common case is one comparison
+        return shape
     fits = len(shape) == len(expected) and all(
         e == -1 or e == s for e, s in zip(expected, shape, strict=True)
     )
@@ -153,16 +156,16 @@ def _check_shape(full: Shape, spec: TensorSpec, batched: bool) -> Shape:
 def check_outputs(model: str, signature: Signature, names: Iterable[str] | None) -> tuple[str, ...]:
     """The outputs to return: those named (each known, once; read lazily), or all without a list."""
     if names is None:
-        return tuple(spec.name for spec in signature.outputs)
+        return signature.output_names
     chosen: list[str] = []
     for name in names:
         if name in chosen:
             raise InvalidRequest(f"output '{name}' is requested more than once")
-        if signature.output(name) is None:
+        if name not in signature.output_specs:
             known = ", ".join(s.name for s in signature.outputs)
             raise InvalidRequest(unknown_output(name, model, f"its outputs are: {known}"))
         chosen.append(name)
-    return tuple(chosen) or tuple(spec.name for spec in signature.outputs)
+    return tuple(chosen) or signature.output_names
 
 
 def _shape_text(dims: Shape) -> str:

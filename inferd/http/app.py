@@ -52,8 +52,10 @@ _OCTET = (b"content-type", b"application/octet-stream")
 _HEADER_LENGTH = b"inference-header-content-length"
 _ROUTING_KEY = b"inferd-routing-key"  # sticky canary routing, see docs/lifecycle.md
 # A request still unanswered after this long starts listening for its client's disconnect; faster
-# ones never pay for the listener (docs/hardening.md).
-_WATCH_AFTER_S = 0.002
+# ones never pay for the listener (docs/hardening.md). A started listener costs ~18 µs (a task, a
+# wait, a cancellation: as much as decoding the request), so it is kept for requests that wait long
+# enough for dropping them to matter; at 2 ms every request under load paid it (docs/performance.md).
+_WATCH_AFTER_S = 0.05
 # nginx's "client closed request": only the audit log and access log ever see it.
 _CLIENT_CLOSED = 499
 
@@ -72,7 +74,7 @@ class _DisconnectWatch:
         self._timer = asyncio.get_running_loop().call_later(_WATCH_AFTER_S, self._start)
 
     def _start(self) -> None:
-        self._watcher = asyncio.ensure_future(self._watch())
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         # The body was read whole: the server's next message is the disconnect (uvicorn wakes

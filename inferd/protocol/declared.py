@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from inferd.types import Admission, DeclaredInput
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 _D = TypeVar("_D", bound=DeclaredInput)
 
 
-def admit_inputs(admission: Admission | None, declared: Iterable[_D]) -> tuple[list[_D], object]:
-    """Every declared input, each checked by ``admission`` as it is built: a refusal stops the build
-    (so many entries cost no more than the model's inputs). Returns them and the admission's token
-    for ``InferRequest.admitted`` (None without an admission)."""
-    inputs: list[_D] = []
+def admit_inputs(
+    admission: Admission | None, entries: Sequence[_R], declare: Callable[[_R], _D]
+) -> tuple[list[_D], object]:
+    """Every entry declared (``declare`` checks its header) and checked by ``admission``. Returns them
+    and the admission's token for ``InferRequest.admitted`` (None without an admission).
+
+    No more entries than the model has inputs (every valid request) are declared first, then checked
+    in one call; more are declared one at a time as the check reads them, so a refusal stops the
+    build: many entries cost no more than the model's inputs either way."""
     if admission is None:
-        inputs.extend(declared)
-        return inputs, None
-    reading: Iterator[_D] = kept(declared, inputs)
+        return [declare(entry) for entry in entries], None
+    if len(entries) <= admission.input_count:
+        declared = [declare(entry) for entry in entries]
+        return declared, admission.check_inputs(declared)
+    inputs: list[_D] = []
+    reading: Iterator[_D] = kept(map(declare, entries), inputs)
     return inputs, admission.check_inputs(reading)
 
 

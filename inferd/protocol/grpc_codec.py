@@ -78,7 +78,7 @@ def decode_infer_request(
         raw_contents = message.raw_input_contents
         if not message.inputs:
             raise InvalidRequest("the request has no inputs")
-        heads, admitted = admit_inputs(admission, map(_declare_input, message.inputs))
+        heads, admitted = admit_inputs(admission, message.inputs, _declare_input)
         if raw_contents:
             # tritonclient sends raw contents for the inputs not in shared memory only, in order.
             carried = sum(head.shm is None for head in heads)

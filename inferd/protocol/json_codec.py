@@ -54,7 +54,7 @@ def decode_request(
         raw_inputs = doc.get("inputs")
         if not isinstance(raw_inputs, list) or not raw_inputs:
             raise InvalidRequest("the request must have a non-empty 'inputs' list")
-        heads, admitted = admit_inputs(admission, map(_declare_input, raw_inputs))
+        heads, admitted = admit_inputs(admission, raw_inputs, _declare_input)
         outputs = _requested_outputs(doc.get("outputs"), admission, shm)
         inputs = []
         offset = 0
@@ -166,6 +166,17 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         if list in kinds:
             raise InvalidRequest(f"input '{name}': data is not a rectangular list of shape {list(shape)}")
         raise InvalidRequest(f"input '{name}': {datatype} data must be {_kind_text(dtype.kind)}")
+    if dtype.kind == "f":
+        # Only ints and floats here (checked above): convert straight to the target type, without
+        # numpy's pass to infer one. JSON has no Infinity, so an infinite element here is a finite
+        # number too large for the type.
+        try:
+            array = np.array(flat, dtype=dtype)
+        except OverflowError:  # an int beyond float64
+            raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}") from None
+        if dtype.itemsize < 8 and np.isinf(array).any():
+            raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
+        return array.reshape(shape)
     try:
         array = np.array(flat)
     except (ValueError, TypeError):
@@ -178,12 +189,7 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
             raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
-    narrowed = dtype.kind == "f" and dtype.itemsize < 8
-    array = array.astype(dtype, copy=False)
-    # JSON has no Infinity, so an infinite element here is a finite number too large for the type.
-    if narrowed and np.isinf(array).any():
-        raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
-    return array.reshape(shape)
+    return array.astype(dtype, copy=False).reshape(shape)
 
 
 def _elements(name: str, shape: tuple[int, ...], data: Any) -> list[Any]:

@@ -7,10 +7,14 @@ import struct
 
 import numpy as np
 
-from inferd.datatypes import numpy_dtype
+from inferd.datatypes import DATATYPES, numpy_dtype
 from inferd.errors import InvalidRequest
 
 _LENGTH = struct.Struct("<I")
+# The wire's byte order for each fixed-size datatype, built once rather than per tensor.
+_LITTLE_ENDIAN = {
+    datatype: numpy_dtype(datatype).newbyteorder("<") for datatype in DATATYPES if datatype != "BYTES"
+}
 
 # Bounds no real tensor comes near, so that numpy never sees a shape it cannot represent: numpy
 # refuses more than 64 dimensions, and a zero-sized shape like [0, 2**62, 2**62] still overflows.
@@ -28,9 +32,15 @@ def check_shape(name: str, shape: object) -> tuple[int, ...]:
     if not isinstance(shape, list | tuple):
         raise InvalidRequest(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
     check_rank(name, len(shape))
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise InvalidRequest(f"input '{name}': shape must be a list of non-negative integers, got {shape!r}")
-    if math.prod(d for d in shape if d) > MAX_NONZERO_PRODUCT:
+    for d in shape:  # a loop, not all(<generator>): this runs per input per request
+        if type(d) is not int or d < 0:  # exactly int: bool and int subclasses are refused
+            raise InvalidRequest(
+                f"input '{name}': shape must be a list of non-negative integers, got {shape!r}"
+            )
+    count = math.prod(shape)
+    if count > MAX_NONZERO_PRODUCT or (
+        not count and math.prod([d for d in shape if d]) > MAX_NONZERO_PRODUCT
+    ):
         raise InvalidRequest(f"input '{name}': shape {list(shape)} is too large")
     return tuple(shape)
 
@@ -55,7 +65,7 @@ def from_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes | memo
     if datatype == "BOOL" and count and np.frombuffer(raw, dtype=np.uint8).max() > 1:
         # numpy would keep any other byte as a "bool" that is neither True nor False.
         raise InvalidRequest(f"input '{name}': BOOL data must be bytes 0 or 1")
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape)
+    return np.frombuffer(raw, dtype=_LITTLE_ENDIAN[datatype]).reshape(shape)
 
 
 def _split_bytes(name: str, raw: bytes | memoryview, count: int) -> list[bytes]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -19,12 +19,28 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
+    # Built once here, read per request: lookups by name, not scans (docs/performance.md).
+    input_specs: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    output_specs: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    output_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # setdefault: the first spec of a name wins, as the scan it replaces found it.
+        inputs: dict[str, TensorSpec] = {}
+        for spec in self.inputs:
+            inputs.setdefault(spec.name, spec)
+        outputs: dict[str, TensorSpec] = {}
+        for spec in self.outputs:
+            outputs.setdefault(spec.name, spec)
+        object.__setattr__(self, "input_specs", inputs)
+        object.__setattr__(self, "output_specs", outputs)
+        object.__setattr__(self, "output_names", tuple(spec.name for spec in self.outputs))
 
     def input(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.inputs if spec.name == name), None)
+        return self.input_specs.get(name)
 
     def output(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.outputs if spec.name == name), None)
+        return self.output_specs.get(name)
 
 
 @dataclass(frozen=True, slots=True)

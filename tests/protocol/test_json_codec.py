@@ -209,6 +209,8 @@ def test_non_utf8_bytes_output_in_json_is_an_error() -> None:
 class _Refusing:
     """An Admission that records what it was shown and refuses it."""
 
+    input_count = 1
+
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, tuple[int, ...]]] = []
 
