@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inferd.datatypes import DATATYPES
 from inferd.errors import ModelLoadError
+from inferd.sequence_config import SequenceBatching
 
 CONFIG_FILE = "config.yaml"
 
@@ -305,6 +306,8 @@ class ModelConfig(_Strict):
     # None: inferred from the graph (a symbolic first dim on every input and output means it batches).
     max_batch_size: int | None = Field(default=None, ge=0)
     dynamic_batching: DynamicBatching | None = None
+    # A stateful model's scheduler (docs/model-repository.md "Sequence batching").
+    sequence_batching: SequenceBatching | None = None
     # Sessions of the model, each with its own memory; at most the cores available.
     instances: int = Field(default=1, ge=1, le=64)
     # How instances execute: worker threads of the server process, or (Python models) one worker
@@ -367,6 +370,22 @@ class ModelConfig(_Strict):
             raise ValueError(
                 "an ensemble has no batcher of its own (each step batches in its model): set "
                 "dynamic_batching in the step models' config.yaml"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sequences_alone(self) -> ModelConfig:
+        if self.sequence_batching is None:
+            return self
+        clash = [
+            key
+            for key in ("dynamic_batching", "ensemble_scheduling", "rollout")
+            if getattr(self, key) is not None
+        ] + (["response_cache"] if self.response_cache else [])
+        if clash:
+            raise ValueError(
+                f"sequence_batching cannot be combined with {', '.join(clash)} (a stateful model's "
+                "answers depend on its earlier requests)"
             )
         return self
 

@@ -28,6 +28,7 @@ from inferd.repository.description import ModelDescription, describe, runtime_pa
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
+from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.types import Admission, InferRequest, InferResponse, Tensor
 
@@ -35,7 +36,14 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "inferd"
 # Only what is really served: perf_analyzer reads this list to decide what it may ask for.
-EXTENSIONS = ("model_configuration", "statistics", "binary_tensor_data", "model_repository", "generate")
+EXTENSIONS = (
+    "model_configuration",
+    "statistics",
+    "binary_tensor_data",
+    "model_repository",
+    "sequence",
+    "generate",
+)
 
 
 class DataPlane:
@@ -403,6 +411,11 @@ class DataPlane:
         config = model.config
         # Only named outputs narrow what a runtime computes (inferd/scheduler/batcher.py).
         wanted = frozenset(checked.outputs) if request.outputs else None
+        batcher = model.batcher
+        if isinstance(batcher, SequenceBatcher):  # a stateful model: its sequence's slot, in order
+            return await batcher.infer(
+                request.parameters, checked.arrays, checked.rows, checked.group, trace, wanted
+            )
         if (
             request.parameters
             or config.priority_levels
@@ -410,10 +423,10 @@ class DataPlane:
             or self._default_timeout_us
         ):
             priority, deadline_ns = queue_placement(request.parameters, config, self._default_timeout_us)
-            return await model.batcher.infer(
+            return await batcher.infer(
                 checked.arrays, checked.rows, checked.group, trace, priority, deadline_ns, wanted
             )
-        return await model.batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
+        return await batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
 
     async def _infer_cached(
         self,

@@ -73,7 +73,9 @@ class Streams:
             return None
         if isinstance(runtime, GenerativeRuntime):
             return "generative"
-        if isinstance(runtime, Streaming):
+        # Python runtimes say whether the model has its own predict_stream; one without answers
+        # once, through its batcher, like any other model.
+        if isinstance(runtime, Streaming) and getattr(runtime, "decoupled", False):
             return "decoupled"
         return None
 

@@ -91,6 +91,14 @@ async def _deny(context: Any, exc: InferdError) -> NoReturn:
     raise AssertionError("context.abort returned")  # it always raises
 
 
+class _Refused(Exception):
+    """A stream message refused by the gate, raised through the servicer to end the stream."""
+
+    def __init__(self, error: InferdError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
@@ -171,8 +179,9 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             async def admitted() -> AsyncIterator[Any]:
                 # Each message is checked for its model and rate limit; a refusal ends the stream
-                # with its status code. Admitted messages are audited as ADMITTED: their outcome
-                # travels in-band in the stream.
+                # with its status code, once the messages admitted before it are answered (the
+                # servicer runs them concurrently). Admitted messages are audited as ADMITTED: their
+                # outcome travels in-band in the stream.
                 async for request in requests:
                     wanted = extract(request)
                     try:
@@ -180,12 +189,15 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     except InferdError as exc:
                         status = GRPC_STATUS[exc.kind].name
                         gate.record("grpc", refused_key_id(exc), client, wanted, method, status)
-                        await _deny(context, exc)
+                        raise _Refused(exc) from None
                     key_id = principal.id if principal is not None else None
                     gate.record("grpc", key_id, client, wanted, method, "ADMITTED")
                     yield request
 
-            async for response in behavior(admitted(), context):
-                yield response
+            try:
+                async for response in behavior(admitted(), context):
+                    yield response
+            except _Refused as refused:
+                await _deny(context, refused.error)
 
         return guarded

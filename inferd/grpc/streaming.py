@@ -79,9 +79,11 @@ class StreamSession:
                 task = asyncio.ensure_future(self._answer(request))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
+        finally:
+            # However reading ended (the last message, a message the gate refused), the requests
+            # already accepted are answered before the stream ends.
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        finally:
             # Wakes run(); it then awaits this task, so an exception here still reaches the client.
             self._out.put_nowait(None)
 

@@ -7,6 +7,7 @@ small model here (see docs/performance.md), so routing is a split of the path an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -181,15 +182,10 @@ class RestApp:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if parts[0] == "v1":
-            answer = await openai_route(
-                self._dataplane,
-                parts[1:],
-                method,
-                lambda: _read_body(receive, scope, self._max_body_bytes),
-                lambda model: self._admit_model(scope, model),
-                caller,
-            )
-            return answer if isinstance(answer, StreamResponse) else _json(answer)
+            body = await _read_body(receive, scope, self._max_body_bytes) if method == "POST" else b""
+            admit = functools.partial(self._admit_model, scope)
+            answer = openai_route(self._dataplane, parts[1:], method, body, admit, caller)
+            return await _watched(answer, receive)
         if not parts or parts[0] != "v2":
             page = self._pages.get(scope["path"])
             if page is None or method != "GET":
@@ -237,8 +233,8 @@ class RestApp:
             if method != "POST":
                 return _not_allowed(method, scope)
             body = await _read_body(receive, scope, self._max_body_bytes)
-            answer = await generate(self._dataplane, name, version, body, action[0] == "generate_stream")
-            return answer if isinstance(answer, StreamResponse) else _json(answer)
+            stream = action[0] == "generate_stream"
+            return await _watched(generate(self._dataplane, name, version, body, stream), receive)
         if method != "GET":
             return _not_allowed(method, scope)
         if not action:
@@ -274,6 +270,25 @@ class RestApp:
             return Response(_CLIENT_CLOSED, encode_error("the client closed the connection"))
         finally:
             watch.stop()
+
+
+async def _watched(
+    answer: Awaitable[StreamResponse | dict[str, Any]], receive: Receive
+) -> Response | StreamResponse:
+    """A generation's answer (the whole text, or a stream's first item), abandoned if its client
+    disconnects meanwhile: the generator is closed rather than left running for nobody."""
+    watch = _DisconnectWatch(receive)
+    try:
+        result = await answer
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not watch.disconnected or task is None:
+            raise
+        task.uncancel()
+        return Response(_CLIENT_CLOSED, encode_error("the client closed the connection"))
+    finally:
+        watch.stop()  # a stream's sender then watches for the disconnect itself (http/streaming.py)
+    return result if isinstance(result, StreamResponse) else _json(result)
 
 
 class _RestCall:

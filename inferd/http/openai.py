@@ -67,7 +67,7 @@ async def openai_route(
     dp: DataPlane,
     parts: list[str],
     method: str,
-    body: Callable[[], Awaitable[bytes]],
+    body: bytes,
     admit: Admit,
     caller: str | None,
 ) -> StreamResponse | dict[str, Any]:
@@ -79,7 +79,7 @@ async def openai_route(
             raise NotFound(f"model '{parts[1]}' is not served here")
         return _model_card(parts[1])
     if method == "POST" and parts in (["completions"], ["chat", "completions"], ["embeddings"]):
-        document = parse_body(await body())
+        document = parse_body(body)
         if parts == ["embeddings"]:
             return await _embeddings(dp, document, admit, caller)
         chat = parts == ["chat", "completions"]

@@ -8,6 +8,7 @@ from typing import Any
 from inferd.datatypes import TRITON_CONFIG_TYPE
 from inferd.model_config import VersionPolicy
 from inferd.protocol._generated import grpc_service_pb2 as pb
+from inferd.protocol.sequence_config import sequence_json, sequence_proto
 from inferd.repository.description import ModelDescription
 from inferd.types import TensorSpec
 
@@ -45,6 +46,8 @@ def config_json(model: ModelDescription) -> dict[str, Any]:
             "preferred_batch_size": list(model.dynamic_batching.preferred_batch_sizes),
             "max_queue_delay_microseconds": model.dynamic_batching.max_queue_delay_us,
         }
+    if model.sequence_batching is not None:
+        document["sequence_batching"] = sequence_json(model.sequence_batching)
     if model.parameters:
         document["parameters"] = {key: {"string_value": value} for key, value in model.parameters}
     return document
@@ -93,6 +96,8 @@ def config_proto(model: ModelDescription) -> pb.ModelConfig:
                 max_queue_delay_microseconds=model.dynamic_batching.max_queue_delay_us,
             )
         )
+    if model.sequence_batching is not None:
+        message.sequence_batching.CopyFrom(sequence_proto(model.sequence_batching))
     for key, value in model.parameters:
         message.parameters[key].string_value = value
     return message

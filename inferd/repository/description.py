@@ -9,6 +9,7 @@ from inferd.model_config import EnsembleStep, VersionPolicy
 from inferd.repository.loader import LoadedModel
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import device_kind, instance_kind, platform_of
+from inferd.sequence_config import SequenceBatching
 from inferd.types import TensorSpec
 
 
@@ -41,6 +42,8 @@ class ModelDescription:
     # How instances execute (config.yaml's instance_kind): "thread" or "process". Triton has no field
     # for it (its Python backend always uses processes): it is reported as a model parameter.
     execution: str = "thread"
+    # A stateful model's sequence_batching, as its config.yaml gives it; None for every other model.
+    sequence_batching: SequenceBatching | None = None
 
 
 def runtime_parameters(runtime: object) -> tuple[tuple[str, str], ...]:
@@ -71,4 +74,5 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         parameters=runtime_parameters(model.runtime),
         ensemble_steps=steps,
         execution=instance_kind(model.runtime),
+        sequence_batching=model.config.sequence_batching,
     )

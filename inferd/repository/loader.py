@@ -19,6 +19,8 @@ from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
 from inferd.runtimes.registry import MODEL_FILES, model_file
 from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.sequence_batcher import SequenceBatcher
+from inferd.scheduler.sequence_plan import sequence_plan
 from inferd.scheduler.stats import ModelStats
 from inferd.settings import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_EXECUTION_TIMEOUT_S, DEFAULT_MAX_QUEUE_SIZE
 from inferd.types import InferResponse, Tensor
@@ -65,10 +67,12 @@ class LoadedModel:
     config: ModelConfig
     runtime: Runtime
     policy: BatchPolicy
-    batcher: Batcher
+    batcher: Batcher | SequenceBatcher
     stats: ModelStats
     fingerprint: Fingerprint
     cold_start: ColdStart
+    # A sequence model's signature without its control and state tensors; None: the runtime's.
+    served_signature: Signature | None = None
     output_datatypes: dict[str, str] = field(init=False)
     # Set on the default version while a canary rollout runs; None on the plain hot path.
     rollout: Rollout | None = None
@@ -88,7 +92,7 @@ class LoadedModel:
 
     @property
     def signature(self) -> Signature:
-        return self.runtime.signature
+        return self.served_signature or self.runtime.signature
 
     def response(
         self, request_id: str | None, outputs: dict[str, np.ndarray], names: Sequence[str]
@@ -202,6 +206,7 @@ def batch_policy(
     execution_timeout_s = config.execution_timeout_s
     if execution_timeout_s is None:
         execution_timeout_s = defaults.execution_timeout_s
+    sequences = config.sequence_batching
     policy = BatchPolicy(
         max_batch_size=signature.max_batch_size,
         dynamic=dynamic,
@@ -211,6 +216,9 @@ def batch_policy(
         inline_max_ns=inline_us * 1000,
         execution_timeout_ns=int(execution_timeout_s * 1e9),
         drain_timeout_ns=int(defaults.drain_timeout_s * 1e9),
+        sequence=None
+        if sequences is None
+        else sequence_plan(sequences, signature, config.instances, model_dir),
     )
     if policy.preferred_batch_sizes and max(policy.preferred_batch_sizes) > signature.max_batch_size:
         raise ModelLoadError(
@@ -238,5 +246,19 @@ def assemble(
     cold_start: ColdStart,
 ) -> LoadedModel:
     stats = ModelStats()
+    if policy.sequence is not None:
+        sequences = SequenceBatcher(runtime, policy.sequence, policy, stats, name)
+        return LoadedModel(
+            name,
+            version,
+            config,
+            runtime,
+            policy,
+            sequences,
+            stats,
+            print_,
+            cold_start,
+            policy.sequence.served,
+        )
     batcher = Batcher(runtime, policy, stats, name)
     return LoadedModel(name, version, config, runtime, policy, batcher, stats, print_, cold_start)

@@ -39,6 +39,11 @@ class RolloutController:
             stable = entry.default
             if stable is None:
                 raise Unavailable(f"model '{name}' is not ready: {entry.reason or 'not loaded'}")
+            if stable.config.sequence_batching is not None:
+                # Steps of one sequence split between versions would each see half its state.
+                raise InvalidRequest(
+                    f"model '{name}' uses sequence_batching: it cannot have a canary rollout"
+                )
             if entry.rollout is not None:
                 raise InvalidRequest(
                     f"model '{name}' already has a rollout of version {entry.rollout.candidate_version}; "

@@ -90,6 +90,11 @@ class ProcessRuntime:
         return self._signature
 
     @property
+    def decoupled(self) -> bool:
+        """Whether the model has its own ``predict_stream`` (its worker said so when it loaded)."""
+        return self._workers[0].decoupled
+
+    @property
     def instances(self) -> int:
         return len(self._workers)
 
@@ -139,6 +144,7 @@ class _Worker:
         self._io = threading.Lock()
         self._changed = threading.Condition()
         self.state = _State.STARTING
+        self.decoupled = False  # set by each handshake (the model class defines predict_stream)
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._requests = Region(new_shared_file())
@@ -198,6 +204,7 @@ class _Worker:
                 raise Unavailable(f"model {self._label} is shutting down")
             self.state = _State.READY
             self._changed.notify_all()
+        self.decoupled = bool(reply[3])
         return _decode_signature(reply[2])
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -32,6 +32,7 @@ from inferd.runtimes.python import (
     describe_exception,
     import_model_file,
     instantiate,
+    is_decoupled,
     model_class,
     signature_of,
 )
@@ -83,7 +84,7 @@ def main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         channel.send(sock, ("failed", exc.message))
         return 1
-    channel.send(sock, ("ready", os.getpid(), encode_signature(signature)))
+    channel.send(sock, ("ready", os.getpid(), encode_signature(signature), is_decoupled(cls)))
     while (message := channel.receive(sock)) is not None:
         kind, size, layout = message
         requests.follow(size)

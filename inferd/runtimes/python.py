@@ -53,6 +53,7 @@ class PythonRuntime:
         try:
             cls = model_class(self._module, options.class_name, path)
             self._signature = signature_of(cls, settings, path)
+            self.decoupled = is_decoupled(cls)
             self._models = [instantiate(cls, version_dir) for _ in range(settings.instances)]
         except BaseException:
             self.close()
@@ -217,6 +218,12 @@ def call_predict(
         raise _raised(label, "predict", exc) from None
     rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
     return check_outputs(outputs, signature, rows, label)
+
+
+def is_decoupled(cls: type[Model]) -> bool:
+    """Whether the class streams (its own ``predict_stream``): the streaming front-ends then answer
+    with each response; any other model answers once, through its batcher."""
+    return cls.predict_stream is not Model.predict_stream
 
 
 def call_predict_stream(

@@ -35,6 +35,7 @@ from inferd.errors import (
 from inferd.runtimes.base import Interruptible, Runtime
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
+from inferd.scheduler.sequence_plan import SequencePlan
 from inferd.scheduler.stats import ModelStats
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.scheduler.worker import Worker
@@ -59,6 +60,8 @@ class BatchPolicy:
     execution_timeout_ns: int = 0
     # close() waits this long for queued and running work, then fails the rest; 0: no limit.
     drain_timeout_ns: int = 0
+    # A stateful model's sequence batching (inferd/scheduler/sequence_batcher.py); None: this batcher.
+    sequence: SequencePlan | None = None
 
     @property
     def merges(self) -> bool:

@@ -46,6 +46,8 @@ def test_server_metadata_lists_only_real_extensions(
         "statistics",
         "binary_tensor_data",
         "model_repository",
+        "sequence",
+        "generate",
     }
     assert list(grpc.get_server_metadata().extensions) == rest["extensions"]
 

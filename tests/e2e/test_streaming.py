@@ -70,6 +70,8 @@ CONFIG = "instances: 2\n"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("models")
     pymodels.write(root, "words", WORDS, config=CONFIG)
+    pymodels.write(root, "plus", pymodels.add_constant(1.5))  # a plain (batched) model
+    pymodels.write(root, "words_process", WORDS, config="instance_kind: process\n")
     running = start_server(root, tmp_path_factory.mktemp("server"), "--max-body-bytes", "4096")
     yield running
     assert running.stop() == 0, running.log()
@@ -104,10 +106,34 @@ def test_generate_stream_sends_each_response_then_done(server: RunningServer) ->
     assert all(e["model_name"] == "words" and e["model_version"] == "1" for e in events)
 
 
+def test_a_worker_process_streams_too(server: RunningServer) -> None:
+    status, _, events = sse_events(server, "/v2/models/words_process/generate_stream", {"text_input": "a b"})
+    assert status == 200 and [e.get("text_output") for e in events] == ["a", "b", None]
+    answers = _grpc_stream(server, {"p": "c d"}, model="words_process")
+    assert [r.as_numpy("text_output")[0] for r in answers["p"][:-1]] == [b"c", b"d"]
+
+
 def test_generate_answers_one_document(server: RunningServer) -> None:
     status, body = post_json(server.http_url, "/v2/models/words/versions/1/generate", {"text_input": "a b c"})
     assert status == 200
     assert body["text_output"] == "abc" and body["model_name"] == "words"
+
+
+def test_generate_on_a_plain_model_maps_keys_to_tensors(server: RunningServer) -> None:
+    status, body = post_json(server.http_url, "/v2/models/plus/generate", {"INPUT0": [1, 2, 3, 4]})
+    assert status == 200 and body == {
+        "model_name": "plus",
+        "model_version": "1",
+        "OUTPUT0": [2.5, 3.5, 4.5, 5.5],
+    }
+    status, _, events = sse_events(server, "/v2/models/plus/generate_stream", {"INPUT0": [0, 0, 0, 0]})
+    assert status == 200 and events == [
+        {"model_name": "plus", "model_version": "1", "OUTPUT0": [1.5] * 4, "done": True}
+    ]
+    status, body = post_json(server.http_url, "/v2/models/plus/generate", {"INPUT0": [1, 2]})
+    assert status == 400 and "shape" in body["error"]
+    status, body = post_json(server.http_url, "/v2/models/plus/generate", {"INPUT0": [[1, 2, 3, 4]]})
+    assert status == 400 and "flat list" in body["error"]
 
 
 def test_errors_before_the_stream_starts_have_their_status(server: RunningServer) -> None:
@@ -134,7 +160,7 @@ def test_an_error_after_the_stream_started_is_an_error_event(server: RunningServ
     assert "ValueError: boom at a word" in events[2]["error"] and len(events) == 3
 
 
-def _grpc_stream(server: RunningServer, texts: dict[str, str]) -> dict[str, list[Any]]:
+def _grpc_stream(server: RunningServer, texts: dict[str, str], model: str = "words") -> dict[str, list[Any]]:
     """Send each (id, text) on one stream; the responses per id, in order, until every final one."""
     results: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
     client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -144,7 +170,7 @@ def _grpc_stream(server: RunningServer, texts: dict[str, str]) -> dict[str, list
             tensor = grpcclient.InferInput("text_input", [1], "BYTES")
             tensor.set_data_from_numpy(np.array([text.encode()], dtype=object))
             client.async_stream_infer(
-                "words", [tensor], request_id=request_id, enable_empty_final_response=True
+                model, [tensor], request_id=request_id, enable_empty_final_response=True
             )
         answers: dict[str, list[Any]] = {request_id: [] for request_id in texts}
         finished: list[str] = []
@@ -237,6 +263,12 @@ def test_clients_vanishing_mid_stream_close_every_generator(server: RunningServe
         response = connection.getresponse()
         assert response.status == 200 and response.read(6) == b"data: "
         response.fp.raw._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+        connection.close()
+    for _ in range(5):  # /generate (one document): drop the connection while it is generated
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+        connection.request("POST", "/v2/models/words/generate", body=body)
+        wait_until(lambda: open_streams(server) > 0, TIMEOUT_S, "the generation to start")
+        connection.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
         connection.close()
     for _ in range(5):  # gRPC: cancel a stream whose request is mid-generation
         seen: queue.SimpleQueue[Any] = queue.SimpleQueue()

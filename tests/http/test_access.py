@@ -28,7 +28,13 @@ from inferd.security.gate import Access
         ("GET", "/metrics", Access(Api.METRICS)),
         ("GET", "/", Access(Api.METRICS)),  # the status page
         ("GET", "/dashboard/data", Access(Api.METRICS)),
-        ("GET", "/v1/models/m", Access(None)),
+        ("GET", "/v1/models/m", Access(Api.METADATA)),
+        ("GET", "/v1/models", Access(Api.METADATA)),
+        ("POST", "/v1/chat/completions", Access(Api.INFERENCE)),  # the model is in the body: openai.py
+        ("POST", "/v2/models/m/generate_stream", Access(Api.INFERENCE, "m")),
+        ("POST", "/v2/models/m/versions/2/generate", Access(Api.INFERENCE, "m", "2")),
+        ("GET", "/v1", Access(None)),
+        ("GET", "/v3/models", Access(None)),
         ("GET", "/v2/models/", Access(None)),
         ("GET", "/v2/models/m/explain", Access(None, "m")),
     ],

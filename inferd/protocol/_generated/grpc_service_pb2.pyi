@@ -2287,6 +2287,246 @@ class ModelEnsembling(_message.Message):
 Global___ModelEnsembling: _TypeAlias = ModelEnsembling  # noqa: Y015
 
 @_typing.final
+class ModelSequenceBatching(_message.Message):
+    """Sequence batching: stateful models (Triton's ModelSequenceBatching)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Control(_message.Message):
+        """How a control signal is fed to the model."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        class _Kind:
+            ValueType = _typing.NewType("ValueType", _builtins.int)
+            V: _TypeAlias = ValueType  # noqa: Y015
+
+        class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ModelSequenceBatching.Control._Kind.ValueType], _builtins.type):
+            DESCRIPTOR: _descriptor.EnumDescriptor
+            CONTROL_SEQUENCE_START: ModelSequenceBatching.Control._Kind.ValueType  # 0
+            CONTROL_SEQUENCE_READY: ModelSequenceBatching.Control._Kind.ValueType  # 1
+            CONTROL_SEQUENCE_END: ModelSequenceBatching.Control._Kind.ValueType  # 2
+            CONTROL_SEQUENCE_CORRID: ModelSequenceBatching.Control._Kind.ValueType  # 3
+
+        class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+        CONTROL_SEQUENCE_START: ModelSequenceBatching.Control.Kind.ValueType  # 0
+        CONTROL_SEQUENCE_READY: ModelSequenceBatching.Control.Kind.ValueType  # 1
+        CONTROL_SEQUENCE_END: ModelSequenceBatching.Control.Kind.ValueType  # 2
+        CONTROL_SEQUENCE_CORRID: ModelSequenceBatching.Control.Kind.ValueType  # 3
+
+        KIND_FIELD_NUMBER: _builtins.int
+        INT32_FALSE_TRUE_FIELD_NUMBER: _builtins.int
+        FP32_FALSE_TRUE_FIELD_NUMBER: _builtins.int
+        BOOL_FALSE_TRUE_FIELD_NUMBER: _builtins.int
+        DATA_TYPE_FIELD_NUMBER: _builtins.int
+        kind: Global___ModelSequenceBatching.Control.Kind.ValueType
+        data_type: Global___DataType.ValueType
+        @_builtins.property
+        def int32_false_true(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+        @_builtins.property
+        def fp32_false_true(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+        @_builtins.property
+        def bool_false_true(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]: ...
+        def __init__(
+            self,
+            *,
+            kind: Global___ModelSequenceBatching.Control.Kind.ValueType = ...,
+            int32_false_true: _abc.Iterable[_builtins.int] | None = ...,
+            fp32_false_true: _abc.Iterable[_builtins.float] | None = ...,
+            bool_false_true: _abc.Iterable[_builtins.bool] | None = ...,
+            data_type: Global___DataType.ValueType = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_false_true", b"bool_false_true", "data_type", b"data_type", "fp32_false_true", b"fp32_false_true", "int32_false_true", b"int32_false_true", "kind", b"kind"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ControlInput(_message.Message):
+        """A model input that carries control signals."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        NAME_FIELD_NUMBER: _builtins.int
+        CONTROL_FIELD_NUMBER: _builtins.int
+        name: _builtins.str
+        @_builtins.property
+        def control(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelSequenceBatching.Control]: ...
+        def __init__(
+            self,
+            *,
+            name: _builtins.str = ...,
+            control: _abc.Iterable[Global___ModelSequenceBatching.Control] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["control", b"control", "name", b"name"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class InitialState(_message.Message):
+        """The value a state starts from."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        DATA_TYPE_FIELD_NUMBER: _builtins.int
+        DIMS_FIELD_NUMBER: _builtins.int
+        ZERO_DATA_FIELD_NUMBER: _builtins.int
+        DATA_FILE_FIELD_NUMBER: _builtins.int
+        NAME_FIELD_NUMBER: _builtins.int
+        data_type: Global___DataType.ValueType
+        zero_data: _builtins.bool
+        data_file: _builtins.str
+        name: _builtins.str
+        @_builtins.property
+        def dims(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+        def __init__(
+            self,
+            *,
+            data_type: Global___DataType.ValueType = ...,
+            dims: _abc.Iterable[_builtins.int] | None = ...,
+            zero_data: _builtins.bool = ...,
+            data_file: _builtins.str = ...,
+            name: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["data_file", b"data_file", "state_data", b"state_data", "zero_data", b"zero_data"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["data_file", b"data_file", "data_type", b"data_type", "dims", b"dims", "name", b"name", "state_data", b"state_data", "zero_data", b"zero_data"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        _WhichOneofReturnType_state_data: _TypeAlias = _typing.Literal["zero_data", "data_file"]  # noqa: Y015
+        _WhichOneofArgType_state_data: _TypeAlias = _typing.Literal["state_data", b"state_data"]  # noqa: Y015
+        def WhichOneof(self, oneof_group: _WhichOneofArgType_state_data) -> _WhichOneofReturnType_state_data | None: ...
+
+    @_typing.final
+    class State(_message.Message):
+        """An implicit state: output_name of one step is fed as input_name of the next."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        INPUT_NAME_FIELD_NUMBER: _builtins.int
+        OUTPUT_NAME_FIELD_NUMBER: _builtins.int
+        DATA_TYPE_FIELD_NUMBER: _builtins.int
+        DIMS_FIELD_NUMBER: _builtins.int
+        INITIAL_STATE_FIELD_NUMBER: _builtins.int
+        USE_SAME_BUFFER_FOR_INPUT_OUTPUT_FIELD_NUMBER: _builtins.int
+        USE_GROWABLE_MEMORY_FIELD_NUMBER: _builtins.int
+        input_name: _builtins.str
+        output_name: _builtins.str
+        data_type: Global___DataType.ValueType
+        use_same_buffer_for_input_output: _builtins.bool
+        use_growable_memory: _builtins.bool
+        @_builtins.property
+        def dims(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+        @_builtins.property
+        def initial_state(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelSequenceBatching.InitialState]: ...
+        def __init__(
+            self,
+            *,
+            input_name: _builtins.str = ...,
+            output_name: _builtins.str = ...,
+            data_type: Global___DataType.ValueType = ...,
+            dims: _abc.Iterable[_builtins.int] | None = ...,
+            initial_state: _abc.Iterable[Global___ModelSequenceBatching.InitialState] | None = ...,
+            use_same_buffer_for_input_output: _builtins.bool = ...,
+            use_growable_memory: _builtins.bool = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["data_type", b"data_type", "dims", b"dims", "initial_state", b"initial_state", "input_name", b"input_name", "output_name", b"output_name", "use_growable_memory", b"use_growable_memory", "use_same_buffer_for_input_output", b"use_same_buffer_for_input_output"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class StrategyDirect(_message.Message):
+        """Each sequence owns one batch slot until it ends."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        MAX_QUEUE_DELAY_MICROSECONDS_FIELD_NUMBER: _builtins.int
+        MINIMUM_SLOT_UTILIZATION_FIELD_NUMBER: _builtins.int
+        max_queue_delay_microseconds: _builtins.int
+        minimum_slot_utilization: _builtins.float
+        def __init__(
+            self,
+            *,
+            max_queue_delay_microseconds: _builtins.int = ...,
+            minimum_slot_utilization: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["max_queue_delay_microseconds", b"max_queue_delay_microseconds", "minimum_slot_utilization", b"minimum_slot_utilization"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class StrategyOldest(_message.Message):
+        """The oldest sequences' next requests are batched together."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        MAX_CANDIDATE_SEQUENCES_FIELD_NUMBER: _builtins.int
+        PREFERRED_BATCH_SIZE_FIELD_NUMBER: _builtins.int
+        MAX_QUEUE_DELAY_MICROSECONDS_FIELD_NUMBER: _builtins.int
+        PRESERVE_ORDERING_FIELD_NUMBER: _builtins.int
+        max_candidate_sequences: _builtins.int
+        max_queue_delay_microseconds: _builtins.int
+        preserve_ordering: _builtins.bool
+        @_builtins.property
+        def preferred_batch_size(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+        def __init__(
+            self,
+            *,
+            max_candidate_sequences: _builtins.int = ...,
+            preferred_batch_size: _abc.Iterable[_builtins.int] | None = ...,
+            max_queue_delay_microseconds: _builtins.int = ...,
+            preserve_ordering: _builtins.bool = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["max_candidate_sequences", b"max_candidate_sequences", "max_queue_delay_microseconds", b"max_queue_delay_microseconds", "preferred_batch_size", b"preferred_batch_size", "preserve_ordering", b"preserve_ordering"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DIRECT_FIELD_NUMBER: _builtins.int
+    OLDEST_FIELD_NUMBER: _builtins.int
+    MAX_SEQUENCE_IDLE_MICROSECONDS_FIELD_NUMBER: _builtins.int
+    CONTROL_INPUT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ITERATIVE_SEQUENCE_FIELD_NUMBER: _builtins.int
+    max_sequence_idle_microseconds: _builtins.int
+    iterative_sequence: _builtins.bool
+    @_builtins.property
+    def direct(self) -> Global___ModelSequenceBatching.StrategyDirect: ...
+    @_builtins.property
+    def oldest(self) -> Global___ModelSequenceBatching.StrategyOldest: ...
+    @_builtins.property
+    def control_input(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelSequenceBatching.ControlInput]: ...
+    @_builtins.property
+    def state(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelSequenceBatching.State]: ...
+    def __init__(
+        self,
+        *,
+        direct: Global___ModelSequenceBatching.StrategyDirect | None = ...,
+        oldest: Global___ModelSequenceBatching.StrategyOldest | None = ...,
+        max_sequence_idle_microseconds: _builtins.int = ...,
+        control_input: _abc.Iterable[Global___ModelSequenceBatching.ControlInput] | None = ...,
+        state: _abc.Iterable[Global___ModelSequenceBatching.State] | None = ...,
+        iterative_sequence: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["direct", b"direct", "oldest", b"oldest", "strategy_choice", b"strategy_choice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["control_input", b"control_input", "direct", b"direct", "iterative_sequence", b"iterative_sequence", "max_sequence_idle_microseconds", b"max_sequence_idle_microseconds", "oldest", b"oldest", "state", b"state", "strategy_choice", b"strategy_choice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_strategy_choice: _TypeAlias = _typing.Literal["direct", "oldest"]  # noqa: Y015
+    _WhichOneofArgType_strategy_choice: _TypeAlias = _typing.Literal["strategy_choice", b"strategy_choice"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_strategy_choice) -> _WhichOneofReturnType_strategy_choice | None: ...
+
+Global___ModelSequenceBatching: _TypeAlias = ModelSequenceBatching  # noqa: Y015
+
+@_typing.final
 class ModelConfig(_message.Message):
     """A model configuration."""
 
@@ -2321,6 +2561,7 @@ class ModelConfig(_message.Message):
     INPUT_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     DYNAMIC_BATCHING_FIELD_NUMBER: _builtins.int
+    SEQUENCE_BATCHING_FIELD_NUMBER: _builtins.int
     ENSEMBLE_SCHEDULING_FIELD_NUMBER: _builtins.int
     INSTANCE_GROUP_FIELD_NUMBER: _builtins.int
     DEFAULT_MODEL_FILENAME_FIELD_NUMBER: _builtins.int
@@ -2360,6 +2601,10 @@ class ModelConfig(_message.Message):
         """If specified, enables the dynamic-batching scheduling policy."""
 
     @_builtins.property
+    def sequence_batching(self) -> Global___ModelSequenceBatching:
+        """If specified, enables the sequence-batching scheduling policy."""
+
+    @_builtins.property
     def ensemble_scheduling(self) -> Global___ModelEnsembling:
         """If specified, enables the model-ensembling scheduling policy."""
 
@@ -2388,17 +2633,18 @@ class ModelConfig(_message.Message):
         input: _abc.Iterable[Global___ModelInput] | None = ...,
         output: _abc.Iterable[Global___ModelOutput] | None = ...,
         dynamic_batching: Global___ModelDynamicBatching | None = ...,
+        sequence_batching: Global___ModelSequenceBatching | None = ...,
         ensemble_scheduling: Global___ModelEnsembling | None = ...,
         instance_group: _abc.Iterable[Global___ModelInstanceGroup] | None = ...,
         default_model_filename: _builtins.str = ...,
         parameters: _abc.Mapping[_builtins.str, Global___ModelParameter] | None = ...,
         model_transaction_policy: Global___ModelTransactionPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic_batching", b"dynamic_batching", "ensemble_scheduling", b"ensemble_scheduling", "model_transaction_policy", b"model_transaction_policy", "scheduling_choice", b"scheduling_choice", "version_policy", b"version_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dynamic_batching", b"dynamic_batching", "ensemble_scheduling", b"ensemble_scheduling", "model_transaction_policy", b"model_transaction_policy", "scheduling_choice", b"scheduling_choice", "sequence_batching", b"sequence_batching", "version_policy", b"version_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_model_filename", b"default_model_filename", "dynamic_batching", b"dynamic_batching", "ensemble_scheduling", b"ensemble_scheduling", "input", b"input", "instance_group", b"instance_group", "max_batch_size", b"max_batch_size", "model_transaction_policy", b"model_transaction_policy", "name", b"name", "output", b"output", "parameters", b"parameters", "platform", b"platform", "scheduling_choice", b"scheduling_choice", "version_policy", b"version_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_model_filename", b"default_model_filename", "dynamic_batching", b"dynamic_batching", "ensemble_scheduling", b"ensemble_scheduling", "input", b"input", "instance_group", b"instance_group", "max_batch_size", b"max_batch_size", "model_transaction_policy", b"model_transaction_policy", "name", b"name", "output", b"output", "parameters", b"parameters", "platform", b"platform", "scheduling_choice", b"scheduling_choice", "sequence_batching", b"sequence_batching", "version_policy", b"version_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_scheduling_choice: _TypeAlias = _typing.Literal["dynamic_batching", "ensemble_scheduling"]  # noqa: Y015
+    _WhichOneofReturnType_scheduling_choice: _TypeAlias = _typing.Literal["dynamic_batching", "sequence_batching", "ensemble_scheduling"]  # noqa: Y015
     _WhichOneofArgType_scheduling_choice: _TypeAlias = _typing.Literal["scheduling_choice", b"scheduling_choice"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_scheduling_choice) -> _WhichOneofReturnType_scheduling_choice | None: ...
 
