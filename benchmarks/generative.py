@@ -206,6 +206,10 @@ def one_round(
     figures: dict[str, Any] = {}
     single = stream(inferd_port, "smollm2", "generate", 1, args, drain_s=120)
     batched = stream(inferd_port, "smollm2", "generate", STREAMS, args, drain_s=120)
+    print(
+        f"  batched {batched.output_tokens_per_s:.1f} tok/s, single {single.output_tokens_per_s:.1f}",
+        file=sys.stderr,
+    )
     # One at a time, streams still waiting at the end would take minutes: cut them (tokens/s counts
     # what arrived in the window; the cut ones are not errors of the server).
     serial = stream(inferd_port, "smollm2-seq1", "generate", STREAMS, args, drain_s=0.1)
@@ -330,6 +334,7 @@ def main() -> None:
             for number in range(args.rounds):
                 print(f"round {number + 1}/{args.rounds} ...", file=sys.stderr)
                 rounds.append(one_round(args, inferd_port, peer_up, local))
+                args.json.write_text(json.dumps({"rounds": rounds}, indent=2, default=float) + "\n")
     medians = report(rounds, not args.no_peer)
     document = {
         "machine": {
