@@ -30,6 +30,7 @@ from inferd.http.protocol import ConnectionLimits, bounded_protocol
 from inferd.metrics.registry import Metrics
 from inferd.repository.loader import SchedulerDefaults
 from inferd.repository.manager import ModelRepository
+from inferd.runtimes import generative
 from inferd.security.metrics import SecurityCollector
 from inferd.security.service import Security
 from inferd.security.tls import TlsFiles
@@ -188,6 +189,8 @@ class Server:
         await self._stop.wait()
         log.info("stopping: draining in-flight requests")
         self.dataplane.start_draining()
+        # Generative models refuse new sequences now; their running streams drain with the front-ends.
+        generative.stop_accepting(m.runtime for e in self.repository.entries() for m in e.versions.values())
         http_server.should_exit = True
         await http_loop
         # Both front-ends stop accepting at once and finish what they have already accepted.

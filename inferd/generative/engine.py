@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,26 +25,10 @@ from inferd.generative.decoder import DecoderSession, KVBatch
 from inferd.generative.files import ModelFiles
 from inferd.generative.sampling import sample
 from inferd.generative.sequence import Item, Sequence, TokenStream
+from inferd.generative.stats import GenerationStats
 from inferd.model_config import GenerativeOptions
-from inferd.scheduler.histogram import Histogram
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class GenerationStats:
-    """Counters for /metrics and statistics. Latencies are observed on the event loop, when an event
-    reaches its stream: what a client sees, thread hop included."""
-
-    time_to_first_token: Histogram = field(default_factory=Histogram)
-    time_to_first_token_ns: int = 0
-    inter_token: Histogram = field(default_factory=Histogram)
-    inter_token_ns: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    finished: dict[str, int] = field(default_factory=dict)
-    refused: int = 0
-    steps: int = 0
 
 
 class Engine:
@@ -68,6 +51,8 @@ class Engine:
         self._batch = KVBatch(session.layout)
         self._decoding: dict[int, Sequence] = {}
         self._reserved = 0
+        # Written by the engine thread after each iteration, read by scrapes from the event loop.
+        self._kv_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"inferd-generate-{name}", daemon=True)
         self._thread.start()
 
@@ -83,8 +68,7 @@ class Engine:
 
     @property
     def kv_bytes(self) -> int:
-        prefill = sum(sum(a.nbytes for a in seq.cache) for seq in list(self._prefilling) if seq.cache)
-        return self._batch.nbytes + prefill
+        return self._kv_bytes
 
     @property
     def reserved_tokens(self) -> int:
@@ -158,6 +142,9 @@ class Engine:
             except Exception as exc:  # a failed execution fails its sequences, not the engine
                 log.exception("model %s: generation step failed", self.name)
                 self._fail_all(ExecutionError(f"model '{self.name}': generation failed: {exc}"), out)
+            self._kv_bytes = self._batch.nbytes + sum(
+                sum(array.nbytes for array in seq.cache) for seq in self._prefilling if seq.cache
+            )
             _deliver(out, self.stats)
         out = []
         self._fail_all(Unavailable(f"model '{self.name}' was unloaded during the generation"), out)
@@ -221,7 +208,7 @@ class Engine:
             self._leave(finished, None)
 
     def _prefill(self, out: list[tuple[Sequence, Item]]) -> None:
-        budget = self.options.prefill_chunk
+        budget = self._prefill_together(out, self.options.prefill_chunk)
         while self._prefilling and budget > 0:
             seq = self._prefilling[0]
             chunk = seq.prompt[seq.prefilled : seq.prefilled + budget]
@@ -235,15 +222,47 @@ class Engine:
             if seq.prefilled < len(seq.prompt):
                 continue
             self._prefilling.popleft()
-            self.stats.prompt_tokens += len(seq.prompt)
-            event = seq.accept(sample(logits[0], seq.params, seq.rng))
-            out.append((seq, event))
-            if event.finish_reason is not None:
-                self._release(seq, event.finish_reason)
-            else:
-                self._batch.join(seq.id, seq.cache)
-                self._decoding[seq.id] = seq
-            seq.cache = None
+            self._finish_prefill(seq, logits[0], out)
+
+    def _prefill_together(self, out: list[tuple[Sequence, Item]], budget: int) -> int:
+        """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution
+        (left-padded, as the decode batch is); returns the budget left."""
+        group: list[Sequence] = []
+        for seq in self._prefilling:
+            if seq.prefilled or sum(len(s.prompt) for s in group) + len(seq.prompt) > budget:
+                break
+            group.append(seq)
+        if len(group) < 2:
+            return budget
+        width = max(len(seq.prompt) for seq in group)
+        ids = np.zeros((len(group), width), np.int64)
+        mask = np.zeros_like(ids)
+        positions = np.zeros_like(ids)
+        for row, seq in enumerate(group):
+            length = len(seq.prompt)
+            ids[row, width - length :] = seq.prompt
+            mask[row, width - length :] = 1
+            positions[row, width - length :] = np.arange(length)
+        logits, present = self._session.run(ids, mask, positions, self._session.layout.empty(len(group)))
+        for row, seq in enumerate(group):
+            self._prefilling.popleft()
+            length = len(seq.prompt)
+            seq.prefilled = length
+            seq.cache = [array[row : row + 1, :, width - length :, :] for array in present]
+            self._finish_prefill(seq, logits[row], out)
+        return budget - sum(len(seq.prompt) for seq in group)
+
+    def _finish_prefill(self, seq: Sequence, logits: np.ndarray, out: list[tuple[Sequence, Item]]) -> None:
+        """A prompt is in the cache: sample its first token, then decode with the batch."""
+        self.stats.prompt_tokens += len(seq.prompt)
+        event = seq.accept(sample(logits, seq.params, seq.rng))
+        out.append((seq, event))
+        if event.finish_reason is not None:
+            self._release(seq, event.finish_reason)
+        elif seq.cache is not None:
+            self._batch.join(seq.id, seq.cache)
+            self._decoding[seq.id] = seq
+        seq.cache = None
 
     def _leave(self, rows: set[int], reason: str | None) -> None:
         batch = self._batch
@@ -291,9 +310,7 @@ def _dispatch(items: list[tuple[Sequence, Item]], stats: GenerationStats) -> Non
         if isinstance(item, TokenEvent):
             if seq.last_event_ns == 0:
                 stats.time_to_first_token.observe(now - seq.created)
-                stats.time_to_first_token_ns += now - seq.created
             else:
                 stats.inter_token.observe(now - seq.last_event_ns)
-                stats.inter_token_ns += now - seq.last_event_ns
             seq.last_event_ns = now
         seq.queue.put_nowait(item)

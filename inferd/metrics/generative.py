@@ -3,7 +3,8 @@ engine's GenerationStats and gauges, in the same hand-formatted text as ModelMet
 
 from __future__ import annotations
 
-from inferd.metrics.models import _counter, _Family, escape_label, seconds_buckets
+from inferd.generative.stats import LatencyHistogram
+from inferd.metrics.models import _counter, _Family, escape_label
 from inferd.repository.manager import ModelRepository
 from inferd.runtimes.generative import GenerativeRuntime
 
@@ -49,9 +50,9 @@ class GenerativeMetrics:
                 stats = engine.stats
                 labels = f'model="{escape_label(model.name)}",version="{escape_label(model.version)}"'
                 ttft.histogram(
-                    labels, seconds_buckets(stats.time_to_first_token), stats.time_to_first_token_ns / _NS
+                    labels, _buckets(stats.time_to_first_token), stats.time_to_first_token.total_ns / _NS
                 )
-                itl.histogram(labels, seconds_buckets(stats.inter_token), stats.inter_token_ns / _NS)
+                itl.histogram(labels, _buckets(stats.inter_token), stats.inter_token.total_ns / _NS)
                 generated.sample(labels, stats.generated_tokens)
                 prompt.sample(labels, stats.prompt_tokens)
                 for reason, count in sorted(stats.finished.items()):
@@ -64,3 +65,8 @@ class GenerativeMetrics:
         if not found:
             return ""
         return "".join(line for family in families for line in family.lines)
+
+
+def _buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
+    bounds = [repr(bound / _NS) for bound in histogram.bounds] + ["+Inf"]
+    return list(zip(bounds, map(float, histogram.cumulative()), strict=True))

@@ -6,6 +6,7 @@ API), never through the batcher: a V2 ``infer`` on it is refused with a pointer 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,11 @@ class GenerativeRuntime:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def stop_accepting(runtimes: Iterable[object]) -> None:
+    """At shutdown: generative models refuse new sequences; running ones finish (the front-ends' drain
+    timeout bounds them, then unloading ends what is left with an error)."""
+    for runtime in runtimes:
+        if isinstance(runtime, GenerativeRuntime):
+            runtime.engine.stop_accepting()
