@@ -26,7 +26,6 @@ from inferd.generative.contract import TokenEvent
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.generate import parse_body
 from inferd.http.openai_requests import (
-    BadField,
     GenerationRequest,
     chat_request,
     completion_request,
@@ -107,8 +106,6 @@ async def _generate(dp: DataPlane, request: GenerationRequest, chat: bool) -> St
 
 
 async def _tokens(dp: DataPlane, request: GenerationRequest, answer: _Answer) -> AsyncIterator[TokenEvent]:
-    if dp.stream_kind(request.model, None) not in ("generative", None):
-        raise BadField(f"model '{request.model}' is not a generative model", "model")
     async with dp.generation(request.model, None) as held:
         answer.held = held
         generator = held.generator

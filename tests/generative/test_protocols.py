@@ -205,6 +205,7 @@ def test_embeddings_come_from_the_embedding_model(served: Served) -> None:
         ({"temperature": "hot"}, None, "'temperature' must be a number"),
         ({"prompt": "fox " * 2000}, None, "context"),
         ({"model": "nothere"}, None, "nothere"),
+        ({"model": "embed"}, None, "not a generative model"),
     ],
 )
 def test_bad_completion_requests_get_openai_errors(
