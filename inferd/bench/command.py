@@ -20,7 +20,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 if TYPE_CHECKING:  # the rest loads numpy and friends: imported on use, so `inferd --help` stays fast
     from inferd.bench.scenarios import Bench, Measurement
 
-_SCENARIOS = ("single-stream", "server", "offline", "sweep")
+_SCENARIOS = ("single-stream", "server", "offline", "sweep", "generative")
 
 
 @click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
@@ -164,6 +164,20 @@ _SCENARIOS = ("single-stream", "server", "offline", "sweep")
     type=_FILE,
     help="https/grpcs: the client certificate's private key (PEM, unencrypted).",
 )
+@click.option(
+    "--api",
+    type=click.Choice(["generate", "openai"]),
+    help="Generative: stream /v2/models/M/generate_stream (default) or /v1/completions.",
+)
+@click.option(
+    "--prompts", type=_FILE, help="Generative: prompts, one per line (.txt) or JSON lines (.jsonl)."
+)
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), help="Generative: tokens per request (default 128)."
+)
+@click.option(
+    "--temperature", type=click.FloatRange(min=0), help="Generative: sampling temperature (default 0)."
+)
 def bench(url: str, model: str, version: str, **flags: Any) -> None:
     """Load an Open Inference Protocol server at URL (http://, https://, grpc:// or grpcs://host:port)
     and report latency percentiles, throughput, errors, the server's queue/compute split and cost."""
@@ -194,8 +208,13 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
     endpoint = _secured(Endpoint.parse(url), flags)
     if flags["plot_path"] and importlib.util.find_spec("matplotlib") is None:
         raise BenchError("--plot needs matplotlib: pip install 'inferd[plot]'")  # say so before the runs
-    price = hourly_price(flags["price_per_hour"], flags["instance_type"])
     scenario = _scenario(flags)
+    if scenario == "generative":
+        from inferd.bench.generative_command import run_command
+
+        run_command(endpoint, url, model, version, flags)
+        return
+    price = hourly_price(flags["price_per_hour"], flags["instance_type"])
     from inferd.bench.scenarios import parse_levels
 
     for name, kind in (("concurrency", int), ("rate", float)):  # bad lists fail before any request
@@ -305,6 +324,12 @@ def _statistics_note(endpoint: Endpoint, model: str, version: str) -> str | None
 
 def _scenario(flags: dict[str, Any]) -> str:
     chosen: str | None = flags["scenario"]
+    from inferd.bench.generative_command import wants_generative
+
+    if chosen == "generative" or (chosen is None and wants_generative(flags)):
+        return "generative"
+    if wants_generative(flags):
+        raise BenchError("--api, --prompts and --max-tokens belong to the generative scenario")
     if flags["slo_p99_ms"] is not None:
         if chosen not in (None, "server"):
             raise BenchError("--slo-p99-ms searches the server scenario; drop --scenario or use server")

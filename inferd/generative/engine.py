@@ -208,7 +208,7 @@ class Engine:
             self._leave(finished, None)
 
     def _prefill(self, out: list[tuple[Sequence, Item]]) -> None:
-        budget = self.options.prefill_chunk
+        budget = self._prefill_together(out, self.options.prefill_chunk)
         while self._prefilling and budget > 0:
             seq = self._prefilling[0]
             chunk = seq.prompt[seq.prefilled : seq.prefilled + budget]
@@ -222,15 +222,47 @@ class Engine:
             if seq.prefilled < len(seq.prompt):
                 continue
             self._prefilling.popleft()
-            self.stats.prompt_tokens += len(seq.prompt)
-            event = seq.accept(sample(logits[0], seq.params, seq.rng))
-            out.append((seq, event))
-            if event.finish_reason is not None:
-                self._release(seq, event.finish_reason)
-            else:
-                self._batch.join(seq.id, seq.cache)
-                self._decoding[seq.id] = seq
-            seq.cache = None
+            self._finish_prefill(seq, logits[0], out)
+
+    def _prefill_together(self, out: list[tuple[Sequence, Item]], budget: int) -> int:
+        """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution
+        (left-padded, as the decode batch is); returns the budget left."""
+        group: list[Sequence] = []
+        for seq in self._prefilling:
+            if seq.prefilled or sum(len(s.prompt) for s in group) + len(seq.prompt) > budget:
+                break
+            group.append(seq)
+        if len(group) < 2:
+            return budget
+        width = max(len(seq.prompt) for seq in group)
+        ids = np.zeros((len(group), width), np.int64)
+        mask = np.zeros_like(ids)
+        positions = np.zeros_like(ids)
+        for row, seq in enumerate(group):
+            length = len(seq.prompt)
+            ids[row, width - length :] = seq.prompt
+            mask[row, width - length :] = 1
+            positions[row, width - length :] = np.arange(length)
+        logits, present = self._session.run(ids, mask, positions, self._session.layout.empty(len(group)))
+        for row, seq in enumerate(group):
+            self._prefilling.popleft()
+            length = len(seq.prompt)
+            seq.prefilled = length
+            seq.cache = [array[row : row + 1, :, width - length :, :] for array in present]
+            self._finish_prefill(seq, logits[row], out)
+        return budget - sum(len(seq.prompt) for seq in group)
+
+    def _finish_prefill(self, seq: Sequence, logits: np.ndarray, out: list[tuple[Sequence, Item]]) -> None:
+        """A prompt is in the cache: sample its first token, then decode with the batch."""
+        self.stats.prompt_tokens += len(seq.prompt)
+        event = seq.accept(sample(logits, seq.params, seq.rng))
+        out.append((seq, event))
+        if event.finish_reason is not None:
+            self._release(seq, event.finish_reason)
+        elif seq.cache is not None:
+            self._batch.join(seq.id, seq.cache)
+            self._decoding[seq.id] = seq
+        seq.cache = None
 
     def _leave(self, rows: set[int], reason: str | None) -> None:
         batch = self._batch

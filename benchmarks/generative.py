@@ -1,0 +1,362 @@
+"""Generative serving, side by side in one run on the real SmolLM2-135M-Instruct (``smollm2``).
+
+Each round measures, with inferd's own streaming client (``inferd bench --scenario generative``, the
+built-in prompts of mixed lengths, greedy, ``--max-tokens`` per request):
+
+(a) continuous batching against one sequence at a time: the same model files served twice by one
+    inferd, as ``smollm2`` (max_num_seqs 16) and ``smollm2-seq1`` (max_num_seqs 1), each at 16
+    concurrent streams: output tokens/s ratio, and the batching engine's TTFT p99 at 16 streams against
+    its single-stream TTFT (median of one stream, closed loop);
+(b) one stream through the server (generate_stream, SSE) against an in-process greedy loop over the
+    same ONNX decoder with onnxruntime (same session options as the engine: intra-op threads, inter-op
+    1, no spinning; the same prompts, tokenizer and stop tokens): what the server costs;
+(c) a peer: the same weights in a transformers + torch server (benchmarks/peers/transformers_generate.py,
+    one ``model.generate`` per request, no batching across requests), OpenAI streaming at 16 streams,
+    against inferd's OpenAI route at 16 streams.
+
+Rounds run the targets one after another and the report quotes the median of each figure over rounds.
+The model is built with ``inferd examples build DIR --generative`` unless DIR already holds it.
+
+    python benchmarks/generative.py --model-dir /tmp/smollm2-models --rounds 3 --duration 15
+    python benchmarks/generative.py --short      # one round of 4 s runs: checks the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from inferd.bench.endpoint import Endpoint
+from inferd.bench.generative import Api, GenerativeSpec, probe_generative, run_generative
+from inferd.bench.generative_report import GenerativeSummary, summarize, summary_document
+from inferd.bench.prompts import BUILTIN_PROMPTS
+
+HERE = Path(__file__).resolve().parent
+STREAMS = 16
+
+
+def _config(max_num_seqs: int, threads: int, queue_timeout_s: float) -> str:
+    return (
+        "platform: generative\ngenerative:\n"
+        f"  max_num_seqs: {max_num_seqs}\n  max_tokens_in_flight: 32768\n  max_tokens: 512\n"
+        f"  queue_timeout_s: {queue_timeout_s}\n  max_waiting: 256\n  prefill_chunk: 256\n"
+        f"  threads: {threads}\n"
+    )
+
+
+def model_version(model_dir: Path) -> Path:
+    version = model_dir / "smollm2" / "1"
+    if not (version / "model.onnx").is_file():
+        print(f"building smollm2 into {model_dir} ...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "inferd", "examples", "build", str(model_dir), "--generative"], check=True
+        )
+    return version
+
+
+def repository(root: Path, version: Path, threads: int) -> Path:
+    """``smollm2`` and ``smollm2-seq1``: the same files (linked), batching on and off."""
+    models = root / "models"
+    for name, seqs, timeout in (("smollm2", STREAMS, 30.0), ("smollm2-seq1", 1, 3600.0)):
+        (models / name).mkdir(parents=True)
+        (models / name / "1").symlink_to(version.resolve(), target_is_directory=True)
+        # One at a time, 15 streams wait whole generations: no refusal for waiting that long.
+        (models / name / "config.yaml").write_text(_config(seqs, threads, timeout))
+    return models
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready within {timeout_s} s")
+
+
+@contextmanager
+def serving(command: list[str], ready_path: str, port: int, log: Path) -> Iterator[int]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}{ready_path}", process)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stream(
+    port: int, model: str, api: Api, concurrency: int, args: argparse.Namespace, drain_s: float
+) -> GenerativeSummary:
+    spec = GenerativeSpec(
+        endpoint=Endpoint("http", "127.0.0.1", port),
+        model=model,
+        version="",
+        api=api,
+        prompts=BUILTIN_PROMPTS,
+        max_tokens=args.max_tokens,
+        temperature=0.0,
+        concurrency=concurrency,
+        # 16 streams start with 16 prefills at once: the warm-up lets that burst pass, so the window
+        # sees arrivals spread as they are in steady state. One stream needs no such wait.
+        warmup_s=args.warmup if concurrency > 1 else min(args.warmup, 3.0),
+        duration_s=args.duration,
+        drain_s=drain_s,
+        seed=args.seed,
+    )
+    failure = probe_generative(spec, timeout_s=300)
+    if failure is not None:
+        raise RuntimeError(f"{model} on port {port}: {failure}")
+    return summarize(spec, run_generative(spec))
+
+
+class InProcess:
+    """The engine's decoder graph driven by a plain greedy loop: prefill the prompt, then one token
+    per run, no server, no batching, no threads of its own."""
+
+    def __init__(self, version: Path, threads: int) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(version / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.tokenizer = Tokenizer.from_file(str(version / "tokenizer.json"))
+        past = [i for i in self.session.get_inputs() if i.name.startswith("past.")]
+        self.past_names = [i.name for i in past]
+        self.kv_heads, self.head_dim = int(past[0].shape[1]), int(past[0].shape[3])
+        eos = json.loads((version / "generation_config.json").read_text())["eos_token_id"]
+        self.eos = set(eos if isinstance(eos, list) else [eos])
+        config = json.loads((version / "tokenizer_config.json").read_text())
+        token = config.get("eos_token")
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str) and (token_id := self.tokenizer.token_to_id(token)) is not None:
+            self.eos.add(token_id)
+
+    def generate(self, prompt: str, max_tokens: int) -> int:
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False).ids
+        past = [np.zeros((1, self.kv_heads, 0, self.head_dim), np.float32) for _ in self.past_names]
+        tokens = np.asarray([ids], np.int64)
+        positions = np.arange(len(ids), dtype=np.int64)[None, :]
+        length, generated = 0, 0
+        while generated < max_tokens:
+            length += tokens.shape[1]
+            feed = {
+                "input_ids": tokens,
+                "attention_mask": np.ones((1, length), np.int64),
+                "position_ids": positions,
+            }
+            feed.update(zip(self.past_names, past, strict=True))
+            logits, *past = self.session.run(None, feed)
+            token = int(np.argmax(logits[0]))
+            generated += 1
+            if token in self.eos:
+                break
+            tokens = np.asarray([[token]], np.int64)
+            positions = np.asarray([[length]], np.int64)
+        return generated
+
+    def tokens_per_s(self, args: argparse.Namespace) -> float:
+        order = np.random.default_rng(args.seed).permutation(len(BUILTIN_PROMPTS)).tolist()
+        self.generate(BUILTIN_PROMPTS[0], 4)  # warm the session
+        start, tokens, index = time.perf_counter(), 0, 0
+        while time.perf_counter() - start < args.duration:
+            tokens += self.generate(BUILTIN_PROMPTS[order[index % len(order)]], args.max_tokens)
+            index += 1
+        return tokens / (time.perf_counter() - start)
+
+
+def one_round(
+    args: argparse.Namespace, inferd_port: int, peer_port: int | None, local: InProcess
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    single = stream(inferd_port, "smollm2", "generate", 1, args, drain_s=120)
+    batched = stream(inferd_port, "smollm2", "generate", STREAMS, args, drain_s=120)
+    print(
+        f"  batched {batched.output_tokens_per_s:.1f} tok/s, single {single.output_tokens_per_s:.1f}",
+        file=sys.stderr,
+    )
+    # One at a time, streams still waiting at the end would take minutes: cut them (tokens/s counts
+    # what arrived in the window; the cut ones are not errors of the server).
+    serial = stream(inferd_port, "smollm2-seq1", "generate", STREAMS, args, drain_s=0.1)
+    figures["single"] = summary_document(single)
+    figures["batched"] = summary_document(batched)
+    figures["serial"] = summary_document(serial)
+    figures["in_process_tokens_per_s"] = local.tokens_per_s(args)
+    if peer_port is not None:
+        figures["inferd_openai"] = summary_document(
+            stream(inferd_port, "smollm2", "openai", STREAMS, args, 120)
+        )
+        figures["peer"] = summary_document(stream(peer_port, "smollm2", "openai", STREAMS, args, 300))
+    return figures
+
+
+def _median(rounds: list[dict[str, Any]], *path: str) -> float:
+    values = []
+    for figures in rounds:
+        value: Any = figures
+        for key in path:
+            value = value[key] if value is not None else None
+        if value is not None:
+            values.append(float(value))
+    return statistics.median(values) if values else float("nan")
+
+
+def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
+    m = {
+        "batched_tps": _median(rounds, "batched", "output_tokens_per_s"),
+        "serial_tps": _median(rounds, "serial", "output_tokens_per_s"),
+        "batched_ttft_p99_ms": _median(rounds, "batched", "ttft_ms", "p99"),
+        "batched_ttft_p50_ms": _median(rounds, "batched", "ttft_ms", "p50"),
+        "serial_ttft_p50_ms": _median(rounds, "serial", "ttft_ms", "p50"),
+        "single_ttft_p50_ms": _median(rounds, "single", "ttft_ms", "p50"),
+        "single_ttft_p99_ms": _median(rounds, "single", "ttft_ms", "p99"),
+        "batched_itl_p50_ms": _median(rounds, "batched", "inter_token_ms", "p50"),
+        "batched_itl_p99_ms": _median(rounds, "batched", "inter_token_ms", "p99"),
+        "single_itl_p50_ms": _median(rounds, "single", "inter_token_ms", "p50"),
+        "single_tps": _median(rounds, "single", "output_tokens_per_s"),
+        "in_process_tps": _median(rounds, "in_process_tokens_per_s"),
+    }
+    m["batching_ratio"] = m["batched_tps"] / m["serial_tps"]
+    m["ttft_ratio"] = m["batched_ttft_p99_ms"] / m["single_ttft_p50_ms"]
+    m["server_vs_in_process"] = m["single_tps"] / m["in_process_tps"]
+    lines = [
+        "| figure | value | target |",
+        "| --- | --- | --- |",
+        f"| (a) output tok/s, 16 streams, continuous batching | {m['batched_tps']:.1f} | |",
+        f"| (a) output tok/s, 16 streams, one sequence at a time | {m['serial_tps']:.1f} | |",
+        f"| (a) batching / one at a time | **{m['batching_ratio']:.2f}x** | >= 4x |",
+        f"| (a) TTFT p99 at 16 streams, batching (ms) | {m['batched_ttft_p99_ms']:.0f} | |",
+        f"| (a) single-stream TTFT p50 / p99 (ms) | {m['single_ttft_p50_ms']:.0f} / "
+        f"{m['single_ttft_p99_ms']:.0f} | |",
+        f"| (a) TTFT p99 at 16 / single-stream TTFT p50 | **{m['ttft_ratio']:.2f}x** | < 10x |",
+        f"| (a) inter-token p50 / p99, 16 streams (ms) | {m['batched_itl_p50_ms']:.1f} / "
+        f"{m['batched_itl_p99_ms']:.1f} | |",
+        f"| (b) one stream, inferd generate_stream tok/s | {m['single_tps']:.1f} | |",
+        f"| (b) one stream, in-process onnxruntime greedy loop tok/s | {m['in_process_tps']:.1f} | |",
+        f"| (b) inferd / in-process | **{m['server_vs_in_process'] * 100:.0f}%** | >= 90% |",
+    ]
+    if peer:
+        m["inferd_openai_tps"] = _median(rounds, "inferd_openai", "output_tokens_per_s")
+        m["peer_tps"] = _median(rounds, "peer", "output_tokens_per_s")
+        m["inferd_openai_ttft_p99_ms"] = _median(rounds, "inferd_openai", "ttft_ms", "p99")
+        m["peer_ttft_p99_ms"] = _median(rounds, "peer", "ttft_ms", "p99")
+        m["peer_ratio"] = m["inferd_openai_tps"] / m["peer_tps"]
+        lines += [
+            f"| (c) output tok/s, 16 streams, inferd /v1/completions | {m['inferd_openai_tps']:.1f} | |",
+            f"| (c) output tok/s, 16 streams, transformers server | {m['peer_tps']:.1f} | |",
+            f"| (c) inferd / transformers server | **{m['peer_ratio']:.2f}x** | (report) |",
+            f"| (c) TTFT p99, inferd / transformers (ms) | {m['inferd_openai_ttft_p99_ms']:.0f} / "
+            f"{m['peer_ttft_p99_ms']:.0f} | |",
+        ]
+    print("\n".join(lines))
+    return m
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "smollm2-models")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=0, help="ORT/torch intra-op threads; 0: every core")
+    parser.add_argument("--no-peer", action="store_true", help="skip (c), the transformers server")
+    parser.add_argument("--short", action="store_true", help="one round of 4 s runs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=Path("generative.json"))
+    args = parser.parse_args()
+    if args.short:
+        args.rounds, args.duration, args.warmup = 1, 4.0, 1.0
+    threads = args.threads or len(os.sched_getaffinity(0))
+    version = model_version(args.model_dir)
+    local = InProcess(version, threads)
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        models = repository(root, version, threads)
+        inferd_port, peer_port = _free_port(), _free_port()
+        inferd = [
+            sys.executable,
+            "-m",
+            "inferd",
+            "serve",
+            str(models),
+            "--http-port",
+            str(inferd_port),
+            "--grpc-port",
+            "0",
+        ]
+        peer = [
+            sys.executable,
+            str(HERE / "peers" / "transformers_generate.py"),
+            str(peer_port),
+            str(threads),
+        ]
+        peer_serving = _none() if args.no_peer else serving(peer, "/ready", peer_port, root / "peer.log")
+        with serving(inferd, "/v2/health/ready", inferd_port, root / "inferd.log"), peer_serving as peer_up:
+            for number in range(args.rounds):
+                print(f"round {number + 1}/{args.rounds} ...", file=sys.stderr)
+                rounds.append(one_round(args, inferd_port, peer_up, local))
+                args.json.write_text(json.dumps({"rounds": rounds}, indent=2, default=float) + "\n")
+    medians = report(rounds, not args.no_peer)
+    document = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": threads,
+            "platform": platform.platform(),
+            "load_avg": os.getloadavg(),
+        },
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "medians": medians,
+        "rounds": rounds,
+    }
+    args.json.write_text(json.dumps(document, indent=2, default=float) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+
+
+@contextmanager
+def _none() -> Iterator[int | None]:
+    yield None
+
+
+if __name__ == "__main__":
+    main()
