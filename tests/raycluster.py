@@ -79,6 +79,9 @@ def _run(*command: str, env: dict[str, str] | None = None, timeout: float = 180)
 class RayCluster:
     workdir: Path
     gcs_port: int = field(default_factory=_free_port)
+    # Serve's proxies keep the ports of the first deployment for the cluster's life.
+    http_port: int = field(default_factory=_free_port)
+    grpc_port: int = field(default_factory=_free_port)
     netns: str = field(default_factory=lambda: f"inferd-ray-{uuid.uuid4().hex[:6]}")
     _veth: str = field(default_factory=lambda: f"vr{uuid.uuid4().hex[:6]}")
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inferd.errors import InvalidRequest, ModelLoadError
-from inferd.generative.decoder import DecoderSession
-from inferd.generative.engine import Engine
-from inferd.generative.files import read_model_files
-from inferd.generative.generator import OnnxGenerator
 from inferd.model_config import CONFIG_FILE, GenerativeOptions, available_cores
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.types import TensorSpec
+
+if TYPE_CHECKING:  # the engine needs the `generative` extra (tokenizers, jinja2): imported at load
+    from inferd.generative.engine import Engine
+    from inferd.generative.generator import OnnxGenerator
+
+MISSING_EXTRA = "pip install 'inferd[generative]'"
 
 
 class GenerativeRuntime:
@@ -33,6 +36,15 @@ class GenerativeRuntime:
                 f"{version_dir.parent / CONFIG_FILE}: a generative model runs one engine per version: "
                 "'instances' must be 1 (max_num_seqs sets how many sequences run together)"
             )
+        try:
+            from inferd.generative.decoder import DecoderSession
+            from inferd.generative.engine import Engine
+            from inferd.generative.files import read_model_files
+            from inferd.generative.generator import OnnxGenerator
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"{path}: a generative model needs {exc.name}, which is not installed: {MISSING_EXTRA}"
+            ) from None
         files = read_model_files(version_dir)
         context = options.context_length or files.max_position_embeddings
         if context > files.max_position_embeddings:
@@ -41,7 +53,7 @@ class GenerativeRuntime:
                 f"model's max_position_embeddings {files.max_position_embeddings}"
             )
         session = DecoderSession(path, options.threads or available_cores())
-        self.engine = Engine(self.name, session, files, options, context)
+        self.engine: Engine = Engine(self.name, session, files, options, context)
         self._generator = OnnxGenerator(self.engine, files)
         self._signature = Signature(
             (TensorSpec("text_input", "BYTES", (1,)),), (TensorSpec("text_output", "BYTES", (1,)),), 0

@@ -80,13 +80,9 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def _free_port() -> int:
-    return raycluster._free_port()
-
-
 def _deploy(cluster: raycluster.RayCluster, repository: Path, *options: str) -> tuple[int, int]:
     """Deploy with a proxy on every node listening on all its addresses; returns (http, grpc) ports."""
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = cluster.http_port, cluster.grpc_port
     command = [
         sys.executable, "-m", "inferd", "ray", "deploy", str(repository), "--address", cluster.address,
         "--host", "0.0.0.0", "--http-port", str(http_port), "--grpc-port", str(grpc_port), *options,
