@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import resource
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -106,3 +108,22 @@ def ulimit_flags() -> list[str]:
     hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
     processes = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
     return ["--ulimit", f"nofile={files}:{files}", "--ulimit", f"nproc={processes}:{processes}"]
+
+
+def host_port() -> int:
+    """A free host port below the kernel's ephemeral range, to publish a container's port on.
+
+    podman's port forwarding is a DNAT rule for the host port; were a rule left behind (seen here
+    after a container died at start), a later server that binds port 0 and is handed the same number
+    would have its connections sent to the dead container. Ports 0 binds never come from below the
+    ephemeral range, so a rule there can never capture one of them.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(10_000, max(10_001, low)), k=min(200, max(1, low - 10_000))):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between 10000 and {low}")
