@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from compare import free_port
 from onnx import TensorProto, helper
 
 from inferd.bench.endpoint import Endpoint
@@ -53,14 +54,6 @@ def build_repository(dest: Path) -> Path:
         "max_batch_size: 64\ndynamic_batching:\n  max_queue_delay_ms: 1\n"
     )
     return dest
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return int(probe_socket.getsockname()[1])
 
 
 def wait_ready(port: int, timeout_s: float = 300) -> None:

@@ -103,6 +103,7 @@ class Server:
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
         self._stop = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
         self._models_loaded = False
         self.connection_limits = _connection_limits(settings)
 
@@ -139,11 +140,7 @@ class Server:
         if not self._models_loaded:
             await self.load_models_async()
         _freeze_startup_heap()
-        lifecycle = settings.lifecycle
-        poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
-        watcher = asyncio.create_task(
-            self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
-        )
+        self.watch_repository()
         self.http_port = http_socket.getsockname()[1]
         rest = RestApp(self.dataplane, settings.http.max_body_bytes, self.pages(), self.security.gate)
         config = uvicorn.Config(
@@ -206,12 +203,28 @@ class Server:
         if grpc_server:
             stopping.append(grpc_server.stop(settings.drain_timeout_s))
         await asyncio.gather(*stopping)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await self.dataplane.close()
         if metrics_server is not None:
             await metrics_server.stop()
+        await self.close_components()
+        http_socket.close()
+        log.info("stopped")
+
+    def watch_repository(self) -> None:
+        """Poll the repository (poll mode) and evaluate running rollouts, until ``close_components``."""
+        lifecycle = self.settings.lifecycle
+        poll_interval = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
+        self._watcher = asyncio.create_task(
+            self.repository.watch(poll_interval, lifecycle.rollout_check_interval_s)
+        )
+
+    async def close_components(self) -> None:
+        """Everything behind the front-ends, once they have stopped: the repository watcher, batchers
+        and models, background monitors, exporters and connections (also a Ray replica's shutdown)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.dataplane.close()
         if self.metrics is not None:
             await self.metrics.stop()
         if self.drift is not None:
@@ -222,8 +235,6 @@ class Server:
         if self.cache is not None:
             await self.cache.close()
         await self.security.close()
-        http_socket.close()
-        log.info("stopped")
 
     async def _serving(self) -> None:
         """Called once both front-ends accept requests."""

@@ -15,8 +15,6 @@ cache and security gate. Calls arrive as Ray hands them over:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
@@ -107,9 +105,7 @@ class InferdReplica:
         server = self._server
         server.security.start()
         await server.load_models_async()
-        lifecycle = server.settings.lifecycle
-        poll = lifecycle.poll_interval_s if lifecycle.model_control == "poll" else None
-        self._watcher = asyncio.create_task(server.repository.watch(poll, lifecycle.rollout_check_interval_s))
+        server.watch_repository()
         if server.metrics is not None:
             server.metrics.start()
         if server.drift is not None:
@@ -142,20 +138,8 @@ class InferdReplica:
 
     async def __del__(self) -> None:
         """Ray's graceful shutdown has already waited for this replica's calls; finish the rest."""
-        server = self._server
-        server.dataplane.start_draining()
-        self._watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._watcher
-        await server.dataplane.close()
-        if server.metrics is not None:
-            await server.metrics.stop()
-        if server.drift is not None:
-            await server.drift.stop()
-        await server.repository.close()
-        if server.cache is not None:
-            await server.cache.close()
-        await server.security.close()
+        self._server.dataplane.start_draining()
+        await self._server.close_components()
 
 
 def _rpc(method: str) -> Callable[..., Awaitable[Any]]:
