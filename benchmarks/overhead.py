@@ -195,7 +195,7 @@ local f = assert(io.open("{body}", "rb"))
 wrk.body = f:read("*all")
 f:close()
 """
-_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6}
+_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
 
 
 def run_wrk(
@@ -208,15 +208,17 @@ def run_wrk(
     script.write_text(_WRK_LUA.format(headers=header_lines, body=body_path))
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url]
     output, cpu = _run_measured(command)
-    percentiles = {
-        m[0]: float(m[1]) * _UNITS[m[2]] for m in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)$", output, re.M)
-    }
+    found = re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)$", output, re.M)
+    percentiles = {m[0]: float(m[1]) * _UNITS[m[2]] for m in found}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
-    return {"rps": rps, "p50": percentiles["50"], "p99": percentiles["99"], "errors": errors, "cpu": cpu}
+    # A run whose latency wrk could not report (seen on an overloaded machine) is kept, as NaN, rather
+    # than losing the whole table.
+    p50, p99 = percentiles.get("50", math.nan), percentiles.get("99", math.nan)
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": errors, "cpu": cpu}
 
 
 def run_h2load(url: str, body: bytes, concurrency: int, duration: float, work: Path) -> dict[str, float]:
