@@ -95,11 +95,18 @@ class Streams:
         runtime = model.runtime
         if not isinstance(runtime, GenerativeRuntime):
             raise InvalidRequest(f"model '{model.name}' is not a generative model")
+        async with self._accounted(model):
+            yield Generation(model.name, model.version, runtime.generator)
+
+    @asynccontextmanager
+    async def _accounted(self, model: LoadedModel) -> AsyncIterator[None]:
+        """One stream on ``model``: the version held and counted active until it ends, then recorded
+        in its statistics as one inference, failed by the InferdError that ended it."""
         model.hold()
         self.active += 1
         start = time.perf_counter_ns()
         try:
-            yield Generation(model.name, model.version, runtime.generator)
+            yield
         except InferdError as exc:
             model.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
             raise
@@ -116,10 +123,7 @@ class Streams:
         runtime = model.runtime
         if not isinstance(runtime, Streaming):
             raise InvalidRequest(f"model '{model.name}' does not stream (it has no predict_stream)")
-        model.hold()
-        self.active += 1
-        start = time.perf_counter_ns()
-        try:
+        async with self._accounted(model):
             checked = self._prepare(model, request)
             self._turn += 1
             instance = self._turn % runtime_instances(model)
@@ -129,15 +133,6 @@ class Streams:
                     yield model.response(request.id, outputs, checked.outputs)
             finally:
                 await stream.aclose()
-        except InferdError as exc:
-            model.stats.record_failure(time.perf_counter_ns() - start, exc.kind.value)
-            raise
-        else:
-            model.stats.record_success(time.perf_counter_ns() - start)
-            model.stats.last_inference_ms = time.time_ns() // 1_000_000
-        finally:
-            self.active -= 1
-            model.release()
 
 
 def runtime_instances(model: LoadedModel) -> int:
