@@ -27,13 +27,11 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from compare import free_port, wait_http
 from tokenizers import Tokenizer
 
 from inferd.bench.endpoint import Endpoint
@@ -82,34 +81,12 @@ def repository(root: Path, version: Path, threads: int) -> Path:
     return models
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready within {timeout_s} s")
-
-
 @contextmanager
 def serving(command: list[str], ready_path: str, port: int, log: Path) -> Iterator[int]:
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{port}{ready_path}", process)
+        wait_http(f"http://127.0.0.1:{port}{ready_path}", process, log, timeout_s=600.0)
         yield port
     finally:
         process.terminate()
@@ -313,7 +290,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         models = repository(root, version, threads)
-        inferd_port, peer_port = _free_port(), _free_port()
+        inferd_port, peer_port = free_port(), free_port()
         inferd = [
             sys.executable,
             "-m",
