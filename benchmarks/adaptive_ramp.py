@@ -26,7 +26,7 @@ is out of its reach; ``--target-p99-ms 20`` sets one target for all. The whole d
 ~7 minutes on 2 cores (the cnn's first build ~1 minute more; models are cached in --models-dir).
 
     python benchmarks/adaptive_ramp.py [--models mlp,cnn] [--target-p99-ms mlp=20,cnn=500]
-        [--delays 0,0.5,2,10] [--steps 0.1,0.3,0.5,0.7,0.9,1,1.2] [--step-s mlp=3,cnn=6]
+        [--delays 0,0.5,2,10] [--steps 0.1,0.3,0.5,0.7,0.9,1,1.2] [--step-s mlp=3,cnn=5]
         [--capacity-s 3] [--json benchmarks/results/adaptive_ramp.json]
 """
 
@@ -321,7 +321,7 @@ def main() -> None:
     )
     parser.add_argument("--delays", default="0,0.5,2,10", help="fixed max_queue_delay_ms values compared")
     parser.add_argument("--steps", default="0.1,0.3,0.5,0.7,0.9,1,1.2", help="shares of capacity")
-    parser.add_argument("--step-s", default="mlp=3,cnn=6", help="measured seconds per run, per model or one")
+    parser.add_argument("--step-s", default="mlp=3,cnn=5", help="measured seconds per run, per model or one")
     parser.add_argument("--capacity-s", type=float, default=3.0, help="seconds of each capacity run")
     parser.add_argument("--concurrency", type=int, default=32, help="closed-loop streams for capacity")
     parser.add_argument("--warmup", type=float, default=0.5, help="seconds of load before each measurement")

@@ -46,6 +46,7 @@ def test_advise_measures_the_served_and_optimized_versions_and_writes_the_config
     assert advice["probes"] == 6  # two versions x one layout x three batch sizes
     assert 1 <= advice["verifications"] <= MAX_VERIFICATIONS
     config = advice["config"]
+    assert any(v["batch_cap"] == config["max_batch_size"] and v["throughput"] for v in advice["verified"])
     assert config["instances"] == 1 and config["onnxruntime"]["intra_op_threads"] == 1
     assert config["max_batch_size"] in (1, 2, 4, 8)
     measured = advice["measured"]["throughput"]
