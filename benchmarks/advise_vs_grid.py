@@ -23,14 +23,14 @@ batch cap: on 2 cores the cnn (ResNet-18 at 224x224) takes ~80 ms per image, so 
 hundreds of ms and its cap small, keeping its grid within minutes.
 
     python benchmarks/advise_vs_grid.py [--models mlp,cnn] [--slo-ms mlp=20,cnn=1000]
-        [--max-batch mlp=64,cnn=4] [--verify-s 1] [--json benchmarks/results/advise_vs_grid.json]
+        [--max-batch mlp=64,cnn=4] [--verify-s 1] [--min-requests 30]
+        [--models-dir benchmarks/results/models] [--json benchmarks/results/advise_vs_grid.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,21 +39,27 @@ from inferd.advise.measure import Sessions, random_feeder
 from inferd.advise.search import Config, Verified, batch_caps, capacity, layouts, rate_at_slo, search
 from inferd.model_config import available_cores
 
-DEFAULT_JSON = Path(__file__).parent / "results" / "advise_vs_grid.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def _build(name: str, directory: Path) -> Path:
+    """The example's ONNX file, built once into ``directory`` (shared with adaptive_ramp.py)."""
     path = directory / name / "model.onnx"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.onnx")
     if name == "mlp":
         from inferd.examples import build_mlp
 
-        build_mlp(path)
+        build_mlp(partial)
     elif name == "cnn":
         from inferd.heavy_examples import build_cnn
 
-        build_cnn(path)
+        build_cnn(partial)
     else:
         raise SystemExit(f"unknown model {name!r} (mlp, cnn)")
+    partial.rename(path)
     return path
 
 
@@ -105,17 +111,17 @@ def _label(config: Config | None) -> str:
 
 
 def compare(
-    name: str, slo_ms: float, max_batch: int, cores: int, verify_s: float, workdir: Path
+    name: str, slo_ms: float, max_batch: int, cores: int, verify_s: float, min_requests: int, workdir: Path
 ) -> dict[str, Any]:
     path = _build(name, workdir)
     slo_s = slo_ms / 1e3
     # The advisor first (it is the short side), then the grid, each with its own sessions.
-    sessions = Sessions({1: path}, random_feeder(path), verify_s)
+    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
     started = time.perf_counter()
     advice = search(layouts([1], cores), max_batch, slo_s, sessions.probe, sessions.verify)
     advise_s = time.perf_counter() - started
     advised = advice.verified.throughput if advice.verified else 0.0
-    sessions = Sessions({1: path}, random_feeder(path), verify_s)
+    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
     started = time.perf_counter()
     grid, grid_probes, grid_runs = _grid(sessions, cores, max_batch, slo_s)
     grid_s = time.perf_counter() - started
@@ -132,6 +138,7 @@ def compare(
         "max_batch": max_batch,
         "cores": cores,
         "verify_s": verify_s,
+        "min_requests": min_requests,
         "grid": {
             "best": _label(grid_best),
             "throughput": grid_throughput,
@@ -177,21 +184,26 @@ def main() -> None:
     parser.add_argument("--max-batch", default="mlp=64,cnn=4", help="largest batch cap per model")
     parser.add_argument("--verify-s", type=float, default=1.0, help="seconds of arrivals per verification")
     parser.add_argument("--cores", type=int, default=available_cores())
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--min-requests", type=int, default=30, help="requests per verification at least (a slow model's)"
+    )
+    parser.add_argument("--models-dir", type=Path, default=RESULTS / "models", help="ONNX files, built once")
+    parser.add_argument("--json", type=Path, default=RESULTS / "advise_vs_grid.json")
     args = parser.parse_args()
     slos, caps = _per_model(args.slo_ms, float), _per_model(args.max_batch, int)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in args.models.split(","):
-            slo, cap = slos.get(name, slos.get("*")), caps.get(name, caps.get("*"))
-            if slo is None or cap is None:
-                raise SystemExit(f"{name}: no --slo-ms or --max-batch given for it")
-            try:
-                rows.append(compare(name, slo, cap, args.cores, args.verify_s, Path(scratch)))
-            except ImportError as exc:
-                print(f"{name}: skipped ({exc})")
-                continue
-            print(json.dumps(rows[-1]), flush=True)
+    for name in args.models.split(","):
+        slo, cap = slos.get(name, slos.get("*")), caps.get(name, caps.get("*"))
+        if slo is None or cap is None:
+            raise SystemExit(f"{name}: no --slo-ms or --max-batch given for it")
+        try:
+            rows.append(
+                compare(name, slo, cap, args.cores, args.verify_s, args.min_requests, args.models_dir)
+            )
+        except ImportError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        print(json.dumps(rows[-1]), flush=True)
     print(
         f"\n{'model':<5} {'slo ms':>6} {'grid best':<20} {'grid/s':>8} {'grid s':>7} {'runs':>5} "
         f"{'advise pick':<20} {'advise/s':>8} {'grid/s same':>11} {'advise s':>8} {'runs':>5} "

@@ -70,10 +70,17 @@ def random_feeder(path: Path) -> Feed:
 class Sessions:
     """Sessions per layout, created once and reused by its probes and its verification."""
 
-    def __init__(self, files: dict[int, Path], feed: Feed, verify_s: float = VERIFY_S) -> None:
+    def __init__(
+        self,
+        files: dict[int, Path],
+        feed: Feed,
+        verify_s: float = VERIFY_S,
+        min_requests: int = VERIFY_MIN_REQUESTS,
+    ) -> None:
         self._files = files
         self._feed = feed
         self._verify_s = verify_s
+        self._min_requests = min_requests
         self._sessions: dict[Layout, list[ort.InferenceSession]] = {}
 
     def of(self, layout: Layout) -> list[ort.InferenceSession]:
@@ -113,11 +120,11 @@ class Sessions:
         return low_time(rounds)
 
     def verify(self, config: Config, rate: float) -> Verified:
-        """Poisson arrivals at ``rate`` for ``verify_s`` seconds (within VERIFY_MIN_REQUESTS and
+        """Poisson arrivals at ``rate`` for ``verify_s`` seconds (within ``min_requests`` and
         VERIFY_MAX_REQUESTS), drained by the layout's instances. An overloaded run stops a while after
         the last arrival: what is left unserved counts as infinitely late."""
         rng = np.random.default_rng(0)
-        count = max(VERIFY_MIN_REQUESTS, min(int(rate * self._verify_s), VERIFY_MAX_REQUESTS))
+        count = max(self._min_requests, min(int(rate * self._verify_s), VERIFY_MAX_REQUESTS))
         arrivals = np.cumsum(rng.exponential(1.0 / rate, count))
         feeds = {b: self._feed(b) for b in range(1, config.batch_cap + 1)}
         latencies = np.full(count, UNSERVED_S)

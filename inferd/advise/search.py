@@ -1,6 +1,6 @@
 """The advisor's search: probe execution time at a few batch sizes per (version, instances, threads),
 fit a line, predict the capacity of every batch cap whose p99 fits the SLO, and measure for real only
-the few predicted best (those within the probes' noise of the top one).
+the best predicted cap of a few layouts, each with a search for the highest rate that holds the SLO.
 
 Everything that touches a model is behind two callables, so the search runs as well against a
 synthetic cost model (tests/advise) as against ONNX Runtime sessions (inferd.advise.measure).
