@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -185,7 +186,8 @@ def _row(document: dict[str, Any]) -> dict[str, Any]:
     errors = dict(document["errors"])
     return {
         "offered_rate": document["offered_rate"],
-        "p99_ms": document["latency_ms"]["p99"],
+        # No answer at all has no p99 (NaN in the report): None, so the JSON stays JSON.
+        "p99_ms": p99 if math.isfinite(p99 := document["latency_ms"]["p99"]) else None,
         "throughput": document["requests_per_s"],
         "goodput": document["goodput_per_s"],
         "shed": errors.pop(SHED, 0),
@@ -231,6 +233,8 @@ def ramp_model(model: str, args: argparse.Namespace, workdir: Path) -> dict[str,
             measured = replace(benches[name], spec=spec).closed("capacity", args.concurrency)
             capacity_runs[name] = measured.requests_per_s
         capacity = max(capacity_runs.values())
+        if capacity <= 0:
+            raise RuntimeError(f"{model}: no answer in the capacity runs ({capacity_runs})")
         result |= {"capacity": capacity, "capacity_runs": capacity_runs, "steps": []}
         print(f"{model}: capacity {capacity:.1f} req/s (closed loop c={args.concurrency})", flush=True)
         for share in (float(s) for s in args.steps.split(",")):
