@@ -175,12 +175,15 @@ def rate_at_slo(
     verify: Verify,
     tries: int = RATE_TRIES,
     ceiling: float = 0.0,
+    beat: float = 0.0,
 ) -> tuple[Verified | None, int]:
     """The highest offered rate at which ``config`` held the p99, as (its measurement or None,
     verifications made). From ``start`` (the capacity predicted): while it holds and nothing missed
     yet, go up to ``ceiling`` (a start below the prediction), then by 1/BACKOFF (the probes may have
     been pessimistic); after a miss with nothing held, go down to BACKOFF of what was sustained; then
-    bisect between the highest rate held and the lowest missed until they are within RESOLUTION."""
+    bisect between the highest rate held and the lowest missed until they are within RESOLUTION. It
+    stops as soon as a rate at or below ``beat`` (what another configuration held) missed: this one
+    cannot do better than that any more."""
     held: Verified | None = None
     held_rate, missed_rate = 0.0, math.inf
     rate, runs = start, 0
@@ -194,7 +197,7 @@ def rate_at_slo(
         else:
             # Overloaded, it sustained its capacity: any rate above that misses too.
             missed_rate = min(missed_rate, rate, measured.throughput)
-        if held_rate and missed_rate <= held_rate * RESOLUTION:
+        if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat:
             break
         if not held_rate and runs >= GIVE_UP:
             break  # missed even well below what it sustained: its p99 does not fit at any rate
@@ -258,7 +261,8 @@ def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -
     if config in advice.tried or left <= 0:
         return
     start = prediction.throughput * advice.realized
-    held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput)
+    beat = advice.verified.throughput if advice.verified else 0.0
+    held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
     advice.verifications += runs
     advice.tried[config] = held
     if held is not None:

@@ -168,6 +168,9 @@ def test_the_rate_search_finds_the_knee_below_capacity_not_a_fixed_share_of_it()
     # Started far above capacity: it backs off from what was sustained, not from the rate offered.
     held, _ = rate_at_slo(config, 100 * capacity, 0.02, machine.verify)
     assert held is not None and held.throughput >= 0.9 * capacity / RESOLUTION
+    # A miss at or below what another configuration held ends the search: this one cannot win.
+    held, runs = rate_at_slo(config, capacity, 0.02, machine.verify, beat=capacity)
+    assert held is None and runs == 1
     # Started below (pessimistic probes): it climbs.
     held, _ = rate_at_slo(config, 0.8 * capacity, 0.02, machine.verify)
     assert held is not None and held.throughput >= 0.9 * capacity / RESOLUTION
