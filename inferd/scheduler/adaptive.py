@@ -110,7 +110,9 @@ class AdaptiveBatching:
         plan = self.plan
         if not self.warm:
             return False
-        backlog = queued_rows >= plan.cap * self._instances
+        # More waits than one round of batches takes: a request alone on a free instance is never
+        # shed here, however slow the model (refusing it would help nobody).
+        backlog = queued_rows > plan.cap * self._instances
         if not (plan.overloaded or backlog):
             return False
         return waited_ns + self.fit.bound(min(plan.cap, queued_rows)) > self.target_ns
