@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import modelfactory as mf
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from browser import chromium
 from httputil import post_json, request
 from metricsutil import scrape, value
 from onnx import TensorProto
@@ -102,6 +104,24 @@ def test_the_lifecycle_document_shows_what_the_controller_chose(adaptive_server:
     assert 1 <= chosen["batch_cap"] <= 16 and chosen["queue_delay_ms"] >= 0
 
 
+def test_the_status_page_shows_what_the_controller_chose(adaptive_server: RunningServer) -> None:
+    data = json.loads(request(adaptive_server.http_url, "GET", "/dashboard/data")[2])
+    models = {m["name"]: m for m in data["models"]}
+    assert models["adaptive"]["adaptive_batching"]["target_p99_ms"] == 50
+    assert "adaptive_batching" not in models["fixed"] and models["fixed"]["shed"] == 0
+    with chromium() as driver:
+        driver.get(f"http://{adaptive_server.http_url}/dashboard?interval_ms=300")
+        deadline = time.monotonic() + 30
+        # The pending cell of a model with a target explains the controller's choice on hover.
+        script = (
+            "const r = document.querySelector('tr[data-model=\"adaptive\"]'); return r && r.cells[7].title"
+        )
+        while not (title := driver.execute_script(script)):
+            assert time.monotonic() < deadline, "the page never showed the adaptive model"
+            time.sleep(0.1)
+        assert title.startswith("adaptive batching, target p99 50 ms: batch cap ")
+
+
 def _stall_input(trips: float) -> dict[str, object]:
     return {"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32", "data": [trips] * 4}]}
 
@@ -132,4 +152,6 @@ def test_a_request_that_cannot_make_the_target_is_shed_with_503_and_unavailable(
     assert raised.value.status() == str(grpc.StatusCode.UNAVAILABLE) and "shed" in str(raised.value)
     holder.join(60)
     assert held == [200]
-    assert value(scrape(url), "inferd_requests_shed_total", **labels) == 2
+    samples = scrape(url)
+    assert value(samples, "inferd_requests_shed_total", **labels) == 2
+    assert value(samples, "inferd_request_failure_total", kind="unavailable", **labels) == 2
