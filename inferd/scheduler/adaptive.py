@@ -130,7 +130,9 @@ class AdaptiveBatching:
         rate = self.rate.per_ns
         needed = _rows_needed(fit, rate, self._instances, cap)
         delay_ns = 0
-        if needed > 1 and rate > 0:
+        # One instance: the batcher never holds it idle (whatever queued while it ran is the next
+        # batch), so a delay would never apply; it is reported as 0 rather than as a fiction.
+        if needed > 1 and rate > 0 and self._instances > 1:
             # Wait for the batch the load needs, as long as the oldest still makes the budget.
             gather_ns = (needed - 1) / rate
             delay_ns = int(max(0.0, min(gather_ns, budget_ns - fit.bound(needed), self._max_delay_ns)))

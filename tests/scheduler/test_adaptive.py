@@ -92,6 +92,14 @@ def test_rising_load_grows_the_batches_and_holds_the_p99() -> None:
     assert simulation.controller.plan.delay_ns > 0  # near capacity it waits to fill batches
 
 
+def test_one_instance_never_waits_and_batches_form_from_what_queued_meanwhile() -> None:
+    controller = AdaptiveBatching(TARGET_NS, max_batch_size=256, instances=1)
+    simulation = Simulation(controller, MODEL, instances=1)
+    result = simulation.run(Phase(rate_per_s=0.85 * MODEL.capacity_per_s(28, 1), seconds=2))
+    assert set(result.delays_ns) == {0} and controller.plan.delay_ns == 0
+    assert result.mean_batch() > 4 and result.p99_ns() <= TARGET_NS
+
+
 def test_overload_sheds_what_would_miss_and_keeps_serving_at_capacity() -> None:
     simulation = _simulation()
     simulation.run(Phase(rate_per_s=0.5 * CAPACITY_PER_S, seconds=1))
