@@ -10,12 +10,16 @@ with a simulated one. docs/adaptive-batching.md gives the control law and why it
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 from inferd.scheduler.estimates import ArrivalRate, ExecutionFit
 
+log = logging.getLogger(__name__)
+
 # Executions measured before the controller plans: until then no delay, the full cap, no shedding.
+# The first one is not fitted: a model's first run is often a cold one (lazy allocations, caches).
 WARM_EXECUTIONS = 8
 # Utilisation the chosen batch size aims at: below 1 so a burst finds spare capacity.
 TARGET_UTILISATION = 0.8
@@ -44,9 +48,15 @@ class Plan:
 
 
 class AdaptiveBatching:
-    def __init__(self, target_ns: int, max_batch_size: int, instances: int, max_delay_ns: int = 0) -> None:
-        """``max_delay_ns``: a ceiling over the delay it chooses (max_queue_delay_ms); 0: none."""
+    def __init__(
+        self, target_ns: int, max_batch_size: int, instances: int, max_delay_ns: int = 0, name: str = ""
+    ) -> None:
+        """``max_delay_ns``: a ceiling over the delay it chooses (max_queue_delay_ms); 0: none.
+        ``name``: the model's, for the log."""
         self.target_ns = target_ns
+        self._name = name
+        self._executions = 0
+        self._warned = False
         self._max_rows = max(1, max_batch_size)
         self._instances = max(1, instances)
         self._max_delay_ns = max_delay_ns or target_ns
@@ -61,7 +71,7 @@ class AdaptiveBatching:
 
     @property
     def warm(self) -> bool:
-        return self.fit.count >= WARM_EXECUTIONS
+        return self._executions >= WARM_EXECUTIONS
 
     # --- what the batcher reports ---
 
@@ -70,8 +80,10 @@ class AdaptiveBatching:
             self._replan()
 
     def executed(self, rows: int, ns: int) -> None:
-        self.fit.observe(rows, ns)
-        self._replan()
+        self._executions += 1
+        if self._executions > 1:
+            self.fit.observe(rows, ns)
+            self._replan()
 
     def completed(self, now_ns: int, enqueued_ns: list[int]) -> None:
         """Requests answered at ``now_ns``: Clipper's AIMD on the planning budget, per window."""
@@ -138,6 +150,15 @@ class AdaptiveBatching:
             delay_ns = int(max(0.0, min(gather_ns, budget_ns - fit.bound(needed), self._max_delay_ns)))
         overloaded = rate * fit.predict(cap) > self._instances * cap
         self.plan = Plan(cap, delay_ns, needed, overloaded)
+        if not self._warned and fit.bound(1) > self.target_ns:
+            self._warned = True
+            log.warning(
+                "model %s: one row takes about %.1f ms, beyond its target_p99_ms %g: every request "
+                "that cannot start at once will be shed",
+                self._name,
+                fit.bound(1) / 1e6,
+                self.target_ns / 1e6,
+            )
 
 
 def _largest_within(fit: ExecutionFit, limit_ns: float, max_rows: int) -> int:

@@ -126,7 +126,11 @@ class Batcher:
         self._ran_inline_this_turn = False
         self.adaptive = (
             AdaptiveBatching(
-                policy.target_p99_ns, policy.max_batch_size, runtime.instances, policy.max_queue_delay_ns
+                policy.target_p99_ns,
+                policy.max_batch_size,
+                runtime.instances,
+                policy.max_queue_delay_ns,
+                name,
             )
             if policy.target_p99_ns
             else None

@@ -15,6 +15,10 @@ _DEVIATION_WEIGHT = 0.1
 _DEVIATION_MARGIN = 3.0
 # Batch sizes whose (weighted) variance is below this (rows²) are one size: no slope can be fitted.
 _SIZE_VARIANCE = 0.01
+# An execution counts as at most this many times its prediction: one preempted or paused run (GC,
+# a noisy neighbour) nudges the line instead of throwing it; a model that really got slower still
+# moves the line geometrically, within a few executions.
+_OUTLIER_FACTOR = 3.0
 # Weight of one closed window's rate in the arrival rate estimate.
 _RATE_WEIGHT = 0.5
 
@@ -34,7 +38,10 @@ class ExecutionFit:
 
     def observe(self, rows: int, ns: int) -> None:
         if self.count:
-            error = abs(ns - self.predict(rows))
+            predicted = self.predict(rows)
+            if predicted > 0:
+                ns = min(ns, int(_OUTLIER_FACTOR * predicted))
+            error = abs(ns - predicted)
             self.deviation_ns += _DEVIATION_WEIGHT * (error - self.deviation_ns)
         d = _FIT_DECAY
         self._w = self._w * d + 1.0

@@ -45,6 +45,18 @@ def test_the_fit_recovers_a_linear_cost_and_extrapolates_one_size_pessimisticall
     assert alone.predict(8) == pytest.approx(8 * 1_250_000)
 
 
+def test_one_paused_execution_nudges_the_plan_instead_of_collapsing_it() -> None:
+    controller = AdaptiveBatching(TARGET_NS, max_batch_size=256, instances=1)
+    for rows in list(range(1, 33)) * 2:
+        controller.executed(rows, MODEL.fixed_ns + MODEL.per_row_ns * rows)
+    before = controller.plan.cap
+    controller.executed(8, 100 * MS)  # a GC pause or a preempted thread: 30 times the usual
+    assert controller.plan.cap >= before // 2
+    for _ in range(40):
+        controller.executed(8, MODEL.fixed_ns + MODEL.per_row_ns * 8)
+    assert controller.plan.cap >= before - 2
+
+
 def test_the_arrival_rate_follows_the_load_and_forgets_a_silence() -> None:
     rate = ArrivalRate(window_ns=10 * MS)
     for tick in range(1000):  # one row per 0.1 ms: 10 rows/ms
