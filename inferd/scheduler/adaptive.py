@@ -1,11 +1,12 @@
 """SLO-aware adaptive batching (``dynamic_batching: {target_p99_ms: N}``): the controller.
 
-The batcher asks it two things, how long the oldest request may wait for company (``delay_ns``) and
-how many rows a batch may take (``cap``), and whether to refuse a request (``admits`` at arrival,
-``hopeless`` for the oldest waiting one at dispatch). It reports back every arrival, every
-execution's (rows, ns) and every request's time in the batcher. All calls come from the event loop
-thread and take the time as an argument: the controller has no clock of its own, so a test drives it
-with a simulated one. docs/adaptive-batching.md gives the control law and why it is stable.
+The batcher reads two things from its ``plan``, how long the oldest request may wait for company
+(``delay_ns``) and how many rows a batch may take (``cap``), and asks whether to refuse a request
+(``admits`` at arrival, ``hopeless`` for the oldest waiting one at dispatch). It reports back every
+arrival, every execution's (rows, ns) and every request's time in the batcher. All calls come from
+the event loop thread and take the time as an argument: the controller has no clock of its own, so
+a test drives it with a simulated one. docs/adaptive-batching.md gives the control law and why it
+is stable.
 """
 
 from __future__ import annotations
