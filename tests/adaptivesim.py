@@ -4,7 +4,7 @@ Simulated time only (integer nanoseconds), seeded Poisson arrivals and a model w
 is a line over batch size with seeded jitter: every run is deterministic. The rules mirror
 inferd/scheduler/batcher.py: a request on an idle model runs at once; with an execution running, a
 free instance waits until the queue holds ``cap`` rows or the oldest has waited ``delay_ns``; the
-oldest requests that are hopeless under overload are shed first; arrivals the controller does not
+oldest requests that are hopeless behind a backlog are shed first; arrivals the controller does not
 admit are shed at once.
 """
 
@@ -120,7 +120,7 @@ class Simulation:
         ctl = self.controller
         queue = self._queue
         if self._free:
-            while queue and ctl.hopeless(self.now - queue[0], len(queue)):
+            while queue and ctl.hopeless(self.now - queue[0], len(queue), self._free):
                 queue.popleft()
                 self._result.shed += 1
         while self._free and queue:

@@ -117,18 +117,15 @@ class AdaptiveBatching:
             wait += fit.predict(cap) / 2  # what is left, on average, of the running batches
         return wait <= self.target_ns
 
-    def hopeless(self, waited_ns: int, queued_rows: int) -> bool:
-        """Whether the oldest waiting request will miss the target anyway: dropped at dispatch,
-        only under overload, so its execution goes to a request that can still make it."""
-        plan = self.plan
-        if not self.warm:
+    def hopeless(self, waited_ns: int, queued_rows: int, free: int) -> bool:
+        """Whether the oldest waiting request will miss the target anyway and dropping it lets a
+        request that can still make it run in its place (``free``: idle instances now)."""
+        cap = self.plan.cap
+        # Only with a backlog: when the free instances take everything waiting, dropping the head
+        # frees nothing for anyone (and a request alone on a free instance is never shed).
+        if not self.warm or queued_rows <= cap * free:
             return False
-        # More waits than one round of batches takes: a request alone on a free instance is never
-        # shed here, however slow the model (refusing it would help nobody).
-        backlog = queued_rows > plan.cap * self._instances
-        if not (plan.overloaded or backlog):
-            return False
-        return waited_ns + self.fit.bound(min(plan.cap, queued_rows)) > self.target_ns
+        return waited_ns + self.fit.bound(cap) > self.target_ns
 
     # --- the control law ---
 

@@ -218,7 +218,8 @@ class Batcher:
         queue = self._queue
         now = time.perf_counter_ns()
         head = queue.head()
-        while head is not None and adaptive.hopeless(now - head.enqueued_ns, queue.rows):
+        free = len(self._free_instances)
+        while head is not None and adaptive.hopeless(now - head.enqueued_ns, queue.rows, free):
             queue.discard(head)
             if head.expiry is not None:
                 head.expiry.cancel()

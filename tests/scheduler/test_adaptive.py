@@ -72,7 +72,7 @@ def test_a_cold_controller_neither_delays_nor_caps_nor_sheds() -> None:
         controller.executed(64, 500 * MS)  # far too slow for the target: ignored until warm
     assert controller.plan.delay_ns == 0 and controller.plan.cap == 64
     assert controller.admits(1, queued_rows=10_000, busy=1)
-    assert not controller.hopeless(waited_ns=10 * TARGET_NS, queued_rows=10_000)
+    assert not controller.hopeless(waited_ns=10 * TARGET_NS, queued_rows=10_000, free=1)
 
 
 def test_a_request_on_an_idle_model_is_never_shed() -> None:
@@ -81,6 +81,10 @@ def test_a_request_on_an_idle_model_is_never_shed() -> None:
         controller.executed(1, 50 * MS)  # even one row misses the target: it still runs
     assert controller.admits(1, queued_rows=0, busy=0)
     assert not controller.admits(1, queued_rows=5, busy=1)
+    # At dispatch, however long they waited: what the free instances take now runs; a backlog sheds.
+    cap = controller.plan.cap
+    assert not controller.hopeless(waited_ns=TARGET_NS, queued_rows=cap, free=1)
+    assert controller.hopeless(waited_ns=TARGET_NS, queued_rows=cap + 1, free=1)
 
 
 def test_low_load_adds_no_delay() -> None:
