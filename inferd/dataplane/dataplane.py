@@ -57,6 +57,7 @@ EXTENSIONS = (
     "model_repository",
     "system_shared_memory",
     "classification",
+    "parameters",
     "logging",
     "trace",
     "sequence",

@@ -17,7 +17,7 @@ import pymodels
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from httputil import post_json
+from httputil import post_json, request
 from metricsutil import scrape, value
 from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
@@ -73,6 +73,7 @@ def test_tritonclient_parameters_reach_predict(server: RunningServer, model: str
     result = _infer(server, "grpc", model, x, parameters={"scale": 3, "mode": "b"}, timeout=10**8)
     np.testing.assert_allclose(result.as_numpy("y"), x * 3)
     assert _seen(result) == {"scale": 3, "mode": "b"}
+    assert not result.get_response().parameters  # nothing echoed back
     # No parameters: predict(inputs, parameters) gets an empty dict.
     assert _seen(_infer(server, "grpc", model, x)) == {}
 
@@ -156,6 +157,19 @@ def test_a_grpc_stream_hands_its_parameters_to_predict_stream(server: RunningSer
         client.stop_stream()
     assert [a.as_numpy("y").tolist() for a in answers] == [(x * 2 * step).tolist() for step in (1, 2, 3)]
     assert all(_seen(a) == {"scale": 2, "steps": 3} for a in answers)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_generate_stream_hands_its_parameters_to_predict_stream(server: RunningServer, model: str) -> None:
+    document = {"x": [1.0, 2.0], "parameters": {"scale": 2, "steps": 2, "stream": True}}
+    status, _, body = request(
+        server.http_url, "POST", f"/v2/models/{model}/generate_stream", json.dumps(document).encode()
+    )
+    assert status == 200, body
+    events = [json.loads(line[len(b"data:") :]) for line in body.splitlines() if line.startswith(b"data:")]
+    assert [e.get("y") for e in events] == [[2.0, 4.0], [4.0, 8.0], None]
+    # "stream" is the endpoint's own key, never the model's.
+    assert {e.get("seen") for e in events[:-1]} == {json.dumps({"scale": 2, "steps": 2}, sort_keys=True)}
 
 
 _ROW = {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}
