@@ -4,8 +4,9 @@ A ``Model`` whose ``predict`` (or ``predict_stream``) takes a second argument re
 parameters there, without the keys inferd and Triton consume themselves (sequence batching, priority,
 timeout, binary data, shared memory, ...). They are checked here before the request is queued: at most
 ``MAX_PARAMETERS`` of them, names of at most ``MAX_NAME_LENGTH`` characters, values that are booleans,
-integers, numbers or strings of at most ``MAX_STRING_LENGTH`` characters (the V2 protocol's kinds);
-anything else is a 400 naming the parameter.
+integers, numbers or strings of at most ``MAX_STRING_LENGTH`` characters (the V2 protocol's kinds),
+``MAX_TOTAL_LENGTH`` characters of names and strings in all; anything else is a 400 naming the
+parameter.
 
 Requests are batched together only when their parameters are equal (``UserParameters.key``), so one
 ``predict`` call sees one dict that is every request's own (docs/model-repository.md).
@@ -26,6 +27,9 @@ ModelParameters = dict[str, ParameterValue]
 MAX_PARAMETERS = 64
 MAX_NAME_LENGTH = 128
 MAX_STRING_LENGTH = 8192
+# Names and string values together: what a batcher may keep per distinct group (its inline-execution
+# estimates remember up to 256 groups) stays small whatever a client sends.
+MAX_TOTAL_LENGTH = 16384
 
 # Keys the server or Triton's clients give a meaning of their own: never the model's.
 RESERVED = frozenset(
@@ -79,6 +83,7 @@ def user_parameters(parameters: Mapping[str, Any]) -> UserParameters | None:
         )
     values: ModelParameters = {}
     key: list[tuple[str, str, Hashable]] = []
+    total = 0
     for name, value in parameters.items():
         if is_reserved(name):
             continue
@@ -101,6 +106,12 @@ def user_parameters(parameters: Mapping[str, Any]) -> UserParameters | None:
             raise InvalidRequest(
                 f"parameter '{name}' is a string of {len(value)} characters; at most {MAX_STRING_LENGTH} "
                 "are allowed"
+            )
+        total += len(name) + (len(value) if kind == "s" else 0)
+        if total > MAX_TOTAL_LENGTH:
+            raise InvalidRequest(
+                f"a request's parameters for its model may hold at most {MAX_TOTAL_LENGTH} characters of "
+                f"names and strings in all; parameter '{name}' goes past it"
             )
         values[name] = value
         # float.hex: -0.0 and 0.0 stay apart, and every NaN is one value (NaN != NaN would never group).

@@ -13,6 +13,7 @@ from inferd.runtimes.request_parameters import (
     MAX_NAME_LENGTH,
     MAX_PARAMETERS,
     MAX_STRING_LENGTH,
+    MAX_TOTAL_LENGTH,
     ParameterGroup,
     accepts_parameters,
     user_parameters,
@@ -70,6 +71,10 @@ def test_equal_parameters_have_equal_keys_and_kinds_stay_apart() -> None:
         ({"a": "s" * (MAX_STRING_LENGTH + 1)}, f"at most {MAX_STRING_LENGTH} are allowed"),
         ({f"p{i}": i for i in range(MAX_PARAMETERS + 1)}, f"at most {MAX_PARAMETERS} parameters"),
         ({f"p{i}": i for i in range(10 * MAX_PARAMETERS)}, f"it sent {10 * MAX_PARAMETERS}"),
+        (
+            {f"p{i}": "s" * MAX_STRING_LENGTH for i in range(3)},
+            f"at most {MAX_TOTAL_LENGTH} characters of names and strings in all; parameter 'p1'",
+        ),
     ],
 )
 def test_hostile_parameters_are_refused_naming_the_problem(
@@ -80,8 +85,11 @@ def test_hostile_parameters_are_refused_naming_the_problem(
 
 
 def test_the_limits_themselves_are_accepted() -> None:
-    at_limit = {f"p{i}": "s" * MAX_STRING_LENGTH for i in range(MAX_PARAMETERS)}
-    at_limit["x" * MAX_NAME_LENGTH] = at_limit.pop("p0")
+    at_limit: dict[str, object] = {f"p{i:02}": i for i in range(MAX_PARAMETERS - 3)}
+    at_limit["x" * MAX_NAME_LENGTH] = True
+    used = sum(map(len, at_limit))
+    at_limit["s"] = "s" * MAX_STRING_LENGTH
+    at_limit["t"] = "t" * (MAX_TOTAL_LENGTH - used - MAX_STRING_LENGTH - 2)
     share = user_parameters({**at_limit, "priority": 1})
     assert share is not None and len(share.values) == MAX_PARAMETERS
 
