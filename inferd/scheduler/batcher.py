@@ -32,7 +32,8 @@ from inferd.errors import (
     InstanceCrashed,
     Unavailable,
 )
-from inferd.runtimes.base import Interruptible, Runtime
+from inferd.runtimes.base import Interruptible, Runtime, TakesParameters
+from inferd.runtimes.request_parameters import ModelParameters
 from inferd.scheduler.adaptive import AdaptiveBatching
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
@@ -101,6 +102,7 @@ _ESTIMATED_SHAPES = 256
 class Batcher:
     def __init__(self, runtime: Runtime, policy: BatchPolicy, stats: ModelStats, name: str) -> None:
         self._runtime = runtime
+        self._run_parameters = runtime.run_parameters if isinstance(runtime, TakesParameters) else None
         self._policy = policy
         self._stats = stats
         self._name = name
@@ -152,8 +154,12 @@ class Batcher:
         priority: int = 0,
         deadline_ns: int = 0,
         outputs: frozenset[str] | None = None,
+        parameters: ModelParameters | None = None,
     ) -> Outputs:
         """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
+
+        ``parameters``: what a model taking parameters gets (``TakesParameters.run_parameters``); the
+        caller puts their key in ``group``, so the requests of one execution all sent equal ones.
 
         ``outputs``: the outputs the client asked for (None: all). A runtime with ``run_outputs``
         computes only the union of what a batch asked for; the others compute every output.
@@ -181,9 +187,20 @@ class Batcher:
         if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
             self._ran_inline_this_turn = True
             loop.call_soon(self._next_turn)
-            return self._run_inline(inputs, rows, group, trace, now, outputs)
+            return self._run_inline(inputs, rows, group, trace, now, outputs, parameters)
         future: asyncio.Future[Outputs] = loop.create_future()
-        item = Pending(inputs, rows, group, future, now, trace, priority, deadline_ns, outputs=outputs)
+        item = Pending(
+            inputs,
+            rows,
+            group,
+            future,
+            now,
+            trace,
+            priority,
+            deadline_ns,
+            outputs=outputs,
+            parameters=parameters,
+        )
         queue.push(item)
         if deadline_ns:
             item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
@@ -385,6 +402,7 @@ class Batcher:
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
         wanted = _wanted(batch)
+        parameters = batch[0].parameters  # the batch's group holds their key: all are equal
         run = _Run(batch, now, traced)
         self._running[instance] = run
         timeout_ns = self._policy.execution_timeout_ns
@@ -396,7 +414,9 @@ class Batcher:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._complete, instance, run, result)
 
-        self._workers[instance].submit(lambda: self._execute(instance, inputs, rows, wanted), finished)
+        self._workers[instance].submit(
+            lambda: self._execute(instance, inputs, rows, wanted, parameters), finished
+        )
 
     def _timed_out(self, instance: int, run: _Run) -> None:
         """The execution outlived the model's execution timeout: fail it, replace the instance's thread."""
@@ -443,7 +463,13 @@ class Batcher:
             item.expiry = None
         try:
             result = self._run_inline(
-                item.inputs, item.rows, item.group, item.trace, item.enqueued_ns, item.outputs
+                item.inputs,
+                item.rows,
+                item.group,
+                item.trace,
+                item.enqueued_ns,
+                item.outputs,
+                item.parameters,
             )
         except InferdError as exc:
             item.future.set_exception(exc)
@@ -461,6 +487,7 @@ class Batcher:
         trace: RequestTrace | None,
         enqueued_ns: int,
         outputs: frozenset[str] | None,
+        parameters: ModelParameters | None,
     ) -> Outputs:
         """Run one request on the loop thread: the model is idle and this shape is known to be fast."""
         now = time.perf_counter_ns()
@@ -469,7 +496,7 @@ class Batcher:
         if trace is not None:
             trace.queued(enqueued_ns, now)
             traced.append(trace)
-        executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs)
+        executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs, parameters)
         self._stats.inline_executions += 1
         self._record(executed, rows, 1, now, traced, (group, rows))
         self._idle_since_ns = time.perf_counter_ns()
@@ -479,24 +506,38 @@ class Batcher:
         return result
 
     def _execute(
-        self, instance: int, inputs: list[Outputs], rows: list[int], wanted: frozenset[str] | None = None
+        self,
+        instance: int,
+        inputs: list[Outputs],
+        rows: list[int],
+        wanted: frozenset[str] | None = None,
+        parameters: ModelParameters | None = None,
     ) -> _Executed:
         """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
         start = time.perf_counter_ns()
         merged = concatenate(inputs)
         ready = time.perf_counter_ns()
         try:
-            outputs = self._run(instance, merged, wanted)
+            outputs = self._run(instance, merged, wanted, parameters)
             ran = time.perf_counter_ns()
             results: list[Outputs | InferdError] = list(
                 split(outputs, rows) if self._policy.max_batch_size > 0 else [outputs]
             )
         except Exception as exc:
             ran = time.perf_counter_ns()
-            results = self._isolate_failure(instance, inputs, rows, exc, wanted)
+            results = self._isolate_failure(instance, inputs, rows, exc, wanted, parameters)
         return _Executed(results, ready - start, ran - ready, time.perf_counter_ns() - ran)
 
-    def _run(self, instance: int, inputs: Outputs, wanted: frozenset[str] | None) -> Outputs:
+    def _run(
+        self,
+        instance: int,
+        inputs: Outputs,
+        wanted: frozenset[str] | None,
+        parameters: ModelParameters | None,
+    ) -> Outputs:
+        if parameters is not None:  # only ever set for a runtime that takes them (the data plane checks)
+            assert self._run_parameters is not None
+            return self._run_parameters(instance, inputs, parameters)
         run_outputs = getattr(self._runtime, "run_outputs", None)
         if wanted is not None and run_outputs is not None:
             selected: Outputs = run_outputs(instance, inputs, wanted)
@@ -510,6 +551,7 @@ class Batcher:
         rows: list[int],
         exc: Exception,
         wanted: frozenset[str] | None,
+        parameters: ModelParameters | None,
     ) -> list[Outputs | InferdError]:
         if len(inputs) == 1 or isinstance(exc, InstanceCrashed):
             # A crashed worker fails its whole batch: rerunning each request would crash it again.
@@ -518,7 +560,7 @@ class Batcher:
         results: list[Outputs | InferdError] = []
         for request_inputs, count in zip(inputs, rows, strict=True):
             try:
-                results.append(split(self._run(instance, request_inputs, wanted), [count])[0])
+                results.append(split(self._run(instance, request_inputs, wanted, parameters), [count])[0])
             except Exception as single_exc:
                 results.append(_execution_error(self._name, single_exc))
         return results
