@@ -34,6 +34,7 @@ from inferd.errors import (
 )
 from inferd.runtimes.base import Interruptible, Runtime, TakesParameters
 from inferd.runtimes.request_parameters import ModelParameters
+from inferd.scheduler.adaptive import AdaptiveBatching
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
 from inferd.scheduler.sequence_plan import SequencePlan
@@ -63,6 +64,9 @@ class BatchPolicy:
     drain_timeout_ns: int = 0
     # A stateful model's sequence batching (inferd/scheduler/sequence_batcher.py); None: this batcher.
     sequence: SequencePlan | None = None
+    # dynamic_batching.target_p99_ms: the delay and batch cap adapt to hold it, and requests that
+    # would miss it are shed (inferd/scheduler/adaptive.py); max_queue_delay_ns is then a ceiling.
+    target_p99_ns: int = 0
 
     @property
     def merges(self) -> bool:
@@ -122,6 +126,17 @@ class Batcher:
         # Set by an inline run until the loop's next turn: the requests parsed in the same turn as
         # an inline one arrived together, so they queue and batch instead of running inline in turn.
         self._ran_inline_this_turn = False
+        self.adaptive = (
+            AdaptiveBatching(
+                policy.target_p99_ns,
+                policy.max_batch_size,
+                runtime.instances,
+                policy.max_queue_delay_ns,
+                name,
+            )
+            if policy.target_p99_ns
+            else None
+        )
 
     @property
     def pending(self) -> int:
@@ -163,6 +178,11 @@ class Batcher:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         now = time.perf_counter_ns()
+        adaptive = self.adaptive
+        if adaptive is not None:
+            adaptive.arrived(now, rows)
+            if not adaptive.admits(rows, queue.rows, self._in_flight):
+                raise self._shed("its predicted completion is past")
         idle = not queue.count and not self._in_flight and not self._dispatch_scheduled
         if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
             self._ran_inline_this_turn = True
@@ -199,6 +219,31 @@ class Batcher:
                     item.expiry.cancel()
                 self._update_idle()
             raise
+
+    def _shed(self, reason: str) -> Unavailable:
+        self._stats.shed += 1
+        target_ms = self._policy.target_p99_ns / 1e6
+        return Unavailable(
+            f"model '{self._name}' is overloaded: request shed, {reason} the {target_ms:g} ms "
+            "target (dynamic_batching.target_p99_ms); retry later"
+        )
+
+    def _shed_hopeless(self) -> None:
+        """Under overload, answer the oldest waiting requests that will miss the target anyway."""
+        adaptive = self.adaptive
+        assert adaptive is not None
+        queue = self._queue
+        now = time.perf_counter_ns()
+        head = queue.head()
+        free = len(self._free_instances)
+        while head is not None and adaptive.hopeless(now - head.enqueued_ns, queue.rows, free):
+            queue.discard(head)
+            if head.expiry is not None:
+                head.expiry.cancel()
+                head.expiry = None
+            if not head.future.done():
+                head.future.set_exception(self._shed("its wait already takes it past"))
+            head = queue.head()
 
     def _next_turn(self) -> None:
         self._ran_inline_this_turn = False
@@ -257,6 +302,8 @@ class Batcher:
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
+        if self.adaptive is not None and self._free_instances:
+            self._shed_hopeless()
         while self._free_instances and self._queue.count:
             if not self._ready_to_run():
                 self._arm_timer()
@@ -293,17 +340,25 @@ class Batcher:
             # A lone request on an idle model runs at once: batching never adds latency at low load.
             return True
         rows = self._queue.rows
-        if rows >= policy.max_batch_size or rows in policy.preferred_batch_sizes:
+        if rows >= self._batch_cap() or rows in policy.preferred_batch_sizes:
             return True
         head = self._queue.head()
         assert head is not None
-        return time.perf_counter_ns() - head.enqueued_ns >= policy.max_queue_delay_ns
+        return time.perf_counter_ns() - head.enqueued_ns >= self._queue_delay_ns()
+
+    def _batch_cap(self) -> int:
+        adaptive = self.adaptive
+        return self._policy.max_batch_size if adaptive is None else adaptive.plan.cap
+
+    def _queue_delay_ns(self) -> int:
+        adaptive = self.adaptive
+        return self._policy.max_queue_delay_ns if adaptive is None else adaptive.plan.delay_ns
 
     def _arm_timer(self) -> None:
         assert self._loop is not None
         head = self._queue.head()
         assert head is not None
-        due_ns = head.enqueued_ns + self._policy.max_queue_delay_ns
+        due_ns = head.enqueued_ns + self._queue_delay_ns()
         if self._timer is not None:
             if self._timer_due_ns == due_ns:
                 return
@@ -321,7 +376,7 @@ class Batcher:
         max_batch_size rows (inferd/scheduler/queue.py); expired ones met on the way are answered."""
         expired: list[Pending] = []
         policy = self._policy
-        batch = self._queue.take(policy.max_batch_size, policy.merges, time.perf_counter_ns(), expired)
+        batch = self._queue.take(self._batch_cap(), policy.merges, time.perf_counter_ns(), expired)
         for item in expired:
             if item.expiry is not None:
                 item.expiry.cancel()
@@ -529,6 +584,8 @@ class Batcher:
         rows = sum(item.rows for item in batch)
         lone = (batch[0].group, rows) if len(batch) == 1 else None
         self._record(result, rows, len(batch), run.launched_ns, run.traced, lone)
+        if self.adaptive is not None:
+            self.adaptive.completed(time.perf_counter_ns(), [item.enqueued_ns for item in batch])
         for item, outcome in zip(batch, result.results, strict=True):
             if item.future.done():
                 continue
@@ -551,6 +608,8 @@ class Batcher:
         if lone is not None and self._policy.inline_max_ns and executed.infer_ns:
             self._estimate(lone, executed.input_ns + executed.infer_ns + executed.output_ns)
         self._stats.record_execution(rows, requests, executed.input_ns, executed.infer_ns, executed.output_ns)
+        if self.adaptive is not None and executed.infer_ns:
+            self.adaptive.executed(rows, executed.input_ns + executed.infer_ns + executed.output_ns)
         if traced:
             # One execution span, parented by the first traced request and linked to all of them.
             traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)
