@@ -15,6 +15,11 @@
 
         def predict(self, inputs):
             return {"y": inputs["x"] * 2}  # a whole batch in, a whole batch out
+
+A ``predict(self, inputs, parameters)`` (a second argument, any name) also gets the request's own
+``parameters`` (tritonclient's ``infer(..., parameters={...})``) as a dict of bool, int, float and
+str values; requests are then batched together only when their parameters are equal, so the dict is
+every row's own (docs/model-repository.md, "Request parameters").
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class Model:
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """A whole batch: every input has the batch's rows first (when the model batches); return
         every declared output with as many rows. BYTES tensors are object arrays of ``bytes``.
+        Declared as ``predict(self, inputs, parameters)``, it also gets the parameters every request
+        of the batch sent (they are equal; ``{}`` when none were sent), without the server's own keys.
         Input arrays may be read-only: copy one before changing it in place. With
         ``instance_kind: process`` they are views of a shared buffer that the next batch overwrites:
         copy what you keep beyond the call."""
@@ -84,6 +91,8 @@ class Model:
         model batches). Yield zero or more responses, each a dict holding every declared output with
         the request's rows, checked as ``predict``'s result is; the stream ends when the generator
         returns, and an exception ends it with an error after the responses already yielded. The
-        default yields ``predict(inputs)`` once, so any model can be called as a stream.
+        default yields ``predict(inputs)`` once, so any model can be called as a stream. Declared as
+        ``predict_stream(self, inputs, parameters)``, it gets the request's parameters as ``predict``
+        does (the default passes them on to a ``predict`` that takes them).
         """
         yield self.predict(inputs)

@@ -40,6 +40,24 @@ def _within_cores(value: int) -> int:
 class DynamicBatching(_Strict):
     max_queue_delay_ms: float = Field(default=0.0, ge=0, le=60_000)
     preferred_batch_sizes: tuple[int, ...] = ()
+    # SLO-aware adaptive batching (docs/adaptive-batching.md): the queue delay and batch cap adapt to
+    # hold the p99 under this, and requests that would miss it under overload are shed with 503.
+    target_p99_ms: float | None = Field(default=None, gt=0, le=60_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _triton_delay(cls, raw: object) -> object:
+        """Triton's ``max_queue_delay_microseconds`` means ``max_queue_delay_ms`` / 1000."""
+        if not isinstance(raw, dict) or "max_queue_delay_microseconds" not in raw:
+            return raw
+        if "max_queue_delay_ms" in raw:
+            raise ValueError("give max_queue_delay_ms or max_queue_delay_microseconds, not both")
+        raw = dict(raw)
+        micros = raw.pop("max_queue_delay_microseconds")
+        if isinstance(micros, bool) or not isinstance(micros, int | float):
+            raise ValueError("max_queue_delay_microseconds must be a number")
+        raw["max_queue_delay_ms"] = micros / 1000
+        return raw
 
     @field_validator("preferred_batch_sizes")
     @classmethod
@@ -47,6 +65,17 @@ class DynamicBatching(_Strict):
         if any(size < 1 for size in sizes):
             raise ValueError("preferred batch sizes must be positive")
         return tuple(sorted(set(sizes)))
+
+    @model_validator(mode="after")
+    def _delay_within_target(self) -> DynamicBatching:
+        target = self.target_p99_ms
+        if target is not None and self.max_queue_delay_ms > target:
+            raise ValueError(
+                f"max_queue_delay_ms {self.max_queue_delay_ms:g} exceeds target_p99_ms {target:g}: "
+                "a request waiting that long misses the target (with target_p99_ms, "
+                "max_queue_delay_ms is a ceiling over the delay it chooses)"
+            )
+        return self
 
 
 class OnnxRuntimeOptions(_Strict):

@@ -10,6 +10,7 @@
         outs = model.infer_batch([{"text": [b"a"]}, {"text": [b"b", b"c"]}])  # one predict call
         for out in model.infer_stream({"prompt": [b"hi"]}):  # predict_stream's responses
             ...
+        out = model.infer({"x": [[1.0]]}, parameters={"scale": 2})  # predict(inputs, parameters)
 
 Requests go through the server's own decoding and signature checks, and outputs through the same
 checks as in the server: what fails here fails there with the same message.
@@ -31,9 +32,17 @@ from inferd.model import Model
 from inferd.model_config import WarmupSample, load_model_config
 from inferd.protocol.json_codec import decode_request
 from inferd.repository.warmup import sample_inputs
-from inferd.runtimes.base import Runtime, RuntimeSettings, Signature, Streaming
-from inferd.runtimes.python import call_predict, call_predict_stream, instantiate, signature_of
+from inferd.runtimes.base import Runtime, RuntimeSettings, Signature, Streaming, TakesParameters
+from inferd.runtimes.python import (
+    call_predict,
+    call_predict_stream,
+    instantiate,
+    parameter_use,
+    signature_of,
+    stream_parameters,
+)
 from inferd.runtimes.registry import create_runtime
+from inferd.runtimes.request_parameters import ModelParameters, model_share
 from inferd.scheduler.batching import concatenate, split
 from inferd.types import InferRequest, Tensor
 
@@ -56,18 +65,26 @@ class LocalModel:
     def signature(self) -> Signature:
         return self._runtime.signature
 
-    def infer(self, inputs: Inputs) -> dict[str, np.ndarray]:
-        """One request: its outputs (those it asks for, else all), as the server would answer."""
-        checked = self._validated(inputs)
-        outputs = self._runtime.run(0, checked.arrays)
+    def infer(self, inputs: Inputs, parameters: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """One request: its outputs (those it asks for, else all), as the server would answer.
+
+        ``parameters``: the request's (else those of a V2 body's ``parameters``), checked and
+        stripped of the server's own keys as the server does; a model whose ``predict`` takes no
+        parameters never sees them."""
+        request = _request(inputs, self.signature)
+        checked = validate(request, self.signature)
+        outputs = self._run(checked.arrays, request.parameters if parameters is None else parameters)
         if self.signature.max_batch_size > 0:
             outputs = split(outputs, [checked.rows])[0]
         return {name: outputs[name] for name in checked.outputs}
 
-    def infer_batch(self, requests: Sequence[Inputs]) -> list[dict[str, np.ndarray]]:
+    def infer_batch(
+        self, requests: Sequence[Inputs], parameters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, np.ndarray]]:
         """Several requests merged into one ``predict`` call, as the batcher merges them; each gets
         its own rows back. Requests whose non-batch shapes differ are never merged by the server, so
-        they are refused here."""
+        they are refused here. ``parameters``: what every one of them sent (the server merges only
+        requests whose parameters are equal)."""
         if self.signature.max_batch_size == 0:
             raise ValueError("the model does not batch (max_batch_size 0): send requests one by one")
         checked = [self._validated(request) for request in requests]
@@ -76,17 +93,22 @@ class LocalModel:
         rows = [c.rows for c in checked]
         if sum(rows) > self.signature.max_batch_size:
             raise ValueError(f"{sum(rows)} rows exceed the max_batch_size {self.signature.max_batch_size}")
-        outputs = split(self._runtime.run(0, concatenate([c.arrays for c in checked])), rows)
+        outputs = split(self._run(concatenate([c.arrays for c in checked]), parameters or {}), rows)
         return [{n: out[n] for n in c.outputs} for c, out in zip(checked, outputs, strict=True)]
 
-    def infer_stream(self, inputs: Inputs) -> Iterator[dict[str, np.ndarray]]:
+    def infer_stream(
+        self, inputs: Inputs, parameters: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
         """One request to a decoupled model: each response ``predict_stream`` yields, checked as the
-        server checks it (its requested outputs, else all)."""
+        server checks it (its requested outputs, else all). ``parameters``: as ``infer``'s."""
         runtime = self._runtime
         if not isinstance(runtime, Streaming):
             raise TypeError(f"{type(runtime).__name__} models do not stream (predict_stream)")
-        checked = self._validated(inputs)
-        for outputs in runtime.stream(0, checked.arrays):
+        request = _request(inputs, self.signature)
+        checked = validate(request, self.signature)
+        given = request.parameters if parameters is None else parameters
+        share = model_share(runtime, given, stream=True) if given else None
+        for outputs in runtime.stream(0, checked.arrays, share.values if share is not None else None):
             yield {name: outputs[name] for name in checked.outputs}
 
     def check_signature(self, batch_size: int | None = None) -> dict[str, np.ndarray]:
@@ -111,6 +133,13 @@ class LocalModel:
 
     def _validated(self, inputs: Inputs) -> ValidatedInputs:
         return validate(_request(inputs, self.signature), self.signature)
+
+    def _run(self, arrays: dict[str, np.ndarray], parameters: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        runtime = self._runtime
+        share = model_share(runtime, parameters) if parameters else None
+        if share is not None and isinstance(runtime, TakesParameters):
+            return runtime.run_parameters(0, arrays, share.values)
+        return runtime.run(0, arrays)
 
 
 def load(
@@ -144,6 +173,7 @@ class _ClassRuntime:
         self._model = model
         self._signature = signature
         self._label = label
+        self.takes_parameters, self.stream_takes_parameters = parameter_use(type(model))
 
     @property
     def signature(self) -> Signature:
@@ -154,10 +184,19 @@ class _ClassRuntime:
         return 1
 
     def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return call_predict(self._model, inputs, self._signature, self._label)
+        parameters: ModelParameters | None = {} if self.takes_parameters else None
+        return call_predict(self._model, inputs, self._signature, self._label, parameters)
 
-    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        return call_predict_stream(self._model, inputs, self._signature, self._label)
+    def run_parameters(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters
+    ) -> dict[str, np.ndarray]:
+        return call_predict(self._model, inputs, self._signature, self._label, parameters)
+
+    def stream(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        passed = stream_parameters(self.stream_takes_parameters, parameters)
+        return call_predict_stream(self._model, inputs, self._signature, self._label, passed)
 
     def close(self) -> None:
         pass

@@ -43,3 +43,51 @@ def write_version(model_dir: Path, version: int, source: str) -> None:
     staging.mkdir()
     (staging / "model.py").write_text(textwrap.dedent(source))
     staging.rename(model_dir / str(version))
+
+
+# FP32 [batch, 2] -> y = x * parameters["scale"], with what the model saw: ``seen`` (each row: the
+# parameters dict as sorted JSON, so 2 and 2.0 read apart) and ``rows`` (each row: the rows of its
+# predict call). A string parameter "gate" names a file the call waits for (up to 60 s), so a test
+# can hold the one instance busy while it queues requests behind it.
+SCALE_BY_PARAMETER = """
+import json
+import os
+import time
+
+import numpy as np
+from inferd import Model, Tensor
+
+
+def _wait_for(path):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+class ScaleByParameter(Model):
+    inputs = [Tensor("x", "FP32", [-1, 2])]
+    outputs = [
+        Tensor("y", "FP32", [-1, 2]),
+        Tensor("seen", "BYTES", [-1, 1]),
+        Tensor("rows", "INT32", [-1, 1]),
+    ]
+    max_batch_size = 8
+
+    def predict(self, inputs, parameters):
+        if "gate" in parameters:
+            _wait_for(parameters["gate"])
+        x = inputs["x"]
+        rows = x.shape[0]
+        seen = json.dumps(parameters, sort_keys=True).encode()
+        return {
+            "y": x * parameters.get("scale", 1),
+            "seen": np.full((rows, 1), seen, dtype=object),
+            "rows": np.full((rows, 1), rows, dtype=np.int32),
+        }
+
+    def predict_stream(self, inputs, parameters):
+        for step in range(1, int(parameters.get("steps", 1)) + 1):
+            out = self.predict(inputs, parameters)
+            out["y"] = out["y"] * step
+            yield out
+"""

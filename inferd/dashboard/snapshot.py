@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from inferd.repository.manager import ModelRepository
+from inferd.repository.report import adaptive_status
 from inferd.scheduler.histogram import LATENCY_BOUNDS_NS
 
 
@@ -28,6 +29,8 @@ def snapshot(repository: ModelRepository) -> dict[str, Any]:
                     "inferences": stats.inference_count,
                     "executions": stats.execution_count,
                     "pending": model.batcher.pending,
+                    "shed": stats.shed,
+                    **adaptive_status(model.batcher),
                     "latency_buckets": list(stats.latency.counts),
                     "batch_sizes": {
                         str(size): per_size.compute_infer.count

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
@@ -38,6 +38,7 @@ from inferd.repository.description import ModelDescription, describe, runtime_pa
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
+from inferd.runtimes.request_parameters import ParameterGroup, model_share
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.sharedmem import RegionRegistry
@@ -56,6 +57,7 @@ EXTENSIONS = (
     "model_repository",
     "system_shared_memory",
     "classification",
+    "parameters",
     "logging",
     "trace",
     "sequence",
@@ -472,8 +474,20 @@ class DataPlane:
             or self._default_timeout_us
         ):
             priority, deadline_ns = queue_placement(request.parameters, config, self._default_timeout_us)
+            group: Hashable = checked.group
+            # A Python model's predict(inputs, parameters): only equal parameters share a batch.
+            share = model_share(model.runtime, request.parameters) if request.parameters else None
+            if share is not None:
+                group = ParameterGroup(group, share.key)
             return await batcher.infer(
-                checked.arrays, checked.rows, checked.group, trace, priority, deadline_ns, wanted
+                checked.arrays,
+                checked.rows,
+                group,
+                trace,
+                priority,
+                deadline_ns,
+                wanted,
+                share.values if share is not None else None,
             )
         return await batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
 

@@ -29,6 +29,7 @@ from inferd.generative.contract import GenerativeRuntime, Generator
 from inferd.repository.loader import LoadedModel
 from inferd.repository.manager import ModelRepository
 from inferd.runtimes.base import Streaming
+from inferd.runtimes.request_parameters import model_share
 from inferd.types import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ class Streams:
             checked = self._prepare(model, request)
             self._turn += 1
             instance = self._turn % runtime_instances(model)
-            stream = _ThreadedIterator(runtime.stream(instance, checked.arrays), f"stream-{model.name}")
+            share = model_share(runtime, request.parameters, stream=True) if request.parameters else None
+            responses = runtime.stream(instance, checked.arrays, share.values if share is not None else None)
+            stream = _ThreadedIterator(responses, f"stream-{model.name}")
             try:
                 async for outputs in stream:
                     yield model.response(request.id, outputs, checked.outputs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.processes import instance_restarts
+from inferd.scheduler.batcher import Batcher
 from inferd.scheduler.histogram import Histogram
 
 # Batch sizes are exact in ModelStats.batch; these are only the buckets they are reported in.
@@ -105,6 +106,11 @@ class ModelMetrics:
         f.queue_full.sample(labels, stats.rejected_queue_full)
         f.deadline.sample(labels, stats.deadline_exceeded)
         f.inline.sample(labels, stats.inline_executions)
+        f.shed.sample(labels, stats.shed)
+        adaptive = model.batcher.adaptive if isinstance(model.batcher, Batcher) else None
+        if adaptive is not None:
+            f.adaptive_delay.sample(labels, adaptive.plan.delay_ns / _NS)
+            f.adaptive_cap.sample(labels, adaptive.plan.cap)
         f.restarts.sample(labels, instance_restarts(model.runtime))
         if stats.load_rss_bytes is not None:
             f.memory.sample(labels, stats.load_rss_bytes)
@@ -158,6 +164,20 @@ class _Families:
             "inferd_inline_executions",
             "Executions run on the event-loop thread (inline_execution_max_us) instead of a worker",
         )
+        self.shed = _counter(
+            "inferd_requests_shed",
+            "Requests refused (503) because they would miss dynamic_batching.target_p99_ms under overload",
+        )
+        self.adaptive_delay = _Family(
+            "inferd_adaptive_queue_delay_seconds",
+            "gauge",
+            "Queue delay the adaptive batcher (target_p99_ms) chose for the oldest request",
+        )
+        self.adaptive_cap = _Family(
+            "inferd_adaptive_batch_cap",
+            "gauge",
+            "Rows per batch the adaptive batcher (target_p99_ms) allows",
+        )
         self.restarts = _counter(
             "inferd_instance_restarts",
             "Worker processes (instance_kind: process) restarted after dying (crash, OOM kill, timeout)",
@@ -198,6 +218,9 @@ class _Families:
             self.queue_full,
             self.deadline,
             self.inline,
+            self.shed,
+            self.adaptive_delay,
+            self.adaptive_cap,
             self.restarts,
             self.lifecycle,
             self.memory,

@@ -220,6 +220,7 @@ def batch_policy(
         inline_max_ns=inline_us * 1000,
         execution_timeout_ns=int(execution_timeout_s * 1e9),
         drain_timeout_ns=int(defaults.drain_timeout_s * 1e9),
+        target_p99_ns=int((batching.target_p99_ms or 0) * 1e6) if batching else 0,
         sequence=None
         if sequences is None
         else sequence_plan(sequences, signature, config.instances, model_dir),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from inferd.repository.entry import TRITON_STATE, ModelEntry
+from inferd.scheduler.batcher import Batcher
+from inferd.scheduler.sequence_batcher import SequenceBatcher
 
 
 def index_rows(on_disk: list[str], models: dict[str, ModelEntry]) -> list[dict[str, Any]]:
@@ -29,12 +31,30 @@ def index_rows(on_disk: list[str], models: dict[str, ModelEntry]) -> list[dict[s
     return rows
 
 
+def adaptive_status(batcher: Batcher | SequenceBatcher) -> dict[str, Any]:
+    """What the adaptive batcher (target_p99_ms) chose; nothing for other models."""
+    adaptive = batcher.adaptive if isinstance(batcher, Batcher) else None
+    if adaptive is None:
+        return {}
+    plan = adaptive.plan
+    return {
+        "adaptive_batching": {
+            "target_p99_ms": adaptive.target_ns / 1e6,
+            "queue_delay_ms": plan.delay_ns / 1e6,
+            "batch_cap": plan.cap,
+            "overloaded": plan.overloaded,
+            "arrival_rate_per_s": round(adaptive.rate.per_ns * 1e9, 1),
+        }
+    }
+
+
 def lifecycle_document(entry: ModelEntry) -> dict[str, Any]:
     versions: dict[str, Any] = {
         key: {
             "state": "ready",
             "cold_start": model.cold_start.as_dict(),
             "pending_requests": model.batcher.pending,
+            **adaptive_status(model.batcher),
             **({"provenance": model.provenance} if model.provenance else {}),
         }
         for key, model in entry.served.items()

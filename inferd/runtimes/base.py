@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from inferd.model_config import TensorOverride
+from inferd.runtimes.request_parameters import ModelParameters
 from inferd.types import TensorSpec
 
 
@@ -76,8 +77,33 @@ class Runtime(Protocol):
 class Streaming(Protocol):
     """A runtime whose models may answer one request with several responses (``predict_stream``)."""
 
-    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        """One request's responses, each checked against the signature; from a worker thread."""
+    def stream(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """One request's responses, each checked against the signature; from a worker thread.
+        ``parameters``: the request's own (``TakesParameters.stream_takes_parameters``)."""
+        ...
+
+
+@runtime_checkable
+class TakesParameters(Protocol):
+    """A runtime whose model reads requests' parameters (``predict(inputs, parameters)``): requests
+    with different parameters never share an execution (inferd/runtimes/request_parameters.py)."""
+
+    @property
+    def takes_parameters(self) -> bool:
+        """Whether ``predict`` takes them (else ``run_parameters`` is never called)."""
+        ...
+
+    @property
+    def stream_takes_parameters(self) -> bool:
+        """Whether ``predict_stream`` (or the default one, through ``predict``) takes them."""
+        ...
+
+    def run_parameters(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters
+    ) -> dict[str, np.ndarray]:
+        """``run`` with the parameters every request of the batch sent (they are equal)."""
         ...
 
 

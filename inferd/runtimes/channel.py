@@ -1,8 +1,8 @@
 """The control channel between the server and a model's worker process: small framed messages.
 
-A message is a tuple of plain values (names, dtypes, shapes, offsets, sizes, error text), encoded
-with ``marshal``, which handles only such values and so never runs code on decode. Tensors never
-travel here: they are in the shared region (inferd/runtimes/shm.py).
+A message is a tuple of plain values (names, dtypes, shapes, offsets, sizes, a request's parameters,
+error text), encoded with ``marshal``, which handles only such values and so never runs code on
+decode. Tensors never travel here: they are in the shared region (inferd/runtimes/shm.py).
 """
 
 from __future__ import annotations

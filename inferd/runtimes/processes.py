@@ -38,6 +38,8 @@ from inferd.model_config import PythonOptions
 from inferd.runtimes import channel
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.runtimes.procworker import spec_of
+from inferd.runtimes.python import stream_parameters
+from inferd.runtimes.request_parameters import ModelParameters
 from inferd.runtimes.shm import Region, new_shared_file
 from inferd.types import TensorSpec
 
@@ -95,6 +97,15 @@ class ProcessRuntime:
         return self._workers[0].decoupled
 
     @property
+    def takes_parameters(self) -> bool:
+        """Whether the model's ``predict`` takes the request's parameters (its worker said so)."""
+        return self._workers[0].takes_parameters
+
+    @property
+    def stream_takes_parameters(self) -> bool:
+        return self._workers[0].stream_takes_parameters
+
+    @property
     def instances(self) -> int:
         return len(self._workers)
 
@@ -113,11 +124,20 @@ class ProcessRuntime:
         return [worker.pid for worker in self._workers if worker.pid is not None]
 
     def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._workers[instance].run(inputs)
+        worker = self._workers[instance]
+        return worker.run(inputs, {} if worker.takes_parameters else None)
 
-    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def run_parameters(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters
+    ) -> dict[str, np.ndarray]:
+        return self._workers[instance].run(inputs, parameters)
+
+    def stream(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
         """``predict_stream`` in the worker; the instance is held until the stream ends or is closed."""
-        return self._workers[instance].stream(inputs)
+        worker = self._workers[instance]
+        return worker.stream(inputs, stream_parameters(worker.stream_takes_parameters, parameters))
 
     def interrupt(self, instance: int) -> None:
         """The execution on ``instance`` ran past its timeout: kill the worker (it restarts). Does
@@ -145,6 +165,9 @@ class _Worker:
         self._changed = threading.Condition()
         self.state = _State.STARTING
         self.decoupled = False  # set by each handshake (the model class defines predict_stream)
+        # Set by each handshake too: whether predict and the stream take the request's parameters.
+        self.takes_parameters = False
+        self.stream_takes_parameters = False
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._requests = Region(new_shared_file())
@@ -205,13 +228,14 @@ class _Worker:
             self.state = _State.READY
             self._changed.notify_all()
         self.decoupled = bool(reply[3])
+        self.takes_parameters, self.stream_takes_parameters = bool(reply[4]), bool(reply[5])
         return _decode_signature(reply[2])
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], parameters: ModelParameters | None) -> dict[str, np.ndarray]:
         with self._io:
             sock, process = self._started()
             try:
-                reply = self._request(sock, "run", inputs)
+                reply = self._request(sock, "run", inputs, parameters)
             finally:
                 with self._changed:
                     self._executing = False
@@ -219,11 +243,13 @@ class _Worker:
                 raise self._crashed(process, sock, "while executing this batch")
             return self._outputs(reply)
 
-    def stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def stream(
+        self, inputs: dict[str, np.ndarray], parameters: ModelParameters | None
+    ) -> Iterator[dict[str, np.ndarray]]:
         with self._io:
             sock, process = self._started()
             try:
-                reply = self._request(sock, "stream", inputs)
+                reply = self._request(sock, "stream", inputs, parameters)
                 while reply is not None and reply[0] != "end":
                     try:
                         yield self._outputs(reply)
@@ -255,12 +281,17 @@ class _Worker:
         return sock, process
 
     def _request(
-        self, sock: socket.socket, kind: str, inputs: dict[str, np.ndarray]
+        self,
+        sock: socket.socket,
+        kind: str,
+        inputs: dict[str, np.ndarray],
+        parameters: ModelParameters | None,
     ) -> tuple[Any, ...] | None:
-        """Send one request's inputs; the first reply, None when the worker is gone."""
+        """Send one request's inputs and the parameters its model gets (None: it takes inputs only,
+        a dict of plain values, which marshal carries); the first reply, None when the worker is gone."""
         try:
             layout = self._requests.write(inputs)
-            channel.send(sock, (kind, self._requests.size, layout))
+            channel.send(sock, (kind, self._requests.size, layout, parameters))
             return channel.receive(sock)
         except (OSError, ValueError):
             return None

@@ -34,8 +34,12 @@ from inferd.runtimes.python import (
     instantiate,
     is_decoupled,
     model_class,
+    open_stream,
+    parameter_use,
+    predict,
     signature_of,
 )
+from inferd.runtimes.request_parameters import ModelParameters
 from inferd.runtimes.shm import Region
 
 
@@ -84,24 +88,31 @@ def main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         channel.send(sock, ("failed", exc.message))
         return 1
-    channel.send(sock, ("ready", os.getpid(), encode_signature(signature), is_decoupled(cls)))
+    ready = ("ready", os.getpid(), encode_signature(signature), is_decoupled(cls), *parameter_use(cls))
+    channel.send(sock, ready)
     while (message := channel.receive(sock)) is not None:
-        kind, size, layout = message
+        # parameters: the dict the model gets, or None when it takes inputs only (the server decides).
+        kind, size, layout, parameters = message
         requests.follow(size)
         inputs = requests.read(layout, copy=False)
         if kind == "run":
-            channel.send(sock, _run(model, inputs, signature, label, responses))
-        elif not _stream(sock, model, inputs, signature, label, responses):
+            channel.send(sock, _run(model, inputs, parameters, signature, label, responses))
+        elif not _stream(sock, model, inputs, parameters, signature, label, responses):
             break
     return 0
 
 
 def _run(
-    model: Model, inputs: dict[str, np.ndarray], signature: Signature, label: str, responses: Region
+    model: Model,
+    inputs: dict[str, np.ndarray],
+    parameters: ModelParameters | None,
+    signature: Signature,
+    label: str,
+    responses: Region,
 ) -> tuple[Any, ...]:
     """One batch: the reply to send (the outputs' layout, or what went wrong)."""
     try:
-        outputs = model.predict(inputs)
+        outputs = predict(model, inputs, parameters)
     except InferdError as exc:  # the model's own verdict (say InvalidRequest): passed on as it is
         return ("error", type(exc).__name__, exc.message)
     except Exception as exc:
@@ -119,6 +130,7 @@ def _stream(
     sock: socket.socket,
     model: Model,
     inputs: dict[str, np.ndarray],
+    parameters: ModelParameters | None,
     signature: Signature,
     label: str,
     responses: Region,
@@ -129,7 +141,7 @@ def _stream(
     rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
     stream: Any = None
     try:
-        stream = iter(model.predict_stream(inputs))
+        stream = iter(open_stream(model, inputs, parameters))
         for outputs in stream:
             checked = check_outputs(outputs, signature, rows, label)
             channel.send(sock, ("ok", responses.size, responses.write(checked)))

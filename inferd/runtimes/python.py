@@ -25,6 +25,7 @@ from inferd.errors import ExecutionError, InferdError, ModelLoadError
 from inferd.model import Model, Tensor
 from inferd.model_config import PythonOptions, TensorOverride
 from inferd.runtimes.base import RuntimeSettings, Signature
+from inferd.runtimes.request_parameters import ModelParameters, accepts_parameters
 from inferd.types import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class PythonRuntime:
             cls = model_class(self._module, options.class_name, path)
             self._signature = signature_of(cls, settings, path)
             self.decoupled = is_decoupled(cls)
+            # Decided once here: a model whose predict takes inputs only is called as it always was.
+            self.takes_parameters, self.stream_takes_parameters = parameter_use(cls)
             self._models = [instantiate(cls, version_dir) for _ in range(settings.instances)]
         except BaseException:
             self.close()
@@ -68,10 +71,19 @@ class PythonRuntime:
         return len(self._models)
 
     def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return call_predict(self._models[instance], inputs, self._signature, self._label)
+        parameters: ModelParameters | None = {} if self.takes_parameters else None
+        return call_predict(self._models[instance], inputs, self._signature, self._label, parameters)
 
-    def stream(self, instance: int, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        return call_predict_stream(self._models[instance], inputs, self._signature, self._label)
+    def run_parameters(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters
+    ) -> dict[str, np.ndarray]:
+        return call_predict(self._models[instance], inputs, self._signature, self._label, parameters)
+
+    def stream(
+        self, instance: int, inputs: dict[str, np.ndarray], parameters: ModelParameters | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
+        passed = stream_parameters(self.stream_takes_parameters, parameters)
+        return call_predict_stream(self._models[instance], inputs, self._signature, self._label, passed)
 
     def close(self) -> None:
         self._models = []
@@ -206,12 +218,39 @@ def _from_config(kind: str, override: TensorOverride, path: Path) -> TensorSpec:
     return TensorSpec(override.name, override.datatype, override.dims)
 
 
+def parameter_use(cls: type[Model]) -> tuple[bool, bool]:
+    """Whether ``predict`` and the stream take the request's parameters (a second argument); the
+    default ``predict_stream`` calls ``predict``, so it takes them when ``predict`` does."""
+    predict = accepts_parameters(cls.predict)
+    return predict, accepts_parameters(cls.predict_stream) if is_decoupled(cls) else predict
+
+
+def stream_parameters(takes: bool, parameters: ModelParameters | None) -> ModelParameters | None:
+    """What a stream hands its model: the request's parameters (an empty dict when it sent none)
+    when the model takes them, else None (``predict_stream(inputs)``)."""
+    if not takes:
+        return None
+    return {} if parameters is None else parameters
+
+
+def predict(model: Model, inputs: dict[str, np.ndarray], parameters: ModelParameters | None) -> object:
+    """``model.predict(inputs)``, or ``predict(inputs, parameters)`` when it takes them (not None)."""
+    if parameters is None:
+        return model.predict(inputs)
+    return model.predict(inputs, parameters)  # type: ignore[call-arg]
+
+
 def call_predict(
-    model: Model, inputs: dict[str, np.ndarray], signature: Signature, label: str
+    model: Model,
+    inputs: dict[str, np.ndarray],
+    signature: Signature,
+    label: str,
+    parameters: ModelParameters | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run ``predict`` on one batch and check what it returned against the signature."""
+    """Run ``predict`` on one batch and check what it returned against the signature; ``parameters``
+    go to a ``predict(inputs, parameters)`` (None: the model takes inputs only)."""
     try:
-        outputs = model.predict(inputs)
+        outputs = predict(model, inputs, parameters)
     except InferdError:  # the model's own verdict (say InvalidRequest, a 400): passed on as it is
         raise
     except Exception as exc:
@@ -227,12 +266,17 @@ def is_decoupled(cls: type[Model]) -> bool:
 
 
 def call_predict_stream(
-    model: Model, inputs: dict[str, np.ndarray], signature: Signature, label: str
+    model: Model,
+    inputs: dict[str, np.ndarray],
+    signature: Signature,
+    label: str,
+    parameters: ModelParameters | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Run ``predict_stream`` on one request; each response is checked as ``predict``'s result is."""
+    """Run ``predict_stream`` on one request; each response is checked as ``predict``'s result is.
+    ``parameters``: see ``stream_parameters``."""
     rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
     try:
-        responses = iter(model.predict_stream(inputs))
+        responses = iter(open_stream(model, inputs, parameters))
     except InferdError:
         raise
     except Exception as exc:
@@ -247,6 +291,17 @@ def call_predict_stream(
         except Exception as exc:
             raise _raised(label, "predict_stream", exc) from None
         yield check_outputs(outputs, signature, rows, label)
+
+
+def open_stream(
+    model: Model, inputs: dict[str, np.ndarray], parameters: ModelParameters | None
+) -> Iterator[dict[str, np.ndarray]]:
+    """The model's stream of responses, given its parameters when it takes them."""
+    if parameters is None:
+        return model.predict_stream(inputs)
+    if not is_decoupled(type(model)):  # the default stream: predict(inputs, parameters), once
+        return iter((model.predict(inputs, parameters),))  # type: ignore[call-arg]
+    return model.predict_stream(inputs, parameters)  # type: ignore[call-arg]
 
 
 def _raised(label: str, method: str, exc: Exception) -> ExecutionError:

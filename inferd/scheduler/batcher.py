@@ -32,7 +32,9 @@ from inferd.errors import (
     InstanceCrashed,
     Unavailable,
 )
-from inferd.runtimes.base import Interruptible, Runtime
+from inferd.runtimes.base import Interruptible, Runtime, TakesParameters
+from inferd.runtimes.request_parameters import ModelParameters
+from inferd.scheduler.adaptive import AdaptiveBatching
 from inferd.scheduler.batching import concatenate, split
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
 from inferd.scheduler.sequence_plan import SequencePlan
@@ -62,6 +64,9 @@ class BatchPolicy:
     drain_timeout_ns: int = 0
     # A stateful model's sequence batching (inferd/scheduler/sequence_batcher.py); None: this batcher.
     sequence: SequencePlan | None = None
+    # dynamic_batching.target_p99_ms: the delay and batch cap adapt to hold it, and requests that
+    # would miss it are shed (inferd/scheduler/adaptive.py); max_queue_delay_ns is then a ceiling.
+    target_p99_ns: int = 0
 
     @property
     def merges(self) -> bool:
@@ -97,6 +102,7 @@ _ESTIMATED_SHAPES = 256
 class Batcher:
     def __init__(self, runtime: Runtime, policy: BatchPolicy, stats: ModelStats, name: str) -> None:
         self._runtime = runtime
+        self._run_parameters = runtime.run_parameters if isinstance(runtime, TakesParameters) else None
         self._policy = policy
         self._stats = stats
         self._name = name
@@ -120,6 +126,17 @@ class Batcher:
         # Set by an inline run until the loop's next turn: the requests parsed in the same turn as
         # an inline one arrived together, so they queue and batch instead of running inline in turn.
         self._ran_inline_this_turn = False
+        self.adaptive = (
+            AdaptiveBatching(
+                policy.target_p99_ns,
+                policy.max_batch_size,
+                runtime.instances,
+                policy.max_queue_delay_ns,
+                name,
+            )
+            if policy.target_p99_ns
+            else None
+        )
 
     @property
     def pending(self) -> int:
@@ -137,8 +154,12 @@ class Batcher:
         priority: int = 0,
         deadline_ns: int = 0,
         outputs: frozenset[str] | None = None,
+        parameters: ModelParameters | None = None,
     ) -> Outputs:
         """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
+
+        ``parameters``: what a model taking parameters gets (``TakesParameters.run_parameters``); the
+        caller puts their key in ``group``, so the requests of one execution all sent equal ones.
 
         ``outputs``: the outputs the client asked for (None: all). A runtime with ``run_outputs``
         computes only the union of what a batch asked for; the others compute every output.
@@ -157,13 +178,29 @@ class Batcher:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         now = time.perf_counter_ns()
+        adaptive = self.adaptive
+        if adaptive is not None:
+            adaptive.arrived(now, rows)
+            if not adaptive.admits(rows, queue.rows, self._in_flight):
+                raise self._shed("its predicted completion is past")
         idle = not queue.count and not self._in_flight and not self._dispatch_scheduled
         if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
             self._ran_inline_this_turn = True
             loop.call_soon(self._next_turn)
-            return self._run_inline(inputs, rows, group, trace, now, outputs)
+            return self._run_inline(inputs, rows, group, trace, now, outputs, parameters)
         future: asyncio.Future[Outputs] = loop.create_future()
-        item = Pending(inputs, rows, group, future, now, trace, priority, deadline_ns, outputs=outputs)
+        item = Pending(
+            inputs,
+            rows,
+            group,
+            future,
+            now,
+            trace,
+            priority,
+            deadline_ns,
+            outputs=outputs,
+            parameters=parameters,
+        )
         queue.push(item)
         if deadline_ns:
             item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
@@ -182,6 +219,31 @@ class Batcher:
                     item.expiry.cancel()
                 self._update_idle()
             raise
+
+    def _shed(self, reason: str) -> Unavailable:
+        self._stats.shed += 1
+        target_ms = self._policy.target_p99_ns / 1e6
+        return Unavailable(
+            f"model '{self._name}' is overloaded: request shed, {reason} the {target_ms:g} ms "
+            "target (dynamic_batching.target_p99_ms); retry later"
+        )
+
+    def _shed_hopeless(self) -> None:
+        """Under overload, answer the oldest waiting requests that will miss the target anyway."""
+        adaptive = self.adaptive
+        assert adaptive is not None
+        queue = self._queue
+        now = time.perf_counter_ns()
+        head = queue.head()
+        free = len(self._free_instances)
+        while head is not None and adaptive.hopeless(now - head.enqueued_ns, queue.rows, free):
+            queue.discard(head)
+            if head.expiry is not None:
+                head.expiry.cancel()
+                head.expiry = None
+            if not head.future.done():
+                head.future.set_exception(self._shed("its wait already takes it past"))
+            head = queue.head()
 
     def _next_turn(self) -> None:
         self._ran_inline_this_turn = False
@@ -240,6 +302,8 @@ class Batcher:
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
+        if self.adaptive is not None and self._free_instances:
+            self._shed_hopeless()
         while self._free_instances and self._queue.count:
             if not self._ready_to_run():
                 self._arm_timer()
@@ -276,17 +340,25 @@ class Batcher:
             # A lone request on an idle model runs at once: batching never adds latency at low load.
             return True
         rows = self._queue.rows
-        if rows >= policy.max_batch_size or rows in policy.preferred_batch_sizes:
+        if rows >= self._batch_cap() or rows in policy.preferred_batch_sizes:
             return True
         head = self._queue.head()
         assert head is not None
-        return time.perf_counter_ns() - head.enqueued_ns >= policy.max_queue_delay_ns
+        return time.perf_counter_ns() - head.enqueued_ns >= self._queue_delay_ns()
+
+    def _batch_cap(self) -> int:
+        adaptive = self.adaptive
+        return self._policy.max_batch_size if adaptive is None else adaptive.plan.cap
+
+    def _queue_delay_ns(self) -> int:
+        adaptive = self.adaptive
+        return self._policy.max_queue_delay_ns if adaptive is None else adaptive.plan.delay_ns
 
     def _arm_timer(self) -> None:
         assert self._loop is not None
         head = self._queue.head()
         assert head is not None
-        due_ns = head.enqueued_ns + self._policy.max_queue_delay_ns
+        due_ns = head.enqueued_ns + self._queue_delay_ns()
         if self._timer is not None:
             if self._timer_due_ns == due_ns:
                 return
@@ -304,7 +376,7 @@ class Batcher:
         max_batch_size rows (inferd/scheduler/queue.py); expired ones met on the way are answered."""
         expired: list[Pending] = []
         policy = self._policy
-        batch = self._queue.take(policy.max_batch_size, policy.merges, time.perf_counter_ns(), expired)
+        batch = self._queue.take(self._batch_cap(), policy.merges, time.perf_counter_ns(), expired)
         for item in expired:
             if item.expiry is not None:
                 item.expiry.cancel()
@@ -330,6 +402,7 @@ class Batcher:
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
         wanted = _wanted(batch)
+        parameters = batch[0].parameters  # the batch's group holds their key: all are equal
         run = _Run(batch, now, traced)
         self._running[instance] = run
         timeout_ns = self._policy.execution_timeout_ns
@@ -341,7 +414,9 @@ class Batcher:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._complete, instance, run, result)
 
-        self._workers[instance].submit(lambda: self._execute(instance, inputs, rows, wanted), finished)
+        self._workers[instance].submit(
+            lambda: self._execute(instance, inputs, rows, wanted, parameters), finished
+        )
 
     def _timed_out(self, instance: int, run: _Run) -> None:
         """The execution outlived the model's execution timeout: fail it, replace the instance's thread."""
@@ -388,7 +463,13 @@ class Batcher:
             item.expiry = None
         try:
             result = self._run_inline(
-                item.inputs, item.rows, item.group, item.trace, item.enqueued_ns, item.outputs
+                item.inputs,
+                item.rows,
+                item.group,
+                item.trace,
+                item.enqueued_ns,
+                item.outputs,
+                item.parameters,
             )
         except InferdError as exc:
             item.future.set_exception(exc)
@@ -406,6 +487,7 @@ class Batcher:
         trace: RequestTrace | None,
         enqueued_ns: int,
         outputs: frozenset[str] | None,
+        parameters: ModelParameters | None,
     ) -> Outputs:
         """Run one request on the loop thread: the model is idle and this shape is known to be fast."""
         now = time.perf_counter_ns()
@@ -414,7 +496,7 @@ class Batcher:
         if trace is not None:
             trace.queued(enqueued_ns, now)
             traced.append(trace)
-        executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs)
+        executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs, parameters)
         self._stats.inline_executions += 1
         self._record(executed, rows, 1, now, traced, (group, rows))
         self._idle_since_ns = time.perf_counter_ns()
@@ -424,24 +506,38 @@ class Batcher:
         return result
 
     def _execute(
-        self, instance: int, inputs: list[Outputs], rows: list[int], wanted: frozenset[str] | None = None
+        self,
+        instance: int,
+        inputs: list[Outputs],
+        rows: list[int],
+        wanted: frozenset[str] | None = None,
+        parameters: ModelParameters | None = None,
     ) -> _Executed:
         """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
         start = time.perf_counter_ns()
         merged = concatenate(inputs)
         ready = time.perf_counter_ns()
         try:
-            outputs = self._run(instance, merged, wanted)
+            outputs = self._run(instance, merged, wanted, parameters)
             ran = time.perf_counter_ns()
             results: list[Outputs | InferdError] = list(
                 split(outputs, rows) if self._policy.max_batch_size > 0 else [outputs]
             )
         except Exception as exc:
             ran = time.perf_counter_ns()
-            results = self._isolate_failure(instance, inputs, rows, exc, wanted)
+            results = self._isolate_failure(instance, inputs, rows, exc, wanted, parameters)
         return _Executed(results, ready - start, ran - ready, time.perf_counter_ns() - ran)
 
-    def _run(self, instance: int, inputs: Outputs, wanted: frozenset[str] | None) -> Outputs:
+    def _run(
+        self,
+        instance: int,
+        inputs: Outputs,
+        wanted: frozenset[str] | None,
+        parameters: ModelParameters | None,
+    ) -> Outputs:
+        if parameters is not None:  # only ever set for a runtime that takes them (the data plane checks)
+            assert self._run_parameters is not None
+            return self._run_parameters(instance, inputs, parameters)
         run_outputs = getattr(self._runtime, "run_outputs", None)
         if wanted is not None and run_outputs is not None:
             selected: Outputs = run_outputs(instance, inputs, wanted)
@@ -455,6 +551,7 @@ class Batcher:
         rows: list[int],
         exc: Exception,
         wanted: frozenset[str] | None,
+        parameters: ModelParameters | None,
     ) -> list[Outputs | InferdError]:
         if len(inputs) == 1 or isinstance(exc, InstanceCrashed):
             # A crashed worker fails its whole batch: rerunning each request would crash it again.
@@ -463,7 +560,7 @@ class Batcher:
         results: list[Outputs | InferdError] = []
         for request_inputs, count in zip(inputs, rows, strict=True):
             try:
-                results.append(split(self._run(instance, request_inputs, wanted), [count])[0])
+                results.append(split(self._run(instance, request_inputs, wanted, parameters), [count])[0])
             except Exception as single_exc:
                 results.append(_execution_error(self._name, single_exc))
         return results
@@ -487,6 +584,8 @@ class Batcher:
         rows = sum(item.rows for item in batch)
         lone = (batch[0].group, rows) if len(batch) == 1 else None
         self._record(result, rows, len(batch), run.launched_ns, run.traced, lone)
+        if self.adaptive is not None:
+            self.adaptive.completed(time.perf_counter_ns(), [item.enqueued_ns for item in batch])
         for item, outcome in zip(batch, result.results, strict=True):
             if item.future.done():
                 continue
@@ -509,6 +608,8 @@ class Batcher:
         if lone is not None and self._policy.inline_max_ns and executed.infer_ns:
             self._estimate(lone, executed.input_ns + executed.infer_ns + executed.output_ns)
         self._stats.record_execution(rows, requests, executed.input_ns, executed.infer_ns, executed.output_ns)
+        if self.adaptive is not None and executed.infer_ns:
+            self.adaptive.executed(rows, executed.input_ns + executed.infer_ns + executed.output_ns)
         if traced:
             # One execution span, parented by the first traced request and linked to all of them.
             traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)

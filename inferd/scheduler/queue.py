@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inferd.runtimes.request_parameters import ModelParameters
 from inferd.scheduler.tracehook import RequestTrace
 
 Outputs = dict[str, np.ndarray]
@@ -43,6 +44,9 @@ class Pending:
     queued: bool = True
     # The outputs the client asked for; None: all of them.
     outputs: frozenset[str] | None = None
+    # What a model taking parameters gets (its group holds their key, so a batch's are all equal);
+    # None: the model takes none, or the request sent none.
+    parameters: ModelParameters | None = None
 
 
 class _Level:

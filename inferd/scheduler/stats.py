@@ -52,6 +52,8 @@ class ModelStats:
     execution_timeouts: int = 0
     # Executions run on the event-loop thread (BatchPolicy.inline_max_ns); the rest ran on a worker.
     inline_executions: int = 0
+    # Requests refused (503) because they would miss dynamic_batching.target_p99_ms under overload.
+    shed: int = 0
     cache_errors: int = 0
     batch: dict[int, BatchSizeStats] = field(default_factory=dict)
     # Prometheus histograms (inferd/metrics), each paired with the Duration holding its count and sum:

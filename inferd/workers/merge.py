@@ -15,8 +15,9 @@ from prometheus_client import Metric, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
-_LATEST = {"last_inference", "time_s"}
-_SAME = {"latency_bounds_s"}
+# Also the largest of what the workers' adaptive batchers chose (docs/adaptive-batching.md).
+_LATEST = {"last_inference", "time_s", "queue_delay_ms", "batch_cap"}
+_SAME = {"latency_bounds_s", "target_p99_ms"}
 # Identity of an element in a list of objects: lists of models, of batch sizes.
 _IDENTITY = ("name", "version", "batch_size")
 
@@ -33,6 +34,8 @@ _GAUGES: dict[str, Callable[[list[float]], float]] = {
     "inferd_drift_features_over_threshold": max,
     "inferd_cost_per_1000_inferences_dollars": _mean,
     "inferd_energy_per_inference_joules": _mean,
+    "inferd_adaptive_queue_delay_seconds": max,
+    "inferd_adaptive_batch_cap": max,
     "inferd_drift_psi": _mean,
     "inferd_drift_ks": _mean,
 }

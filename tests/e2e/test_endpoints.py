@@ -48,6 +48,7 @@ def test_server_metadata_lists_only_real_extensions(
         "model_repository",
         "system_shared_memory",
         "classification",
+        "parameters",
         "logging",
         "trace",
         "sequence",

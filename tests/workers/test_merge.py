@@ -86,3 +86,29 @@ def test_prometheus_counters_and_histograms_sum_ready_is_the_least() -> None:
     assert samples[("lat_bucket", (("le", "0.1"),))] == 5
     assert samples[("lat_count", ())] == 5 and samples[("lat_sum", ())] == 1.0
     assert samples[("process_start_time_seconds", ())] == 100
+
+
+def test_adaptive_batching_choices_are_the_largest_and_sheds_add_up() -> None:
+    def row(cap: int, delay_ms: float, shed: int, rate: float) -> dict[str, object]:
+        chosen = {
+            "target_p99_ms": 20,
+            "queue_delay_ms": delay_ms,
+            "batch_cap": cap,
+            "arrival_rate_per_s": rate,
+        }
+        return {"models": [{"name": "m", "version": "1", "shed": shed, "adaptive_batching": chosen}]}
+
+    merged = merge_documents([row(16, 0.5, 2, 100.0), row(24, 0.25, 3, 50.0)])
+    assert merged["models"][0]["shed"] == 5
+    assert merged["models"][0]["adaptive_batching"] == {
+        "target_p99_ms": 20,
+        "queue_delay_ms": 0.5,
+        "batch_cap": 24,
+        "arrival_rate_per_s": 150.0,
+    }
+    text = (
+        "# HELP inferd_adaptive_batch_cap cap\n# TYPE inferd_adaptive_batch_cap gauge\n"
+        'inferd_adaptive_batch_cap{{model="m",version="1"}} {cap}\n'
+    )
+    merged_text = merge_metrics([text.format(cap=16), text.format(cap=24)]).decode()
+    assert 'inferd_adaptive_batch_cap{model="m",version="1"} 24.0' in merged_text

@@ -170,6 +170,14 @@
     canvas.dataset.sizes = JSON.stringify(Object.fromEntries(entries));
   }
 
+  // What the adaptive batcher (dynamic_batching.target_p99_ms) chose, on the pending cell.
+  function adaptiveTitle(model) {
+    const a = model.adaptive_batching;
+    return `adaptive batching, target p99 ${a.target_p99_ms} ms: batch cap ${a.batch_cap}, ` +
+      `queue delay ${format(a.queue_delay_ms, 2)} ms, ${a.overloaded ? "overloaded, " : ""}` +
+      `${model.shed} shed`;
+  }
+
   function renderTable(rows) {
     const body = $("models").tBodies[0];
     body.replaceChildren();
@@ -191,6 +199,7 @@
         td.textContent = text;
         if (i === 2) td.className = model.state;
         if (i === 2 && model.reason) td.title = model.reason;
+        if (i === 7 && model.adaptive_batching) td.title = adaptiveTitle(model);
         tr.appendChild(td);
       });
       body.appendChild(tr);
