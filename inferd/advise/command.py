@@ -138,6 +138,17 @@ def _document(
             }
             for p in advice.predictions[:10]
         ],
+        # Every configuration measured under load, with the highest rate that held the p99 (null: none).
+        "verified": [
+            {
+                "version": c.layout.version,
+                "instances": c.layout.instances,
+                "threads": c.layout.threads,
+                "batch_cap": c.batch_cap,
+                "throughput": round(v.throughput, 1) if v else None,
+            }
+            for c, v in advice.tried.items()
+        ],
         "problem": advice.problem or None,
     }
     if advice.best is None or advice.verified is None or advice.predicted is None:
@@ -165,6 +176,16 @@ def _print(document: dict[str, Any]) -> None:
         click.echo(
             f"  predicted: version {p['version']}, {p['instances']} x {p['threads']} threads, "
             f"batch cap {p['batch_cap']}: {p['throughput']:.0f}/s at p99 {p['p99_ms']} ms"
+        )
+    for v in document["verified"]:
+        held = (
+            f"held p99 up to {v['throughput']:.0f}/s"
+            if v["throughput"]
+            else "missed the p99 at every rate tried"
+        )
+        click.echo(
+            f"  measured:  version {v['version']}, {v['instances']} x {v['threads']} threads, "
+            f"batch cap {v['batch_cap']}: {held}"
         )
     if "config" not in document:
         return

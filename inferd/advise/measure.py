@@ -1,10 +1,12 @@
 """The advisor's measurements on this machine, with ONNX Runtime sessions in this process.
 
 ``probe`` times batches while every instance of a layout executes at once (so instances that fight
-for cores show it). ``verify`` replays a Poisson arrival stream at a given rate through a queue that
-the layout's instances drain in batches of up to the cap, as inferd's batcher does with no queue
-delay, and reports the throughput sustained and the p99 of queue wait plus execution. Neither counts
-the network and protocol cost of a real request: measure that with ``inferd bench`` against the server.
+for cores show it), in a few rounds, and reports the lowest round median (``search.low_time``): on a
+shared machine other processes only add time, in bursts. ``verify`` replays a Poisson arrival stream
+at a given rate through a queue that the layout's instances drain in batches of up to the cap, as
+inferd's batcher does with no queue delay, and reports the throughput sustained and the p99 of queue
+wait plus execution. Neither counts the network and protocol cost of a real request: measure that
+with ``inferd bench`` against the server.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from inferd.advise.search import Config, Layout, Verified
+from inferd.advise.search import Config, Layout, Verified, low_time
 
-PROBE_RUNS = 20
+PROBE_ROUNDS = 3
+# Runs per round: up to PROBE_RUNS, fewer when a batch is slow (a round lasts about PROBE_ROUND_S).
+PROBE_RUNS = 10
+PROBE_ROUND_S = 0.15
 VERIFY_S = 2.0
-# Requests one verification replays at most (a fast model's predicted rate can be very high).
+# Requests one verification replays: at least enough for a p99 that is not just the maximum, at most
+# what a fast model's predicted rate would need.
+VERIFY_MIN_REQUESTS = 50
 VERIFY_MAX_REQUESTS = 20_000
+# The latency a request left unserved counts with (a finite one: percentiles interpolate).
+UNSERVED_S = 1e6
 
 
 _DTYPES = {
@@ -61,9 +70,17 @@ def random_feeder(path: Path) -> Feed:
 class Sessions:
     """Sessions per layout, created once and reused by its probes and its verification."""
 
-    def __init__(self, files: dict[int, Path], feed: Feed) -> None:
+    def __init__(
+        self,
+        files: dict[int, Path],
+        feed: Feed,
+        verify_s: float = VERIFY_S,
+        min_requests: int = VERIFY_MIN_REQUESTS,
+    ) -> None:
         self._files = files
         self._feed = feed
+        self._verify_s = verify_s
+        self._min_requests = min_requests
         self._sessions: dict[Layout, list[ort.InferenceSession]] = {}
 
     def of(self, layout: Layout) -> list[ort.InferenceSession]:
@@ -75,6 +92,10 @@ class Sessions:
             options.intra_op_num_threads = layout.threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
+            # As inferd serves it (onnxruntime.allow_spinning defaults to false): spinning workers
+            # would take the cores the other instances and the dispatch loop need, and only here.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             path = str(self._files[layout.version])
             sessions = [
                 ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
@@ -84,33 +105,33 @@ class Sessions:
         return sessions
 
     def probe(self, layout: Layout, batch: int) -> float:
-        """Median seconds per batch of ``batch`` rows, every instance executing concurrently."""
+        """Seconds per batch of ``batch`` rows, every instance executing concurrently: the lowest of
+        PROBE_ROUNDS round medians."""
         feed = self._feed(batch)
-        times: list[list[float]] = []
-
-        def work(session: ort.InferenceSession) -> None:
-            session.run(None, feed)  # warm this shape
-            mine = []
-            for _ in range(PROBE_RUNS):
-                start = time.perf_counter()
-                session.run(None, feed)
-                mine.append(time.perf_counter() - start)
-            times.append(mine)
-
-        _together([partial(work, s) for s in self.of(layout)])
-        return float(np.median(np.concatenate(times)))
+        sessions = self.of(layout)
+        warm: list[float] = []
+        # The first run of a shape allocates: the second one sizes the rounds.
+        _together([partial(_timed, s, feed, 2, warm) for s in sessions])
+        runs = max(1, min(PROBE_RUNS, int(PROBE_ROUND_S / max(min(warm), 1e-6))))
+        rounds: list[list[float]] = []
+        for _ in range(PROBE_ROUNDS):
+            rounds.append([])
+            _together([partial(_timed, s, feed, runs, rounds[-1]) for s in sessions])
+        return low_time(rounds)
 
     def verify(self, config: Config, rate: float) -> Verified:
-        """Poisson arrivals at ``rate`` for VERIFY_S seconds (or VERIFY_MAX_REQUESTS), drained by the
-        layout's instances."""
+        """Poisson arrivals at ``rate`` for ``verify_s`` seconds (within ``min_requests`` and
+        VERIFY_MAX_REQUESTS), drained by the layout's instances. An overloaded run stops a while after
+        the last arrival: what is left unserved counts as infinitely late."""
         rng = np.random.default_rng(0)
-        count = max(1, min(int(rate * VERIFY_S), VERIFY_MAX_REQUESTS))
+        count = max(self._min_requests, min(int(rate * self._verify_s), VERIFY_MAX_REQUESTS))
         arrivals = np.cumsum(rng.exponential(1.0 / rate, count))
         feeds = {b: self._feed(b) for b in range(1, config.batch_cap + 1)}
-        latencies = np.zeros(count)
+        latencies = np.full(count, UNSERVED_S)
         lock = threading.Lock()
         taken = 0
         start = time.perf_counter() + 0.05
+        give_up = arrivals[-1] + max(1.0, self._verify_s)
 
         def work(session: ort.InferenceSession) -> None:
             nonlocal taken
@@ -118,7 +139,7 @@ class Sessions:
                 now = time.perf_counter() - start
                 with lock:
                     first = taken
-                    if first >= count:
+                    if first >= count or now > give_up:
                         return
                     ready = int(np.searchsorted(arrivals, now, side="right"))
                     last = min(ready, first + config.batch_cap)
@@ -131,7 +152,15 @@ class Sessions:
 
         _together([partial(work, s) for s in self.of(config.layout)])
         elapsed = max(time.perf_counter() - start, arrivals[-1])
-        return Verified(count / elapsed, float(np.percentile(latencies, 99)))
+        served = int((latencies < UNSERVED_S).sum())
+        return Verified(served / elapsed, float(np.percentile(latencies, 99)))
+
+
+def _timed(session: ort.InferenceSession, feed: dict[str, np.ndarray], runs: int, out: list[float]) -> None:
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        out.append(time.perf_counter() - start)
 
 
 def _together(jobs: list[Callable[[], None]]) -> None:

@@ -1,5 +1,6 @@
 """The advisor's search: probe execution time at a few batch sizes per (version, instances, threads),
-fit a line, predict the throughput each batch cap holds under the SLO, and verify only the best.
+fit a line, predict the capacity of every batch cap whose p99 fits the SLO, and measure for real only
+the best predicted cap of a few layouts, each with a search for the highest rate that holds the SLO.
 
 Everything that touches a model is behind two callables, so the search runs as well against a
 synthetic cost model (tests/advise) as against ONNX Runtime sessions (inferd.advise.measure).
@@ -8,6 +9,7 @@ synthetic cost model (tests/advise) as against ONNX Runtime sessions (inferd.adv
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,14 +17,21 @@ from dataclasses import dataclass, field
 # for it, then execute in the next: p99 ~ 2 t(b). The margin covers jitter the line does not model.
 LATENCY_FACTOR = 2.0
 SLO_MARGIN = 0.8
-# Run instances at this share of their capacity: a queue fed at 100% of capacity grows without bound.
-UTILIZATION = 0.8
-# A winner that missed the SLO is measured again at this share of what it sustained: under overload
-# the figure sustained is the capacity with an unbounded queue, well above the rate that holds a p99.
-BACKOFF = 0.5
-# Verifications at most: the winner at its predicted rate (then lower rates while it misses the SLO),
-# then bigger caps while the p99 measured leaves room.
-MAX_VERIFICATIONS = 4
+# Candidates verified for real: the best predicted cap of each of the CONTENDERS best layouts, if
+# predicted within CONTENDER_SHARE of the top. What a layout really sustains can be half what its
+# probes predict and differ from layout to layout (per-batch dispatch, threads fighting for cores),
+# so one ranking by prediction is not enough to choose between layouts.
+CONTENDER_SHARE = 0.5
+CONTENDERS = 3
+# The rate search of one configuration (the same for the advisor and for benchmarks' exhaustive grid):
+# start at the capacity predicted, after a miss go down to BACKOFF of what was sustained, then bisect
+# between the highest rate held and the lowest missed until they are within RESOLUTION.
+BACKOFF = 0.85
+RESOLUTION = 1.05
+RATE_TRIES = 4
+GIVE_UP = 3
+# Verifications at most, all configurations together.
+MAX_VERIFICATIONS = 14
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -61,6 +70,8 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
+    """``throughput`` is the capacity (every instance executing full batches back to back)."""
+
     config: Config
     throughput: float
     p99_s: float
@@ -73,6 +84,11 @@ class Advice:
     verified: Verified | None
     predictions: list[Prediction] = field(default_factory=list)
     lines: dict[Layout, Line] = field(default_factory=dict)
+    # Every configuration verified, with the best rate it held (None: it held none tried).
+    tried: dict[Config, Verified | None] = field(default_factory=dict)
+    # Highest share of its predicted capacity a verified configuration held: later rate searches
+    # start there instead of at the prediction, saving the miss that would tell them the same.
+    realized: float = 1.0
     probes: int = 0
     verifications: int = 0
     # Why nothing meets the SLO; empty when ``best`` is set.
@@ -107,6 +123,13 @@ def layouts(versions: Sequence[int], cores: int) -> list[Layout]:
     ]
 
 
+def low_time(rounds: Sequence[Sequence[float]]) -> float:
+    """The execution time a probe reports: the lowest of the rounds' medians. Other processes only
+    ever add time, in bursts; one round that ran clear of them is the machine's own figure, and the
+    median inside a round drops a lone fast or slow run."""
+    return min(statistics.median(r) for r in rounds if r)
+
+
 def fit(points: Sequence[tuple[int, float]]) -> Line:
     """Least-squares line through (batch, seconds); with one point, all of it is per row."""
     if len(points) == 1:
@@ -121,22 +144,72 @@ def fit(points: Sequence[tuple[int, float]]) -> Line:
     return Line(max(mean_t - slope * mean_b, 0.0), slope)
 
 
+def capacity(layout: Layout, batch_cap: int, seconds: float) -> float:
+    """Inferences/s when every instance executes full batches back to back."""
+    return layout.instances * batch_cap / seconds
+
+
+def predictions(layout: Layout, line: Line, caps: Sequence[int], slo_s: float) -> list[Prediction]:
+    """Every cap whose predicted p99 fits the SLO (with the margin), with its predicted capacity."""
+    return [
+        Prediction(Config(layout, cap), capacity(layout, cap, line(cap)), LATENCY_FACTOR * line(cap))
+        for cap in caps
+        if LATENCY_FACTOR * line(cap) <= slo_s * SLO_MARGIN
+    ]
+
+
 def predict(layout: Layout, line: Line, caps: Sequence[int], slo_s: float) -> Prediction | None:
-    """The cap with the highest throughput whose predicted p99 fits the SLO (with the margin)."""
-    best = None
-    for cap in caps:
-        p99 = LATENCY_FACTOR * line(cap)
-        if p99 > slo_s * SLO_MARGIN:
-            continue
-        throughput = UTILIZATION * layout.instances * cap / line(cap)
-        if best is None or throughput > best.throughput:
-            best = Prediction(Config(layout, cap), throughput, p99)
-    return best
+    """The cap with the highest predicted capacity whose p99 fits the SLO."""
+    return max(predictions(layout, line, caps, slo_s), key=lambda p: p.throughput, default=None)
 
 
 def probe_points(max_batch: int) -> list[int]:
     """Three batch sizes spread over the range: enough for a line and a check of it."""
     return sorted({1, max(1, int(math.sqrt(max_batch))), max_batch})
+
+
+def rate_at_slo(
+    config: Config,
+    start: float,
+    slo_s: float,
+    verify: Verify,
+    tries: int = RATE_TRIES,
+    ceiling: float = 0.0,
+    beat: float = 0.0,
+) -> tuple[Verified | None, int]:
+    """The highest offered rate at which ``config`` held the p99, as (its measurement or None,
+    verifications made). From ``start`` (the capacity predicted): while it holds and nothing missed
+    yet, go up to ``ceiling`` (a start below the prediction), then by 1/BACKOFF (the probes may have
+    been pessimistic); after a miss with nothing held, go down to BACKOFF of what was sustained; then
+    bisect between the highest rate held and the lowest missed until they are within RESOLUTION. It
+    stops as soon as a rate at or below ``beat`` (what another configuration held) missed: this one
+    cannot do better than that any more."""
+    held: Verified | None = None
+    held_rate, missed_rate = 0.0, math.inf
+    rate, runs = start, 0
+    while runs < tries:
+        measured = verify(config, rate)
+        runs += 1
+        if measured.p99_s <= slo_s:
+            if held is None or measured.throughput > held.throughput:
+                held = measured
+            held_rate = max(held_rate, rate)
+        else:
+            # Overloaded, it sustained its capacity: any rate above that misses too.
+            missed_rate = min(missed_rate, rate, measured.throughput)
+        if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat:
+            break
+        if not held_rate and runs >= GIVE_UP:
+            break  # missed even well below what it sustained: its p99 does not fit at any rate
+        if not held_rate:
+            # Under overload the throughput sustained is the capacity: back off from it, not from
+            # the rate offered, which may be far above it.
+            rate = BACKOFF * min(measured.throughput, rate)
+        elif missed_rate == math.inf:
+            rate = ceiling if ceiling > held_rate * RESOLUTION else held_rate / BACKOFF
+        else:
+            rate = (held_rate + missed_rate) / 2
+    return held, runs
 
 
 def search(
@@ -149,53 +222,74 @@ def search(
         advice.probes += len(points)
         line = fit(points)
         advice.lines[layout] = line
-        prediction = predict(layout, line, caps, slo_s)
-        if prediction is not None:
-            advice.predictions.append(prediction)
-    advice.predictions.sort(key=lambda p: (-p.throughput, p.config.layout))
+        advice.predictions += predictions(layout, line, caps, slo_s)
+    advice.predictions.sort(key=lambda p: (-p.throughput, p.config.layout, p.config.batch_cap))
     if not advice.predictions:
         advice.problem = f"no configuration is predicted to hold p99 under {slo_s * 1e3:g} ms on this machine"
         return advice
-    return _verify(advice, caps, slo_s, verify)
-
-
-def _verify(advice: Advice, caps: list[int], slo_s: float, verify: Verify) -> Advice:
-    """Measure the predicted winner at its predicted rate; when it misses the SLO there, measure it
-    again at half the throughput it did sustain (the prediction left out some overhead). When
-    it holds, try the next bigger cap if the p99 measured leaves room for it (the margin is a guess)."""
-    prediction = advice.predictions[0]
-    rate = prediction.throughput
-    while advice.verifications < MAX_VERIFICATIONS:
-        measured = verify(prediction.config, rate)
-        advice.verifications += 1
-        if measured.p99_s <= slo_s:
-            advice.best, advice.predicted, advice.verified = prediction.config, prediction, measured
+    for prediction in _contenders(advice.predictions):
+        _try(advice, prediction, slo_s, verify)
+    # Fall back down the ranking while nothing held (the probes were wrong about the top ones): the
+    # layouts not tried yet first, as one that missed at every rate tried is likely to miss at any cap.
+    tried = {c.layout for c in advice.tried}
+    for prediction in sorted(advice.predictions, key=lambda p: p.config.layout in tried):
+        if advice.best is not None or advice.verifications >= MAX_VERIFICATIONS:
             break
-        rate = BACKOFF * min(measured.throughput, rate)
-    if advice.best is None or advice.verified is None:
-        advice.problem = f"the predicted best configuration missed p99 {slo_s * 1e3:g} ms when measured"
+        _try(advice, prediction, slo_s, verify)
+    if advice.best is None:
+        advice.problem = f"no configuration verified held p99 {slo_s * 1e3:g} ms when measured"
         return advice
     _climb(advice, caps, slo_s, verify)
     return advice
 
 
+def _contenders(ranked: Sequence[Prediction]) -> list[Prediction]:
+    """The best prediction of each layout predicted within CONTENDER_SHARE of the top, at most
+    CONTENDERS: probes a few percent off reorder those, so each gets measured."""
+    chosen: list[Prediction] = []
+    for prediction in ranked:
+        if prediction.throughput < CONTENDER_SHARE * ranked[0].throughput or len(chosen) == CONTENDERS:
+            break
+        if all(c.config.layout != prediction.config.layout for c in chosen):
+            chosen.append(prediction)
+    return chosen
+
+
+def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -> None:
+    config = prediction.config
+    left = MAX_VERIFICATIONS - advice.verifications
+    if config in advice.tried or left <= 0:
+        return
+    start = prediction.throughput * advice.realized
+    beat = advice.verified.throughput if advice.verified else 0.0
+    held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
+    advice.verifications += runs
+    advice.tried[config] = held
+    if held is not None:
+        share = held.throughput / prediction.throughput
+        # The first figure replaces the guess of 1; later ones keep the most optimistic.
+        advice.realized = share if advice.verified is None else max(advice.realized, share)
+    if held is not None and (advice.verified is None or held.throughput > advice.verified.throughput):
+        advice.best, advice.predicted, advice.verified = config, prediction, held
+
+
 def _climb(advice: Advice, caps: list[int], slo_s: float, verify: Verify) -> None:
+    """Try the winner's next bigger caps while its measured p99, scaled by the line, leaves room:
+    the p99 model (2 t(b), with a margin) is a guess, and a bigger cap holds more."""
     while advice.verifications < MAX_VERIFICATIONS:
         assert advice.best is not None and advice.verified is not None
         config, line = advice.best, advice.lines[advice.best.layout]
-        bigger = [c for c in caps if c > config.batch_cap]
+        bigger = [c for c in caps if c > config.batch_cap and Config(config.layout, c) not in advice.tried]
         if not bigger:
             return
         cap = bigger[0]
-        # Scale the measured p99 by the predicted growth of one execution.
         if advice.verified.p99_s * line(cap) / line(config.batch_cap) > slo_s:
             return
         layout = config.layout
         prediction = Prediction(
-            Config(layout, cap), UTILIZATION * layout.instances * cap / line(cap), LATENCY_FACTOR * line(cap)
+            Config(layout, cap), capacity(layout, cap, line(cap)), LATENCY_FACTOR * line(cap)
         )
-        measured = verify(prediction.config, prediction.throughput)
-        advice.verifications += 1
-        if measured.p99_s > slo_s or measured.throughput <= advice.verified.throughput:
+        before = advice.best
+        _try(advice, prediction, slo_s, verify)
+        if advice.best == before:
             return
-        advice.best, advice.predicted, advice.verified = prediction.config, prediction, measured

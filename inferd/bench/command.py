@@ -97,6 +97,11 @@ _SCENARIOS = ("single-stream", "server", "offline", "sweep", "generative")
     help="Stop bisecting when the rate bracket is this close.",
 )
 @click.option(
+    "--goodput-ms",
+    type=click.FloatRange(0, min_open=True),
+    help="Also report goodput: answers within this many ms, per second (JSON: goodput_per_s).",
+)
+@click.option(
     "--price-per-hour", type=float, help="USD per hour of the machine, for cost per 1,000 inferences."
 )
 @click.option(
@@ -269,7 +274,8 @@ def _bench(url: str, model: str, version: str, flags: dict[str, Any]) -> None:
 
     from inferd.bench.report import measurement_document, slo_document
 
-    document["runs"] = [measurement_document(m, price) for m in measurements]
+    goodput_s = flags["goodput_ms"] / 1e3 if flags["goodput_ms"] else None
+    document["runs"] = [measurement_document(m, price, goodput_s) for m in measurements]
     if slo is not None:
         document["slo_search"] = slo_document(slo, price)
     if not json_to_stdout:

@@ -26,7 +26,9 @@ def _p_label(p: float) -> str:
     return f"p{p:g}"
 
 
-def measurement_document(m: Measurement, price_per_hour: float | None) -> dict[str, Any]:
+def measurement_document(
+    m: Measurement, price_per_hour: float | None, goodput_within_s: float | None = None
+) -> dict[str, Any]:
     latency = m.latency
     result = m.result
     lag = np.sort(result.send_lag_s)
@@ -64,6 +66,11 @@ def measurement_document(m: Measurement, price_per_hour: float | None) -> dict[s
             cost_per_1000(price_per_hour, m.inferences_per_s) if price_per_hour is not None else None
         ),
     }
+    if goodput_within_s is not None:
+        # Answers (successes) within the target, per second of the window: what a user got in time.
+        met = int(np.count_nonzero(result.latencies_s <= goodput_within_s))
+        document["goodput_within_ms"] = goodput_within_s * 1e3
+        document["goodput_per_s"] = met / result.window_s if result.window_s > 0 else 0.0
     if m.server is not None:
         document["server"] = {
             "requests": m.server.requests,

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from inferd.advise.search import MAX_VERIFICATIONS
 from inferd.cli import main
 from inferd.model_config import load_model_config
 
@@ -43,8 +44,9 @@ def test_advise_measures_the_served_and_optimized_versions_and_writes_the_config
     assert result.exit_code == 0, result.output
     advice = json.loads(result.stdout)
     assert advice["probes"] == 6  # two versions x one layout x three batch sizes
-    assert 1 <= advice["verifications"] <= 4
+    assert 1 <= advice["verifications"] <= MAX_VERIFICATIONS
     config = advice["config"]
+    assert any(v["batch_cap"] == config["max_batch_size"] and v["throughput"] for v in advice["verified"])
     assert config["instances"] == 1 and config["onnxruntime"]["intra_op_threads"] == 1
     assert config["max_batch_size"] in (1, 2, 4, 8)
     measured = advice["measured"]["throughput"]

@@ -12,7 +12,7 @@ from inferd.bench.endpoint import Endpoint
 from inferd.bench.load import LoadResult
 from inferd.bench.payloads import RestPayload
 from inferd.bench.percentiles import percentile_with_failures
-from inferd.bench.report import slo_document, slo_lines
+from inferd.bench.report import measurement_document, slo_document, slo_lines
 from inferd.bench.runner import LoadSpec, run_here
 from inferd.bench.scenarios import Measurement
 from inferd.bench.slo import Probe, SloSearch, search
@@ -141,3 +141,20 @@ def test_a_real_server_whose_latency_does_not_follow_the_rate() -> None:
     assert any(w.startswith("latency did not grow with the rate") for w in verdict.warnings), verdict
     assert not verdict.trustworthy
     assert "max rate" not in slo_lines(found)[0]
+
+
+def test_goodput_counts_answers_within_the_target_per_second_of_the_window() -> None:
+    latencies = np.array([0.005, 0.010, 0.019, 0.021, 0.500])  # three within 20 ms
+    result = LoadResult(
+        window_s=2.0,
+        latencies_s=latencies,
+        errors={"HTTP 503": 4},  # shed: never goodput
+        completed_in_window=5,
+        send_lag_s=np.zeros(5),
+        generator_cpu_s=0.1,
+        generator_wall_s=2.0,
+    )
+    measurement = Measurement("server", "10/s", 1, result, None, offered_rate=10.0)
+    document = measurement_document(measurement, None, 0.020)
+    assert document["goodput_per_s"] == 1.5 and document["goodput_within_ms"] == 20.0
+    assert "goodput_per_s" not in measurement_document(measurement, None)

@@ -64,12 +64,16 @@ def test_single_stream_rest_binary(server: RunningServer, tmp_path: Path) -> Non
 
 
 def test_server_scenario_grpc(server: RunningServer, tmp_path: Path) -> None:
-    document = bench_json(tmp_path, f"grpc://{server.grpc_url}", "-m", "simple", "--rate", "100,200")
+    args = ("-m", "simple", "--rate", "100,200", "--goodput-ms", "60000")
+    document = bench_json(tmp_path, f"grpc://{server.grpc_url}", *args)
     assert document["scenario"] == "server" and document["protocol"] == "grpc"
     assert [r["offered_rate"] for r in document["runs"]] == [100, 200]
     for run in document["runs"]:
         check_run(run)
         assert run["generator"]["send_lag_ms"]["p50"] >= 0
+        # Every answer came within a minute: goodput is every success scheduled in the window.
+        assert run["goodput_within_ms"] == 60000
+        assert run["goodput_per_s"] == pytest.approx(run["requests_ok"] / run["window_s"])
 
 
 def test_offline_rest_json_with_dynamic_dims(server: RunningServer, tmp_path: Path) -> None:
