@@ -75,7 +75,7 @@ def checked_parameters(parameters: object, label: str) -> ModelParameters:
             raise ExecutionError(f"{where} with the key '{name}', which is the server's own")
         if type(value) not in (bool, int, float, str):
             raise ExecutionError(
-                f"{where}: '{name}' is a {type(value).__name__}; a value is a bool, int, float or str"
+                f"{where}: '{name}' has type {type(value).__name__}; a value is a bool, int, float or str"
             )
         if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
             raise ExecutionError(

@@ -128,7 +128,7 @@ def test_concurrent_requests_each_get_their_own_parameters(server: RunningServer
     ("respond", "phrase"),
     [
         ("reserved", "the key 'triton_final_response', which is the server's own"),
-        ("nested", "'label' is a list; a value is a bool, int, float or str"),
+        ("nested", "'label' has type list; a value is a bool, int, float or str"),
     ],
 )
 @pytest.mark.parametrize("model", MODELS)
