@@ -26,7 +26,7 @@ from inferd.model import Model, Response, Tensor
 from inferd.model_config import PythonOptions, TensorOverride
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.runtimes.request_parameters import ModelParameters, accepts_parameters
-from inferd.runtimes.response_parameters import unpack, with_parameters
+from inferd.runtimes.response_parameters import ResponseOutputs, checked_parameters
 from inferd.types import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,10 @@ def check_outputs(
 ) -> dict[str, np.ndarray]:
     """``outputs`` as the declared arrays; ExecutionError saying what was expected otherwise. An
     ``inferd.Response`` gives its outputs, carrying its checked parameters (response_parameters.py)."""
-    outputs, parameters = unpack(outputs, label)
+    parameters = None
+    if isinstance(outputs, Response):
+        parameters = checked_parameters(outputs.parameters, label)
+        outputs = outputs.outputs
     expected = [spec.name for spec in signature.outputs]
     if not isinstance(outputs, dict):
         raise ExecutionError(
@@ -332,7 +335,7 @@ def check_outputs(
             f"expected {sorted(expected)}"
         )
     checked = {s.name: _checked(outputs[s.name], s, signature, rows, label) for s in signature.outputs}
-    return with_parameters(checked, parameters)
+    return ResponseOutputs(checked, parameters) if parameters else checked
 
 
 def _checked(value: Any, spec: TensorSpec, signature: Signature, rows: int | None, label: str) -> np.ndarray:

@@ -1,11 +1,11 @@
 """A Python model's response ``parameters`` (``inferd.Response``), from its ``predict`` to each response.
 
-``check_response`` unpacks what ``predict`` returned: a plain outputs dict passes with one
-isinstance check; a ``Response`` has its parameters checked with the request parameters' limits
-(inferd/runtimes/request_parameters.py) and the server's own keys refused, a 500 saying what was
-wrong. The checked outputs then travel as ``ResponseOutputs``, the outputs dict carrying the
-parameters, so the batcher's split, the process hop and the data plane need no second channel;
-``parameters_of`` reads them back (None for a plain dict).
+``check_outputs`` (inferd/runtimes/python.py) unpacks what ``predict`` returned: a plain outputs
+dict passes with one isinstance check; a ``Response`` has its parameters checked here, with the
+request parameters' limits (inferd/runtimes/request_parameters.py) and the server's own keys
+refused, a 500 saying what was wrong. The checked outputs then travel as ``ResponseOutputs``, the
+outputs dict carrying the parameters, so the batcher's split, the process hop and the data plane
+need no second channel; ``parameters_of`` reads them back (None for a plain dict).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import ExecutionError
-from inferd.model import Response
 from inferd.runtimes.request_parameters import (
     MAX_NAME_LENGTH,
     MAX_PARAMETERS,
@@ -48,13 +47,6 @@ def with_parameters(
 ) -> dict[str, np.ndarray]:
     """``outputs`` carrying ``parameters`` (as they are when None or empty)."""
     return ResponseOutputs(outputs, parameters) if parameters else outputs
-
-
-def unpack(result: object, label: str) -> tuple[object, ModelParameters | None]:
-    """What ``predict`` returned, as (its outputs, its checked response parameters or None)."""
-    if not isinstance(result, Response):
-        return result, None
-    return result.outputs, checked_parameters(result.parameters, label)
 
 
 def checked_parameters(parameters: object, label: str) -> ModelParameters:

@@ -16,7 +16,7 @@ from inferd.runtimes.request_parameters import (
     MAX_STRING_LENGTH,
     MAX_TOTAL_LENGTH,
 )
-from inferd.runtimes.response_parameters import checked_parameters, parameters_of, unpack, with_parameters
+from inferd.runtimes.response_parameters import checked_parameters, parameters_of, with_parameters
 from inferd.scheduler.batching import split
 
 LABEL = "m/1"
@@ -58,7 +58,6 @@ def test_bad_parameters_are_an_execution_error_saying_what(parameters: Any, phra
 
 def test_a_plain_dict_is_returned_as_it_is() -> None:
     outputs = {"y": np.zeros(2)}
-    assert unpack(outputs, LABEL) == (outputs, None) and unpack(outputs, LABEL)[0] is outputs
     assert with_parameters(outputs, None) is outputs and with_parameters(outputs, {}) is outputs
     assert parameters_of(outputs) is None
 
