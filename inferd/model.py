@@ -108,9 +108,8 @@ class Model:
         model batches). Yield zero or more responses, each a dict holding every declared output with
         the request's rows (or a ``Response``), checked as ``predict``'s result is; the stream ends
         when the generator returns, and an exception ends it with an error after the responses
-        already yielded. The
-        default yields ``predict(inputs)`` once, so any model can be called as a stream. Declared as
-        ``predict_stream(self, inputs, parameters)``, it gets the request's parameters as ``predict``
-        does (the default passes them on to a ``predict`` that takes them).
+        already yielded. The default yields ``predict(inputs)`` once, so any model can be called as
+        a stream. Declared as ``predict_stream(self, inputs, parameters)``, it gets the request's
+        parameters as ``predict`` does (the default passes them on to a ``predict`` that takes them).
         """
         yield self.predict(inputs)

@@ -79,7 +79,8 @@ def checked_parameters(parameters: object, label: str) -> ModelParameters:
                 f"{where} past {MAX_TOTAL_LENGTH} characters of keys and strings in all (at '{name}')"
             )
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            raise ExecutionError(f"{where}: '{name}' = {value} does not fit a 64-bit integer")
+            # Not printed: str() of a huge int is itself refused (sys.set_int_max_str_digits).
+            raise ExecutionError(f"{where}: '{name}' is an integer outside the 64-bit range")
         if isinstance(value, float) and not math.isfinite(value):
             raise ExecutionError(f"{where}: '{name}' is {value}, which JSON cannot carry")
         values[name] = value
