@@ -59,7 +59,7 @@ def checked_parameters(parameters: object, label: str) -> ModelParameters:
     values: ModelParameters = {}
     total = 0
     for name, value in parameters.items():
-        if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
+        if type(name) is not str or not name or len(name) > MAX_NAME_LENGTH:  # exact: marshal carries it
             raise ExecutionError(
                 f"{where} with the key {_shown(name)}; a key is a string of 1 to {MAX_NAME_LENGTH} characters"
             )

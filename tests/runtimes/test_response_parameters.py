@@ -43,6 +43,7 @@ def test_plain_values_pass_as_a_dict() -> None:
         ({"x": float("nan")}, "which JSON cannot carry"),
         ({1: "a"}, "the key 1; a key is a string of 1 to"),
         ({"": "a"}, "the key ''"),
+        ({type("Name", (str,), {})("a"): 1}, "the key 'a'; a key is a string"),  # only str itself
         ({"k" * (MAX_NAME_LENGTH + 1): 1}, f"a key is a string of 1 to {MAX_NAME_LENGTH} characters"),
         ({"x": "s" * (MAX_STRING_LENGTH + 1)}, f"at most {MAX_STRING_LENGTH}"),
         ({f"p{i}": i for i in range(MAX_PARAMETERS + 1)}, f"at most {MAX_PARAMETERS} are allowed"),
