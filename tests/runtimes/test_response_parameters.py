@@ -3,6 +3,8 @@ them from ``predict`` to each request's response."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from inferd import Model, Response, Tensor, testing
 from inferd.errors import ExecutionError
+from inferd.runtimes.base import Signature
 from inferd.runtimes.request_parameters import (
     MAX_NAME_LENGTH,
     MAX_PARAMETERS,
@@ -18,6 +21,10 @@ from inferd.runtimes.request_parameters import (
 )
 from inferd.runtimes.response_parameters import checked_parameters, parameters_of, with_parameters
 from inferd.scheduler.batching import split
+from inferd.scheduler.sequence_plan import sequence_plan
+from inferd.scheduler.sequences import Row, Sequence, Step, split_row
+from inferd.sequence_config import SequenceBatching
+from inferd.types import TensorSpec
 
 LABEL = "m/1"
 
@@ -90,3 +97,22 @@ def test_local_model_returns_the_response_parameters() -> None:
         assert model.infer({"x": [[1.0]]})["y"].tolist() == [[2.0]]
         with pytest.raises(ExecutionError, match="the key 'timeout', which is the server's own"):
             model.infer({"x": [[1.0]]}, parameters={"bad": True})
+
+
+def test_sequence_batching_gives_every_row_the_parameters(tmp_path: Path) -> None:
+    signature = Signature(
+        inputs=(TensorSpec("INPUT", "INT32", (1,)), TensorSpec("START", "INT32", (1,))),
+        outputs=(TensorSpec("OUTPUT", "INT32", (1,)),),
+        max_batch_size=2,
+    )
+    start = {"name": "START", "control": [{"kind": "CONTROL_SEQUENCE_START", "int32_false_true": [0, 1]}]}
+    plan = sequence_plan(SequenceBatching.model_validate({"control_input": [start]}), signature, 1, tmp_path)
+    loop = asyncio.new_event_loop()
+    future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()  # never awaited here
+    loop.close()
+    step = Step({"INPUT": np.array([[5]], np.int32)}, (), True, False, future, 0, None)
+    row = Row(1, Sequence(7, {}), step, {})
+    outputs = with_parameters({"OUTPUT": np.array([[4], [5]], np.int32)}, {"label": "a"})
+    kept, _ = split_row(plan, "m", outputs, row, 2)
+    assert kept["OUTPUT"].tolist() == [[5]] and parameters_of(kept) == {"label": "a"}
+    assert parameters_of(split_row(plan, "m", dict(outputs), row, 2)[0]) is None
