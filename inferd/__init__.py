@@ -1,7 +1,8 @@
 """inferd: an inference server for the Open Inference Protocol (KServe V2) over REST and gRPC.
 
-``Model`` and ``Tensor`` are what a custom Python model's ``model.py`` uses; the request and response
-types (whose tensors hold data: ``inferd.types.Tensor``) are for code that drives the data plane.
+``Model``, ``Tensor`` and ``Response`` are what a custom Python model's ``model.py`` uses; the
+request and response types (whose tensors hold data: ``inferd.types.Tensor``) are for code that
+drives the data plane.
 """
 
 from inferd.errors import (
@@ -14,7 +15,7 @@ from inferd.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from inferd.model import Model, Tensor
+from inferd.model import Model, Response, Tensor
 from inferd.types import InferRequest, InferResponse, RequestedOutput, TensorSpec
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RequestedOutput",
+    "Response",
     "Tensor",
     "TensorSpec",
     "Unavailable",

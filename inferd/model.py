@@ -20,14 +20,18 @@ A ``predict(self, inputs, parameters)`` (a second argument, any name) also gets 
 ``parameters`` (tritonclient's ``infer(..., parameters={...})``) as a dict of bool, int, float and
 str values; requests are then batched together only when their parameters are equal, so the dict is
 every row's own (docs/model-repository.md, "Request parameters").
+
+``predict`` may return ``Response(outputs, parameters={...})`` instead of the outputs dict: the
+parameters (bool, int, float, str) then go back in the response of every request of that batch, as
+Triton's ``InferenceResponse(..., parameters=...)`` does ("Response parameters" in that doc).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -58,6 +62,18 @@ class Tensor:
         object.__setattr__(self, "shape", dims)
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What ``predict`` (or each step of ``predict_stream``) may return instead of the outputs dict:
+    the outputs and the response's ``parameters``, sent back to every request of the batch (so they
+    may depend on the request's parameters, which the batch's requests share, or on the model, never
+    on one row's data: that is an output). Checked as request parameters are; the server's own keys
+    (``binary_data_size``, ``sequence_*``, ``triton_*``, ...) are refused."""
+
+    outputs: Mapping[str, Any]
+    parameters: Mapping[str, bool | int | float | str] = field(default_factory=dict)
+
+
 class Model:
     """Subclass it and implement ``predict``. Each instance (``instances:`` in config.yaml) is one
     object, called from one worker thread at a time (``instance_kind: process``: in a worker process
@@ -74,9 +90,10 @@ class Model:
     def load(self, path: Path) -> None:
         """Once per instance before any request, with the version directory (weights live there)."""
 
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Response:
         """A whole batch: every input has the batch's rows first (when the model batches); return
-        every declared output with as many rows. BYTES tensors are object arrays of ``bytes``.
+        every declared output with as many rows (or a ``Response`` holding them and the response's
+        parameters). BYTES tensors are object arrays of ``bytes``.
         Declared as ``predict(self, inputs, parameters)``, it also gets the parameters every request
         of the batch sent (they are equal; ``{}`` when none were sent), without the server's own keys.
         Input arrays may be read-only: copy one before changing it in place. With
@@ -84,15 +101,15 @@ class Model:
         copy what you keep beyond the call."""
         raise NotImplementedError(f"{type(self).__name__} does not implement predict")
 
-    def predict_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def predict_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray] | Response]:
         """Several responses to one request (a decoupled model, such as a generator of tokens).
 
         ``inputs`` are ONE request's (never merged with other requests; its rows first when the
         model batches). Yield zero or more responses, each a dict holding every declared output with
-        the request's rows, checked as ``predict``'s result is; the stream ends when the generator
-        returns, and an exception ends it with an error after the responses already yielded. The
-        default yields ``predict(inputs)`` once, so any model can be called as a stream. Declared as
-        ``predict_stream(self, inputs, parameters)``, it gets the request's parameters as ``predict``
-        does (the default passes them on to a ``predict`` that takes them).
+        the request's rows (or a ``Response``), checked as ``predict``'s result is; the stream ends
+        when the generator returns, and an exception ends it with an error after the responses
+        already yielded. The default yields ``predict(inputs)`` once, so any model can be called as
+        a stream. Declared as ``predict_stream(self, inputs, parameters)``, it gets the request's
+        parameters as ``predict`` does (the default passes them on to a ``predict`` that takes them).
         """
         yield self.predict(inputs)

@@ -11,6 +11,7 @@
         for out in model.infer_stream({"prompt": [b"hi"]}):  # predict_stream's responses
             ...
         out = model.infer({"x": [[1.0]]}, parameters={"scale": 2})  # predict(inputs, parameters)
+        response = model.infer_response({"x": [[1.0]]})  # .outputs, and .parameters it set
 
 Requests go through the server's own decoding and signature checks, and outputs through the same
 checks as in the server: what fails here fails there with the same message.
@@ -28,7 +29,7 @@ import orjson
 
 from inferd.dataplane.validation import ValidatedInputs, validate
 from inferd.datatypes import numpy_dtype
-from inferd.model import Model
+from inferd.model import Model, Response
 from inferd.model_config import WarmupSample, load_model_config
 from inferd.protocol.json_codec import decode_request
 from inferd.repository.warmup import sample_inputs
@@ -43,6 +44,7 @@ from inferd.runtimes.python import (
 )
 from inferd.runtimes.registry import create_runtime
 from inferd.runtimes.request_parameters import ModelParameters, model_share
+from inferd.runtimes.response_parameters import parameters_of
 from inferd.scheduler.batching import concatenate, split
 from inferd.types import InferRequest, Tensor
 
@@ -71,12 +73,17 @@ class LocalModel:
         ``parameters``: the request's (else those of a V2 body's ``parameters``), checked and
         stripped of the server's own keys as the server does; a model whose ``predict`` takes no
         parameters never sees them."""
+        return dict(self.infer_response(inputs, parameters).outputs)
+
+    def infer_response(self, inputs: Inputs, parameters: Mapping[str, Any] | None = None) -> Response:
+        """``infer``, with the response parameters the model set (``inferd.Response``; empty when
+        ``predict`` returned the outputs dict), as the server would send them."""
         request = _request(inputs, self.signature)
         checked = validate(request, self.signature)
         outputs = self._run(checked.arrays, request.parameters if parameters is None else parameters)
         if self.signature.max_batch_size > 0:
             outputs = split(outputs, [checked.rows])[0]
-        return {name: outputs[name] for name in checked.outputs}
+        return Response({name: outputs[name] for name in checked.outputs}, parameters_of(outputs) or {})
 
     def infer_batch(
         self, requests: Sequence[Inputs], parameters: Mapping[str, Any] | None = None

@@ -39,6 +39,7 @@ from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
 from inferd.runtimes.request_parameters import ParameterGroup, model_share
+from inferd.runtimes.response_parameters import parameters_of
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.sharedmem import RegionRegistry
@@ -527,6 +528,9 @@ class DataPlane:
         lookup_ns = time.perf_counter_ns() - start
         # Still this version's batcher after the await: the caller's hold keeps it open.
         outputs = await self._schedule(model, request, checked, trace)
+        if parameters_of(outputs):  # entries hold tensors only: a response with parameters is not stored
+            stats.cache_miss.add(lookup_ns)
+            return outputs
         insert_start = time.perf_counter_ns()
         datatypes = model.output_datatypes
         try:

@@ -202,6 +202,8 @@ def encode_infer_response(
     message = pb.ModelInferResponse(
         model_name=response.model, model_version=response.version, id=response.id or ""
     )
+    for key, value in response.parameters.items():  # a Python model's (inferd.Response)
+        set_parameter(message.parameters[key], value)
     regions = _output_regions(request)
     for tensor in response.outputs:
         entry = message.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
@@ -218,6 +220,18 @@ def encode_infer_response(
                 entry.parameters[key].int64_param = value
         message.raw_output_contents.append(b"")
     return message
+
+
+def set_parameter(parameter: pb.InferParameter, value: object) -> None:
+    """``value`` (bool, int, float or str) in the field of its kind."""
+    if isinstance(value, bool):
+        parameter.bool_param = value
+    elif isinstance(value, int):
+        parameter.int64_param = value
+    elif isinstance(value, float):
+        parameter.double_param = value
+    else:
+        parameter.string_param = str(value)
 
 
 def _output_regions(request: InferRequest | None) -> dict[str, SharedMemoryRef] | None:

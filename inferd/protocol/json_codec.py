@@ -297,6 +297,8 @@ def encode_response(
     body: dict[str, Any] = {"model_name": response.model, "model_version": response.version, "outputs": docs}
     if response.id is not None:
         body["id"] = response.id
+    if response.parameters:  # a Python model's response parameters (inferd.Response)
+        body["parameters"] = response.parameters
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, None

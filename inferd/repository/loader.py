@@ -18,6 +18,7 @@ from inferd.repository.paths import relative_to_repository
 from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
 from inferd.runtimes.registry import MODEL_FILES, model_file
+from inferd.runtimes.response_parameters import parameters_of
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.sequence_plan import sequence_plan
@@ -101,13 +102,16 @@ class LoadedModel:
     def response(
         self, request_id: str | None, outputs: dict[str, np.ndarray], names: Sequence[str]
     ) -> InferResponse:
-        """The answer of this version: the ``names`` outputs, in that order."""
+        """The answer of this version: the ``names`` outputs, in that order, and the response
+        parameters a Python model set for them (inferd/runtimes/response_parameters.py)."""
         datatypes = self.output_datatypes
+        parameters = parameters_of(outputs)
         return InferResponse(
             model=self.name,
             version=self.version,
             outputs=[Tensor(name, datatypes[name], outputs[name]) for name in names],
             id=request_id,
+            parameters=dict(parameters) if parameters else {},
         )
 
     def hold(self) -> None:

@@ -40,6 +40,7 @@ from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.runtimes.procworker import spec_of
 from inferd.runtimes.python import stream_parameters
 from inferd.runtimes.request_parameters import ModelParameters
+from inferd.runtimes.response_parameters import checked_parameters, with_parameters
 from inferd.runtimes.shm import Region, new_shared_file
 from inferd.types import TensorSpec
 
@@ -322,7 +323,9 @@ class _Worker:
         kind = reply[0]
         if kind == "ok":
             self._responses.follow(reply[1])
-            return self._responses.read(reply[2], copy=True)
+            outputs = self._responses.read(reply[2], copy=True)
+            # reply[3]: the response parameters, checked in the worker and again here (it runs user code).
+            return with_parameters(outputs, checked_parameters(reply[3], self._label) if reply[3] else None)
         if kind == "raised":
             # As in thread mode: the client gets the exception's type and message; the traceback,
             # with an id to find it by, goes to the server log.

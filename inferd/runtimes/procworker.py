@@ -40,6 +40,7 @@ from inferd.runtimes.python import (
     signature_of,
 )
 from inferd.runtimes.request_parameters import ModelParameters
+from inferd.runtimes.response_parameters import parameters_of
 from inferd.runtimes.shm import Region
 
 
@@ -123,7 +124,7 @@ def _run(
     except InferdError as exc:
         return ("error", type(exc).__name__, exc.message)
     layout = responses.write(checked)
-    return ("ok", responses.size, layout)
+    return ("ok", responses.size, layout, parameters_of(checked))
 
 
 def _stream(
@@ -144,7 +145,7 @@ def _stream(
         stream = iter(open_stream(model, inputs, parameters))
         for outputs in stream:
             checked = check_outputs(outputs, signature, rows, label)
-            channel.send(sock, ("ok", responses.size, responses.write(checked)))
+            channel.send(sock, ("ok", responses.size, responses.write(checked), parameters_of(checked)))
             answer = channel.receive(sock)
             if answer is None or answer[0] != "next":
                 return answer is not None

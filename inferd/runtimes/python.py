@@ -22,10 +22,11 @@ import numpy as np
 
 from inferd.datatypes import numpy_dtype
 from inferd.errors import ExecutionError, InferdError, ModelLoadError
-from inferd.model import Model, Tensor
+from inferd.model import Model, Response, Tensor
 from inferd.model_config import PythonOptions, TensorOverride
 from inferd.runtimes.base import RuntimeSettings, Signature
 from inferd.runtimes.request_parameters import ModelParameters, accepts_parameters
+from inferd.runtimes.response_parameters import ResponseOutputs, checked_parameters
 from inferd.types import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ def call_predict_stream(
 
 def open_stream(
     model: Model, inputs: dict[str, np.ndarray], parameters: ModelParameters | None
-) -> Iterator[dict[str, np.ndarray]]:
+) -> Iterator[dict[str, np.ndarray] | Response]:
     """The model's stream of responses, given its parameters when it takes them."""
     if parameters is None:
         return model.predict_stream(inputs)
@@ -317,7 +318,12 @@ def _raised(label: str, method: str, exc: Exception) -> ExecutionError:
 def check_outputs(
     outputs: object, signature: Signature, rows: int | None, label: str
 ) -> dict[str, np.ndarray]:
-    """``outputs`` as the declared arrays; ExecutionError saying what was expected otherwise."""
+    """``outputs`` as the declared arrays; ExecutionError saying what was expected otherwise. An
+    ``inferd.Response`` gives its outputs, carrying its checked parameters (response_parameters.py)."""
+    parameters = None
+    if isinstance(outputs, Response):
+        parameters = checked_parameters(outputs.parameters, label)
+        outputs = outputs.outputs
     expected = [spec.name for spec in signature.outputs]
     if not isinstance(outputs, dict):
         raise ExecutionError(
@@ -328,7 +334,8 @@ def check_outputs(
             f"model {label}: predict returned outputs {sorted(map(str, outputs))}; "
             f"expected {sorted(expected)}"
         )
-    return {s.name: _checked(outputs[s.name], s, signature, rows, label) for s in signature.outputs}
+    checked = {s.name: _checked(outputs[s.name], s, signature, rows, label) for s in signature.outputs}
+    return ResponseOutputs(checked, parameters) if parameters else checked
 
 
 def _checked(value: Any, spec: TensorSpec, signature: Signature, rows: int | None, label: str) -> np.ndarray:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inferd.errors import ExecutionError
+from inferd.runtimes.response_parameters import parameters_of, with_parameters
 
 
 def concatenate(requests: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -26,10 +27,11 @@ def split(outputs: dict[str, np.ndarray], rows: Sequence[int]) -> list[dict[str,
             )
     if len(rows) == 1:
         return [outputs]
+    parameters = parameters_of(outputs)  # a model's response parameters are every request's
     parts = []
     start = 0
     for count in rows:
         end = start + count
-        parts.append({name: array[start:end] for name, array in outputs.items()})
+        parts.append(with_parameters({name: array[start:end] for name, array in outputs.items()}, parameters))
         start = end
     return parts

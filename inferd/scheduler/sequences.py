@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import ExecutionError, InvalidRequest
+from inferd.runtimes.response_parameters import parameters_of, with_parameters
 from inferd.scheduler.sequence_plan import ControlFeed, SequencePlan
 from inferd.scheduler.tracehook import RequestTrace
 
@@ -208,4 +209,5 @@ def split_row(
         state[feed_.input_name] = value.astype(feed_.dtype, copy=True)
     wanted = row.step.outputs
     served = [spec.name for spec in plan.served.outputs]
-    return {name: picked[name] for name in served if wanted is None or name in wanted}, state
+    kept = {name: picked[name] for name in served if wanted is None or name in wanted}
+    return with_parameters(kept, parameters_of(outputs)), state  # a Python model's, for every row
