@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 _LATEST = {"last_inference", "time_s"}
-_SAME = {"latency_bounds_s"}
+_SAME = {"latency_bounds_s", "bounds_ns"}
 # Identity of an element in a list of objects: lists of models, of batch sizes.
 _IDENTITY = ("name", "version", "batch_size")
 
