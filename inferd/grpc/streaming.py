@@ -28,7 +28,7 @@ from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import inferd_light_pb2 as light
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response, parameter_value
 from inferd.protocol.sampling import sampling_params
-from inferd.security.tokens import ACCOUNT, metered
+from inferd.security.tokens import current_account, metered
 from inferd.types import InferResponse, Tensor
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class StreamSession:
     def _admit_tokens(self, request: light.ModelInferRequest) -> None:
         """A spent token budget ends the stream with RESOURCE_EXHAUSTED, as the gate's refusals do
         (the requests already running finish first). Other errors are the request's own, in-band."""
-        account = ACCOUNT.get()
+        account = current_account()
         if account is None or account.limit is None:
             return
         try:
@@ -163,7 +163,7 @@ class StreamSession:
         async with self._dp.generation(name, version) as held:
             params = sampling_params(values, held.generator.limits)
             tokens = held.generator.generate(prompt, params, request.id or uuid.uuid4().hex)
-            account = ACCOUNT.get()
+            account = current_account()
             if account is not None:
                 tokens = metered(account, held.model, held.version, tokens)
             try:

@@ -134,7 +134,7 @@ def _error_response(exc: Exception, scope: Scope) -> Response:
 
 
 def _token_headers() -> list[tuple[bytes, bytes]]:
-    account = tokens.ACCOUNT.get()
+    account = tokens.current_account()
     return account.headers() if account is not None else []
 
 
@@ -181,7 +181,7 @@ class RestApp:
             key_id = principal.id if principal is not None else None
             if wanted.api is Api.INFERENCE:  # what generative routes charge tokens to (security/tokens.py)
                 call = f"{scope['method']} {scope['path']}"
-                tokens.ACCOUNT.set(gate.token_account(principal, client, "http", call))
+                tokens.ACCOUNT.set(functools.partial(gate.token_account, principal, client, "http", call))
             response = await self._route(scope, receive, key_id)
         except Exception as exc:
             key_id = key_id or refused_key_id(exc)

@@ -7,9 +7,9 @@ each token as it is produced, and may take the bucket below zero: the running st
 a stream half-way would waste the tokens already paid for and hand the client a broken answer), and the
 caller's next requests wait until the debt is refilled. ``max_tokens`` bounds the overdraft.
 
-The front-ends put the caller's ``TokenAccount`` in ``ACCOUNT`` when they admit a request; the
-protocol code of each generative route calls ``admit_tokens`` before it starts a generation and wraps
-its token events in ``metered``.
+The front-ends put the caller's ``TokenAccount`` (or what opens it) in ``ACCOUNT`` when they admit a
+request; the protocol code of each generative route calls ``admit_tokens`` before it starts a
+generation and wraps its token events in ``metered``.
 """
 
 from __future__ import annotations
@@ -139,12 +139,25 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-ACCOUNT: ContextVar[TokenAccount | None] = ContextVar("inferd_token_account", default=None)
+# The current request's account, or what opens it: a REST front-end sets the opener on every inference
+# request and only the generative routes open it, so other requests do not pay for an account.
+ACCOUNT: ContextVar[TokenAccount | Callable[[], TokenAccount | None] | None] = ContextVar(
+    "inferd_token_account", default=None
+)
+
+
+def current_account() -> TokenAccount | None:
+    found = ACCOUNT.get()
+    if found is None or isinstance(found, TokenAccount):
+        return found
+    account = found()
+    ACCOUNT.set(account)
+    return account
 
 
 def admit_tokens() -> TokenAccount | None:
     """The current request's account, after checking its budget (RateLimited when it is spent)."""
-    account = ACCOUNT.get()
+    account = current_account()
     if account is not None:
         account.admit()
     return account
