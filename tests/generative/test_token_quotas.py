@@ -143,16 +143,17 @@ def test_budgets_are_per_key(served: Served) -> None:
 
 def test_a_stream_that_spends_the_budget_finishes_then_the_next_is_refused(served: Served) -> None:
     client = served.client(STREAMS)
-    chunks = list(
-        client.completions.create(
-            model="tiny",
-            prompt="Paris is",
-            max_tokens=60,
-            temperature=0,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
+    raw = client.completions.with_raw_response.create(
+        model="tiny",
+        prompt="Paris is",
+        max_tokens=60,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
+    assert raw.headers["x-ratelimit-limit-tokens"] == "40"  # sent with the stream's first token
+    assert 0 <= int(raw.headers["x-ratelimit-remaining-tokens"]) < 40
+    chunks = list(raw.parse())
     usage = chunks[-1].usage
     assert usage is not None and usage.total_tokens > 40, "the stream must overdraw its 40 tokens"
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]

@@ -16,6 +16,7 @@ from inferd.cli import main
 from inferd.errors import RateLimited
 from inferd.generative.contract import TokenEvent
 from inferd.security.keys import KeyStore, hash_key, parse_key_document
+from inferd.security.service import Security
 from inferd.security.tokens import TokenAccount, TokenBudgets, metered
 from inferd.settings import SecuritySettings
 
@@ -69,6 +70,20 @@ def test_callers_have_their_own_buckets_and_unlimited_callers_are_only_counted()
     counted.admit()
     assert counted.headers() == []
     assert budgets.charged == {"alice": 500} and budgets.charged_without_key == 10**9
+
+
+def test_without_keys_the_caller_is_the_client_address_and_the_server_limit_applies() -> None:
+    gate = Security(SecuritySettings(tokens_per_minute=120)).gate
+    assert gate is not None and gate.authenticator is None and gate.tokens is not None
+    account = gate.token_account(None, "10.0.0.7", "http", "POST /v1/completions")
+    assert account is not None and (account.caller, account.key_id, account.limit) == ("10.0.0.7", None, 120)
+    account.charge(500)
+    with pytest.raises(RateLimited):
+        account.admit()
+    assert gate.refusals == {"tokens": 1} and gate.tokens.charged_without_key == 500
+    other = gate.token_account(None, "10.0.0.8", "http", "POST /v1/completions")
+    assert other is not None
+    other.admit()  # another client address, another bucket
 
 
 def test_full_buckets_are_dropped_past_the_bound() -> None:
