@@ -14,6 +14,7 @@ generation and wraps its token events in ``metered``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -178,7 +179,7 @@ async def metered(
             if token.finish_reason is not None:
                 outcome = token.finish_reason
             yield token
-    except GeneratorExit:  # closed by the front-end: after the last event, or its client gone
+    except (GeneratorExit, asyncio.CancelledError):  # closed after the last event, or its client gone
         if outcome == "error":
             outcome = "cancelled"
         raise

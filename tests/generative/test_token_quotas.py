@@ -7,8 +7,10 @@ test runs (10 tokens per minute refill one token every 6 s; a debt of 50 tokens 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -243,3 +245,22 @@ def _charged(served: Served, key_id: str) -> int:
         if line.startswith(f'inferd_tokens_charged_total{{key_id="{key_id}"}}'):
             return int(float(line.rsplit(" ", 1)[1]))
     return 0
+
+
+def test_a_client_gone_mid_stream_is_charged_what_it_was_sent(served: Served) -> None:
+    def cancelled() -> list[dict[str, Any]]:
+        lines = served.audit.read_text().splitlines() if served.audit.exists() else []
+        return [r for r in map(json.loads, lines) if r["key_id"] == "rich" and r["status"] == "cancelled"]
+
+    before = len(cancelled())
+    host, port = served.http.rsplit(":", 1)
+    body = json.dumps({"model": "tiny", "prompt": "Paris is", "max_tokens": 400, "stream": True})
+    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+    connection.request("POST", "/v1/completions", body=body, headers={"authorization": f"Bearer {RICH}"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.read(6) == b"data: "
+    response.fp.raw._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
+    connection.close()
+    wait_until(lambda: len(cancelled()) > before, TIMEOUT_S, "the cancelled generation's record")
+    record = cancelled()[-1]
+    assert record["call"] == "POST /v1/completions" and 2 < record["tokens"] < 2 + 400
