@@ -201,6 +201,7 @@ def test_page_shows_the_token_figures_of_generative_models(
             return cells if cells and cells[6] not in ("–", "0.0") else None
 
         cells = _wait(driver, tokens_flowing, "tokens per second above zero")
+        driver.execute_script("document.getElementById('generative').scrollIntoView()")
         driver.save_screenshot(str(tmp_path / "dashboard-generative.png"))
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert isinstance(cells, list)
