@@ -12,6 +12,7 @@ import yaml
 
 from inferd.security.apis import Api
 from inferd.security.keys import KeyEntrySpec, KeyFileSpec, hash_key, new_key, parse_key_entries
+from inferd.security.tokens import MAX_TOKENS_PER_MINUTE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,6 +26,7 @@ _FIELDS = (
     ("rate_limit", "rate_limit"),
     ("rate_burst", "rate_burst"),
     ("daily_quota", "daily_quota"),
+    ("tokens_per_minute", "tokens_per_minute"),
     ("rate_limit_redis", "rate_limit_redis"),
     ("rate_limit_redis_failure", "rate_limit_redis_failure"),
     ("tls_cert", "tls_cert_file"),
@@ -54,6 +56,11 @@ def security_options(command: F) -> F:
         ),
         click.option(
             "--daily-quota", type=click.IntRange(min=1), help="Inference requests per caller per UTC day."
+        ),
+        click.option(
+            "--tokens-per-minute",
+            type=click.IntRange(min=1, max=MAX_TOKENS_PER_MINUTE),
+            help="Token quota of generative routes: prompt + generated tokens per caller per minute.",
         ),
         click.option("--rate-limit-redis", help="redis://host:port/db shared by replicas for limits."),
         click.option(
@@ -93,6 +100,11 @@ def keys() -> None:
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="This key's requests/s per model.")
 @click.option("--burst", type=click.IntRange(min=1), help="This key's token bucket size.")
 @click.option("--daily-quota", type=click.IntRange(min=1), help="This key's inference requests per UTC day.")
+@click.option(
+    "--tokens-per-minute",
+    type=click.IntRange(min=1, max=MAX_TOKENS_PER_MINUTE),
+    help="This key's prompt + generated tokens per minute on generative routes.",
+)
 def add_key(
     key_file: Path,
     key_id: str,
@@ -101,6 +113,7 @@ def add_key(
     rate: float | None,
     burst: int | None,
     daily_quota: int | None,
+    tokens_per_minute: int | None,
 ) -> None:
     """Make a new key, append its hashed entry to KEY_FILE, and print the key (shown only once)."""
     try:
@@ -116,6 +129,7 @@ def add_key(
             rate=rate,
             burst=burst,
             daily_quota=daily_quota,
+            tokens_per_minute=tokens_per_minute,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None

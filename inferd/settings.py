@@ -81,6 +81,8 @@ class SecuritySettings(BaseModel):
     rate_limit: float | None = Field(default=None, gt=0)
     rate_burst: int | None = Field(default=None, ge=1)
     daily_quota: int | None = Field(default=None, ge=1)
+    # Token quota of generative routes: prompt + generated tokens per caller per minute (all models).
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=10**12)
     # Share buckets and quotas between replicas; without it they are kept in this process.
     rate_limit_redis: str | None = None
     # Redis unreachable: "open" lets requests through, "closed" answers 503.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from inferd.generative.figures import generation_of
 from inferd.repository.manager import ModelRepository
 from inferd.repository.report import adaptive_status
 from inferd.scheduler.histogram import LATENCY_BOUNDS_NS
@@ -36,6 +37,7 @@ def snapshot(repository: ModelRepository) -> dict[str, Any]:
                         str(size): per_size.compute_infer.count
                         for size, per_size in sorted(stats.batch.items())
                     },
+                    **generation_of(model.runtime),  # a generative version's token figures
                 }
             )
     return {

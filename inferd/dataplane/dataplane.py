@@ -34,6 +34,7 @@ from inferd.errors import (
     Unavailable,
     unknown_version,
 )
+from inferd.generative.figures import generation_of
 from inferd.repository.description import ModelDescription, describe, runtime_parameters
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
@@ -206,7 +207,10 @@ class DataPlane:
             models = [self._repository.get(name, version)] if version else list(entry.served.values())
         else:
             models = [m for e in self._repository.entries() for m in e.served.values()]
-        return [{"name": m.name, "version": m.version, **m.stats.as_dict()} for m in models]
+        return [
+            {"name": m.name, "version": m.version, **m.stats.as_dict(), **generation_of(m.runtime)}
+            for m in models
+        ]
 
     async def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         """Statistics as the front-ends report them (with --workers: summed over the workers)."""

@@ -18,6 +18,7 @@ from inferd.grpc.errors import GRPC_STATUS
 from inferd.security.apis import Api
 from inferd.security.auth import bearer_or_api_key
 from inferd.security.gate import Access, Gate, refused_key_id
+from inferd.security.tokens import ACCOUNT
 
 _Extract = Callable[[Any], Access]
 
@@ -190,6 +191,7 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await _deny(context, exc)
             # One credential for the whole stream; the call's task iterates this generator.
             CALLER.set(opened.id if opened is not None else None)
+            ACCOUNT.set(gate.token_account(opened, client, "grpc", method))
 
             async def admitted() -> AsyncIterator[Any]:
                 # Each message is checked for its model and rate limit; a refusal ends the stream
@@ -213,5 +215,8 @@ class GateInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     yield response
             except _Refused as refused:
                 await _deny(context, refused.error)
+            except RateLimited as exc:  # a spent token budget (grpc/streaming.py)
+                gate.record("grpc", exc.key_id, client, opening, method, GRPC_STATUS[exc.kind].name)
+                await _deny(context, exc)
 
         return guarded

@@ -115,7 +115,9 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
             # An empty name asks for every model.
             name = model_name(request.name) if request.name else None
             stats = await self._dataplane.statistics(name, model_version(request.version))
-            return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+            # Figures beyond Triton's schema (a generative model's "generation") are REST-only.
+            document = {"model_stats": stats}
+            return json_format.ParseDict(document, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
         except Exception as exc:
             await abort(context, exc, "ModelStatistics")
 

@@ -28,6 +28,7 @@ from inferd.protocol._generated import grpc_service_pb2 as pb
 from inferd.protocol._generated import inferd_light_pb2 as light
 from inferd.protocol.grpc_codec import decode_infer_request, encode_infer_response, parameter_value
 from inferd.protocol.sampling import sampling_params
+from inferd.security.tokens import current_account, metered
 from inferd.types import InferResponse, Tensor
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class StreamSession:
     async def _read(self, requests: AsyncIterator[light.ModelInferRequest]) -> None:
         try:
             async for request in requests:
+                self._admit_tokens(request)
                 await self._slots.acquire()
                 task = asyncio.ensure_future(self._answer(request))
                 self._tasks.add(task)
@@ -86,6 +88,19 @@ class StreamSession:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
             # Wakes run(); it then awaits this task, so an exception here still reaches the client.
             self._out.put_nowait(None)
+
+    def _admit_tokens(self, request: light.ModelInferRequest) -> None:
+        """A spent token budget ends the stream with RESOURCE_EXHAUSTED, as the gate's refusals do
+        (the requests already running finish first). Other errors are the request's own, in-band."""
+        account = current_account()
+        if account is None or account.limit is None:
+            return
+        try:
+            kind = self._dp.stream_kind(request.model_name, request.model_version or None)
+        except InferdError:
+            return
+        if kind == "generative":
+            account.admit()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -148,6 +163,9 @@ class StreamSession:
         async with self._dp.generation(name, version) as held:
             params = sampling_params(values, held.generator.limits)
             tokens = held.generator.generate(prompt, params, request.id or uuid.uuid4().hex)
+            account = current_account()
+            if account is not None:
+                tokens = metered(account, held.model, held.version, tokens)
             try:
                 async for token in tokens:
                     text = np.empty(1, dtype=object)

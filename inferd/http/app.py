@@ -34,6 +34,7 @@ from inferd.http.streaming import StreamResponse, send_stream
 from inferd.names import model_name, model_version
 from inferd.protocol.json_codec import decode_request, dumps, encode_error, encode_response
 from inferd.protocol.model_config import config_json
+from inferd.security import tokens
 from inferd.security.apis import Api
 from inferd.security.gate import Access, Gate, refused_key_id
 from inferd.sharedmem import SharedMemoryAccess
@@ -117,6 +118,8 @@ def _error_response(exc: Exception, scope: Scope) -> Response:
             response.headers = [_JSON, (b"www-authenticate", b'Bearer realm="inferd"')]
         elif isinstance(exc, RateLimited):
             response.headers = [_JSON, (b"retry-after", str(exc.retry_after_s).encode())]
+            if openai:
+                response.headers += _token_headers()
         return response
     request_id = uuid.uuid4().hex[:12]
     log.error(
@@ -128,6 +131,11 @@ def _error_response(exc: Exception, scope: Scope) -> Response:
     )
     message = f"internal server error (error id {request_id})"
     return Response(500, error_document(500, Exception(message)) if openai else encode_error(message))
+
+
+def _token_headers() -> list[tuple[bytes, bytes]]:
+    account = tokens.current_account()
+    return account.headers() if account is not None else []
 
 
 class RestApp:
@@ -171,6 +179,9 @@ class RestApp:
         try:
             principal = await gate.admit(access.credential(scope["headers"]), wanted, client)
             key_id = principal.id if principal is not None else None
+            if wanted.api is Api.INFERENCE:  # what generative routes charge tokens to (security/tokens.py)
+                call = f"{scope['method']} {scope['path']}"
+                tokens.ACCOUNT.set(functools.partial(gate.token_account, principal, client, "http", call))
             response = await self._route(scope, receive, key_id)
         except Exception as exc:
             key_id = key_id or refused_key_id(exc)
@@ -190,7 +201,9 @@ class RestApp:
             body = await _read_body(receive, scope, self._max_body_bytes) if method == "POST" else b""
             admit = functools.partial(self._admit_model, scope)
             answer = openai_route(self._dataplane, parts[1:], method, body, admit, caller)
-            return await _watched(answer, receive)
+            response = await _watched(answer, receive)
+            response.headers = [*response.headers, *_token_headers()]  # as OpenAI sends them
+            return response
         if not parts or parts[0] != "v2":
             page = self._pages.get(scope["path"])
             if page is None or method != "GET":

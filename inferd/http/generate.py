@@ -25,6 +25,7 @@ from inferd.generative.contract import SamplingParams
 from inferd.http.streaming import StreamResponse, primed
 from inferd.protocol.sampling import sampling_params
 from inferd.protocol.sse import event
+from inferd.security.tokens import admit_tokens, metered
 from inferd.types import InferRequest, InferResponse, Tensor
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,12 @@ async def _generated(
     dp: DataPlane, name: str, version: str | None, request: tuple[str, dict[str, Any]]
 ) -> AsyncIterator[dict[str, Any]]:
     text, parameters = request
+    account = admit_tokens()  # 429 while the caller's token budget is spent
     async with dp.generation(name, version) as held:
         params: SamplingParams = sampling_params(parameters, held.generator.limits, _IGNORED)
         tokens = held.generator.generate(text, params, uuid.uuid4().hex)
+        if account is not None:
+            tokens = metered(account, held.model, held.version, tokens)
         try:
             async for token in tokens:
                 answer: dict[str, Any] = {

@@ -35,6 +35,7 @@ from inferd.http.streaming import StreamResponse, primed
 from inferd.names import model_name
 from inferd.protocol.sampling import sampling_params
 from inferd.protocol.sse import DONE, event
+from inferd.security.tokens import admit_tokens, metered
 from inferd.types import InferRequest, Tensor
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,15 @@ async def _generate(dp: DataPlane, request: GenerationRequest, chat: bool) -> St
 
 
 async def _tokens(dp: DataPlane, request: GenerationRequest, answer: _Answer) -> AsyncIterator[TokenEvent]:
+    account = admit_tokens()  # 429 while the caller's token budget is spent
     async with dp.generation(request.model, None) as held:
         answer.held = held
         generator = held.generator
         params = sampling_params(request.sampling, generator.limits)
         prompt = generator.render_chat(request.messages) if request.messages else request.prompt or ""
         tokens = generator.generate(prompt, params, answer.id)
+        if account is not None:
+            tokens = metered(account, held.model, held.version, tokens)
         try:
             async for token in tokens:
                 yield token

@@ -26,7 +26,7 @@ _FLUSH_INTERVAL_S = 0.2
 # Records held in memory at most, should the disk stall; past it new ones are counted and dropped.
 _MAX_PENDING = 100_000
 
-_Record = tuple[float, str, str | None, str, "Access", str, int | str]
+_Record = tuple[float, str, str | None, str, "Access", str, int | str, int | None]
 
 
 class AuditLog:
@@ -45,11 +45,13 @@ class AuditLog:
         access: Access,
         call: str,
         status: int | str,
+        tokens: int | None = None,
     ) -> None:
+        """``tokens``: on the record of a finished generation, the tokens it was charged."""
         if len(self._pending) >= _MAX_PENDING:
             self.dropped += 1
             return
-        self._pending.append((time.time(), protocol, key_id, client, access, call, status))
+        self._pending.append((time.time(), protocol, key_id, client, access, call, status, tokens))
 
     def start(self) -> None:
         self._flushing.start()
@@ -76,8 +78,8 @@ class AuditLog:
 
 
 def _as_dict(record: _Record) -> dict[str, Any]:
-    timestamp, protocol, key_id, client, access, call, status = record
-    return {
+    timestamp, protocol, key_id, client, access, call, status, tokens = record
+    document = {
         "time": datetime.fromtimestamp(timestamp, UTC),  # orjson writes RFC 3339, in C
         "key_id": key_id,
         "client": client,
@@ -88,3 +90,6 @@ def _as_dict(record: _Record) -> dict[str, Any]:
         "version": access.version,
         "status": status,
     }
+    if tokens is not None:
+        document["tokens"] = tokens
+    return document

@@ -14,6 +14,7 @@ from inferd.security.audit import AuditLog
 from inferd.security.auth import Authenticator
 from inferd.security.keys import Principal
 from inferd.security.ratelimit import Limiter, Limits, make_limits
+from inferd.security.tokens import TokenAccount, TokenBudgets
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +33,19 @@ class Gate:
         limiter: Limiter | None,
         default_limits: Limits,
         audit: AuditLog | None,
+        tokens_per_minute: int | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
         self.audit = audit
         self._default_limits = default_limits
-        # Refusals by reason (unauthenticated, permission_denied, rate, quota, limiter_unavailable).
+        # Refusals by reason (unauthenticated, permission_denied, rate, quota, tokens, limiter_unavailable).
         self.refusals: dict[str, int] = {}
+        # Token quotas of generative routes; tokens are counted per key whenever keys are configured.
+        self.tokens: TokenBudgets | None = None
+        if tokens_per_minute is not None or authenticator is not None:
+            self.tokens = TokenBudgets()
+        self._tokens_per_minute = tokens_per_minute
 
     def _count(self, reason: str) -> None:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
@@ -90,6 +97,28 @@ class Gate:
             rate, burst = default.rate, principal.burst or default.burst
         quota = principal.daily_quota if principal.daily_quota is not None else default.daily_quota
         return make_limits(rate, burst, quota)
+
+    def token_account(
+        self, principal: Principal | None, client: str, protocol: str, call: str
+    ) -> TokenAccount | None:
+        """The account generative routes charge for an admitted request (None: tokens not counted)."""
+        if self.tokens is None:
+            return None
+        limit = self._tokens_per_minute
+        if principal is not None and principal.tokens_per_minute is not None:
+            limit = principal.tokens_per_minute
+        key_id = principal.id if principal is not None else None
+        record = None
+        if self.audit is not None:
+            audit = self.audit
+
+            def record(model: str, version: str, tokens: int, outcome: str) -> None:
+                access = Access(Api.INFERENCE, model, version)
+                audit.record(protocol, key_id, client, access, call, outcome, tokens)
+
+        return TokenAccount(
+            self.tokens, key_id or client, key_id, limit, lambda: self._count("tokens"), record
+        )
 
     def record(
         self,

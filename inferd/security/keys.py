@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from inferd.names import is_model_name
 from inferd.security.apis import DEFAULT_APIS, Api
+from inferd.security.tokens import MAX_TOKENS_PER_MINUTE
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class KeyEntrySpec(BaseModel):
     rate: float | None = Field(default=None, gt=0)
     burst: int | None = Field(default=None, ge=1)
     daily_quota: int | None = Field(default=None, ge=1)
+    # This key's token quota on generative routes (prompt + generated tokens per minute). Strict: a
+    # `true` or `"1e9"` in the file is an error, not a number.
+    tokens_per_minute: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_PER_MINUTE)
 
     @field_validator("hash")
     @classmethod
@@ -111,6 +115,7 @@ class Principal:
     rate: float | None = None
     burst: int | None = None
     daily_quota: int | None = None
+    tokens_per_minute: int | None = None
     _scope_cache: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def may_use_model(self, model: str) -> bool:
@@ -154,7 +159,14 @@ def parse_key_document(text: str, source: str) -> dict[bytes, Principal]:
         digest = bytes.fromhex(entry.hash.removeprefix(HASH_PREFIX))
         apis = frozenset(Api) if "*" in entry.apis else frozenset(Api(name) for name in entry.apis)
         principals[digest] = Principal(
-            entry.id, digest, tuple(entry.models), apis, entry.rate, entry.burst, entry.daily_quota
+            entry.id,
+            digest,
+            tuple(entry.models),
+            apis,
+            entry.rate,
+            entry.burst,
+            entry.daily_quota,
+            entry.tokens_per_minute,
         )
     return principals
 

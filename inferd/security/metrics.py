@@ -18,7 +18,7 @@ class SecurityCollector(Collector):
         refusals = CounterMetricFamily(
             "inferd_security_refusals",
             "Requests refused by the security gate, by reason (unauthenticated, permission_denied, "
-            "invalid_argument, rate, quota, limiter_unavailable)",
+            "invalid_argument, rate, quota, tokens, limiter_unavailable)",
             labels=["reason"],
         )
         for reason, count in sorted(self._gate.refusals.items()):
@@ -35,6 +35,19 @@ class SecurityCollector(Collector):
                 "Requests let through or refused by the failure policy while Redis was unreachable",
                 value=getattr(limiter, "decided_without_redis", 0),
             )
+        budgets = self._gate.tokens
+        if budgets is not None:
+            charged = CounterMetricFamily(
+                "inferd_tokens_charged",
+                "Prompt + generated tokens charged to callers of generative routes, by API key id "
+                '(key_id="" for callers without a key)',
+                labels=["key_id"],
+            )
+            for key_id, count in sorted(budgets.charged.items()):
+                charged.add_metric([key_id], count)
+            if budgets.charged_without_key:
+                charged.add_metric([""], budgets.charged_without_key)
+            yield charged
         if self._gate.audit is not None:
             yield CounterMetricFamily(
                 "inferd_audit_records_dropped",

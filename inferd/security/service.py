@@ -48,10 +48,11 @@ class Security:
             else:
                 limiter = LocalLimiter()
         audit = AuditLog(settings.audit_log) if settings.audit_log is not None else None
-        if authenticator is None and limiter is None and audit is None:
+        tokens = settings.tokens_per_minute
+        if authenticator is None and limiter is None and audit is None and tokens is None:
             return None
         limits = make_limits(settings.rate_limit, settings.rate_burst, settings.daily_quota)
-        return Gate(authenticator, limiter, limits, audit)
+        return Gate(authenticator, limiter, limits, audit, tokens)
 
     def start(self) -> None:
         """Start the background jobs; call from the running event loop."""

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 # Also the largest of what the workers' adaptive batchers chose (docs/adaptive-batching.md).
 _LATEST = {"last_inference", "time_s", "queue_delay_ms", "batch_cap"}
-_SAME = {"latency_bounds_s", "target_p99_ms"}
+_SAME = {"latency_bounds_s", "target_p99_ms", "bounds_ns"}
 # Identity of an element in a list of objects: lists of models, of batch sizes.
 _IDENTITY = ("name", "version", "batch_size")
 

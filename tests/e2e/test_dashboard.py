@@ -1,15 +1,18 @@
-"""The status page in real headless Chromium against a real server."""
+"""The status page in real headless Chromium against a real server; a generative model's token figures
+on the page and in the statistics extension."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import modelfactory as mf
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from browser import chromium
 from httputil import request
@@ -155,3 +158,72 @@ def test_batch_size_labels_are_readable(tmp_path: Path, batches: list[int], labe
         for b, b_left, b_right, b_top, b_bottom in texts[i + 1 :]:
             apart = a_right <= b_left or b_right <= a_left or a_bottom <= b_top or b_bottom <= a_top
             assert apart, f"labels {a!r} and {b!r} overlap"
+
+
+@pytest.fixture(scope="module")
+def generative_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_version: Path
+) -> Iterator[RunningServer]:
+    """The tiny decoder served as ``tiny``, with a KV budget the page must show."""
+    root = tmp_path_factory.mktemp("dashboard-generative")
+    shutil.copytree(tiny_version, root / "models" / "tiny" / "1")
+    (root / "models" / "tiny" / "config.yaml").write_text(
+        "platform: generative\ngenerative:\n  max_tokens_in_flight: 4096\n"
+    )
+    server = start_server(root / "models", root)
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def _generate(server: RunningServer) -> None:
+    body = json.dumps({"text_input": "Paris is", "parameters": {"max_tokens": 6}}).encode()
+    status, _, answer = request(server.http_url, "POST", "/v2/models/tiny/generate", body)
+    assert status == 200, answer
+
+
+def test_page_shows_the_token_figures_of_generative_models(
+    generative_server: RunningServer, tmp_path: Path
+) -> None:
+    server = generative_server
+    read = (
+        "const r = document.querySelector('#generation tbody tr[data-model=\"tiny\"]');"
+        "return r && !document.getElementById('generative').hidden"
+        " ? Array.from(r.cells).map(c => c.textContent) : null;"
+    )
+    with chromium() as driver:
+        driver.get(f"http://{server.http_url}/dashboard?interval_ms=300")
+
+        def tokens_flowing(d: WebDriver) -> object:
+            _generate(server)  # keep tokens coming until a poll interval sees them
+            cells = d.execute_script(read)
+            return cells if cells and cells[6] not in ("–", "0.0") else None
+
+        cells = _wait(driver, tokens_flowing, "tokens per second above zero")
+        driver.execute_script("document.getElementById('generative').scrollIntoView()")
+        driver.save_screenshot(str(tmp_path / "dashboard-generative.png"))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert isinstance(cells, list)
+    name, version, ttft50, ttft99, itl50, itl99, rate, active, waiting, kv_bytes, kv_budget = cells
+    assert (name, version) == ("tiny", "1")
+    assert all(value.endswith(" ms") for value in (ttft50, ttft99, itl50, itl99))
+    assert float(ttft50.split()[0]) <= float(ttft99.split()[0])
+    assert float(rate) > 0 and active.isdigit() and waiting.isdigit()
+    assert kv_bytes.endswith("B") and kv_budget.endswith(" / 4096 tokens")
+    assert not errors, errors
+
+
+def test_statistics_carry_the_generation_figures_and_triton_clients_still_parse_them(
+    generative_server: RunningServer,
+) -> None:
+    server = generative_server
+    _generate(server)
+    stats = httpclient.InferenceServerClient(server.http_url).get_inference_statistics("tiny")
+    figures = stats["model_stats"][0]["generation"]
+    assert figures["generated_tokens"] > 0 and figures["prompt_tokens"] > 0
+    ttft = figures["time_to_first_token"]
+    assert ttft["count"] == sum(ttft["counts"]) > 0 and len(ttft["counts"]) == len(ttft["bounds_ns"]) + 1
+    assert figures["kv_budget_tokens"] == 4096 and figures["sequences_waiting"] == 0
+    rpc = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics("tiny")
+    assert rpc.model_stats[0].name == "tiny" and rpc.model_stats[0].inference_stats.success.count > 0

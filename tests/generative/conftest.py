@@ -4,13 +4,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tinydecoder import build_tiny_decoder
 
-
-@pytest.fixture(scope="session")
-def tiny_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny decoder's version directory, built once per session; copy it, never change it."""
-    return build_tiny_decoder(tmp_path_factory.mktemp("tiny-decoder") / "1")
+# tiny_version (the tiny decoder, built once per session) is in tests/conftest.py.
 
 
 @pytest.fixture

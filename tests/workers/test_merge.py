@@ -37,6 +37,22 @@ def test_statistics_add_up_and_keep_the_latest_inference_time() -> None:
     ]
 
 
+def test_generation_figures_add_up_and_keep_their_bucket_bounds() -> None:
+    def figures(first: int, active: int) -> dict[str, object]:
+        histogram = {"count": first, "ns": first * 5, "bounds_ns": [1000, 2000], "counts": [first, 0, 0]}
+        return {
+            "name": "g",
+            "version": "1",
+            "generation": {"time_to_first_token": histogram, "sequences_active": active},
+        }
+
+    merged = merge_documents([[figures(2, 1)], [figures(3, 4)]])
+    assert merged[0]["generation"] == {
+        "time_to_first_token": {"count": 5, "ns": 25, "bounds_ns": [1000, 2000], "counts": [5, 0, 0]},
+        "sequences_active": 5,
+    }
+
+
 def test_status_page_rows_merge_by_model_and_a_worker_not_ready_shows() -> None:
     a = {
         "time_s": 5.0,

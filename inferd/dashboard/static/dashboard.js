@@ -1,5 +1,6 @@
 "use strict";
-// inferd status page: polls /dashboard/data and draws rates, latency percentiles and batch sizes.
+// inferd status page: polls /dashboard/data and draws rates, latency percentiles and batch sizes, and
+// the token figures of generative models.
 // Rates and percentiles cover the interval between two polls (differences of the server's counters).
 (function () {
   const params = new URLSearchParams(window.location.search);
@@ -206,6 +207,53 @@
     });
   }
 
+  function bytes(n) {
+    if (n < 1024) return n + " B";
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + " KiB";
+    if (n < 1024 * 1024 * 1024) return (n / (1024 * 1024)).toFixed(1) + " MiB";
+    return (n / (1024 * 1024 * 1024)).toFixed(2) + " GiB";
+  }
+
+  // A latency histogram of the statistics' "generation" figures: its percentile in ms, "–" when empty.
+  function latencyMs(histogram, q) {
+    const seconds = quantile(q, histogram.bounds_ns.map((b) => b / 1e9), histogram.counts);
+    return seconds === null ? "–" : format(seconds * 1000, 1) + " ms";
+  }
+
+  // Generative versions: token latencies since start, tokens/s between two polls, sequences and KV memory.
+  function renderGeneration(models, before, dt) {
+    const generative = models.filter((m) => m.generation);
+    $("generative").hidden = generative.length === 0;
+    const body = $("generation").tBodies[0];
+    body.replaceChildren();
+    generative.forEach((model) => {
+      const g = model.generation;
+      const old = before.get(key(model));
+      const rate = old && old.generation && dt > 0 ? (g.generated_tokens - old.generation.generated_tokens) / dt : null;
+      const cells = [
+        model.name,
+        model.version || "–",
+        latencyMs(g.time_to_first_token, 0.5),
+        latencyMs(g.time_to_first_token, 0.99),
+        latencyMs(g.inter_token, 0.5),
+        latencyMs(g.inter_token, 0.99),
+        format(rate, 1),
+        String(g.sequences_active),
+        String(g.sequences_waiting),
+        bytes(g.kv_cache_bytes),
+        g.kv_reserved_tokens + " / " + g.kv_budget_tokens + " tokens",
+      ];
+      const tr = document.createElement("tr");
+      tr.dataset.model = model.name;
+      cells.forEach((text) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+  }
+
   function update(data) {
     const bounds = data.latency_bounds_s;
     const before = new Map((previous ? previous.models : []).map((m) => [key(m), m]));
@@ -229,6 +277,7 @@
       return { model, rate: delta / dt };
     });
     renderTable(rows);
+    renderGeneration(data.models, before, dt);
     barChart($("batch-chart"), batchSizes);
     if (previous && dt > 0) {
       const ms = (q) => {
