@@ -43,7 +43,7 @@ HOP_FACTOR = 4
 AUTO_MIN_NS = 50_000
 AUTO_MAX_NS = 1_000_000
 # The loop is loaded while the batcher's callbacks keep waiting longer than this many times its floor.
-LAG_RATIO = 2
+LAG_RATIO = 3
 # A lone request on a loaded loop waits for company for up to this many loop turns, at most this long.
 COMPANY_TURNS = 32
 COMPANY_MAX_NS = 2_000_000
