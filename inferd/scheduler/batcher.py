@@ -262,6 +262,8 @@ class Batcher:
                 self._answer_inline(batch[0])
             else:
                 self._launch(self._free_instances.pop(), batch)
+        if not self._queue.count:
+            self._waiting_for_company = False  # its request went away (cancelled, expired)
         self._update_idle()
 
     def _ready_to_run(self) -> bool:
@@ -279,7 +281,7 @@ class Batcher:
     def _waits_for_company(self) -> bool:
         """An idle model on a loaded loop: hold the queue for company (inferd/scheduler/lone.py)."""
         policy = self._policy
-        if self._in_flight or not policy.merges or self._queue.rows >= policy.max_batch_size:
+        if self._in_flight or self._closing or not policy.merges or self._queue.rows >= policy.max_batch_size:
             return False
         wait_ns = self._lone.company_wait_ns()
         if not wait_ns:
