@@ -15,7 +15,7 @@ What decides it is measured on the loop thread by the batcher that owns this obj
 - ``hop``: what the hand-off costs: the time from launch to the result being back on the loop, less
   the execution itself, tracked low (a busy loop runs the result late: that is lag, not hop);
 - ``lag``: how long a callback the batcher queued on the loop waited before it ran, i.e. the other
-  work the loop had. The loop is *loaded* when each of the last ``_LAGS`` waits exceeded
+  work the loop had. The loop is *loaded* when the median of the last ``_LAGS`` waits exceeds
   ``LAG_RATIO`` times the shortest wait seen (the loop's own floor: one request's tail and the next
   one's parse): other requests are in progress. One slow turn (a preempted thread) is not load.
 
@@ -26,7 +26,7 @@ The rules, for a lone request on an idle model:
   has been idle for at least that long (inline runs then take at most about half the loop's time); the
   batcher adds: at most one inline run per model per loop turn;
 - otherwise, on a loaded loop, wait for company up to ``company_wait_ns`` (``COMPANY_TURNS`` loop
-  turns as last measured, at most the model's ``max_queue_delay`` when it sets one, else
+  turns as recently measured, at most the model's ``max_queue_delay`` when it sets one, else
   ``COMPANY_MAX_NS``), or until a full batch is queued. Waits that gather nobody twice in a row stop
   waits for the next ``_REPROBE`` lone requests, so a misjudged loop costs a lone client little;
 - otherwise hop.
@@ -39,8 +39,8 @@ from collections.abc import Hashable
 # BatchPolicy.inline_max_ns: derive the bound from the measured hop (the default for ONNX models).
 INLINE_AUTO = -1
 # Auto mode: an inline run may take up to this many hops, within these bounds.
-HOP_FACTOR = 4
-AUTO_MIN_NS = 50_000
+HOP_FACTOR = 8
+AUTO_MIN_NS = 200_000
 AUTO_MAX_NS = 1_000_000
 # The loop is loaded while the batcher's callbacks keep waiting longer than this many times its floor.
 LAG_RATIO = 3
@@ -49,8 +49,8 @@ COMPANY_TURNS = 32
 COMPANY_MAX_NS = 2_000_000
 # Until a hop is measured (no worker execution yet), assume this one (a 2-core VM's, docs/architecture.md).
 _UNMEASURED_HOP_NS = 50_000
-# Recent lag samples kept: the loop counts as loaded only if all of them were long.
-_LAGS = 2
+# Recent lag samples kept: the loop counts as loaded when most of them were long.
+_LAGS = 3
 # Lone requests that skip the company wait after two waits in a row gathered nobody.
 _REPROBE = 64
 # Weight of a longer lag sample in the floor (only while the loop is not loaded).
@@ -122,7 +122,11 @@ class LoneDecision:
 
     def loaded(self) -> bool:
         """Whether the loop has had other work queued on each of the last few looks."""
-        return min(self._lags) > LAG_RATIO * self._floor_ns
+        return self._recent_lag() > LAG_RATIO * self._floor_ns
+
+    def _recent_lag(self) -> int:
+        a, b, c = self._lags
+        return max(min(a, b), min(max(a, b), c))  # the median of three
 
     def inline(self, shape: Shape, now_ns: int) -> bool:
         """Whether a lone request of ``shape`` on an idle model (the caller checks) runs inline now."""
@@ -146,7 +150,7 @@ class LoneDecision:
         if self._skip_waits:
             self._skip_waits -= 1
             return 0
-        return min(self._max_wait_ns, COMPANY_TURNS * min(self._lags))
+        return min(self._max_wait_ns, COMPANY_TURNS * self._recent_lag())
 
     def record_wait(self, gathered: bool) -> None:
         """A company wait ended; ``gathered``: others joined the request."""
