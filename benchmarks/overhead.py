@@ -5,9 +5,11 @@ In one run, on the bundled example models (tabular: 30 features; mlp: 256->1024-
   floor     benchmarks/floor_server.py: raw ASGI + orjson + ORT, no validation, no batching, and
             the same on grpc.aio (raw contents): the floors of a Python REST and gRPC front-end
   inferd    REST JSON, REST binary (tritonclient's encoding) and gRPC (ModelInfer, raw contents),
-            as configured by default: every execution on a worker thread
-  inline    the same three with `--inline-execution-max-us 200`: a lone request on an idle model
-            runs on the event-loop thread (docs/model-repository.md)
+            as configured by default: a lone request on an idle model runs on the event-loop thread
+            when measured short enough (inline execution, auto), the rest on a worker thread
+  worker    the same three with `--inline-execution-max-us 0`: every execution on a worker thread
+  inline    the same three with `--inline-execution-max-us 200`: a fixed inline bound
+            (docs/model-repository.md)
 at each concurrency. Load comes from C programs so the client is not the bottleneck: `wrk` (Lua
 script posting a fixed body) for REST and `h2load` (nghttp2-client; gRPC framing of a fixed
 ModelInferRequest) for gRPC. Every answer path is checked against raw ORT before it is loaded.
@@ -49,8 +51,8 @@ from inferd.protocol._generated import grpc_service_pb2 as pb
 
 HERE = Path(__file__).resolve().parent
 FEATURES = {"tabular": 30, "mlp": 256}
-TARGETS = ("floor-json", "floor-grpc", "inferd-json", "inferd-binary", "inferd-grpc", "inline-json",
-           "inline-binary", "inline-grpc")  # fmt: skip
+TARGETS = ("floor-json", "floor-grpc", "inferd-json", "inferd-binary", "inferd-grpc", "worker-json",
+           "worker-binary", "worker-grpc", "inline-json", "inline-binary", "inline-grpc")  # fmt: skip
 # The inline variant's bound: above both models' batch-1 run time (mlp: 60-100 µs on this VM, measured
 # on the worker, where ORT's second intra-op thread must be woken), so both qualify.
 INLINE_MAX_US = 200
@@ -60,7 +62,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass
 class Row:
     model: str
-    target: str  # raw | floor-json | inferd-json | inferd-binary | inferd-grpc
+    target: str  # raw | floor-json | inferd-json | inferd-binary | inferd-grpc | worker-json ...
     concurrency: int
     requests_per_s: float
     p50_us: float
@@ -365,9 +367,14 @@ def main() -> None:
                     cpu = 100 * (cpu_seconds(process.pid) - cpu0) / (duration * rounds)
                     record(model, target, c, result, cpu, None)
 
-    # The same server twice: as configured by default (every execution on a worker thread), then with
-    # inline execution on (docs/model-repository.md#inline_execution_max_us), each with its targets.
-    variants = [("inferd-", []), ("inline-", ["--inline-execution-max-us", str(INLINE_MAX_US)])]
+    # The same server three times: as configured by default (inline execution auto), with every
+    # execution on a worker thread, and with a fixed inline bound
+    # (docs/model-repository.md#inline_execution_max_us), each with its targets.
+    variants = [
+        ("inferd-", []),
+        ("worker-", ["--inline-execution-max-us", "0"]),
+        ("inline-", ["--inline-execution-max-us", str(INLINE_MAX_US)]),
+    ]
     for prefix, variant_args in variants:
         chosen = [t for t in targets if t.startswith(prefix)]
         if not chosen:
@@ -421,11 +428,12 @@ def main() -> None:
 
 
 def summarize(rows: list[Row]) -> str:
-    """Per-request overhead at c=1 (served p50 - raw p50) and share of the floor at the top concurrency."""
+    """Per-request overhead at c=1 (served p50 - raw p50, and served p50 over the floor's p50 of the same
+    run) and, at the top concurrency, share of the floor's throughput, p99 and mean batch."""
     lines = [
-        "| model | target | c=1 p50 (us) | overhead vs raw (us) | top-c req/s | share of floor "
-        "| top-c p99 (ms) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | target | c=1 p50 (us) | x floor c=1 p50 | overhead vs raw (us) | top-c req/s "
+        "| share of floor | top-c p99 (ms) | top-c mean batch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model in dict.fromkeys(r.model for r in rows):
         raw = next(r for r in rows if r.model == model and r.target == "raw")
@@ -437,14 +445,17 @@ def summarize(rows: list[Row]) -> str:
             # REST targets compare with the REST floor, gRPC ones with the grpc.aio floor.
             floor_name = "floor-grpc" if target.endswith("grpc") else "floor-json"
             floor_top = next((r for r in served if r.target == floor_name and r.concurrency == top), None)
+            floor_one = next((r for r in served if r.target == floor_name and r.concurrency == 1), None)
             one = next((r for r in served if r.target == target and r.concurrency == 1), None)
             peak = next((r for r in served if r.target == target and r.concurrency == top), None)
             share = f"{peak.requests_per_s / floor_top.requests_per_s:.0%}" if peak and floor_top else "-"
+            times = f"{one.p50_us / floor_one.p50_us:.2f}" if one and floor_one else "-"
+            batch = f"{peak.mean_batch:.1f}" if peak and peak.mean_batch is not None else "-"
             lines.append(
-                f"| {model} | {target} | {one.p50_us:.0f} | {one.p50_us - raw.p50_us:.0f} | "
-                f"{peak.requests_per_s:.0f} | {share} | {peak.p99_us / 1e3:.1f} |"
+                f"| {model} | {target} | {one.p50_us:.0f} | {times} | {one.p50_us - raw.p50_us:.0f} | "
+                f"{peak.requests_per_s:.0f} | {share} | {peak.p99_us / 1e3:.1f} | {batch} |"
                 if one and peak
-                else f"| {model} | {target} | - | - | - | - | - |"
+                else f"| {model} | {target} | - | - | - | - | - | - | - |"
             )
     return "\n".join(lines)
 

@@ -23,6 +23,23 @@ from inferd.ray_cli import ray
 from inferd.settings import Settings
 
 
+class _InlineBound(click.ParamType[Any, Any]):
+    """``--inline-execution-max-us``: "auto" or microseconds from 0 to 10,000."""
+
+    name = "auto|0-10000"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "auto":
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = -1
+        if not 0 <= number <= 10_000:
+            self.fail(f"{value!r} is neither auto nor a whole number of microseconds from 0 to 10000")
+        return number
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="inferd")
 def main() -> None:
@@ -115,10 +132,11 @@ def main() -> None:
 )
 @click.option(
     "--inline-execution-max-us",
-    type=click.IntRange(0, 10_000),
+    type=_InlineBound(),
     help="Run a lone request on an idle model on the event-loop thread when its executions were "
-    "measured to take at most this many microseconds, skipping the worker hand-off (default 0: "
-    "never; a model's config.yaml may set its own inline_execution_max_us).",
+    "measured to take at most this many microseconds, skipping the worker hand-off; 0: never; "
+    "default auto: a bound of a few measured thread hops, for ONNX, PyTorch and tree models while "
+    "the server has no other work (a model's config.yaml may set its own inline_execution_max_us).",
 )
 @click.option(
     "--max-queue-size",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -372,8 +372,9 @@ class ModelConfig(_Strict):
     # thread; 0: no limit; None: the server's default (--execution-timeout, 60 s).
     execution_timeout_s: float | None = Field(default=None, ge=0, le=86_400)
     # Run a lone request on an idle model on the event-loop thread when executions of its shape were
-    # measured to take at most this long (docs/model-repository.md); None: the server's default.
-    inline_execution_max_us: int | None = Field(default=None, ge=0, le=10_000)
+    # measured to take at most this long (docs/model-repository.md); "auto": a bound derived from the
+    # measured thread hop; None: the server's default.
+    inline_execution_max_us: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] | None = None
     # Set when no config.yaml exists: batching models then batch dynamically, as Triton's auto-complete does.
     inferred: bool = Field(default=False, exclude=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -194,8 +194,9 @@ class AdmissionSettings(BaseModel):
 
 class SchedulingSettings(BaseModel):
     # Default for models whose config.yaml sets no inline_execution_max_us: a lone request on an idle
-    # model measured to run within this many microseconds runs on the event-loop thread; 0: never.
-    inline_execution_max_us: int = Field(default=0, ge=0, le=10_000)
+    # model measured to run within this many microseconds runs on the event-loop thread; 0: never;
+    # "auto": a bound derived from the measured thread hop (inferd/scheduler/lone.py).
+    inline_execution_max_us: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] = "auto"
     # Default for models whose config.yaml sets no max_queue_size: requests allowed to wait per model
     # version, more get 503 at once; 0: unbounded (what a model's own `max_queue_size: 0` means too).
     max_queue_size: int = Field(default=DEFAULT_MAX_QUEUE_SIZE, ge=0)

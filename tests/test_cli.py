@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from serverctl import run_server_expecting_exit
 
-from inferd.cli import _settings_overrides, main
+from inferd.cli import _InlineBound, _settings_overrides, main
 from inferd.settings import Settings
 
 
@@ -34,7 +35,22 @@ def test_cache_admission_and_limit_flags_map_onto_settings() -> None:
 def test_defaults_without_flags() -> None:
     settings = Settings(**_settings_overrides({}))
     assert settings.cache.backend == "memory" and settings.admission.default_timeout_us == 0
-    assert settings.scheduling.inline_execution_max_us == 0  # execution stays off the loop by default
+    # A lone request's execution bound is measured (inferd/scheduler/lone.py) unless a flag fixes it.
+    assert settings.scheduling.inline_execution_max_us == "auto"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("auto", "auto"), ("0", 0), ("250", 250)])
+def test_the_inline_bound_is_auto_or_microseconds(given: str, expected: object) -> None:
+    value = _InlineBound().convert(given, None, None)
+    settings = Settings(**_settings_overrides({"inline_execution_max_us": value}))
+    assert settings.scheduling.inline_execution_max_us == expected
+
+
+@pytest.mark.parametrize("given", ["fast", "-1", "10001", "1.5"])
+def test_a_bad_inline_bound_is_a_usage_error(given: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--inline-execution-max-us", given])
+    assert result.exit_code == 2
+    assert "neither auto nor a whole number of microseconds" in result.output
 
 
 def test_an_unknown_cache_backend_is_a_usage_error(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from inferd.runtimes.base import Runtime, Signature
 from inferd.runtimes.registry import MODEL_FILES, model_file
 from inferd.runtimes.response_parameters import parameters_of
 from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.lone import INLINE_AUTO
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.sequence_plan import sequence_plan
 from inferd.scheduler.stats import ModelStats
@@ -42,6 +43,8 @@ class SchedulerDefaults:
 
 
 SERVER_DEFAULTS = SchedulerDefaults()
+# Platforms whose executions are bounded computations: inline_execution_max_us "auto" applies to them.
+_BOUNDED_PLATFORMS = frozenset({"onnxruntime", "pytorch", "sklearn", "xgboost", "lightgbm"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,15 +204,17 @@ def batch_policy(
     config: ModelConfig,
     signature: Signature,
     model_dir: Path,
-    inline_default_us: int = 0,
+    inline_default_us: int | Literal["auto"] = 0,
     defaults: SchedulerDefaults = SERVER_DEFAULTS,
+    platform: str = "onnxruntime",
 ) -> BatchPolicy:
     batching = config.dynamic_batching
-    inline_us = config.inline_execution_max_us
-    if inline_us is None:
-        inline_us = inline_default_us
+    inline = config.inline_execution_max_us
+    if inline is None:
+        inline = inline_default_us
+    inline_ns = inline * 1000 if inline != "auto" else _auto_inline(platform)
     if config.instance_kind == "process":
-        inline_us = 0  # the loop thread never waits on a worker process that may hang or die
+        inline_ns = 0  # the loop thread never waits on a worker process that may hang or die
     dynamic = batching is not None or (config.inferred and signature.max_batch_size > 0)
     execution_timeout_s = config.execution_timeout_s
     if execution_timeout_s is None:
@@ -221,7 +226,7 @@ def batch_policy(
         max_queue_delay_ns=int((batching.max_queue_delay_ms if batching else 0) * 1e6),
         preferred_batch_sizes=batching.preferred_batch_sizes if batching else (),
         max_queue_size=defaults.max_queue_size if config.max_queue_size is None else config.max_queue_size,
-        inline_max_ns=inline_us * 1000,
+        inline_max_ns=inline_ns,
         execution_timeout_ns=int(execution_timeout_s * 1e9),
         drain_timeout_ns=int(defaults.drain_timeout_s * 1e9),
         target_p99_ns=int((batching.target_p99_ms or 0) * 1e6) if batching else 0,
@@ -234,6 +239,12 @@ def batch_policy(
             f"{model_dir}: preferred_batch_sizes exceed the max_batch_size {signature.max_batch_size}"
         )
     return policy
+
+
+def _auto_inline(platform: str) -> int:
+    """Measured inline execution only where a run is a bounded computation: a Python model's code may
+    block (I/O, locks), and an inline run escapes the execution timeout."""
+    return INLINE_AUTO if platform in _BOUNDED_PLATFORMS else 0
 
 
 def warm(runtime: Runtime, config: ModelConfig, model_dir: Path, load_ms: float) -> ColdStart:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from inferd.repository.entry import ModelEntry
 from inferd.repository.loader import SERVER_DEFAULTS, LoadedModel, RuntimeFactory, SchedulerDefaults
@@ -38,7 +38,7 @@ class ModelRepository:
         runtime_factory: RuntimeFactory = create_runtime,
         lazy: bool = False,
         max_loaded_models: int | None = None,
-        inline_execution_max_us: int = 0,
+        inline_execution_max_us: int | Literal["auto"] = 0,
         scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
         load_timeout_s: float | None = None,
     ) -> None:

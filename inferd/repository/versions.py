@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 from inferd.errors import ModelLoadError, NotFound
 from inferd.model_config import CONFIG_FILE, ModelConfig
@@ -72,7 +73,7 @@ class VersionLoader:
         self,
         root: Path,
         runtime_factory: RuntimeFactory,
-        inline_execution_max_us: int = 0,
+        inline_execution_max_us: int | Literal["auto"] = 0,
         scheduler_defaults: SchedulerDefaults = SERVER_DEFAULTS,
         load_timeout_s: float | None = None,
     ) -> None:
@@ -117,6 +118,7 @@ class VersionLoader:
                     model_dir,
                     self._inline_execution_max_us,
                     self._scheduler_defaults,
+                    getattr(runtime, "platform", "onnxruntime"),
                 )
             except ModelLoadError:
                 runtime.close()

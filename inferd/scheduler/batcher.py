@@ -2,12 +2,11 @@
 
 All queue state lives on the event loop thread. Executions run on one worker thread per instance;
 a finished execution comes back to the loop with a single ``call_soon_threadsafe``. A model may opt in
-to inline execution (``BatchPolicy.inline_max_ns``): a lone request on an idle model whose shape was
-measured to run within that bound runs on the loop thread itself, skipping the two thread wake-ups
-that dominate a fast model's latency (docs/architecture.md). It runs inline only when the model has
-been idle for at least as long as the run will take (so inline runs hold the loop at most about half
-the time) and at most once per loop turn (requests that arrive together are batched); a model kept
-busy batches on its workers as before.
+A lone request on an idle model may instead run on the loop thread itself (inline execution,
+``BatchPolicy.inline_max_ns``, measured by default), skipping the two thread wake-ups that dominate a
+fast model's latency; inferd/scheduler/lone.py decides, from the measured run, hop and loop lag. At
+most one request of a model runs inline per loop turn (requests that arrive together are batched); a
+model kept busy, or a loop with other work waiting, batches on the workers as before.
 
 An execution that outlives ``BatchPolicy.execution_timeout_ns`` fails its requests (504) and its
 instance gets a new worker thread; the stuck thread is abandoned and its late result dropped (a runtime
@@ -36,6 +35,7 @@ from inferd.runtimes.base import Interruptible, Runtime, TakesParameters
 from inferd.runtimes.request_parameters import ModelParameters
 from inferd.scheduler.adaptive import AdaptiveBatching
 from inferd.scheduler.batching import concatenate, split
+from inferd.scheduler.lone import LoneDecision
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
 from inferd.scheduler.sequence_plan import SequencePlan
 from inferd.scheduler.stats import ModelStats
@@ -56,7 +56,8 @@ class BatchPolicy:
     # Requests allowed to wait at once (0: unbounded); beyond it a request is refused with 503 at once.
     max_queue_size: int = 0
     # A lone request on an idle model runs on the event-loop thread when executions of its shape were
-    # measured to take at most this long; 0: every execution runs on a worker thread.
+    # measured to take at most this long; 0: every execution runs on a worker thread; INLINE_AUTO: a
+    # bound derived from the measured hop (inferd/scheduler/lone.py).
     inline_max_ns: int = 0
     # An execution running longer fails its requests and its instance is replaced; 0: no limit.
     execution_timeout_ns: int = 0
@@ -91,14 +92,6 @@ class _Run:
     timer: asyncio.TimerHandle | None = None
 
 
-# Weight of the newest execution in a shape's running estimate: one slow run (a preempted thread)
-# does not stop inline execution, a model that really got slower stops it within a few runs.
-_ESTIMATE_WEIGHT = 0.25
-# Shapes whose execution time is remembered; past it the table starts over (shapes that vary a lot,
-# such as sequence lengths, are then measured again on the worker).
-_ESTIMATED_SHAPES = 256
-
-
 class Batcher:
     def __init__(self, runtime: Runtime, policy: BatchPolicy, stats: ModelStats, name: str) -> None:
         self._runtime = runtime
@@ -118,13 +111,10 @@ class Batcher:
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
-        # Running estimate of a lone request's execution time by (group, rows), for inline execution,
-        # with the number of runs behind it.
-        self._lone_run_ns: dict[tuple[Hashable, int], tuple[float, int]] = {}
-        # When the last execution finished (perf_counter_ns): how long the model has been idle.
-        self._idle_since_ns = 0
-        # Set by an inline run until the loop's next turn: the requests parsed in the same turn as
-        # an inline one arrived together, so they queue and batch instead of running inline in turn.
+        # Inline or hop for a lone request, with the measured run, hop and loop lag behind it.
+        self._lone = LoneDecision(policy.inline_max_ns, policy.max_queue_delay_ns)
+        # Set by an inline run until the loop's next turn: at most one inline run per turn, so a
+        # dispatch called again in the same turn (a completion, a timer) does not chain them.
         self._ran_inline_this_turn = False
         self.adaptive = (
             AdaptiveBatching(
@@ -137,6 +127,10 @@ class Batcher:
             if policy.target_p99_ns
             else None
         )
+        # When the pending _dispatch_turn was queued: its wait is the loop's lag.
+        self._dispatch_queued_ns = 0
+        # A lone request is being held for company (inferd/scheduler/lone.py): its outcome is measured.
+        self._waiting_for_company = False
 
     @property
     def pending(self) -> int:
@@ -183,11 +177,6 @@ class Batcher:
             adaptive.arrived(now, rows)
             if not adaptive.admits(rows, queue.rows, self._in_flight):
                 raise self._shed("its predicted completion is past")
-        idle = not queue.count and not self._in_flight and not self._dispatch_scheduled
-        if idle and not self._ran_inline_this_turn and self._fits_inline(group, rows, now):
-            self._ran_inline_this_turn = True
-            loop.call_soon(self._next_turn)
-            return self._run_inline(inputs, rows, group, trace, now, outputs, parameters)
         future: asyncio.Future[Outputs] = loop.create_future()
         item = Pending(
             inputs,
@@ -205,10 +194,13 @@ class Batcher:
         if deadline_ns:
             item.expiry = loop.call_later(max(0, deadline_ns - now) / 1e9, self._expire, item)
         self._idle.clear()
-        # Deferring by one loop turn lets requests parsed in the same turn share an execution.
+        # Deferring by one loop turn lets requests parsed in the same turn share an execution, and
+        # how long that turn took tells a lone request whether the loop has other work
+        # (inferd/scheduler/lone.py).
         if not self._dispatch_scheduled:
             self._dispatch_scheduled = True
-            loop.call_soon(self._dispatch)
+            self._dispatch_queued_ns = now
+            loop.call_soon(self._dispatch_turn)
         try:
             return await future
         except asyncio.CancelledError:
@@ -247,6 +239,11 @@ class Batcher:
 
     def _next_turn(self) -> None:
         self._ran_inline_this_turn = False
+
+    def _dispatch_turn(self) -> None:
+        """The dispatch queued by ``infer``: one loop turn later, so requests of one turn batch."""
+        self._lone.record_lag(time.perf_counter_ns() - self._dispatch_queued_ns)
+        self._dispatch()
 
     def _expire(self, item: Pending) -> None:
         """The deadline passed while the request still waited: answer now, never run it."""
@@ -308,31 +305,30 @@ class Batcher:
             if not self._ready_to_run():
                 self._arm_timer()
                 return
+            if self._waits_for_company():
+                return
             batch = self._take_batch()
             if not batch:
                 continue
+            if self._waiting_for_company:
+                self._waiting_for_company = False
+                self._lone.record_wait(len(batch) > 1)
             if (
                 len(batch) == 1
                 and not self._queue.count
                 and self._in_flight == 0
-                and self._fits_inline(batch[0].group, batch[0].rows, time.perf_counter_ns())
+                and not self._ran_inline_this_turn
+                and self._lone.inline((batch[0].group, batch[0].rows), time.perf_counter_ns())
             ):
+                self._ran_inline_this_turn = True
+                assert self._loop is not None
+                self._loop.call_soon(self._next_turn)
                 self._answer_inline(batch[0])
             else:
                 self._launch(self._free_instances.pop(), batch)
+        if not self._queue.count:
+            self._waiting_for_company = False  # its request went away (cancelled, expired)
         self._update_idle()
-
-    def _fits_inline(self, group: Hashable, rows: int, now_ns: int) -> bool:
-        """Whether a lone request may run on the loop thread now (the model is idle: the caller checks)."""
-        limit = self._policy.inline_max_ns
-        if not limit:
-            return False
-        measured = self._lone_run_ns.get((group, rows))
-        if measured is None:
-            return False  # an unmeasured shape runs on a worker first: its time there decides
-        estimate = measured[0]
-        # A model idle for less than one run is under load: it batches on its workers instead.
-        return estimate <= limit and now_ns - self._idle_since_ns >= estimate
 
     def _ready_to_run(self) -> bool:
         policy = self._policy
@@ -354,11 +350,28 @@ class Batcher:
         adaptive = self.adaptive
         return self._policy.max_queue_delay_ns if adaptive is None else adaptive.plan.delay_ns
 
-    def _arm_timer(self) -> None:
+    def _waits_for_company(self) -> bool:
+        """An idle model on a loaded loop: hold the queue for company (inferd/scheduler/lone.py)."""
+        policy = self._policy
+        if self._in_flight or self._closing or not policy.merges or self._queue.rows >= self._batch_cap():
+            return False
+        wait_ns = self._lone.company_wait_ns()
+        if not wait_ns:
+            return False
+        head = self._queue.head()
+        assert head is not None
+        if time.perf_counter_ns() - head.enqueued_ns >= wait_ns:
+            return False
+        self._waiting_for_company = True
+        self._arm_timer(wait_ns)
+        return True
+
+    def _arm_timer(self, delay_ns: int | None = None) -> None:
+        """Dispatch again once the head has waited ``delay_ns`` (default: the model's queue delay)."""
         assert self._loop is not None
         head = self._queue.head()
         assert head is not None
-        due_ns = head.enqueued_ns + self._queue_delay_ns()
+        due_ns = head.enqueued_ns + (self._queue_delay_ns() if delay_ns is None else delay_ns)
         if self._timer is not None:
             if self._timer_due_ns == due_ns:
                 return
@@ -499,7 +512,7 @@ class Batcher:
         executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs, parameters)
         self._stats.inline_executions += 1
         self._record(executed, rows, 1, now, traced, (group, rows))
-        self._idle_since_ns = time.perf_counter_ns()
+        self._lone.idle_since_ns = time.perf_counter_ns()
         result = executed.results[0]
         if isinstance(result, InferdError):
             raise result
@@ -575,9 +588,14 @@ class Batcher:
         batch = run.batch
         self._free_instances.append(instance)
         self._in_flight -= 1
+        now = time.perf_counter_ns()
         if not self._in_flight:
-            self._idle_since_ns = time.perf_counter_ns()
-        if isinstance(result, BaseException):  # a bug in _execute itself: fail the batch, keep serving
+            self._lone.idle_since_ns = now
+        if isinstance(result, _Executed):
+            # The hand-off's cost: launch to result on the loop, less the execution itself.
+            ran_ns = result.input_ns + result.infer_ns + result.output_ns
+            self._lone.record_hop(now - run.launched_ns - ran_ns)
+        else:  # a bug in _execute itself: fail the batch, keep serving
             log.error("model %s: execution crashed", self._name, exc_info=result)
             error = _execution_error(self._name, result)
             result = _Executed([error] * len(batch), 0, 0, 0)
@@ -605,27 +623,14 @@ class Batcher:
         lone: tuple[Hashable, int] | None,
     ) -> None:
         """Statistics and the trace span of one execution; ``lone``: its (group, rows) if it ran alone."""
-        if lone is not None and self._policy.inline_max_ns and executed.infer_ns:
-            self._estimate(lone, executed.input_ns + executed.infer_ns + executed.output_ns)
+        if lone is not None and self._lone.inlines and executed.infer_ns:
+            self._lone.record_run(lone, executed.input_ns + executed.infer_ns + executed.output_ns)
         self._stats.record_execution(rows, requests, executed.input_ns, executed.infer_ns, executed.output_ns)
         if self.adaptive is not None and executed.infer_ns:
             self.adaptive.executed(rows, executed.input_ns + executed.infer_ns + executed.output_ns)
         if traced:
             # One execution span, parented by the first traced request and linked to all of them.
             traced[0].executed(traced, launched_ns, time.perf_counter_ns(), rows)
-
-    def _estimate(self, key: tuple[Hashable, int], run_ns: int) -> None:
-        estimates = self._lone_run_ns
-        measured = estimates.get(key)
-        if measured is None:
-            if len(estimates) >= _ESTIMATED_SHAPES:
-                estimates.clear()
-            estimates[key] = (run_ns, 1)
-        elif measured[1] == 1:
-            estimates[key] = (run_ns, 2)  # a shape's first run is often a cold one: drop it
-        else:
-            estimate = measured[0]
-            estimates[key] = (estimate + _ESTIMATE_WEIGHT * (run_ns - estimate), measured[1] + 1)
 
     def _update_idle(self) -> None:
         if not self._queue.count and self._in_flight == 0:

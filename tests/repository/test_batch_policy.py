@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from inferd.model_config import ModelConfig
 from inferd.repository.loader import SchedulerDefaults, batch_policy
 from inferd.runtimes.base import Signature
+from inferd.scheduler.lone import INLINE_AUTO
 from inferd.types import TensorSpec
 
 SIGNATURE = Signature(
@@ -26,6 +27,21 @@ def test_inline_execution_follows_the_server_default_unless_the_model_sets_its_o
     # A model may also opt out where the server opts in.
     off = ModelConfig(inline_execution_max_us=0)
     assert batch_policy(off, SIGNATURE, here, inline_default_us=120).inline_max_ns == 0
+
+
+def test_auto_inline_applies_to_bounded_computations_only() -> None:
+    here = Path("m")
+    assert batch_policy(ModelConfig(), SIGNATURE, here, "auto").inline_max_ns == INLINE_AUTO
+    for platform in ("pytorch", "sklearn", "xgboost", "lightgbm"):
+        assert batch_policy(ModelConfig(), SIGNATURE, here, "auto", platform=platform).inline_max_ns < 0
+    # A Python model's code may block, and an inline run escapes the execution timeout: opt-in only.
+    assert batch_policy(ModelConfig(), SIGNATURE, here, "auto", platform="python").inline_max_ns == 0
+    own = ModelConfig(inline_execution_max_us=150)
+    assert batch_policy(own, SIGNATURE, here, "auto", platform="python").inline_max_ns == 150_000
+    # A model asks for auto where the server fixes a bound; process instances never run inline.
+    assert batch_policy(ModelConfig(inline_execution_max_us="auto"), SIGNATURE, here, 0).inline_max_ns < 0
+    process = ModelConfig(instance_kind="process", inline_execution_max_us="auto")
+    assert batch_policy(process, SIGNATURE, here).inline_max_ns == 0
 
 
 @pytest.mark.parametrize("value", [-1, 10_001, "fast"])

@@ -11,6 +11,7 @@ from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError
 from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.lone import LoneDecision
 from inferd.scheduler.stats import ModelStats
 
 # Longer than any run of these runtimes: requests this far apart find the model idle long enough.
@@ -147,5 +148,52 @@ def test_requests_back_to_back_keep_the_model_busy_so_they_run_on_the_worker() -
         await batcher.infer(_rows(1), 1, (2,))
         assert runtime.threads[-1] == loop_thread
         assert stats.inline_executions == 1
+
+    _run(scenario)
+
+
+class _LoadedLoop(LoneDecision):
+    """The loop as the lag measurement would see it under gRPC load: always busy, long company waits."""
+
+    def loaded(self) -> bool:
+        return True
+
+    def company_wait_ns(self) -> int:
+        return 60 * 10**9
+
+
+def test_on_a_loaded_loop_lone_arrivals_of_separate_turns_wait_and_share_one_execution() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        batcher._lone = _LoadedLoop(10**9)  # type: ignore[attr-defined]
+        tasks = []
+        for i in range(8):  # one per loop turn, as grpc.aio hands calls over
+            tasks.append(asyncio.create_task(batcher.infer(_rows(1, float(i)), 1, (2,))))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*tasks)
+        for i, result in enumerate(results):
+            np.testing.assert_array_equal(result["y"], [[2.0 * i, 2.0 * i]])
+        # The first waited for company until a full batch (8 rows) was queued: one execution.
+        assert runtime.batches == [8] and stats.execution_count == 1
+        assert stats.inline_executions == 0
+
+    _run(scenario)
+
+
+def test_on_a_quiet_loop_a_lone_arrival_does_not_wait() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, _ = _batcher(runtime, inline_max_ns=0)
+        runtime.gate.clear()
+        first = asyncio.create_task(batcher.infer(_rows(1), 1, (2,)))
+        await asyncio.get_running_loop().run_in_executor(None, runtime.entered.wait, 5)
+        # The first went to the worker alone at once; the next ones queue behind it and batch.
+        later = [asyncio.create_task(batcher.infer(_rows(1), 1, (2,))) for _ in range(3)]
+        await asyncio.sleep(0)
+        runtime.gate.set()
+        await asyncio.gather(first, *later)
+        assert runtime.batches == [1, 3]
 
     _run(scenario)
