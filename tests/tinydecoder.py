@@ -1,9 +1,12 @@
-"""A tiny random-weight Llama decoder in inferd's generative layout, with a byte-level BPE tokenizer
-trained here and a ChatML template: a servable ``platform: generative`` version directory in seconds."""
+"""A tiny random-weight Llama decoder built the way the smollm2 example is (a Hugging Face folder turned
+into an int4 GroupQueryAttention decoder by onnxruntime-genai's model builder), with a byte-level BPE
+tokenizer trained here and a ChatML template: a servable ``platform: generative`` version directory in
+seconds."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -33,15 +36,12 @@ def write_tokenizer(path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
-    """Write model.onnx, the tokenizer and its configuration into ``version_dir``."""
+def tiny_model(seed: int = 0) -> object:
+    """The random-weight ``LlamaForCausalLM`` (untied output projection, scaled up so that greedy
+    decoding does not just repeat its input and sampled text varies)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from inferd.generative.export import export_decoder
-
-    version_dir.mkdir(parents=True, exist_ok=True)
-    write_tokenizer(version_dir / "tokenizer.json")
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=400,
@@ -51,14 +51,28 @@ def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=CONTEXT,
-        tie_word_embeddings=True,
+        tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # larger logits than the default init: sampled text varies more
+    with torch.no_grad():
         model.lm_head.weight.mul_(8.0)
-    export_decoder(model, version_dir / "model.onnx")
-    (version_dir / "tokenizer_config.json").write_text(
-        json.dumps({"eos_token": "<|im_end|>", "bos_token": None, "chat_template": CHAT_TEMPLATE})
-    )
+    return model
+
+
+def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
+    """Write the int4 decoder, the tokenizer and its configuration into ``version_dir``."""
+    from inferd.generative.genai_build import build_int4
+
+    version_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_config = {"eos_token": "<|im_end|>", "bos_token": None, "chat_template": CHAT_TEMPLATE}
+    with tempfile.TemporaryDirectory(prefix="tiny-hf-") as scratch:
+        hf_dir = Path(scratch)
+        tiny_model(seed).save_pretrained(str(hf_dir))  # type: ignore[attr-defined]
+        write_tokenizer(hf_dir / "tokenizer.json")
+        (hf_dir / "tokenizer_config.json").write_text(
+            json.dumps({**tokenizer_config, "tokenizer_class": "PreTrainedTokenizerFast"})
+        )
+        build_int4(hf_dir, version_dir)
+    (version_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     (version_dir / "config.json").write_text(json.dumps({"max_position_embeddings": CONTEXT}))
     return version_dir

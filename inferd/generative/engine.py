@@ -21,7 +21,7 @@ import numpy as np
 
 from inferd.errors import ExecutionError, InferdError, RateLimited, Unavailable
 from inferd.generative.contract import SamplingParams, TokenEvent
-from inferd.generative.decoder import DecoderSession, KVBatch
+from inferd.generative.backend import Batch, Decoder
 from inferd.generative.files import ModelFiles
 from inferd.generative.sampling import sample
 from inferd.generative.sequence import Item, Sequence, TokenStream
@@ -33,13 +33,13 @@ log = logging.getLogger(__name__)
 
 class Engine:
     def __init__(
-        self, name: str, session: DecoderSession, files: ModelFiles, options: GenerativeOptions, context: int
+        self, name: str, decoder: Decoder, files: ModelFiles, options: GenerativeOptions, context: int
     ) -> None:
         self.name = name
         self.options = options
         self.context_length = context
         self.stats = GenerationStats()
-        self._session = session
+        self._decoder = decoder
         self._files = files
         self._cond = threading.Condition()
         # Shared with the event loop, under _cond.
@@ -48,13 +48,16 @@ class Engine:
         self._closed = False
         # The engine thread's own.
         self._prefilling: deque[Sequence] = deque()
-        self._batch = KVBatch(session.layout)
+        self._batch: Batch = self._new_batch()
         self._decoding: dict[int, Sequence] = {}
         self._reserved = 0
         # Written by the engine thread after each iteration, read by scrapes from the event loop.
         self._kv_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"inferd-generate-{name}", daemon=True)
         self._thread.start()
+
+    def _new_batch(self) -> Batch:
+        return self._decoder.new_batch(self.options.max_num_seqs, self.context_length)
 
     # -- gauges (read from any thread; approximate while a step runs) --
 
@@ -192,11 +195,8 @@ class Engine:
         self._prefill(out)
 
     def _decode(self, out: list[tuple[Sequence, Item]]) -> None:
-        batch = self._batch
-        seqs = [self._decoding[seq_id] for seq_id in batch.rows]
-        ids, mask, positions = batch.step_inputs([seq.next_token for seq in seqs])
-        logits, present = self._session.run(ids, mask, positions, batch.past)
-        batch.advance(mask, present)
+        seqs = [self._decoding[seq_id] for seq_id in self._batch.rows]
+        logits = self._batch.decode([seq.next_token for seq in seqs])
         self.stats.steps += 1
         finished: set[int] = set()
         for row, seq in enumerate(seqs):
@@ -212,17 +212,13 @@ class Engine:
         while self._prefilling and budget > 0:
             seq = self._prefilling[0]
             chunk = seq.prompt[seq.prefilled : seq.prefilled + budget]
-            cache = seq.cache if seq.cache is not None else self._session.layout.empty(1)
-            ids = _row(chunk)
-            positions = _row(list(range(seq.prefilled, seq.prefilled + len(chunk))))
-            mask = _row([1] * (seq.prefilled + len(chunk)))
-            logits, seq.cache = self._session.run(ids, mask, positions, cache)
+            logits, seq.cache = self._decoder.prefill_chunk(seq.cache, chunk)
             seq.prefilled += len(chunk)
             budget -= len(chunk)
             if seq.prefilled < len(seq.prompt):
                 continue
             self._prefilling.popleft()
-            self._finish_prefill(seq, logits[0], out)
+            self._finish_prefill(seq, logits, out)
 
     def _prefill_together(self, out: list[tuple[Sequence, Item]], budget: int) -> int:
         """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution
@@ -234,21 +230,11 @@ class Engine:
             group.append(seq)
         if len(group) < 2:
             return budget
-        width = max(len(seq.prompt) for seq in group)
-        ids = np.zeros((len(group), width), np.int64)
-        mask = np.zeros_like(ids)
-        positions = np.zeros_like(ids)
-        for row, seq in enumerate(group):
-            length = len(seq.prompt)
-            ids[row, width - length :] = seq.prompt
-            mask[row, width - length :] = 1
-            positions[row, width - length :] = np.arange(length)
-        logits, present = self._session.run(ids, mask, positions, self._session.layout.empty(len(group)))
+        logits, caches = self._decoder.prefill_many([seq.prompt for seq in group])
         for row, seq in enumerate(group):
             self._prefilling.popleft()
-            length = len(seq.prompt)
-            seq.prefilled = length
-            seq.cache = [array[row : row + 1, :, width - length :, :] for array in present]
+            seq.prefilled = len(seq.prompt)
+            seq.cache = caches[row]
             self._finish_prefill(seq, logits[row], out)
         return budget - sum(len(seq.prompt) for seq in group)
 
@@ -286,11 +272,7 @@ class Engine:
             self._release(seq, "error")
         self._prefilling.clear()
         self._decoding.clear()
-        self._batch = KVBatch(self._session.layout)
-
-
-def _row(values: list[int]) -> np.ndarray:
-    return np.asarray(values, np.int64)[None, :]
+        self._batch = self._new_batch()
 
 
 def _deliver(out: list[tuple[Sequence, Item]], stats: GenerationStats) -> None:
