@@ -88,11 +88,11 @@ class DecoderSession:
         return logits, caches
 
     def prefill_chunk(
-        self, cache: list[np.ndarray] | None, chunk: list[int]
+        self, cache: list[np.ndarray] | None, chunk: list[int], start: int
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One sequence's next prompt chunk over its cache so far: the last logits, the cache."""
+        """One sequence's next prompt chunk over its cache so far (``start`` tokens): the last logits,
+        the cache."""
         past = cache if cache is not None else self.layout.empty(1)
-        start = past[0].shape[2]
         positions = np.arange(start, start + len(chunk), dtype=np.int64)[None, :]
         mask = np.ones((1, start + len(chunk)), np.int64)
         logits, present = self.run(np.asarray([chunk], np.int64), mask, positions, past)
@@ -175,17 +175,31 @@ class KVBatch:
         self.lengths = self.lengths + 1
 
 
-class PaddedBatch(KVBatch):
-    """A KVBatch that runs its own decode steps."""
+class PaddedBatch:
+    """A KVBatch that runs its own decode steps (the engine's view of it: inferd/generative/backend.py)."""
 
     def __init__(self, session: DecoderSession) -> None:
-        super().__init__(session.layout)
+        self._kv = KVBatch(session.layout)
         self._session = session
 
+    @property
+    def rows(self) -> list[int]:
+        return self._kv.rows
+
+    @property
+    def nbytes(self) -> int:
+        return self._kv.nbytes
+
+    def join(self, seq_id: int, cache: list[np.ndarray], length: int) -> None:
+        self._kv.join(seq_id, cache)  # the cache holds exactly ``length`` positions
+
+    def keep(self, keep: list[int]) -> None:
+        self._kv.keep(keep)
+
     def decode(self, tokens: list[int]) -> np.ndarray:
-        ids, mask, positions = self.step_inputs(tokens)
-        logits, present = self._session.run(ids, mask, positions, self.past)
-        self.advance(mask, present)
+        ids, mask, positions = self._kv.step_inputs(tokens)
+        logits, present = self._session.run(ids, mask, positions, self._kv.past)
+        self._kv.advance(mask, present)
         return logits
 
 

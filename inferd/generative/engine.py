@@ -212,7 +212,7 @@ class Engine:
         while self._prefilling and budget > 0:
             seq = self._prefilling[0]
             chunk = seq.prompt[seq.prefilled : seq.prefilled + budget]
-            logits, seq.cache = self._decoder.prefill_chunk(seq.cache, chunk)
+            logits, seq.cache = self._decoder.prefill_chunk(seq.cache, chunk, seq.prefilled)
             seq.prefilled += len(chunk)
             budget -= len(chunk)
             if seq.prefilled < len(seq.prompt):
@@ -246,7 +246,7 @@ class Engine:
         if event.finish_reason is not None:
             self._release(seq, event.finish_reason)
         elif seq.cache is not None:
-            self._batch.join(seq.id, seq.cache)
+            self._batch.join(seq.id, seq.cache, len(seq.prompt))
             self._decoding[seq.id] = seq
         seq.cache = None
 

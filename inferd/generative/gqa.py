@@ -64,20 +64,30 @@ class GqaDecoder:
     def bytes_per_token(self) -> int:
         return self.layers * 2 * self.kv_heads * self.head_dim * 4
 
-    def _empty(self, rows: int) -> Cache:
-        return [np.zeros((rows, self.kv_heads, 0, self.head_dim), np.float32) for _ in self.past_names]
-
-    def _run(self, ids: np.ndarray, mask: np.ndarray, past: Cache) -> tuple[np.ndarray, Cache]:
-        feed = {"input_ids": ids, "attention_mask": mask}
+    def run_shared(self, ids: np.ndarray, mask: np.ndarray, buffers: Cache) -> np.ndarray:
+        """One execution with ``buffers`` bound as both past and present (the layout this graph is
+        run in: the kernel writes each row's new keys/values in place at the row's length); returns
+        the logits [B, S, vocab]."""
+        binding = self._session.io_binding()
+        binding.bind_output("logits")  # first: get_outputs() lists outputs in binding order
+        held = bind_buffers(self, binding, buffers)
+        binding.bind_cpu_input("input_ids", ids)
+        binding.bind_cpu_input("attention_mask", mask)
         if self._positions:
-            feed["position_ids"] = _positions(mask, ids.shape[1])
-        feed.update(zip(self.past_names, past, strict=True))
-        logits, *present = self._session.run(["logits", *self.present_names], feed)
-        return logits, present
+            positions = _positions(mask, ids.shape[1])
+            binding.bind_cpu_input("position_ids", positions)
+        self._session.run_with_iobinding(binding)
+        del held
+        logits: np.ndarray = binding.get_outputs()[0].numpy()
+        return logits
+
+    def buffers(self, rows: int, positions: int) -> Cache:
+        shape = (rows, self.kv_heads, positions, self.head_dim)
+        return [np.zeros(shape, np.float32) for _ in self.past_names]
 
     def prefill_many(self, prompts: list[list[int]]) -> tuple[np.ndarray, list[Cache]]:
         """Whole prompts in one execution (right-padded): each row's last logits [B, vocab] and its
-        cache ([1, kv_heads, len, head_dim] per tensor)."""
+        cache ([1, kv_heads, width, head_dim] per tensor, valid up to the prompt's length)."""
         lengths = [len(prompt) for prompt in prompts]
         width = max(lengths)
         ids = np.zeros((len(prompts), width), np.int64)
@@ -85,17 +95,23 @@ class GqaDecoder:
         for row, prompt in enumerate(prompts):
             ids[row, : len(prompt)] = prompt
             mask[row, : len(prompt)] = 1
-        logits, present = self._run(ids, mask, self._empty(len(prompts)))
+        buffers = self.buffers(len(prompts), width)
+        logits = self.run_shared(ids, mask, buffers)
         last = logits[np.arange(len(prompts)), np.asarray(lengths) - 1]
-        caches = [[array[row : row + 1, :, :length] for array in present] for row, length in enumerate(lengths)]
-        return last, caches
+        return last, [[array[row : row + 1] for array in buffers] for row in range(len(prompts))]
 
-    def prefill_chunk(self, cache: Cache | None, chunk: list[int]) -> tuple[np.ndarray, Cache]:
-        """One sequence's next prompt chunk over its cache so far: the last logits [vocab], the cache."""
-        past = cache if cache is not None else self._empty(1)
-        total = past[0].shape[2] + len(chunk)
-        logits, present = self._run(np.asarray([chunk], np.int64), np.ones((1, total), np.int64), past)
-        return logits[0, -1], present
+    def prefill_chunk(self, cache: Cache | None, chunk: list[int], start: int) -> tuple[np.ndarray, Cache]:
+        """One sequence's next prompt chunk after its first ``start`` tokens: the last logits [vocab]
+        and the cache ([1, kv_heads, capacity, head_dim], valid up to start + len(chunk))."""
+        total = start + len(chunk)
+        buffers = cache if cache is not None else []
+        if not buffers or buffers[0].shape[2] < total:
+            grown = self.buffers(1, _grown(buffers[0].shape[2] if buffers else 0, total, _MIN_CAPACITY))
+            for old, new in zip(buffers, grown, strict=False):
+                new[:, :, :start] = old[:, :, :start]
+            buffers = grown
+        logits = self.run_shared(np.asarray([chunk], np.int64), np.ones((1, total), np.int64), buffers)
+        return logits[0, -1], buffers
 
     def new_batch(self, max_rows: int, max_positions: int) -> SlotBatch:
         return SlotBatch(self, max_rows, max_positions)
@@ -134,13 +150,12 @@ class SlotBatch:
     def _shape(self) -> tuple[int, int]:
         return (self._buffers[0].shape[0], self._buffers[0].shape[2]) if self._buffers else (0, 0)
 
-    def join(self, seq_id: int, cache: Cache) -> None:
-        """Add a prefilled sequence ([1, kv_heads, length, head_dim] per tensor) as the last row."""
-        length = cache[0].shape[2]
+    def join(self, seq_id: int, cache: Cache, length: int) -> None:
+        """Add a prefilled sequence (valid up to ``length`` in ``cache``) as the last row."""
         self._reserve(len(self.rows) + 1, length + 1)
         row = len(self.rows)
         for buffer, array in zip(self._buffers, cache, strict=True):
-            buffer[row, :, :length] = array[0]
+            buffer[row, :, :length] = array[0, :, :length]
         self.rows.append(seq_id)
         self.lengths.append(length)
 
@@ -203,16 +218,21 @@ class SlotBatch:
             return self._binding
         binding = self._decoder.bind()
         binding.bind_output("logits")  # first: get_outputs() lists outputs in binding order
-        held: list[object] = []
-        for past, present, buffer in zip(
-            self._decoder.past_names, self._decoder.present_names, self._buffers, strict=True
-        ):
-            value = ort.OrtValue.ortvalue_from_numpy(buffer[:count])
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)
-            held.append(value)
+        held = bind_buffers(self._decoder, binding, [buffer[:count] for buffer in self._buffers])
         self._binding, self._held, self._bound_rows = binding, held, count
         return binding
+
+
+def bind_buffers(decoder: GqaDecoder, binding: ort.IOBinding, buffers: Cache) -> list[ort.OrtValue]:
+    """Bind each buffer as its layer's past and present (one OrtValue over the numpy memory, no copy);
+    the values returned must stay alive while the binding is used."""
+    held: list[ort.OrtValue] = []
+    for past, present, buffer in zip(decoder.past_names, decoder.present_names, buffers, strict=True):
+        value = ort.OrtValue.ortvalue_from_numpy(buffer)
+        binding.bind_ortvalue_input(past, value)
+        binding.bind_ortvalue_output(present, value)
+        held.append(value)
+    return held
 
 
 def _grown(have: int, need: int, floor: int) -> int:
@@ -225,7 +245,8 @@ def _grown(have: int, need: int, floor: int) -> int:
 def _positions(mask: np.ndarray, new: int) -> np.ndarray:
     """Each new token's position: the row's length before it, counted from the mask."""
     lengths = mask.sum(axis=1, keepdims=True)
-    return (lengths - new + np.arange(new)[None, :]).clip(min=0).astype(np.int64)
+    positions: np.ndarray = (lengths - new + np.arange(new)[None, :]).clip(min=0).astype(np.int64)
+    return positions
 
 
 def _geometry(shape: list[object], path: Path) -> tuple[int, int]:
