@@ -20,8 +20,8 @@ from collections import deque
 import numpy as np
 
 from inferd.errors import ExecutionError, InferdError, RateLimited, Unavailable
-from inferd.generative.contract import SamplingParams, TokenEvent
 from inferd.generative.backend import Batch, Decoder
+from inferd.generative.contract import SamplingParams, TokenEvent
 from inferd.generative.files import ModelFiles
 from inferd.generative.sampling import sample
 from inferd.generative.sequence import Item, Sequence, TokenStream

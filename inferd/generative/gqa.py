@@ -57,7 +57,9 @@ class GqaDecoder:
         self.layers = len(layers)
         self._positions = "position_ids" in inputs
         self.kv_heads, self.head_dim = _geometry(inputs["past_key_values.0.key"].shape, path)
-        self.past_names = [f"past_key_values.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")]
+        self.past_names = [
+            f"past_key_values.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")
+        ]
         self.present_names = [f"present.{i}.{kind}" for i in range(self.layers) for kind in ("key", "value")]
 
     @property
@@ -160,20 +162,25 @@ class SlotBatch:
         self.lengths.append(length)
 
     def keep(self, keep: list[int]) -> None:
-        """Keep only the rows at indices ``keep`` (ascending): later rows move into the holes."""
+        """Keep only the rows at indices ``keep``: rows past the new count move into the holes (one
+        row's valid prefix copied per hole), so the order of ``rows`` may change."""
         if len(keep) == len(self.rows):
             return
         if not keep:
             self.rows, self.lengths = [], []
             self._buffers, self._binding, self._held, self._bound_rows = [], None, [], -1
             return
-        for target, source in enumerate(keep):
-            if target != source:
-                length = self.lengths[source]
-                for buffer in self._buffers:
-                    buffer[target, :, :length] = buffer[source, :, :length]
-        self.rows = [self.rows[index] for index in keep]
-        self.lengths = [self.lengths[index] for index in keep]
+        count = len(keep)
+        kept = set(keep)
+        holes = [row for row in range(count) if row not in kept]
+        movers = [row for row in keep if row >= count]
+        for hole, source in zip(holes, movers, strict=True):
+            length = self.lengths[source]
+            for buffer in self._buffers:
+                buffer[hole, :, :length] = buffer[source, :, :length]
+            self.rows[hole] = self.rows[source]
+            self.lengths[hole] = length
+        del self.rows[count:], self.lengths[count:]
 
     def decode(self, tokens: list[int]) -> np.ndarray:
         """Advance every row by its token: the logits [rows, vocab]."""
