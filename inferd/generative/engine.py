@@ -2,10 +2,11 @@
 
 One engine thread runs iterations. Each iteration (1) admits waiting sequences while the KV budget
 allows (``max_num_seqs`` sequences, ``max_tokens_in_flight`` tokens reserved: prompt + the most it may
-generate), (2) advances every decoding sequence one token in ONE batched execution, then (3) prefills
-waiting prompts, at most ``prefill_chunk`` tokens per iteration, so a long prompt delays running streams
-by one chunk, not by the whole prompt. Finished and cancelled sequences leave at the next iteration and
-give their reservation back. Events reach each caller's event loop in one hop per iteration.
+generate), (2) prefills waiting prompts, at most ``prefill_chunk`` tokens per iteration (new prompts
+that fit together in one execution), so a long prompt delays running streams by one chunk, not by the
+whole prompt, and hands their first tokens over at once, then (3) advances every decoding sequence one
+token in ONE batched execution. Finished and cancelled sequences leave at the next iteration and give
+their reservation back. Events reach each caller's event loop in one hop per phase.
 """
 
 from __future__ import annotations
@@ -190,9 +191,14 @@ class Engine:
         cancelled = [i for i, seq_id in enumerate(self._batch.rows) if self._decoding[seq_id].cancelled]
         if cancelled:
             self._leave(set(cancelled), "cancelled")
+        # Prefill first and hand the first tokens over at once: a new stream's first token waits for
+        # its own prefill, not for a decode step of the whole batch too.
+        if self._prefilling:
+            self._prefill(out)
+            _deliver(out, self.stats)
+            out.clear()
         if self._decoding:
             self._decode(out)
-        self._prefill(out)
 
     def _decode(self, out: list[tuple[Sequence, Item]]) -> None:
         seqs = [self._decoding[seq_id] for seq_id in self._batch.rows]
