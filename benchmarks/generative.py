@@ -157,6 +157,11 @@ def _median(rounds: list[dict[str, Any]], *path: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _ratio(over: float, under: float) -> float:
+    """NaN when a window saw nothing to divide by (a run too short for the machine)."""
+    return over / under if under else float("nan")
+
+
 def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
     m = {
         "batched_tps": _median(rounds, "batched", "output_tokens_per_s"),
@@ -172,9 +177,9 @@ def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
         "single_tps": _median(rounds, "single", "output_tokens_per_s"),
         "in_process_tps": _median(rounds, "in_process_tokens_per_s"),
     }
-    m["batching_ratio"] = m["batched_tps"] / m["serial_tps"]
-    m["ttft_ratio"] = m["batched_ttft_p99_ms"] / m["single_ttft_p50_ms"]
-    m["server_vs_in_process"] = m["single_tps"] / m["in_process_tps"]
+    m["batching_ratio"] = _ratio(m["batched_tps"], m["serial_tps"])
+    m["ttft_ratio"] = _ratio(m["batched_ttft_p99_ms"], m["single_ttft_p50_ms"])
+    m["server_vs_in_process"] = _ratio(m["single_tps"], m["in_process_tps"])
     lines = [
         "| figure | value | target |",
         "| --- | --- | --- |",
@@ -196,7 +201,7 @@ def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
         m["peer_tps"] = _median(rounds, "peer", "output_tokens_per_s")
         m["inferd_openai_ttft_p99_ms"] = _median(rounds, "inferd_openai", "ttft_ms", "p99")
         m["peer_ttft_p99_ms"] = _median(rounds, "peer", "ttft_ms", "p99")
-        m["peer_ratio"] = m["inferd_openai_tps"] / m["peer_tps"]
+        m["peer_ratio"] = _ratio(m["inferd_openai_tps"], m["peer_tps"])
         lines += [
             f"| (c) output tok/s, 16 streams, inferd /v1/completions | {m['inferd_openai_tps']:.1f} | |",
             f"| (c) output tok/s, 16 streams, transformers server | {m['peer_tps']:.1f} | |",
