@@ -227,13 +227,15 @@ class Engine:
             self._finish_prefill(seq, logits, out)
 
     def _prefill_together(self, out: list[tuple[Sequence, Item]], budget: int) -> int:
-        """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution
-        (left-padded, as the decode batch is); returns the budget left."""
+        """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution;
+        returns the budget left. Padding is computed too, so the budget counts rows x the longest."""
         group: list[Sequence] = []
+        width = 0
         for seq in self._prefilling:
-            if seq.prefilled or sum(len(s.prompt) for s in group) + len(seq.prompt) > budget:
+            if seq.prefilled or (len(group) + 1) * max(width, len(seq.prompt)) > budget:
                 break
             group.append(seq)
+            width = max(width, len(seq.prompt))
         if len(group) < 2:
             return budget
         logits, caches = self._decoder.prefill_many([seq.prompt for seq in group])
@@ -242,7 +244,7 @@ class Engine:
             seq.prefilled = len(seq.prompt)
             seq.cache = caches[row]
             self._finish_prefill(seq, logits[row], out)
-        return budget - sum(len(seq.prompt) for seq in group)
+        return budget - len(group) * width
 
     def _finish_prefill(self, seq: Sequence, logits: np.ndarray, out: list[tuple[Sequence, Item]]) -> None:
         """A prompt is in the cache: sample its first token, then decode with the batch."""

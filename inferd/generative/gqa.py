@@ -66,7 +66,9 @@ class GqaDecoder:
     def bytes_per_token(self) -> int:
         return self.layers * 2 * self.kv_heads * self.head_dim * 4
 
-    def run_shared(self, ids: np.ndarray, mask: np.ndarray, buffers: Cache) -> np.ndarray:
+    def run_shared(
+        self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, buffers: Cache
+    ) -> np.ndarray:
         """One execution with ``buffers`` bound as both past and present (the layout this graph is
         run in: the kernel writes each row's new keys/values in place at the row's length); returns
         the logits [B, S, vocab]."""
@@ -75,8 +77,7 @@ class GqaDecoder:
         held = bind_buffers(self, binding, buffers)
         binding.bind_cpu_input("input_ids", ids)
         binding.bind_cpu_input("attention_mask", mask)
-        if self._positions:
-            positions = _positions(mask, ids.shape[1])
+        if self._positions:  # builders that emit it; GroupQueryAttention's rotary reads the lengths
             binding.bind_cpu_input("position_ids", positions)
         self._session.run_with_iobinding(binding)
         del held
@@ -98,7 +99,8 @@ class GqaDecoder:
             ids[row, : len(prompt)] = prompt
             mask[row, : len(prompt)] = 1
         buffers = self.buffers(len(prompts), width)
-        logits = self.run_shared(ids, mask, buffers)
+        positions = np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape).copy()
+        logits = self.run_shared(ids, mask, positions, buffers)
         last = logits[np.arange(len(prompts)), np.asarray(lengths) - 1]
         return last, [[array[row : row + 1] for array in buffers] for row in range(len(prompts))]
 
@@ -112,7 +114,9 @@ class GqaDecoder:
             for old, new in zip(buffers, grown, strict=False):
                 new[:, :, :start] = old[:, :, :start]
             buffers = grown
-        logits = self.run_shared(np.asarray([chunk], np.int64), np.ones((1, total), np.int64), buffers)
+        positions = np.arange(start, total, dtype=np.int64)[None, :]
+        ids = np.asarray([chunk], np.int64)
+        logits = self.run_shared(ids, np.ones((1, total), np.int64), positions, buffers)
         return logits[0, -1], buffers
 
     def new_batch(self, max_rows: int, max_positions: int) -> SlotBatch:
@@ -247,13 +251,6 @@ def _grown(have: int, need: int, floor: int) -> int:
     while size < need:
         size *= 2
     return size
-
-
-def _positions(mask: np.ndarray, new: int) -> np.ndarray:
-    """Each new token's position: the row's length before it, counted from the mask."""
-    lengths = mask.sum(axis=1, keepdims=True)
-    positions: np.ndarray = (lengths - new + np.arange(new)[None, :]).clip(min=0).astype(np.int64)
-    return positions
 
 
 def _geometry(shape: list[object], path: Path) -> tuple[int, int]:
