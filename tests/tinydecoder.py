@@ -37,8 +37,9 @@ def write_tokenizer(path: Path) -> None:
 
 
 def tiny_model(seed: int = 0) -> object:
-    """The random-weight ``LlamaForCausalLM`` (untied output projection, scaled up so that greedy
-    decoding does not just repeat its input and sampled text varies)."""
+    """The random-weight ``LlamaForCausalLM``: output projection tied to the embeddings and scaled up,
+    so sampled text varies and a stream practically never meets its end-of-sequence token (tests that
+    cancel long generations rely on it)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -51,7 +52,7 @@ def tiny_model(seed: int = 0) -> object:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=CONTEXT,
-        tie_word_embeddings=False,
+        tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():

@@ -202,9 +202,10 @@ class SlotBatch:
             binding.bind_cpu_input("position_ids", positions)
             held.append(positions)
         self._decoder.run_bound(binding)
-        logits: np.ndarray = binding.get_outputs()[0].numpy()
+        # A copy: the array is a view of the bound output, which the next step overwrites.
+        logits: np.ndarray = binding.get_outputs()[0].numpy()[:, -1].copy()
         self.lengths = [length + 1 for length in self.lengths]
-        return logits[:, -1]
+        return logits
 
     def _reserve(self, rows: int, positions: int) -> None:
         """Grow the buffers (doubling, within the limits) so ``rows`` rows of ``positions`` fit."""
