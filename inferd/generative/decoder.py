@@ -109,7 +109,8 @@ def _layout(session: ort.InferenceSession, path: Path) -> Layout:
     outputs = [node.name for node in session.get_outputs()]
     if missing or not past or not outputs or outputs[0] != "logits":
         raise ModelLoadError(
-            f"{path}: not a decoder in inferd's layout (inputs input_ids, attention_mask, position_ids, "
+            f"{path}: not a decoder inferd serves: neither onnxruntime-genai's (past_key_values.N.key/value "
+            "inputs) nor inferd's own layout (inputs input_ids, attention_mask, position_ids, "
             "past.N.key/value; outputs logits, present.N.key/value): see docs/generative.md"
         )
     layers = max(index for index, _ in past) + 1

@@ -5,13 +5,15 @@ leaving, the buffers growing) get the logits they get alone; a prompt prefilled 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from inferd.errors import ModelLoadError
 from inferd.generative.backend import open_decoder
-from inferd.generative.gqa import GqaDecoder
+from inferd.generative.gqa import GENAI_CONFIG, GqaDecoder
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [40, 41, 42, 43], [7, 300, 12, 99, 3, 150, 151, 152, 153, 20, 21, 22, 23]]
 STEPS = 70  # past the first buffer capacity (64 positions): the batch regrows mid-run
@@ -102,3 +104,33 @@ def test_onnxruntime_genai_generates_the_same_greedy_tokens(tiny_version: Path, 
             generator.generate_next_token()
             theirs.append(int(generator.get_next_tokens()[0]))
         assert theirs == greedy(batched(decoder, [prompt], 12)[0])
+
+
+@pytest.mark.parametrize("content", ["not json", '{"model": {"decoder": {"head_size": "64"}}}', None])
+def test_a_missing_or_malformed_genai_config_is_a_load_error(
+    tmp_path: Path, tiny_version: Path, content: str | None
+) -> None:
+    version = tmp_path / "1"
+    shutil.copytree(tiny_version, version)
+    config = version / GENAI_CONFIG
+    if content is None:
+        config.unlink()
+    else:
+        config.write_text(content)
+    with pytest.raises(ModelLoadError, match="genai_config.json"):
+        open_decoder(version / "model.onnx", threads=1)
+
+
+def test_a_graph_in_neither_layout_is_a_load_error(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["logits"])],
+        "not-a-decoder",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("logits", TensorProto.INT64, ["b", "s"])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "model.onnx")
+    with pytest.raises(ModelLoadError, match="not a decoder inferd serves"):
+        open_decoder(tmp_path / "model.onnx", threads=1)
