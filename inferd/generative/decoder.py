@@ -35,16 +35,22 @@ class Layout:
         return [np.zeros((rows, self.kv_heads, 0, self.head_dim), np.float32) for _ in range(2 * self.layers)]
 
 
+def open_session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for a bad graph
+        raise ModelLoadError(f"{path}: ONNX Runtime could not load the decoder: {exc}") from None
+
+
 class DecoderSession:
-    def __init__(self, path: Path, threads: int) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for a bad graph
-            raise ModelLoadError(f"{path}: ONNX Runtime could not load the decoder: {exc}") from None
+    """inferd's own float32 layout (inferd/generative/export.py): left-padded caches."""
+
+    def __init__(self, path: Path, threads: int, session: ort.InferenceSession | None = None) -> None:
+        self._session = session if session is not None else open_session(path, threads)
         self.layout = _layout(self._session, path)
         self._past_names = [
             f"past.{i}.{kind}" for i in range(self.layout.layers) for kind in ("key", "value")
@@ -59,6 +65,42 @@ class DecoderSession:
         logits, *present = self._session.run(None, feed)
         return logits, present
 
+    @property
+    def bytes_per_token(self) -> int:
+        return self.layout.bytes_per_token
+
+    def prefill_many(self, prompts: list[list[int]]) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+        """Whole prompts in one left-padded execution: each row's last logits and its cache."""
+        width = max(len(prompt) for prompt in prompts)
+        ids = np.zeros((len(prompts), width), np.int64)
+        mask = np.zeros_like(ids)
+        positions = np.zeros_like(ids)
+        for row, prompt in enumerate(prompts):
+            length = len(prompt)
+            ids[row, width - length :] = prompt
+            mask[row, width - length :] = 1
+            positions[row, width - length :] = np.arange(length)
+        logits, present = self.run(ids, mask, positions, self.layout.empty(len(prompts)))
+        caches = [
+            [array[row : row + 1, :, width - len(prompt) :, :] for array in present]
+            for row, prompt in enumerate(prompts)
+        ]
+        return logits, caches
+
+    def prefill_chunk(
+        self, cache: list[np.ndarray] | None, chunk: list[int], start: int
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One sequence's next prompt chunk over its cache so far (``start`` tokens): the last logits,
+        the cache."""
+        past = cache if cache is not None else self.layout.empty(1)
+        positions = np.arange(start, start + len(chunk), dtype=np.int64)[None, :]
+        mask = np.ones((1, start + len(chunk)), np.int64)
+        logits, present = self.run(np.asarray([chunk], np.int64), mask, positions, past)
+        return logits[0], present
+
+    def new_batch(self, max_rows: int, max_positions: int) -> PaddedBatch:
+        return PaddedBatch(self)
+
 
 def _layout(session: ort.InferenceSession, path: Path) -> Layout:
     names = {node.name: node for node in session.get_inputs()}
@@ -67,7 +109,8 @@ def _layout(session: ort.InferenceSession, path: Path) -> Layout:
     outputs = [node.name for node in session.get_outputs()]
     if missing or not past or not outputs or outputs[0] != "logits":
         raise ModelLoadError(
-            f"{path}: not a decoder in inferd's layout (inputs input_ids, attention_mask, position_ids, "
+            f"{path}: not a decoder inferd serves: neither onnxruntime-genai's (past_key_values.N.key/value "
+            "inputs) nor inferd's own layout (inputs input_ids, attention_mask, position_ids, "
             "past.N.key/value; outputs logits, present.N.key/value): see docs/generative.md"
         )
     layers = max(index for index, _ in past) + 1
@@ -131,6 +174,34 @@ class KVBatch:
         self.mask = mask
         self.past = present
         self.lengths = self.lengths + 1
+
+
+class PaddedBatch:
+    """A KVBatch that runs its own decode steps (the engine's view of it: inferd/generative/backend.py)."""
+
+    def __init__(self, session: DecoderSession) -> None:
+        self._kv = KVBatch(session.layout)
+        self._session = session
+
+    @property
+    def rows(self) -> list[int]:
+        return self._kv.rows
+
+    @property
+    def nbytes(self) -> int:
+        return self._kv.nbytes
+
+    def join(self, seq_id: int, cache: list[np.ndarray], length: int) -> None:
+        self._kv.join(seq_id, cache)  # the cache holds exactly ``length`` positions
+
+    def keep(self, keep: list[int]) -> None:
+        self._kv.keep(keep)
+
+    def decode(self, tokens: list[int]) -> np.ndarray:
+        ids, mask, positions = self._kv.step_inputs(tokens)
+        logits, present = self._session.run(ids, mask, positions, self._kv.past)
+        self._kv.advance(mask, present)
+        return logits
 
 
 def _pad_left(array: np.ndarray, width: int) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 One engine thread runs iterations. Each iteration (1) admits waiting sequences while the KV budget
 allows (``max_num_seqs`` sequences, ``max_tokens_in_flight`` tokens reserved: prompt + the most it may
-generate), (2) advances every decoding sequence one token in ONE batched execution, then (3) prefills
-waiting prompts, at most ``prefill_chunk`` tokens per iteration, so a long prompt delays running streams
-by one chunk, not by the whole prompt. Finished and cancelled sequences leave at the next iteration and
-give their reservation back. Events reach each caller's event loop in one hop per iteration.
+generate), (2) prefills waiting prompts, at most ``prefill_chunk`` tokens per iteration (new prompts
+that fit together in one execution), so a long prompt delays running streams by one chunk, not by the
+whole prompt, and hands their first tokens over at once, then (3) advances every decoding sequence one
+token in ONE batched execution. Finished and cancelled sequences leave at the next iteration and give
+their reservation back. Events reach each caller's event loop in one hop per phase.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections import deque
 import numpy as np
 
 from inferd.errors import ExecutionError, InferdError, RateLimited, Unavailable
+from inferd.generative.backend import Batch, Decoder
 from inferd.generative.contract import SamplingParams, TokenEvent
-from inferd.generative.decoder import DecoderSession, KVBatch
 from inferd.generative.files import ModelFiles
 from inferd.generative.sampling import sample
 from inferd.generative.sequence import Item, Sequence, TokenStream
@@ -33,13 +34,13 @@ log = logging.getLogger(__name__)
 
 class Engine:
     def __init__(
-        self, name: str, session: DecoderSession, files: ModelFiles, options: GenerativeOptions, context: int
+        self, name: str, decoder: Decoder, files: ModelFiles, options: GenerativeOptions, context: int
     ) -> None:
         self.name = name
         self.options = options
         self.context_length = context
         self.stats = GenerationStats()
-        self._session = session
+        self._decoder = decoder
         self._files = files
         self._cond = threading.Condition()
         # Shared with the event loop, under _cond.
@@ -48,13 +49,16 @@ class Engine:
         self._closed = False
         # The engine thread's own.
         self._prefilling: deque[Sequence] = deque()
-        self._batch = KVBatch(session.layout)
+        self._batch: Batch = self._new_batch()
         self._decoding: dict[int, Sequence] = {}
         self._reserved = 0
         # Written by the engine thread after each iteration, read by scrapes from the event loop.
         self._kv_bytes = 0
         self._thread = threading.Thread(target=self._run, name=f"inferd-generate-{name}", daemon=True)
         self._thread.start()
+
+    def _new_batch(self) -> Batch:
+        return self._decoder.new_batch(self.options.max_num_seqs, self.context_length)
 
     # -- gauges (read from any thread; approximate while a step runs) --
 
@@ -187,16 +191,18 @@ class Engine:
         cancelled = [i for i, seq_id in enumerate(self._batch.rows) if self._decoding[seq_id].cancelled]
         if cancelled:
             self._leave(set(cancelled), "cancelled")
+        # Prefill first and hand the first tokens over at once: a new stream's first token waits for
+        # its own prefill, not for a decode step of the whole batch too.
+        if self._prefilling:
+            self._prefill(out)
+            _deliver(out, self.stats)
+            out.clear()
         if self._decoding:
             self._decode(out)
-        self._prefill(out)
 
     def _decode(self, out: list[tuple[Sequence, Item]]) -> None:
-        batch = self._batch
-        seqs = [self._decoding[seq_id] for seq_id in batch.rows]
-        ids, mask, positions = batch.step_inputs([seq.next_token for seq in seqs])
-        logits, present = self._session.run(ids, mask, positions, batch.past)
-        batch.advance(mask, present)
+        seqs = [self._decoding[seq_id] for seq_id in self._batch.rows]
+        logits = self._batch.decode([seq.next_token for seq in seqs])
         self.stats.steps += 1
         finished: set[int] = set()
         for row, seq in enumerate(seqs):
@@ -212,45 +218,33 @@ class Engine:
         while self._prefilling and budget > 0:
             seq = self._prefilling[0]
             chunk = seq.prompt[seq.prefilled : seq.prefilled + budget]
-            cache = seq.cache if seq.cache is not None else self._session.layout.empty(1)
-            ids = _row(chunk)
-            positions = _row(list(range(seq.prefilled, seq.prefilled + len(chunk))))
-            mask = _row([1] * (seq.prefilled + len(chunk)))
-            logits, seq.cache = self._session.run(ids, mask, positions, cache)
+            logits, seq.cache = self._decoder.prefill_chunk(seq.cache, chunk, seq.prefilled)
             seq.prefilled += len(chunk)
             budget -= len(chunk)
             if seq.prefilled < len(seq.prompt):
                 continue
             self._prefilling.popleft()
-            self._finish_prefill(seq, logits[0], out)
+            self._finish_prefill(seq, logits, out)
 
     def _prefill_together(self, out: list[tuple[Sequence, Item]], budget: int) -> int:
-        """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution
-        (left-padded, as the decode batch is); returns the budget left."""
+        """Prefill the new prompts at the head of the queue that fit the budget whole in ONE execution;
+        returns the budget left. Padding is computed too, so the budget counts rows x the longest."""
         group: list[Sequence] = []
+        width = 0
         for seq in self._prefilling:
-            if seq.prefilled or sum(len(s.prompt) for s in group) + len(seq.prompt) > budget:
+            if seq.prefilled or (len(group) + 1) * max(width, len(seq.prompt)) > budget:
                 break
             group.append(seq)
+            width = max(width, len(seq.prompt))
         if len(group) < 2:
             return budget
-        width = max(len(seq.prompt) for seq in group)
-        ids = np.zeros((len(group), width), np.int64)
-        mask = np.zeros_like(ids)
-        positions = np.zeros_like(ids)
-        for row, seq in enumerate(group):
-            length = len(seq.prompt)
-            ids[row, width - length :] = seq.prompt
-            mask[row, width - length :] = 1
-            positions[row, width - length :] = np.arange(length)
-        logits, present = self._session.run(ids, mask, positions, self._session.layout.empty(len(group)))
+        logits, caches = self._decoder.prefill_many([seq.prompt for seq in group])
         for row, seq in enumerate(group):
             self._prefilling.popleft()
-            length = len(seq.prompt)
-            seq.prefilled = length
-            seq.cache = [array[row : row + 1, :, width - length :, :] for array in present]
+            seq.prefilled = len(seq.prompt)
+            seq.cache = caches[row]
             self._finish_prefill(seq, logits[row], out)
-        return budget - sum(len(seq.prompt) for seq in group)
+        return budget - len(group) * width
 
     def _finish_prefill(self, seq: Sequence, logits: np.ndarray, out: list[tuple[Sequence, Item]]) -> None:
         """A prompt is in the cache: sample its first token, then decode with the batch."""
@@ -260,7 +254,7 @@ class Engine:
         if event.finish_reason is not None:
             self._release(seq, event.finish_reason)
         elif seq.cache is not None:
-            self._batch.join(seq.id, seq.cache)
+            self._batch.join(seq.id, seq.cache, len(seq.prompt))
             self._decoding[seq.id] = seq
         seq.cache = None
 
@@ -286,11 +280,7 @@ class Engine:
             self._release(seq, "error")
         self._prefilling.clear()
         self._decoding.clear()
-        self._batch = KVBatch(self._session.layout)
-
-
-def _row(values: list[int]) -> np.ndarray:
-    return np.asarray(values, np.int64)[None, :]
+        self._batch = self._new_batch()
 
 
 def _deliver(out: list[tuple[Sequence, Item]], stats: GenerationStats) -> None:

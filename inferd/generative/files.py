@@ -1,7 +1,8 @@
 """A generative model's version directory: the decoder graph, its tokenizer and its chat template.
 
 <model>/<version>/
-  model.onnx              the decoder (layout: inferd/generative/export.py)
+  model.onnx              the decoder: onnxruntime-genai's builder output (inferd/generative/gqa.py; with
+                          model.onnx.data and genai_config.json) or inferd's own export (export.py)
   tokenizer.json          a Hugging Face ``tokenizers`` tokenizer
   tokenizer_config.json   optional: ``eos_token``, ``bos_token``, ``chat_template``
   chat_template.jinja     optional: the chat template (wins over tokenizer_config.json's)

@@ -37,7 +37,7 @@ class GenerativeRuntime:
                 "'instances' must be 1 (max_num_seqs sets how many sequences run together)"
             )
         try:
-            from inferd.generative.decoder import DecoderSession
+            from inferd.generative.backend import open_decoder
             from inferd.generative.engine import Engine
             from inferd.generative.files import read_model_files
             from inferd.generative.generator import OnnxGenerator
@@ -52,8 +52,8 @@ class GenerativeRuntime:
                 f"{version_dir.parent / CONFIG_FILE}: 'generative.context_length' {context} exceeds the "
                 f"model's max_position_embeddings {files.max_position_embeddings}"
             )
-        session = DecoderSession(path, options.threads or available_cores())
-        self.engine: Engine = Engine(self.name, session, files, options, context)
+        decoder = open_decoder(path, options.threads or available_cores())
+        self.engine: Engine = Engine(self.name, decoder, files, options, context)
         self._generator = OnnxGenerator(self.engine, files)
         self._signature = Signature(
             (TensorSpec("text_input", "BYTES", (1,)),), (TensorSpec("text_output", "BYTES", (1,)),), 0

