@@ -31,6 +31,9 @@ BUDGET_MIN = 0.2
 BUDGET_MAX = 0.9
 BUDGET_STEP = 0.02
 BUDGET_DECREASE = 0.75
+# The AIMD loop shrinks the budget on misses only while a batch at the cap takes at least this share
+# of the target: misses with shorter batches are not the batch size's doing.
+EXECUTION_SHARE = 0.25
 # Requests per measurement window of the AIMD loop; more than 1% of them late is a p99 miss.
 MISS_WINDOW = 100
 ALLOWED_MISSES = 1
@@ -94,7 +97,11 @@ class AdaptiveBatching:
         if self._served < MISS_WINDOW:
             return
         if self._late > ALLOWED_MISSES * self._served / MISS_WINDOW:
-            self.budget = max(BUDGET_MIN, self.budget * BUDGET_DECREASE)
+            # Smaller batches help only when their execution is a real share of the target. Below
+            # it the misses come from elsewhere (a saturated event loop delays every completion):
+            # shrinking the cap would add executions, load the loop more and spiral down.
+            if self.fit.predict(self.plan.cap) >= EXECUTION_SHARE * target:
+                self.budget = max(BUDGET_MIN, self.budget * BUDGET_DECREASE)
         else:
             self.budget = min(BUDGET_MAX, self.budget + BUDGET_STEP)
         self._served = self._late = 0

@@ -151,6 +151,18 @@ def test_misses_shrink_the_budget_and_a_met_target_grows_it_back() -> None:
     assert shrunk < controller.budget <= 0.9
 
 
+def test_misses_with_short_executions_leave_the_budget_and_the_cap_alone() -> None:
+    # Executions far below the target (a fast model behind a saturated event loop): the answers are
+    # late for reasons a smaller batch cannot fix, and shrinking it would only add executions.
+    controller = AdaptiveBatching(TARGET_NS, max_batch_size=64, instances=1)
+    for _ in range(WARM_EXECUTIONS):
+        controller.executed(8, 400_000)
+    start, cap = controller.budget, controller.plan.cap
+    for _ in range(5):
+        controller.completed(100 * MS, [0] * 100)  # windows of 100 requests, all late
+    assert controller.budget == start and controller.plan.cap == cap == 64
+
+
 def test_a_configured_delay_is_a_ceiling_over_the_chosen_one() -> None:
     capped = AdaptiveBatching(TARGET_NS, max_batch_size=256, instances=INSTANCES, max_delay_ns=MS // 2)
     simulation = Simulation(capped, MODEL, INSTANCES)
