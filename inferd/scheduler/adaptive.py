@@ -34,6 +34,8 @@ BUDGET_DECREASE = 0.75
 # The AIMD loop shrinks the budget on misses only while a batch at the cap takes at least this share
 # of the target: misses with shorter batches are not the batch size's doing.
 EXECUTION_SHARE = 0.25
+# Shedding applies only while the arrivals keep the instances busy at least this share of the time.
+SATURATION = 0.7
 # Requests per measurement window of the AIMD loop; more than 1% of them late is a p99 miss.
 MISS_WINDOW = 100
 ALLOWED_MISSES = 1
@@ -49,6 +51,11 @@ class Plan:
     needed: int
     # The arrival rate exceeds what batches of ``cap`` rows can serve.
     overloaded: bool
+    # The arrivals keep the instances busy at least SATURATION of the time: the model is what
+    # limits, so a queue in the batcher means late answers and shedding pays. Below it the queue
+    # drains by itself and lateness comes from elsewhere (a saturated event loop), where refusing a
+    # request already parsed costs the front-end nearly what answering it would.
+    saturated: bool = False
 
 
 class AdaptiveBatching:
@@ -100,7 +107,7 @@ class AdaptiveBatching:
             # Smaller batches help only when their execution is a real share of the target. Below
             # it the misses come from elsewhere (a saturated event loop delays every completion):
             # shrinking the cap would add executions, load the loop more and spiral down.
-            if self.fit.predict(self.plan.cap) >= EXECUTION_SHARE * target:
+            if self._long_batches():
                 self.budget = max(BUDGET_MIN, self.budget * BUDGET_DECREASE)
         else:
             self.budget = min(BUDGET_MAX, self.budget + BUDGET_STEP)
@@ -113,6 +120,8 @@ class AdaptiveBatching:
         """Whether a request arriving now can finish within the target (Clockwork's admission)."""
         if not self.warm or (not queued_rows and busy < self._instances):
             return True  # it runs at once: refusing it would help nobody
+        if not self.plan.saturated and not (busy >= self._instances and self._long_batches()):
+            return True  # the queue drains by itself: lateness, if any, comes from elsewhere
         cap = self.plan.cap
         total = queued_rows + rows
         batches = math.ceil(total / cap)
@@ -132,7 +141,14 @@ class AdaptiveBatching:
         # frees nothing for anyone (and a request alone on a free instance is never shed).
         if not self.warm or queued_rows <= cap * free:
             return False
+        if not self.plan.saturated and not self._long_batches():
+            return False
         return waited_ns + self.fit.bound(cap) > self.target_ns
+
+    def _long_batches(self) -> bool:
+        """A batch at the cap takes a real share of the target: the model, not the front-end, is
+        what makes a request late once every instance is busy."""
+        return self.fit.predict(self.plan.cap) >= EXECUTION_SHARE * self.target_ns
 
     # --- the control law ---
 
@@ -153,8 +169,10 @@ class AdaptiveBatching:
             # Wait for the batch the load needs, as long as the oldest still makes the budget.
             gather_ns = (needed - 1) / rate
             delay_ns = int(max(0.0, min(gather_ns, budget_ns - fit.bound(needed), self._max_delay_ns)))
-        overloaded = rate * fit.predict(cap) > self._instances * cap
-        self.plan = Plan(cap, delay_ns, needed, overloaded)
+        demand = rate * fit.predict(cap)
+        overloaded = demand > self._instances * cap
+        saturated = demand >= SATURATION * self._instances * cap
+        self.plan = Plan(cap, delay_ns, needed, overloaded, saturated)
         if not self._warned and fit.bound(1) > self.target_ns:
             self._warned = True
             log.warning(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -79,6 +80,9 @@ def test_a_request_on_an_idle_model_is_never_shed() -> None:
     controller = AdaptiveBatching(TARGET_NS, max_batch_size=64, instances=1)
     for _ in range(WARM_EXECUTIONS):
         controller.executed(1, 50 * MS)  # even one row misses the target: it still runs
+    for i in range(10):
+        controller.arrived(i * 10 * MS, 1)  # 100 rows/s: five times what the model serves
+    assert controller.plan.saturated
     assert controller.admits(1, queued_rows=0, busy=0)
     assert not controller.admits(1, queued_rows=5, busy=1)
     # At dispatch, however long they waited: what the free instances take now runs; a backlog sheds.
@@ -163,6 +167,20 @@ def test_misses_with_short_executions_leave_the_budget_and_the_cap_alone() -> No
     assert controller.budget == start and controller.plan.cap == cap == 64
 
 
+def test_a_queue_the_instances_drain_by_themselves_is_never_shed() -> None:
+    # A fast model behind a saturated front-end: requests reach the batcher late and in bunches, but
+    # the instances are mostly idle. Refusing what was already parsed would cost the front-end nearly
+    # what answering costs, so nothing is shed however the queue looks.
+    controller = AdaptiveBatching(TARGET_NS, max_batch_size=8, instances=1)
+    for _ in range(WARM_EXECUTIONS):
+        controller.executed(8, 4 * MS)
+    for i in range(200):
+        controller.arrived(i * MS, 1)  # 1,000 rows/s: the instance busy half the time
+    assert not controller.plan.saturated
+    assert controller.admits(1, queued_rows=64, busy=1)
+    assert not controller.hopeless(waited_ns=10 * TARGET_NS, queued_rows=64, free=1)
+
+
 def test_a_configured_delay_is_a_ceiling_over_the_chosen_one() -> None:
     capped = AdaptiveBatching(TARGET_NS, max_batch_size=256, instances=INSTANCES, max_delay_ns=MS // 2)
     simulation = Simulation(capped, MODEL, INSTANCES)
@@ -206,7 +224,11 @@ def test_the_batcher_sheds_at_admission_what_its_queue_cannot_serve_in_time() ->
         assert adaptive is not None
         for _ in range(WARM_EXECUTIONS):
             adaptive.executed(8, 3_600 * MS)
-        assert adaptive.plan.cap == 8
+        # The last 3 s brought 10 rows/s (taught with past times): far more than the model serves.
+        start = time.perf_counter_ns() - 3_000 * MS
+        for i in range(30):
+            adaptive.arrived(start + i * 100 * MS, 1)
+        assert adaptive.plan.cap == 8 and adaptive.plan.saturated
         held = asyncio.create_task(batcher.infer({"x": np.array([[-1.0]], np.float32)}, 1))
         assert await asyncio.get_running_loop().run_in_executor(None, runtime.held.wait, 5)
         # The busy instance (1.8 s left on average) + two batches of 8 (3.6 s each) + 2 rows (0.9 s)
