@@ -48,6 +48,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from advise_vs_grid import build_example  # noqa: E402
+
 from inferd.bench.endpoint import Endpoint, model_metadata
 from inferd.bench.inputs import batch_rows, random_inputs
 from inferd.bench.payloads import rest_payload
@@ -75,27 +78,6 @@ def _pick(values: dict[str, float], model: str, flag: str) -> float:
     if value is None:
         raise SystemExit(f"{flag} gives no value for {model}")
     return value
-
-
-def _onnx(name: str, cache: Path) -> Path:
-    """The example model's ONNX file, built once into ``cache``."""
-    path = cache / name / "model.onnx"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.onnx")
-    if name == "mlp":
-        from inferd.examples import build_mlp
-
-        build_mlp(partial)
-    elif name == "cnn":
-        from inferd.heavy_examples import build_cnn
-
-        build_cnn(partial)
-    else:
-        raise SystemExit(f"unknown model {name!r} (mlp, cnn)")
-    partial.rename(path)
-    return path
 
 
 def _variant(model: str, delay: float | None) -> str:
@@ -200,7 +182,7 @@ def ramp_model(model: str, args: argparse.Namespace, workdir: Path) -> dict[str,
     target_ms = _pick(args.target_p99_ms, model, "--target-p99-ms")
     step_s = _pick(args.step_s, model, "--step-s")
     delays = [float(d) for d in args.delays.split(",")]
-    onnx = _onnx(model, args.models_dir)
+    onnx = build_example(model, args.models_dir)
     repository = workdir / model
     labels = _repository(model, onnx, delays, target_ms, repository)
     adaptive = _variant(model, None)

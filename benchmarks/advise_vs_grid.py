@@ -42,8 +42,8 @@ from inferd.model_config import available_cores
 RESULTS = Path(__file__).parent / "results"
 
 
-def _build(name: str, directory: Path) -> Path:
-    """The example's ONNX file, built once into ``directory`` (shared with adaptive_ramp.py)."""
+def build_example(name: str, directory: Path) -> Path:
+    """The example's ONNX file, built once into ``directory`` (adaptive_ramp.py uses it too)."""
     path = directory / name / "model.onnx"
     if path.exists():
         return path
@@ -113,7 +113,7 @@ def _label(config: Config | None) -> str:
 def compare(
     name: str, slo_ms: float, max_batch: int, cores: int, verify_s: float, min_requests: int, workdir: Path
 ) -> dict[str, Any]:
-    path = _build(name, workdir)
+    path = build_example(name, workdir)
     slo_s = slo_ms / 1e3
     # The advisor first (it is the short side), then the grid, each with its own sessions.
     sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
