@@ -25,16 +25,14 @@ from dataclasses import dataclass
 
 from inferd.errors import (
     DeadlineExceeded,
-    ExecutionError,
     ExecutionTimeout,
     InferdError,
-    InstanceCrashed,
     Unavailable,
 )
-from inferd.runtimes.base import Interruptible, Runtime, TakesParameters
+from inferd.runtimes.base import Interruptible, Runtime
 from inferd.runtimes.request_parameters import ModelParameters
 from inferd.scheduler.adaptive import AdaptiveBatching
-from inferd.scheduler.batching import concatenate, split
+from inferd.scheduler.execution import Executed, Executor, execution_error, outputs_wanted
 from inferd.scheduler.lone import LoneDecision
 from inferd.scheduler.queue import Outputs, Pending, RequestQueue
 from inferd.scheduler.sequence_plan import SequencePlan
@@ -74,14 +72,6 @@ class BatchPolicy:
         return self.dynamic and self.max_batch_size > 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Executed:
-    results: list[Outputs | InferdError]
-    input_ns: int
-    infer_ns: int
-    output_ns: int
-
-
 @dataclass(slots=True, eq=False)
 class _Run:
     """One execution on a worker; an instance's current run is the only one whose result counts."""
@@ -95,7 +85,7 @@ class _Run:
 class Batcher:
     def __init__(self, runtime: Runtime, policy: BatchPolicy, stats: ModelStats, name: str) -> None:
         self._runtime = runtime
-        self._run_parameters = runtime.run_parameters if isinstance(runtime, TakesParameters) else None
+        self._executor = Executor(runtime, policy.max_batch_size > 0, name)
         self._policy = policy
         self._stats = stats
         self._name = name
@@ -136,7 +126,7 @@ class Batcher:
     def pending(self) -> int:
         return self._queue.count + self._in_flight
 
-    def _new_worker(self, instance: int) -> Worker[_Executed]:
+    def _new_worker(self, instance: int) -> Worker[Executed]:
         return Worker(f"run-{self._name}-{instance}")
 
     async def infer(
@@ -414,7 +404,7 @@ class Batcher:
                 traced.append(item.trace)
         inputs = [item.inputs for item in batch]
         rows = [item.rows for item in batch]
-        wanted = _wanted(batch)
+        wanted = outputs_wanted(batch)
         parameters = batch[0].parameters  # the batch's group holds their key: all are equal
         run = _Run(batch, now, traced)
         self._running[instance] = run
@@ -422,13 +412,13 @@ class Batcher:
         if timeout_ns:
             run.timer = loop.call_later(timeout_ns / 1e9, self._timed_out, instance, run)
 
-        def finished(result: _Executed | BaseException) -> None:
+        def finished(result: Executed | BaseException) -> None:
             # RuntimeError: the loop closed during shutdown; nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._complete, instance, run, result)
 
         self._workers[instance].submit(
-            lambda: self._execute(instance, inputs, rows, wanted, parameters), finished
+            lambda: self._executor.execute(instance, inputs, rows, wanted, parameters), finished
         )
 
     def _timed_out(self, instance: int, run: _Run) -> None:
@@ -488,7 +478,7 @@ class Batcher:
             item.future.set_exception(exc)
         except Exception as exc:  # a bug, not the model's failure: answer the request, keep serving
             log.exception("model %s: inline execution crashed", self._name)
-            item.future.set_exception(_execution_error(self._name, exc))
+            item.future.set_exception(execution_error(self._name, exc))
         else:
             item.future.set_result(result)
 
@@ -509,7 +499,7 @@ class Batcher:
         if trace is not None:
             trace.queued(enqueued_ns, now)
             traced.append(trace)
-        executed = self._execute(self._free_instances[-1], [inputs], [rows], outputs, parameters)
+        executed = self._executor.execute(self._free_instances[-1], [inputs], [rows], outputs, parameters)
         self._stats.inline_executions += 1
         self._record(executed, rows, 1, now, traced, (group, rows))
         self._lone.idle_since_ns = time.perf_counter_ns()
@@ -518,67 +508,7 @@ class Batcher:
             raise result
         return result
 
-    def _execute(
-        self,
-        instance: int,
-        inputs: list[Outputs],
-        rows: list[int],
-        wanted: frozenset[str] | None = None,
-        parameters: ModelParameters | None = None,
-    ) -> _Executed:
-        """Worker thread: merge, run, split. Errors stay with the requests that caused them."""
-        start = time.perf_counter_ns()
-        merged = concatenate(inputs)
-        ready = time.perf_counter_ns()
-        try:
-            outputs = self._run(instance, merged, wanted, parameters)
-            ran = time.perf_counter_ns()
-            results: list[Outputs | InferdError] = list(
-                split(outputs, rows) if self._policy.max_batch_size > 0 else [outputs]
-            )
-        except Exception as exc:
-            ran = time.perf_counter_ns()
-            results = self._isolate_failure(instance, inputs, rows, exc, wanted, parameters)
-        return _Executed(results, ready - start, ran - ready, time.perf_counter_ns() - ran)
-
-    def _run(
-        self,
-        instance: int,
-        inputs: Outputs,
-        wanted: frozenset[str] | None,
-        parameters: ModelParameters | None,
-    ) -> Outputs:
-        if parameters is not None:  # only ever set for a runtime that takes them (the data plane checks)
-            assert self._run_parameters is not None
-            return self._run_parameters(instance, inputs, parameters)
-        run_outputs = getattr(self._runtime, "run_outputs", None)
-        if wanted is not None and run_outputs is not None:
-            selected: Outputs = run_outputs(instance, inputs, wanted)
-            return selected
-        return self._runtime.run(instance, inputs)
-
-    def _isolate_failure(
-        self,
-        instance: int,
-        inputs: list[Outputs],
-        rows: list[int],
-        exc: Exception,
-        wanted: frozenset[str] | None,
-        parameters: ModelParameters | None,
-    ) -> list[Outputs | InferdError]:
-        if len(inputs) == 1 or isinstance(exc, InstanceCrashed):
-            # A crashed worker fails its whole batch: rerunning each request would crash it again.
-            return [_execution_error(self._name, exc)] * len(inputs)
-        # One request may have poisoned a merged batch: rerun each alone so only it fails.
-        results: list[Outputs | InferdError] = []
-        for request_inputs, count in zip(inputs, rows, strict=True):
-            try:
-                results.append(split(self._run(instance, request_inputs, wanted, parameters), [count])[0])
-            except Exception as single_exc:
-                results.append(_execution_error(self._name, single_exc))
-        return results
-
-    def _complete(self, instance: int, run: _Run, result: _Executed | BaseException) -> None:
+    def _complete(self, instance: int, run: _Run, result: Executed | BaseException) -> None:
         if self._running.get(instance) is not run:
             log.warning("model %s: dropped the late result of an abandoned execution", self._name)
             return
@@ -591,14 +521,14 @@ class Batcher:
         now = time.perf_counter_ns()
         if not self._in_flight:
             self._lone.idle_since_ns = now
-        if isinstance(result, _Executed):
+        if isinstance(result, Executed):
             # The hand-off's cost: launch to result on the loop, less the execution itself.
             ran_ns = result.input_ns + result.infer_ns + result.output_ns
             self._lone.record_hop(now - run.launched_ns - ran_ns)
-        else:  # a bug in _execute itself: fail the batch, keep serving
+        else:  # a bug in Executor.execute itself: fail the batch, keep serving
             log.error("model %s: execution crashed", self._name, exc_info=result)
-            error = _execution_error(self._name, result)
-            result = _Executed([error] * len(batch), 0, 0, 0)
+            error = execution_error(self._name, result)
+            result = Executed([error] * len(batch), 0, 0, 0)
         rows = sum(item.rows for item in batch)
         lone = (batch[0].group, rows) if len(batch) == 1 else None
         self._record(result, rows, len(batch), run.launched_ns, run.traced, lone)
@@ -615,7 +545,7 @@ class Batcher:
 
     def _record(
         self,
-        executed: _Executed,
+        executed: Executed,
         rows: int,
         requests: int,
         launched_ns: int,
@@ -635,17 +565,3 @@ class Batcher:
     def _update_idle(self) -> None:
         if not self._queue.count and self._in_flight == 0:
             self._idle.set()
-
-
-def _wanted(batch: list[Pending]) -> frozenset[str] | None:
-    """The outputs a batch needs: the union of what its requests asked for (None: all)."""
-    if any(item.outputs is None for item in batch):
-        return None
-    return frozenset().union(*(item.outputs for item in batch if item.outputs is not None))
-
-
-def _execution_error(model: str, exc: BaseException) -> InferdError:
-    if isinstance(exc, InferdError):
-        return exc
-    log.warning("model %s: execution failed: %s", model, exc)
-    return ExecutionError(f"model '{model}' failed to execute: {exc}")
