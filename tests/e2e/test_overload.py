@@ -59,7 +59,11 @@ def test_disconnected_client_queue_bound_and_execution_timeout(tmp_path: Path) -
     _stalling(root, "held", "")
     _stalling(root, "unbounded", "max_queue_size: 0\n")
     _stalling(root, "hangs", "execution_timeout_s: 0.5\n")
-    server = start_server(root, tmp_path, "--max-queue-size", "2")
+    # Every execution on the worker thread: these models' run time depends on the input's values, not
+    # its shape, and inline execution (auto by default) estimates by shape, so a short run measured
+    # first would let a seconds-long one run on the event loop and hold back the requests this test
+    # queues behind it (docs/model-repository.md, inline execution).
+    server = start_server(root, tmp_path, "--max-queue-size", "2", "--inline-execution-max-us", "0")
     try:
         with ThreadPoolExecutor(8) as pool:
             # 1. A client that disconnects while its request waits: the request never executes.
