@@ -6,13 +6,10 @@ test runs (10 tokens per minute refill one token every 6 s; a debt of 50 tokens 
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import shutil
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import openai
 import pytest
 import tritonclient.grpc as grpcclient
 from httputil import request
+from inprocess import serve_in_thread
 from lifecycleutil import wait_until
 from tritonclient.utils import InferenceServerException
 
@@ -77,25 +75,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_version: Path) -> Iter
     )
     server = Server(settings)
     server.load_models()
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    async def serve() -> None:
-        loops.append(asyncio.get_running_loop())
-        await server.serve()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),))
-    thread.start()
-    deadline = time.monotonic() + TIMEOUT_S
-    while not port_file.exists():
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    ports = json.loads(port_file.read_text())
-    try:
-        yield Served(f"127.0.0.1:{ports['http']}", f"127.0.0.1:{ports['grpc']}", audit)
-    finally:
-        loops[0].call_soon_threadsafe(server.request_stop)
-        thread.join(timeout=TIMEOUT_S)
-        assert not thread.is_alive()
+    with serve_in_thread(server, port_file) as serving:
+        yield Served(serving.http, serving.grpc, audit)
 
 
 def _post(served: Served, path: str, document: Any, key: str) -> tuple[int, dict[str, str], bytes]:

@@ -3,11 +3,8 @@ in-memory exporter."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import queue
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from inprocess import serve_in_thread
 from metricsutil import scrape, value
 from onnx import TensorProto
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -74,25 +72,8 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedServer]:
     )
     server = Server(settings, tracing=Tracing(provider))
     server.load_models()
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    async def serve() -> None:
-        loops.append(asyncio.get_running_loop())
-        await server.serve()
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),))
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not port_file.exists():
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    ports = json.loads(port_file.read_text())
-    try:
-        yield TracedServer(f"127.0.0.1:{ports['http']}", f"127.0.0.1:{ports['grpc']}", exporter)
-    finally:
-        loops[0].call_soon_threadsafe(server.request_stop)
-        thread.join(timeout=60)
-        assert not thread.is_alive()
+    with serve_in_thread(server, port_file) as serving:
+        yield TracedServer(serving.http, serving.grpc, exporter)
 
 
 def _inputs(module: object, rows: int = 1) -> list[object]:
