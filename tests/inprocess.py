@@ -11,7 +11,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ START_TIMEOUT_S = 60
 class ServingThread:
     http: str  # host:port of REST
     grpc: str  # host:port of gRPC
+    request_stop: Callable[[], None]  # begin the graceful stop (from any thread)
 
 
 @contextlib.contextmanager
@@ -42,9 +43,13 @@ def serve_in_thread(server: Server, port_file: Path) -> Iterator[ServingThread]:
         assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
     ports = json.loads(port_file.read_text())
-    try:
-        yield ServingThread(f"127.0.0.1:{ports['http']}", f"127.0.0.1:{ports['grpc']}")
-    finally:
+
+    def request_stop() -> None:
         loops[0].call_soon_threadsafe(server.request_stop)
+
+    try:
+        yield ServingThread(f"127.0.0.1:{ports['http']}", f"127.0.0.1:{ports['grpc']}", request_stop)
+    finally:
+        request_stop()
         thread.join(timeout=START_TIMEOUT_S)
         assert not thread.is_alive(), "server did not stop"

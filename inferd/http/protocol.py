@@ -12,6 +12,12 @@ Here (docs/hardening.md#connection-limits):
   response was sent gets 408 and a close (a plain close when nothing of it arrived);
 - a connection beyond ``max_connections`` open on the listener gets 503 and is closed at once.
 
+On a graceful stop, uvicorn closes every idle keep-alive connection at once. A client that has just
+read a response may already have its next request on the wire, and would see the connection drop
+without an answer. So a connection whose last response ended less than ``drain_grace_s`` ago stays
+open that long: a request arriving in time is answered (the data plane refuses it with 503 while
+draining) with ``connection: close``; one idle for longer is closed at once, as uvicorn does.
+
 On the hot path this adds a length test per read and per header field and two small calls per
 request; the parent's methods are called directly, not through ``super()``, which costs more than
 the work it would wrap.
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 _LINGER_S = 2.0
 # Refused connections are logged at most this often: an attack must not flood the log.
 _WARN_EVERY_S = 60.0
+# On a graceful stop, how long a connection that has just answered stays open for a request the
+# client may already have sent (a client in a loop sends within microseconds to milliseconds).
+_DRAIN_GRACE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +66,13 @@ def bounded_protocol(limits: ConnectionLimits) -> type[BoundedHttpToolsProtocol]
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits]
+    drain_grace_s: ClassVar[float] = _DRAIN_GRACE_S
     _last_warning: ClassVar[float] = -_WARN_EVERY_S
     # Slots, not the instance dict: uvicorn's instance already holds 28 attributes, and past 30
     # CPython 3.11 stops sharing the dict's keys, which slows every attribute access (measured:
     # ~1.5-2 µs a request; docs/hardening.md).
     __slots__ = (
+        "_draining",
         "_head_left",
         "_head_since",
         "_head_timer",
@@ -81,6 +92,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # previous response's end (read off uvicorn's keep-alive timer, armed then).
         self._head_since = self.loop.time()
         self._head_timer: asyncio.TimerHandle | None = None
+        self._draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
@@ -145,6 +157,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         _on_headers_complete(self)
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with connection: close, then closed
+
+    def shutdown(self) -> None:
+        """A graceful stop: finish the request in hand, or give a just-answered client the grace."""
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+            return
+        if self._head_left != self._max_header_bytes:
+            return  # a request is arriving: answered and closed, or ended by the header timeout
+        keep_alive = self.timeout_keep_alive_task
+        idle_since = keep_alive.when() - self.timeout_keep_alive if keep_alive else self._head_since
+        grace_left = idle_since + self.drain_grace_s - self.loop.time()
+        if grace_left <= 0:
+            self.transport.close()
+        else:
+            self.loop.call_later(grace_left, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and self._head_left == self._max_header_bytes and not self.transport.is_closing():
+            self.transport.close()
 
     def on_message_complete(self) -> None:
         self._reading_head = True  # the next request's header block starts with the next byte
