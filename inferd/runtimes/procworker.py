@@ -118,13 +118,11 @@ def _run(
         return ("error", type(exc).__name__, exc.message)
     except Exception as exc:
         return ("raised", describe_exception(exc), traceback.format_exc())
-    rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
     try:
-        checked = check_outputs(outputs, signature, rows, label)
+        checked = check_outputs(outputs, signature, _rows(inputs, signature), label)
     except InferdError as exc:
         return ("error", type(exc).__name__, exc.message)
-    layout = responses.write(checked)
-    return ("ok", responses.size, layout, parameters_of(checked))
+    return _reply(checked, responses)
 
 
 def _stream(
@@ -139,13 +137,13 @@ def _stream(
     """One request to ``predict_stream``: each response is sent once the server has copied the one
     before (it answers ``next``, or ``stop`` when its consumer went away); then ``end`` or the error.
     False when the server has gone."""
-    rows = next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
+    rows = _rows(inputs, signature)
     stream: Any = None
     try:
         stream = iter(open_stream(model, inputs, parameters))
         for outputs in stream:
             checked = check_outputs(outputs, signature, rows, label)
-            channel.send(sock, ("ok", responses.size, responses.write(checked), parameters_of(checked)))
+            channel.send(sock, _reply(checked, responses))
             answer = channel.receive(sock)
             if answer is None or answer[0] != "next":
                 return answer is not None
@@ -161,6 +159,16 @@ def _stream(
             close()
     channel.send(sock, ("end",))
     return True
+
+
+def _rows(inputs: dict[str, np.ndarray], signature: Signature) -> int | None:
+    """The batch's rows, which every output must have too; None for a model without a batch axis."""
+    return next(iter(inputs.values())).shape[0] if signature.max_batch_size > 0 and inputs else None
+
+
+def _reply(checked: dict[str, np.ndarray], responses: Region) -> tuple[Any, ...]:
+    """Outputs written to the shared responses region: the message that tells the server where."""
+    return ("ok", responses.size, responses.write(checked), parameters_of(checked))
 
 
 if __name__ == "__main__":
