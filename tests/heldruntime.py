@@ -1,4 +1,4 @@
-"""A small real runtime for batcher tests whose executions can be held, so queues form on purpose."""
+"""Small real runtimes for batcher tests whose executions can be held, so queues form on purpose."""
 
 from __future__ import annotations
 
@@ -39,6 +39,36 @@ class HeldRuntime:
         self.batches.append(x.shape[0])
         if (x < 0).any():
             raise ValueError("negative input")
+        return {"y": x * 2}
+
+    def close(self) -> None:
+        pass
+
+
+class StuckRuntime:
+    """Doubles its input, but an execution containing the value -1 hangs until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.signature = Signature(
+            inputs=(TensorSpec("x", "FP32", (1,)),),
+            outputs=(TensorSpec("y", "FP32", (1,)),),
+            max_batch_size=8,
+        )
+        self.instances = 1
+        self.release = threading.Event()
+        self.stuck = threading.Event()
+        self.executed: list[float] = []
+        self.threads: list[int] = []
+        self.returned_late = threading.Event()
+
+    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        self.threads.append(threading.get_ident())
+        if (x == -1).any():
+            self.stuck.set()
+            self.release.wait(30)
+            self.returned_late.set()
+        self.executed += x[:, 0].tolist()
         return {"y": x * 2}
 
     def close(self) -> None:

@@ -4,20 +4,18 @@ low load, bigger batches as load rises, p99 held up to capacity, shedding above 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import numpy as np
 import pytest
 from adaptivesim import MS, LinearModel, Phase, Simulation
+from heldruntime import StuckRuntime
 
 from inferd.errors import Unavailable
-from inferd.runtimes.base import Signature
 from inferd.scheduler.adaptive import WARM_EXECUTIONS, AdaptiveBatching
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.estimates import ArrivalRate, ExecutionFit
 from inferd.scheduler.stats import ModelStats
-from inferd.types import TensorSpec
 
 TARGET_NS = 20 * MS
 # 1 ms + 0.25 ms per row: batching pays (a batch of 28 serves 3.5 rows/ms per instance, one row 0.8).
@@ -188,35 +186,11 @@ def test_a_configured_delay_is_a_ceiling_over_the_chosen_one() -> None:
     assert max(result.delays_ns) <= MS // 2
 
 
-class HeldRuntime:
-    """Doubles its input; an execution holding the value -1 waits until ``release`` is set."""
-
-    def __init__(self) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (1,)),),
-            outputs=(TensorSpec("y", "FP32", (1,)),),
-            max_batch_size=8,
-        )
-        self.instances = 1
-        self.release = threading.Event()
-        self.held = threading.Event()
-
-    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = inputs["x"]
-        if (x == -1).any():
-            self.held.set()
-            self.release.wait(30)
-        return {"y": x * 2}
-
-    def close(self) -> None:
-        pass
-
-
 def test_the_batcher_sheds_at_admission_what_its_queue_cannot_serve_in_time() -> None:
     # A 10 s target and executions taught to the controller as 0.45 s per row: the wall-clock time
     # this test takes is negligible against them, so what is shed follows from the queue alone.
     async def scenario() -> None:
-        runtime = HeldRuntime()
+        runtime = StuckRuntime()
         stats = ModelStats()
         policy = BatchPolicy(max_batch_size=8, dynamic=True, target_p99_ns=10_000 * MS)
         batcher = Batcher(runtime, policy, stats, "m")
@@ -230,7 +204,7 @@ def test_the_batcher_sheds_at_admission_what_its_queue_cannot_serve_in_time() ->
             adaptive.arrived(start + i * 100 * MS, 1)
         assert adaptive.plan.cap == 8 and adaptive.plan.saturated
         held = asyncio.create_task(batcher.infer({"x": np.array([[-1.0]], np.float32)}, 1))
-        assert await asyncio.get_running_loop().run_in_executor(None, runtime.held.wait, 5)
+        assert await asyncio.get_running_loop().run_in_executor(None, runtime.stuck.wait, 5)
         # The busy instance (1.8 s left on average) + two batches of 8 (3.6 s each) + 2 rows (0.9 s)
         # end within 10 s; a 19th queued row would not.
         rows = [{"x": np.array([[float(i)]], np.float32)} for i in range(24)]

@@ -4,48 +4,16 @@ past its timeout fails and its instance gets a new thread, and close() gives up 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
+from heldruntime import StuckRuntime
 
 from inferd.errors import ExecutionTimeout, Unavailable
-from inferd.runtimes.base import Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
-from inferd.types import TensorSpec
-
-
-class StuckRuntime:
-    """Doubles its input, but an execution containing the value -1 hangs until ``release`` is set."""
-
-    def __init__(self) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (1,)),),
-            outputs=(TensorSpec("y", "FP32", (1,)),),
-            max_batch_size=8,
-        )
-        self.instances = 1
-        self.release = threading.Event()
-        self.stuck = threading.Event()
-        self.executed: list[float] = []
-        self.threads: list[int] = []
-        self.returned_late = threading.Event()
-
-    def run(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = inputs["x"]
-        self.threads.append(threading.get_ident())
-        if (x == -1).any():
-            self.stuck.set()
-            self.release.wait(30)
-            self.returned_late.set()
-        self.executed += x[:, 0].tolist()
-        return {"y": x * 2}
-
-    def close(self) -> None:
-        pass
 
 
 def _row(value: float) -> dict[str, np.ndarray]:
