@@ -11,16 +11,19 @@ from inferd.runtimes.base import Signature
 from inferd.types import TensorSpec
 
 
+def xy_signature(dims: tuple[int, ...]) -> Signature:
+    """One FP32 input ``x`` and one output ``y`` of ``dims`` per row, batched up to 8 rows."""
+    return Signature(
+        inputs=(TensorSpec("x", "FP32", dims),), outputs=(TensorSpec("y", "FP32", dims),), max_batch_size=8
+    )
+
+
 class HeldRuntime:
     """Doubles its input; fails on negative values; executions wait while ``gate`` is clear, then take
     ``delay_s``. Records each execution's rows (``batches``) and the thread that ran it (``threads``)."""
 
     def __init__(self, instances: int = 1, delay_s: float = 0.0) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (-1,)),),
-            outputs=(TensorSpec("y", "FP32", (-1,)),),
-            max_batch_size=8,
-        )
+        self.signature = xy_signature((-1,))
         self.instances = instances
         self.delay_s = delay_s
         self.batches: list[int] = []
@@ -49,11 +52,7 @@ class StuckRuntime:
     """Doubles its input, but an execution containing the value -1 hangs until ``release`` is set."""
 
     def __init__(self) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (1,)),),
-            outputs=(TensorSpec("y", "FP32", (1,)),),
-            max_batch_size=8,
-        )
+        self.signature = xy_signature((1,))
         self.instances = 1
         self.release = threading.Event()
         self.stuck = threading.Event()

@@ -8,23 +8,18 @@ import time
 
 import numpy as np
 import pytest
+from heldruntime import xy_signature
 
 from inferd.errors import DeadlineExceeded, Unavailable
-from inferd.runtimes.base import Signature
 from inferd.scheduler.batcher import Batcher, BatchPolicy
 from inferd.scheduler.stats import ModelStats
-from inferd.types import TensorSpec
 
 
 class GatedRuntime:
     """Returns its input; records each execution's first values; waits while ``gate`` is clear."""
 
     def __init__(self) -> None:
-        self.signature = Signature(
-            inputs=(TensorSpec("x", "FP32", (1,)),),
-            outputs=(TensorSpec("y", "FP32", (1,)),),
-            max_batch_size=8,
-        )
+        self.signature = xy_signature((1,))
         self.instances = 1
         self.executed: list[list[float]] = []
         self.gate = threading.Event()
