@@ -39,7 +39,7 @@ from inferd.repository.description import ModelDescription, describe, runtime_pa
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
-from inferd.runtimes.request_parameters import ParameterGroup, model_share
+from inferd.runtimes.request_parameters import ParameterGroup, is_reserved, model_share
 from inferd.runtimes.response_parameters import parameters_of
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
@@ -432,7 +432,10 @@ class DataPlane:
             spec.name: Tensor(spec.name, spec.datatype, checked.arrays[spec.name])
             for spec in ensemble.signature.inputs
         }
-        results = await self._ensembles.run(ensemble, inputs, list(checked.outputs), request.id, partition)
+        forwarded = {k: v for k, v in request.parameters.items() if not is_reserved(k)}
+        results = await self._ensembles.run(
+            ensemble, inputs, list(checked.outputs), request.id, partition, forwarded
+        )
         datatypes = model.output_datatypes
         for name, tensor in results.items():
             if tensor.datatype != datatypes[name]:

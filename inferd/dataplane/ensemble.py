@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from inferd.errors import ErrorKind, InferdError, InvalidRequest
 from inferd.runtimes.ensemble import EnsembleRuntime, Step
-from inferd.types import InferRequest, InferResponse, RequestedOutput, Tensor
+from inferd.types import InferRequest, InferResponse, Parameters, RequestedOutput, Tensor
 
 # The data plane's inference path: (request, trace, caller) -> response.
 StepInfer = Callable[[InferRequest, None, str | None], Awaitable[InferResponse]]
@@ -34,6 +35,15 @@ class StepFailed(InferdError):
         self.kind = kind
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What every step request of one ensemble request shares."""
+
+    request_id: str | None
+    caller: str | None
+    parameters: Parameters
+
+
 class EnsembleRunner:
     def __init__(self, infer: StepInfer) -> None:
         self._infer = infer
@@ -45,8 +55,10 @@ class EnsembleRunner:
         wanted: list[str],
         request_id: str | None,
         caller: str | None,
+        parameters: Parameters | None = None,
     ) -> dict[str, Tensor]:
-        """The ``wanted`` ensemble tensors, computed from ``inputs`` by running the steps."""
+        """The ``wanted`` ensemble tensors, computed from ``inputs`` by running the steps; each step
+        request carries ``parameters`` (the ensemble request's model parameters)."""
         depth = _depth.get()
         if depth >= MAX_DEPTH:
             raise InvalidRequest(
@@ -55,7 +67,8 @@ class EnsembleRunner:
             )
         token = _depth.set(depth + 1)
         try:
-            return await self._run(ensemble, dict(inputs), wanted, request_id, caller)
+            call = _Call(request_id, caller, parameters or {})
+            return await self._run(ensemble, dict(inputs), wanted, call)
         finally:
             _depth.reset(token)
 
@@ -64,8 +77,7 @@ class EnsembleRunner:
         ensemble: EnsembleRuntime,
         values: dict[str, Tensor],
         wanted: list[str],
-        request_id: str | None,
-        caller: str | None,
+        call: _Call,
     ) -> dict[str, Tensor]:
         waiting = list(ensemble.steps)
         done: set[int] = set()
@@ -77,11 +89,11 @@ class EnsembleRunner:
                     waiting.remove(step)
                 if len(ready) == 1 and not running:
                     # The common chain: the next step runs in this task (no task per step).
-                    values.update(await self._step(ensemble, ready[0], values, request_id, caller))
+                    values.update(await self._step(ensemble, ready[0], values, call))
                     done.add(ready[0].index)
                     continue
                 for step in ready:
-                    task = asyncio.create_task(self._step(ensemble, step, values, request_id, caller))
+                    task = asyncio.create_task(self._step(ensemble, step, values, call))
                     running[task] = step
                 finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for finished_step in finished:
@@ -98,8 +110,7 @@ class EnsembleRunner:
         ensemble: EnsembleRuntime,
         step: Step,
         values: dict[str, Tensor],
-        request_id: str | None,
-        caller: str | None,
+        call: _Call,
     ) -> dict[str, Tensor]:
         request = InferRequest(
             model=step.model_name,
@@ -109,10 +120,11 @@ class EnsembleRunner:
                 for step_input, tensor in step.input_map
             ],
             outputs=[RequestedOutput(step_output) for step_output, _ in step.output_map],
-            id=request_id,
+            id=call.request_id,
+            parameters=dict(call.parameters),
         )
         try:
-            response = await self._infer(request, None, caller)
+            response = await self._infer(request, None, call.caller)
         except InferdError as exc:
             # A step model that is missing or not loaded leaves the ensemble unavailable, not unknown.
             kind = ErrorKind.UNAVAILABLE if exc.kind is ErrorKind.NOT_FOUND else exc.kind

@@ -30,6 +30,26 @@ BATCHING = "dynamic_batching:\n  max_queue_delay_ms: 1\n"
 MODELS = ["scale", "scale_proc"]
 
 
+# Both steps scale by the request's "scale": y = x * scale^2, each step's view in its own output.
+PIPELINE = """
+platform: ensemble
+max_batch_size: 8
+inputs:
+  - {name: x, datatype: FP32, dims: [2]}
+outputs:
+  - {name: y, datatype: FP32, dims: [2]}
+  - {name: seen_first, datatype: BYTES, dims: [1]}
+  - {name: seen_second, datatype: BYTES, dims: [1]}
+ensemble_scheduling:
+  step:
+    - {model_name: scale, model_version: -1, input_map: {x: x}, output_map: {y: half, seen: seen_first}}
+    - model_name: scale_proc
+      model_version: -1
+      input_map: {x: half}
+      output_map: {y: y, seen: seen_second}
+"""
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("parameter-models")
@@ -38,6 +58,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         root, "scale_proc", pymodels.SCALE_BY_PARAMETER, config=BATCHING + "instance_kind: process\n"
     )
     pymodels.write(root, "plus_one", pymodels.add_constant(1.0), config=BATCHING)
+    (root / "pipeline" / "1").mkdir(parents=True)
+    (root / "pipeline" / "config.yaml").write_text(PIPELINE)
     running = start_server(root, tmp_path_factory.mktemp("parameter-server"))
     yield running
     assert running.stop() == 0, running.log()
@@ -231,3 +253,19 @@ def test_a_model_taking_inputs_only_is_unchanged(server: RunningServer) -> None:
         },
     )
     assert status == 200, body
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_ensembles_parameters_reach_every_step(server: RunningServer, protocol: str) -> None:
+    """As Triton forwards an ensemble request's parameters to its composing models (core PR 261):
+    the model's share goes to each step; the server's own keys (timeout here) do not."""
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    result = _infer(server, protocol, "pipeline", x, parameters={"scale": 2, "mode": "m"}, timeout=10**8)
+    np.testing.assert_allclose(result.as_numpy("y"), x * 4)
+    for seen in ("seen_first", "seen_second"):
+        values = {bytes(v) for v in result.as_numpy(seen).reshape(-1)}
+        assert [json.loads(v) for v in values] == [{"mode": "m", "scale": 2}]
+    # A parameter a step refuses is the step's 400, naming the step.
+    with pytest.raises(InferenceServerException, match="step") as refused:
+        _infer(server, protocol, "pipeline", x, parameters={"mode": "m" * (MAX_STRING_LENGTH + 1)})
+    assert f"at most {MAX_STRING_LENGTH} are allowed" in str(refused.value)
