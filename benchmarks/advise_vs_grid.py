@@ -116,12 +116,12 @@ def compare(
     path = build_example(name, workdir)
     slo_s = slo_ms / 1e3
     # The advisor first (it is the short side), then the grid, each with its own sessions.
-    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
+    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
     started = time.perf_counter()
     advice = search(layouts([1], cores), max_batch, slo_s, sessions.probe, sessions.verify)
     advise_s = time.perf_counter() - started
     advised = advice.verified.throughput if advice.verified else 0.0
-    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
+    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
     started = time.perf_counter()
     grid, grid_probes, grid_runs = _grid(sessions, cores, max_batch, slo_s)
     grid_s = time.perf_counter() - started

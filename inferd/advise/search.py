@@ -182,8 +182,8 @@ def rate_at_slo(
     yet, go up to ``ceiling`` (a start below the prediction), then by 1/BACKOFF (the probes may have
     been pessimistic); after a miss with nothing held, go down to BACKOFF of what was sustained; then
     bisect between the highest rate held and the lowest missed until they are within RESOLUTION. It
-    stops as soon as a rate at or below ``beat`` (what another configuration held) missed: this one
-    cannot do better than that any more."""
+    stops as soon as a rate within RESOLUTION of ``beat`` (what another configuration held) missed:
+    this one cannot do better than that by more than the search can tell apart."""
     held: Verified | None = None
     held_rate, missed_rate = 0.0, math.inf
     rate, runs = start, 0
@@ -197,7 +197,7 @@ def rate_at_slo(
         else:
             # Overloaded, it sustained its capacity: any rate above that misses too.
             missed_rate = min(missed_rate, rate, measured.throughput)
-        if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat:
+        if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat * RESOLUTION:
             break
         if not held_rate and runs >= GIVE_UP:
             break  # missed even well below what it sustained: its p99 does not fit at any rate
@@ -262,6 +262,11 @@ def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -
         return
     start = prediction.throughput * advice.realized
     beat = advice.verified.throughput if advice.verified else 0.0
+    if beat:
+        # Another configuration held ``beat``: the question is whether this one holds more, so it is
+        # asked first. A loser then costs one verification instead of a whole rate search (on a
+        # slow model, where each verification lasts seconds, that was most of the advisor's time).
+        start = beat * RESOLUTION
     held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
     advice.verifications += runs
     advice.tried[config] = held

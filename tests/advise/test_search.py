@@ -240,3 +240,24 @@ def test_a_layout_that_sustains_far_less_than_its_probes_predict_loses_to_one_th
         if LATENCY_FACTOR * machine.exec_s(layout, cap) <= 0.005
     )
     assert advice.verified is not None and advice.verified.throughput >= 0.95 * truth / RESOLUTION
+
+
+def test_a_contender_that_cannot_beat_the_best_costs_one_verification() -> None:
+    """A cnn-like space (2 cores, caps 1-4, every layout within reach of the top): after the first
+    contender's rate search, each other one is asked first whether it holds more than the best."""
+    machine = Synthetic(knee=0.9)
+    verified: list[Config] = []
+
+    def verify(config: Config, rate: float) -> Verified:
+        verified.append(config)
+        return machine.verify(config, rate)
+
+    candidates = layouts([1], 2)
+    advice = search(candidates, 4, 0.005, machine.probe, verify)
+    contenders = list(dict.fromkeys(verified))
+    assert len({c.layout for c in contenders}) == len(candidates)  # each layout was measured
+    assert advice.best is not None and advice.best.layout.instances == 2
+    losers = [c for c in contenders if c.layout != advice.best.layout]
+    assert [verified.count(c) for c in losers] == [1] * len(losers)
+    truth = max(machine.capacity(Config(layout, cap)) for layout in candidates for cap in batch_caps(4))
+    assert advice.verified is not None and advice.verified.throughput >= 0.95 * 0.9 * truth / RESOLUTION
