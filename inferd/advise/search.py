@@ -30,6 +30,8 @@ BACKOFF = 0.85
 RESOLUTION = 1.05
 RATE_TRIES = 4
 GIVE_UP = 3
+# Largest batch cap whose line is probed at its two ends only.
+SHORT_RANGE = 4
 # Verifications at most, all configurations together.
 MAX_VERIFICATIONS = 14
 
@@ -164,7 +166,11 @@ def predict(layout: Layout, line: Line, caps: Sequence[int], slo_s: float) -> Pr
 
 
 def probe_points(max_batch: int) -> list[int]:
-    """Three batch sizes spread over the range: enough for a line and a check of it."""
+    """Three batch sizes spread over the range: enough for a line and a check of it. Up to
+    SHORT_RANGE rows, the two ends: the caps between them lie on the line they draw, and a slow
+    model's probes (the cnn's: 4 images a third of a second) were a large share of its search."""
+    if max_batch <= SHORT_RANGE:
+        return sorted({1, max_batch})
     return sorted({1, max(1, int(math.sqrt(max_batch))), max_batch})
 
 

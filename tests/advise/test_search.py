@@ -22,6 +22,7 @@ from inferd.advise.search import (
     layouts,
     low_time,
     predict,
+    probe_points,
     rate_at_slo,
     search,
 )
@@ -88,6 +89,12 @@ def test_fit_recovers_a_line_and_never_a_negative_slope() -> None:
     assert line.per_row_s == pytest.approx(0.0002)
     assert fit([(1, 0.002), (64, 0.001)]).per_row_s == 0.0
     assert fit([(4, 0.004)]) == Line(0.0, 0.001)
+
+
+def test_probes_spread_over_the_range_and_a_short_range_is_probed_at_its_ends() -> None:
+    assert probe_points(64) == [1, 8, 64]
+    assert probe_points(4) == [1, 4]
+    assert probe_points(1) == [1]
 
 
 def test_caps_and_layouts_enumerate_what_fits() -> None:
