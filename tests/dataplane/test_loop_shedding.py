@@ -15,6 +15,7 @@ import pytest
 from inferd.dataplane.dataplane import DataPlane
 from inferd.dataplane.loop_shedding import (
     IDLE_TICKS,
+    MIN_LAG_NS,
     SAMPLE_INTERVAL_NS,
     SAMPLES,
     LoopLag,
@@ -231,3 +232,15 @@ def test_a_loop_lag_within_the_target_admits(lag_ms: int) -> None:
     for _ in range(SAMPLES):
         sampled.turn(lag_ms * MS)
     assert not sampled.refuses(controller)
+
+
+def test_a_loop_turning_within_the_floor_never_sheds_even_for_a_tiny_target() -> None:
+    sampled = Sampled()
+    tiny = AdaptiveBatching(2 * MS, max_batch_size=8, instances=1)  # 2 ms: 4 turns of 0.5 ms miss it
+    sampled.refuses(tiny)
+    for _ in range(SAMPLES):
+        sampled.turn(MIN_LAG_NS - 1)  # a loaded machine preempting the process for a timeslice
+    assert not sampled.refuses(tiny)
+    for _ in range(SAMPLES):
+        sampled.turn(MIN_LAG_NS)
+    assert sampled.refuses(tiny)
