@@ -22,6 +22,7 @@ from inferd.dataplane.loop_shedding import (
     LoopShedding,
 )
 from inferd.errors import Unavailable
+from inferd.http.app import RestApp
 from inferd.metrics.models import ModelMetrics
 from inferd.model_config import ModelConfig
 from inferd.repository.manager import ModelRepository
@@ -199,6 +200,19 @@ def test_a_busy_event_loop_sheds_before_decoding_and_counts_it(tmp_path: Path) -
             return True
         return False
 
+    async def rest_status(dataplane: DataPlane) -> int:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            raise AssertionError("the body was read")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v2/models/adaptive/infer", "headers": []}
+        await RestApp(dataplane, 1 << 20)(scope, receive, send)
+        return int(sent[0]["status"])
+
     async def scenario() -> None:
         repository = ModelRepository(tmp_path, cast(Any, AddOne))
         await repository.load_initial(None, exit_on_error=True)
@@ -208,6 +222,7 @@ def test_a_busy_event_loop_sheds_before_decoding_and_counts_it(tmp_path: Path) -
         _busy_loop(busy, 0.01)  # every probe waits behind 10 ms of work: 4 turns exceed 20 ms
         await wait_until(lambda: refused(dataplane, "adaptive"))
         assert not refused(dataplane, "fixed")  # no target: never shed here
+        assert await rest_status(dataplane) == 503  # over REST: refused before its body is read
         busy[0] = False
         await wait_until(lambda: not refused(dataplane, "adaptive"))
         stats = repository.get("adaptive").stats
