@@ -11,7 +11,9 @@ binary requests, latency from each request's scheduled time):
    turn, one after the other, so each step compares them under the same machine load.
 
 Per run: p99, throughput (answers/s), goodput (answers within the target, per second), shed (HTTP
-503: what the adaptive batcher refuses rather than answer late) and other errors. The issue's checks:
+503: what the adaptive batcher refuses rather than answer late; "(loop)": how many of the run's
+refusals, warm-up and drain included, the front-end made before decoding because the event loop
+lagged, from /metrics) and other errors. The issue's checks:
 
 - at every step up to capacity, adaptive p99 <= target;
 - there, adaptive throughput >= 90% of the best fixed delay's at that step, chosen in hindsight (the
@@ -164,7 +166,18 @@ def _bench(url: str, model: str, warmup_s: float, drain_s: float, seed: int) -> 
     return Bench(spec, batch_rows(tensors, metadata))
 
 
-def _row(document: dict[str, Any]) -> dict[str, Any]:
+def _frontend_shed(url: str, name: str) -> float:
+    """inferd_requests_shed_total{reason="frontend"} of a variant: what the front-end refused before
+    decoding because the event loop lagged (0 where this inferd has no such label)."""
+    prefix = f'inferd_requests_shed_total{{model="{name}",version="1",reason="frontend"}} '
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(prefix):
+                return float(line[len(prefix) :])
+    return 0.0
+
+
+def _row(document: dict[str, Any], frontend_shed: float = 0.0) -> dict[str, Any]:
     errors = dict(document["errors"])
     return {
         "offered_rate": document["offered_rate"],
@@ -173,6 +186,9 @@ def _row(document: dict[str, Any]) -> dict[str, Any]:
         "throughput": document["requests_per_s"],
         "goodput": document["goodput_per_s"],
         "shed": errors.pop(SHED, 0),
+        # Of those, refused by the front-end before decoding (event loop lag), during the whole run
+        # (its warm-up and drain included, unlike "shed").
+        "shed_frontend": frontend_shed,
         "other_errors": errors,
         "mean_batch": (document["server"] or {}).get("mean_batch"),
     }
@@ -224,8 +240,10 @@ def ramp_model(model: str, args: argparse.Namespace, workdir: Path) -> dict[str,
             rows = {}
             for name in variants:
                 spec = replace(benches[name].spec, duration_s=step_s)
+                before = _frontend_shed(url, name)
                 measured = replace(benches[name], spec=spec).open(rate)
-                rows[name] = _row(measurement_document(measured, None, target_ms / 1e3))
+                frontend = _frontend_shed(url, name) - before
+                rows[name] = _row(measurement_document(measured, None, target_ms / 1e3), frontend)
             result["steps"].append({"share": share, "rate": rate, "rows": rows})
             print(
                 json.dumps({"model": model, "share": share, "rate": round(rate, 1), "rows": rows}), flush=True
@@ -275,7 +293,7 @@ def _ms(value: float | None) -> str:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     print(f"\n{'model':<5} {'step':>5} {'rate/s':>8} {'variant':<16} {'p99 ms':>8} {'answers/s':>9} "
-          f"{'goodput/s':>9} {'shed':>6} {'errors':>6} {'batch':>5}")  # fmt: skip
+          f"{'goodput/s':>9} {'shed':>6} {'(loop)':>6} {'errors':>6} {'batch':>5}")  # fmt: skip
     for result in results:
         for step in result["steps"]:
             for name, row in step["rows"].items():
@@ -284,7 +302,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
                 print(
                     f"{result['model']:<5} {step['share']:>5.0%} {step['rate']:>8.1f} {label:<16} "
                     f"{_ms(row['p99_ms']):>8} {row['throughput']:>9.1f} {row['goodput']:>9.1f} "
-                    f"{row['shed']:>6} {sum(row['other_errors'].values()):>6} {batch:>5}"
+                    f"{row['shed']:>6} {row.get('shed_frontend', 0):>6.0f} "
+                    f"{sum(row['other_errors'].values()):>6} {batch:>5}"
                 )
         capacity, target = result["capacity"], result["target_p99_ms"]
         print(f"{result['model']}: capacity {capacity:.1f} req/s, target p99 {target:g} ms")

@@ -10,8 +10,11 @@ noise:
   grid     every layout (instances x intra-op threads that fit the cores) x every batch cap (powers
            of two up to the model's cap): one probe of that cap, then the rate search; its best
            throughput at the SLO is the reference
-  advise   inferd.advise.search.search over the same layouts and caps: 3 probes per layout, a fitted
-           line, the rate search for the few best predicted (and neighbouring caps)
+  advise   inferd.advise.search.search over the same layouts and caps: 3 probes per layout (2 for a
+           cap up to 4), a fitted line, the rate search for the best predicted, then one
+           verification per other contender asking whether it beats that (and neighbouring caps)
+
+Both sides' verifications stop as soon as their p99 is sure to miss the SLO.
 
 It reports the advisor's throughput at the SLO as a share of the grid's best, its wall time as a
 share of the grid's (the issue's bar: >= 95% of the throughput in <= 20% of the time), and what the
@@ -116,12 +119,12 @@ def compare(
     path = build_example(name, workdir)
     slo_s = slo_ms / 1e3
     # The advisor first (it is the short side), then the grid, each with its own sessions.
-    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
+    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
     started = time.perf_counter()
     advice = search(layouts([1], cores), max_batch, slo_s, sessions.probe, sessions.verify)
     advise_s = time.perf_counter() - started
     advised = advice.verified.throughput if advice.verified else 0.0
-    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests)
+    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
     started = time.perf_counter()
     grid, grid_probes, grid_runs = _grid(sessions, cores, max_batch, slo_s)
     grid_s = time.perf_counter() - started

@@ -96,7 +96,7 @@ def advise_command(
     served, files = _versions(model_dir, base)
     cap = max_batch or base.max_batch_size or 64
     started = time.perf_counter()
-    sessions = Sessions(files, random_feeder(files[served]))
+    sessions = Sessions(files, random_feeder(files[served]), slo_s=slo_p99_ms / 1e3)
     advice = search(
         layouts(sorted(files), cores or available_cores()),
         cap,

@@ -30,6 +30,8 @@ BACKOFF = 0.85
 RESOLUTION = 1.05
 RATE_TRIES = 4
 GIVE_UP = 3
+# Largest batch cap whose line is probed at its two ends only.
+SHORT_RANGE = 4
 # Verifications at most, all configurations together.
 MAX_VERIFICATIONS = 14
 
@@ -164,7 +166,11 @@ def predict(layout: Layout, line: Line, caps: Sequence[int], slo_s: float) -> Pr
 
 
 def probe_points(max_batch: int) -> list[int]:
-    """Three batch sizes spread over the range: enough for a line and a check of it."""
+    """Three batch sizes spread over the range: enough for a line and a check of it. Up to
+    SHORT_RANGE rows, the two ends: the caps between them lie on the line they draw, and a slow
+    model's probes (the cnn's: 4 images a third of a second) were a large share of its search."""
+    if max_batch <= SHORT_RANGE:
+        return sorted({1, max_batch})
     return sorted({1, max(1, int(math.sqrt(max_batch))), max_batch})
 
 
@@ -182,8 +188,8 @@ def rate_at_slo(
     yet, go up to ``ceiling`` (a start below the prediction), then by 1/BACKOFF (the probes may have
     been pessimistic); after a miss with nothing held, go down to BACKOFF of what was sustained; then
     bisect between the highest rate held and the lowest missed until they are within RESOLUTION. It
-    stops as soon as a rate at or below ``beat`` (what another configuration held) missed: this one
-    cannot do better than that any more."""
+    stops as soon as a rate within RESOLUTION of ``beat`` (what another configuration held) missed:
+    this one cannot do better than that by more than the search can tell apart."""
     held: Verified | None = None
     held_rate, missed_rate = 0.0, math.inf
     rate, runs = start, 0
@@ -197,7 +203,7 @@ def rate_at_slo(
         else:
             # Overloaded, it sustained its capacity: any rate above that misses too.
             missed_rate = min(missed_rate, rate, measured.throughput)
-        if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat:
+        if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat * RESOLUTION:
             break
         if not held_rate and runs >= GIVE_UP:
             break  # missed even well below what it sustained: its p99 does not fit at any rate
@@ -262,6 +268,11 @@ def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -
         return
     start = prediction.throughput * advice.realized
     beat = advice.verified.throughput if advice.verified else 0.0
+    if beat:
+        # Another configuration held ``beat``: the question is whether this one holds more, so it is
+        # asked first. A loser then costs one verification instead of a whole rate search (on a
+        # slow model, where each verification lasts seconds, that was most of the advisor's time).
+        start = beat * RESOLUTION
     held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
     advice.verifications += runs
     advice.tried[config] = held

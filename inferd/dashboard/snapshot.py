@@ -30,7 +30,7 @@ def snapshot(repository: ModelRepository) -> dict[str, Any]:
                     "inferences": stats.inference_count,
                     "executions": stats.execution_count,
                     "pending": model.batcher.pending,
-                    "shed": stats.shed,
+                    "shed": stats.shed + stats.shed_frontend,
                     **adaptive_status(model.batcher),
                     "latency_buckets": list(stats.latency.counts),
                     "batch_sizes": {

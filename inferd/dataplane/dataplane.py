@@ -21,6 +21,7 @@ from inferd.dataplane.canary import CanaryRouter
 from inferd.dataplane.classification import classify, wants_classes
 from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
+from inferd.dataplane.loop_shedding import LoopShedding
 from inferd.dataplane.streaming import Generation, StreamKind, Streams
 from inferd.dataplane.trace_settings import TraceSettings
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
@@ -41,6 +42,7 @@ from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
 from inferd.runtimes.request_parameters import ParameterGroup, is_reserved, model_share
 from inferd.runtimes.response_parameters import parameters_of
+from inferd.scheduler.batcher import Batcher
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.sharedmem import RegionRegistry
@@ -108,6 +110,8 @@ class DataPlane:
         self._cache_shared_across_keys = cache_shared_across_keys
         # Registered system shared memory regions; both front-ends' codecs read and write them.
         self.regions = regions if regions is not None else RegionRegistry(unavailable=self.no_shared_memory)
+        # Refuses requests for models with a target before decoding when the event loop lags.
+        self._loop_shedding = LoopShedding()
         self._canary = CanaryRouter(self._registry, self._prepare, self._run)
         self._ensembles = EnsembleRunner(self.infer)
         self.streams = Streams(repository, self._prepare, lambda: self._draining)
@@ -267,6 +271,13 @@ class DataPlane:
             model = self._registry.get(name, version)
         except NotLoadedYet:
             return None  # infer loads it
+        batcher = model.batcher
+        if isinstance(batcher, Batcher) and batcher.adaptive is not None:
+            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive)
+            if refusal is not None:  # the event loop lags past the target (dataplane/loop_shedding.py)
+                model.stats.shed_frontend += 1
+                self.record_rejected(name, version, refusal)
+                raise refusal
         admission = self._admissions.get(model)
         if admission is None:
             self._build_checks(model)

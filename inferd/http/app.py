@@ -281,6 +281,9 @@ class RestApp:
     async def _infer(
         self, name: str, version: str | None, scope: Scope, receive: Receive, caller: str | None
     ) -> Response:
+        # Refused here (unknown model, or shed while the event loop lags) before the body is read or
+        # a disconnect watch armed: a refusal under overload should cost the loop as little as can be.
+        self._dataplane.check_servable(name, version)
         json_length = None
         routing_key = None
         for key, value in scope["headers"]:

@@ -106,7 +106,8 @@ class ModelMetrics:
         f.queue_full.sample(labels, stats.rejected_queue_full)
         f.deadline.sample(labels, stats.deadline_exceeded)
         f.inline.sample(labels, stats.inline_executions)
-        f.shed.sample(labels, stats.shed)
+        f.shed.sample(f'{labels},reason="batcher"', stats.shed)
+        f.shed.sample(f'{labels},reason="frontend"', stats.shed_frontend)
         adaptive = model.batcher.adaptive if isinstance(model.batcher, Batcher) else None
         if adaptive is not None:
             f.adaptive_delay.sample(labels, adaptive.plan.delay_ns / _NS)
@@ -166,7 +167,8 @@ class _Families:
         )
         self.shed = _counter(
             "inferd_requests_shed",
-            "Requests refused (503) because they would miss dynamic_batching.target_p99_ms under overload",
+            "Requests refused (503) because they would miss dynamic_batching.target_p99_ms under overload, "
+            "by where: the batcher, or the front-end before decoding (event loop lag)",
         )
         self.adaptive_delay = _Family(
             "inferd_adaptive_queue_delay_seconds",

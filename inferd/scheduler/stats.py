@@ -54,6 +54,9 @@ class ModelStats:
     inline_executions: int = 0
     # Requests refused (503) because they would miss dynamic_batching.target_p99_ms under overload.
     shed: int = 0
+    # Requests refused (503) before decoding because the event loop lagged past the target
+    # (inferd/dataplane/loop_shedding.py); not counted in ``shed``, which is the batcher's.
+    shed_frontend: int = 0
     cache_errors: int = 0
     batch: dict[int, BatchSizeStats] = field(default_factory=dict)
     # Prometheus histograms (inferd/metrics), each paired with the Duration holding its count and sum:

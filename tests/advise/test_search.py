@@ -22,6 +22,7 @@ from inferd.advise.search import (
     layouts,
     low_time,
     predict,
+    probe_points,
     rate_at_slo,
     search,
 )
@@ -88,6 +89,12 @@ def test_fit_recovers_a_line_and_never_a_negative_slope() -> None:
     assert line.per_row_s == pytest.approx(0.0002)
     assert fit([(1, 0.002), (64, 0.001)]).per_row_s == 0.0
     assert fit([(4, 0.004)]) == Line(0.0, 0.001)
+
+
+def test_probes_spread_over_the_range_and_a_short_range_is_probed_at_its_ends() -> None:
+    assert probe_points(64) == [1, 8, 64]
+    assert probe_points(4) == [1, 4]
+    assert probe_points(1) == [1]
 
 
 def test_caps_and_layouts_enumerate_what_fits() -> None:
@@ -240,3 +247,24 @@ def test_a_layout_that_sustains_far_less_than_its_probes_predict_loses_to_one_th
         if LATENCY_FACTOR * machine.exec_s(layout, cap) <= 0.005
     )
     assert advice.verified is not None and advice.verified.throughput >= 0.95 * truth / RESOLUTION
+
+
+def test_a_contender_that_cannot_beat_the_best_costs_one_verification() -> None:
+    """A cnn-like space (2 cores, caps 1-4, every layout within reach of the top): after the first
+    contender's rate search, each other one is asked first whether it holds more than the best."""
+    machine = Synthetic(knee=0.9)
+    verified: list[Config] = []
+
+    def verify(config: Config, rate: float) -> Verified:
+        verified.append(config)
+        return machine.verify(config, rate)
+
+    candidates = layouts([1], 2)
+    advice = search(candidates, 4, 0.005, machine.probe, verify)
+    contenders = list(dict.fromkeys(verified))
+    assert len({c.layout for c in contenders}) == len(candidates)  # each layout was measured
+    assert advice.best is not None and advice.best.layout.instances == 2
+    losers = [c for c in contenders if c.layout != advice.best.layout]
+    assert [verified.count(c) for c in losers] == [1] * len(losers)
+    truth = max(machine.capacity(Config(layout, cap)) for layout in candidates for cap in batch_caps(4))
+    assert advice.verified is not None and advice.verified.throughput >= 0.95 * 0.9 * truth / RESOLUTION
