@@ -134,3 +134,15 @@ def test_a_graph_in_neither_layout_is_a_load_error(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "model.onnx")
     with pytest.raises(ModelLoadError, match="not a decoder inferd serves"):
         open_decoder(tmp_path / "model.onnx", threads=1)
+
+
+def test_a_graph_of_unknown_vocabulary_size_decodes_the_same(tiny_version: Path) -> None:
+    # Decode steps bind their own logits array when the graph says the vocabulary size; a graph that
+    # leaves it dynamic is read back from ONNX Runtime's output instead (the size learnt at the first step).
+    known = open_decoder(tiny_version / "model.onnx", threads=1)
+    unknown = open_decoder(tiny_version / "model.onnx", threads=1)
+    assert isinstance(known, GqaDecoder) and isinstance(unknown, GqaDecoder)
+    unknown._vocab = None
+    prompts = [[5, 9, 3, 7], [11, 2]]
+    for got, want in zip(batched(unknown, prompts, 6), batched(known, prompts, 6), strict=True):
+        assert_same(got, want)
