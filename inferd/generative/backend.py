@@ -55,8 +55,8 @@ class Decoder(Protocol):
     def new_batch(self, max_rows: int, max_positions: int) -> Batch: ...
 
 
-def open_decoder(path: Path, threads: int) -> Decoder:
-    session = open_session(path, threads)
+def open_decoder(path: Path, threads: int, spinning: bool = False) -> Decoder:
+    session = open_session(path, threads, spinning)
     if is_genai_decoder(session):
         return GqaDecoder(session, path)
     return DecoderSession(path, threads, session)
