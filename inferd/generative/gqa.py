@@ -104,7 +104,10 @@ class GqaDecoder:
         buffers = self.buffers(len(prompts), width)
         positions = np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape).copy()
         logits = self.run_shared(ids, mask, positions, buffers)
-        last = logits[np.arange(len(prompts)), np.asarray(lengths) - 1]
+        if logits.shape[1] == 1:  # the LM head on each row's last position only (last_logits.py)
+            last = logits[:, 0]
+        else:
+            last = logits[np.arange(len(prompts)), np.asarray(lengths) - 1]
         return last, [[array[row : row + 1] for array in buffers] for row in range(len(prompts))]
 
     def prefill_chunk(self, cache: Cache | None, chunk: list[int], start: int) -> tuple[np.ndarray, Cache]:
