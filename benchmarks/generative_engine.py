@@ -163,12 +163,17 @@ async def closed_loop(
     return result
 
 
-def load(model_dir: Path, max_num_seqs: int, spinning: bool = False) -> GenerativeRuntime:
+def load(model_dir: Path, max_num_seqs: int, spinning: bool = False, threads: int = 0) -> GenerativeRuntime:
     config = load_model_config(model_dir)
     # One at a time, the last request waits for all the others: no queue timeout here.
-    options = config.generative.model_copy(
-        update={"max_num_seqs": max_num_seqs, "queue_timeout_s": 3600, "allow_spinning": spinning}
-    )
+    update: dict[str, Any] = {
+        "max_num_seqs": max_num_seqs,
+        "queue_timeout_s": 3600,
+        "allow_spinning": spinning,
+    }
+    if threads:
+        update["threads"] = threads
+    options = config.generative.model_copy(update=update)
     runtime = create_runtime(
         model_dir / "1" / "model.onnx", config.model_copy(update={"generative": options})
     )
@@ -188,7 +193,7 @@ def one_stream(args: argparse.Namespace, results: dict[str, Any]) -> None:
     from og_loop import OgLoop
 
     settings = {"off": False, "on": True} if args.og else {"off": False}
-    runtimes = {name: load(args.model, 1, spin) for name, spin in settings.items()}
+    runtimes = {name: load(args.model, 1, spin, args.threads) for name, spin in settings.items()}
     try:
         threads = runtimes["off"].engine.options.threads or available_cores()
         prompts = chat_prompts(runtimes["off"], args.streams)
@@ -224,7 +229,7 @@ def one_stream(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 def batching(args: argparse.Namespace, results: dict[str, Any]) -> None:
     for seqs, row in ((1, "one-at-a-time"), (args.streams, "continuous")):
-        runtime = load(args.model, seqs)
+        runtime = load(args.model, seqs, threads=args.threads)
         try:
             asyncio.run(run(runtime, 1, 4))  # warm-up
             results[f"{row}, burst"] = asyncio.run(run(runtime, args.streams, args.tokens))
@@ -306,6 +311,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds of the one-stream rows")
     parser.add_argument("--warmup", type=float, default=10.0, help="closed loop: seconds before counting")
     parser.add_argument("--window", type=float, default=20.0, help="closed loop: seconds counted")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: the cores available)")
     parser.add_argument("--no-og", dest="og", action="store_false", help="skip the onnxruntime-genai rows")
     parser.add_argument("--json", type=Path, default=Path("generative_engine.json"))
     args = parser.parse_args()
@@ -314,6 +320,7 @@ def main() -> None:
         "tokens": args.tokens,
         "rounds": args.rounds,
         "warmup_s": args.warmup,
+        "threads": args.threads or "the model's (default: the cores available)",
         "window_s": args.window,
     }
     one_stream(args, results)
