@@ -4,8 +4,9 @@ and one stream against onnxruntime-genai's own generator loop on the same model 
 All rows serve chat prompts of mixed lengths, greedy, each asking for at most --tokens new tokens (a
 sequence may end earlier at its end-of-sequence token; tokens/s counts the tokens generated).
 
-One stream, alternated for --rounds rounds, each with ONNX Runtime's intra-op spinning off (inferd's
-default) and on (``generative.allow_spinning: true``; og.Generator spins by default):
+One stream, alternated for --rounds rounds, under three ONNX Runtime settings: the engine's intra-op
+threads with spinning off (inferd's default), the same with spinning on (``generative.allow_spinning:
+true``; og.Generator spins by default), and one intra-op thread (no worker to wake or to spin):
   single stream   the N prompts one after another through the engine, each alone (TTFT: their p50)
   og loop         the same N prompts one after another through og.Generator on the same model folder,
                   with the same intra-op threads and the same spinning setting
@@ -189,39 +190,42 @@ def og_loop(loop: Any, prompts: list[str], tokens: int) -> dict[str, float]:
 
 
 def one_stream(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """Single stream and og loop alternated, per spinning setting: medians over the rounds."""
+    """Single stream and og loop alternated, per setting (intra-op threads, spinning): medians over
+    the rounds. The settings: the engine's threads with spinning off (inferd's default) and on, and
+    one thread (no worker to wake or to spin), each the same for both sides."""
     from og_loop import OgLoop
 
-    settings = {"off": False, "on": True} if args.og else {"off": False}
-    runtimes = {name: load(args.model, 1, spin, args.threads) for name, spin in settings.items()}
+    threads = args.threads or load_model_config(args.model).generative.threads or available_cores()
+    settings = {"spinning off": (threads, False)}
+    if args.og:
+        settings["spinning on"] = (threads, True)
+        if threads > 1:
+            settings["1 thread"] = (1, False)
+    runtimes = {label: load(args.model, 1, spin, count) for label, (count, spin) in settings.items()}
     try:
-        threads = runtimes["off"].engine.options.threads or available_cores()
-        prompts = chat_prompts(runtimes["off"], args.streams)
-        loops = (
-            {name: OgLoop(args.model / "1", threads, spin) for name, spin in settings.items()}
-            if args.og
-            else {}
-        )
-        for name in settings:
-            asyncio.run(run(runtimes[name], 1, 4))  # warm-up
-            if name in loops:
-                loops[name].generate(prompts[0], 4)
+        prompts = chat_prompts(runtimes["spinning off"], args.streams)
+        loops = {label: OgLoop(args.model / "1", count, spin) for label, (count, spin) in settings.items()}
+        for label in settings:
+            asyncio.run(run(runtimes[label], 1, 4))  # warm-up
+            if args.og:
+                loops[label].generate(prompts[0], 4)
         rounds: dict[str, list[dict[str, float]]] = {}
         for index in range(args.rounds):
-            for name in settings:
-                single = asyncio.run(run(runtimes[name], args.streams, args.tokens, sequential=True))
-                rounds.setdefault(f"single stream, spinning {name}", []).append(single)
-                line = (
-                    f"round {index + 1} spinning {name}: single stream {single['tokens_per_s']:.1f} tokens/s"
-                )
-                if name in loops:
-                    og = og_loop(loops[name], prompts, args.tokens)
-                    rounds.setdefault(f"og loop, spinning {name}", []).append(og)
+            for label in settings:
+                single = asyncio.run(run(runtimes[label], args.streams, args.tokens, sequential=True))
+                rounds.setdefault(f"single stream, {label}", []).append(single)
+                line = f"round {index + 1}, {label}: single stream {single['tokens_per_s']:.1f} tokens/s"
+                if args.og:
+                    og = og_loop(loops[label], prompts, args.tokens)
+                    rounds.setdefault(f"og loop, {label}", []).append(og)
                     line += f", og loop {og['tokens_per_s']:.1f}"
                 print(line, flush=True)
         for row, runs in rounds.items():
             results[row] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             results[row]["rounds"] = [r["tokens_per_s"] for r in runs]
+        results["one_stream_settings"] = {
+            label: {"threads": c, "spinning": sp} for label, (c, sp) in settings.items()
+        }
     finally:
         for runtime in runtimes.values():
             runtime.close()
@@ -245,7 +249,7 @@ def report(results: dict[str, Any]) -> None:
     header = f"{'':34}{'tokens/s':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>10}{'ITL p99':>10}  (ms)"
     print(header)
     for name, r in results.items():
-        if not isinstance(r, dict):
+        if not isinstance(r, dict) or "tokens_per_s" not in r:
             continue
         if name.startswith("og loop"):
             print(f"{name:34}{r['tokens_per_s']:10.1f}")
@@ -281,21 +285,14 @@ def report(results: dict[str, Any]) -> None:
                 ttft < 10,
             )
         )
-    for spin in ("off", "on"):
-        if f"og loop, spinning {spin}" in results:
+    for label in ("spinning off", "spinning on", "1 thread"):
+        if f"og loop, {label}" in results:
             ratio = (
-                results[f"single stream, spinning {spin}"]["tokens_per_s"]
-                / results[f"og loop, spinning {spin}"]["tokens_per_s"]
+                results[f"single stream, {label}"]["tokens_per_s"]
+                / results[f"og loop, {label}"]["tokens_per_s"]
             )
-            checks.append(
-                (
-                    f"single_over_og_spinning_{spin}",
-                    f"spinning {spin}: single / og loop",
-                    ratio,
-                    ">= 0.9x",
-                    ratio >= 0.9,
-                )
-            )
+            key = f"single_over_og_{label.replace(' ', '_')}"
+            checks.append((key, f"{label}: single / og loop", ratio, ">= 0.9x", ratio >= 0.9))
     for key, label, value, target, met in checks:
         results[key] = value
         print(f"{label:40}{value:8.2f}x  target {target:7} {'met' if met else 'NOT met'}")
