@@ -9,7 +9,8 @@ built-in prompts of mixed lengths, greedy, ``--max-tokens`` per request):
     its single-stream TTFT (median of one stream, closed loop);
 (b) one stream through the server (generate_stream, SSE) against onnxruntime-genai's own generator
     loop (og.Generator, in-process, greedy) on the very same model folder (the builder's int4 decoder
-    and genai_config.json; same intra-op threads, same prompts and tokenizer): what the server costs;
+    and genai_config.json; same intra-op threads and spinning setting (off unless --spinning: og's
+    own default is on), same prompts and tokenizer): what the server costs;
 (c) a peer: the same weights in a transformers + torch server (benchmarks/peers/transformers_generate.py,
     one ``model.generate`` per request, no batching across requests), OpenAI streaming at 16 streams,
     against inferd's OpenAI route at 16 streams.
@@ -48,12 +49,12 @@ HERE = Path(__file__).resolve().parent
 STREAMS = 16
 
 
-def _config(max_num_seqs: int, threads: int, queue_timeout_s: float) -> str:
+def _config(max_num_seqs: int, threads: int, queue_timeout_s: float, spinning: bool) -> str:
     return (
         "platform: generative\ngenerative:\n"
         f"  max_num_seqs: {max_num_seqs}\n  max_tokens_in_flight: 32768\n  max_tokens: 512\n"
         f"  queue_timeout_s: {queue_timeout_s}\n  max_waiting: 256\n  prefill_chunk: 256\n"
-        f"  threads: {threads}\n"
+        f"  threads: {threads}\n  allow_spinning: {'true' if spinning else 'false'}\n"
     )
 
 
@@ -67,14 +68,14 @@ def model_version(model_dir: Path) -> Path:
     return version
 
 
-def repository(root: Path, version: Path, threads: int) -> Path:
+def repository(root: Path, version: Path, threads: int, spinning: bool) -> Path:
     """``smollm2`` and ``smollm2-seq1``: the same files (linked), batching on and off."""
     models = root / "models"
     for name, seqs, timeout in (("smollm2", STREAMS, 30.0), ("smollm2-seq1", 1, 3600.0)):
         (models / name).mkdir(parents=True)
         (models / name / "1").symlink_to(version.resolve(), target_is_directory=True)
         # One at a time, 15 streams wait whole generations: no refusal for waiting that long.
-        (models / name / "config.yaml").write_text(_config(seqs, threads, timeout))
+        (models / name / "config.yaml").write_text(_config(seqs, threads, timeout, spinning))
     return models
 
 
@@ -223,6 +224,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=0, help="ORT/torch intra-op threads; 0: every core")
+    parser.add_argument(
+        "--spinning", action="store_true", help="ORT intra-op spinning on, for inferd and og.Generator alike"
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip (c), the transformers server")
     parser.add_argument("--short", action="store_true", help="one round of 4 s runs")
     parser.add_argument("--seed", type=int, default=0)
@@ -232,11 +236,11 @@ def main() -> None:
         args.rounds, args.duration, args.warmup = 1, 4.0, 1.0
     threads = args.threads or len(os.sched_getaffinity(0))
     version = model_version(args.model_dir)
-    local = OgLoop(version, threads)
+    local = OgLoop(version, threads, args.spinning)
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        models = repository(root, version, threads)
+        models = repository(root, version, threads, args.spinning)
         inferd_port, peer_port = free_port(), free_port()
         inferd = [
             sys.executable,
@@ -266,6 +270,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "threads": threads,
+            "spinning": args.spinning,
             "platform": platform.platform(),
             "load_avg": os.getloadavg(),
         },

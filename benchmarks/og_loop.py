@@ -17,9 +17,13 @@ from tokenizers import Tokenizer
 
 
 class OgLoop:
-    def __init__(self, version: Path, threads: int) -> None:
+    def __init__(self, version: Path, threads: int, spinning: bool | None = None) -> None:
+        """``spinning``: ONNX Runtime's ``session.intra_op.allow_spinning`` for the decoder session
+        (onnxruntime-genai passes unknown session options on as config entries); None: its default."""
         config = og.Config(str(version))
-        options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        options: dict[str, object] = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        if spinning is not None:
+            options["session.intra_op.allow_spinning"] = "1" if spinning else "0"
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
         self.model = og.Model(config)
         self.tokenizer = Tokenizer.from_file(str(version / "tokenizer.json"))

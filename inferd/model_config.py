@@ -185,6 +185,9 @@ class GenerativeOptions(_Strict):
     prefill_chunk: int = Field(default=256, ge=1, le=65_536)
     # ONNX Runtime's intra-op threads; 0: the cores available. At most the cores available.
     threads: int = Field(default=0, ge=0)
+    # Let ONNX Runtime's idle intra-op threads spin between operators (faster steps on an otherwise
+    # idle CPU; CPU taken from the event loop and other models when cores are shared).
+    allow_spinning: bool = False
 
     _threads_within_cores = field_validator("threads")(_within_cores)
 

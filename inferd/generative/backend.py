@@ -14,6 +14,7 @@ import numpy as np
 
 from inferd.generative.decoder import DecoderSession, open_session
 from inferd.generative.gqa import GqaDecoder, is_genai_decoder
+from inferd.generative.last_logits import last_position_graph
 
 Cache = list[np.ndarray]
 
@@ -55,8 +56,10 @@ class Decoder(Protocol):
     def new_batch(self, max_rows: int, max_positions: int) -> Batch: ...
 
 
-def open_decoder(path: Path, threads: int) -> Decoder:
-    session = open_session(path, threads)
+def open_decoder(path: Path, threads: int, spinning: bool = False) -> Decoder:
+    # The builder's graph is served with its LM head on each row's last position only (one session).
+    trimmed = last_position_graph(path)
+    session = open_session(path, threads, spinning, trimmed)
     if is_genai_decoder(session):
         return GqaDecoder(session, path)
     return DecoderSession(path, threads, session)

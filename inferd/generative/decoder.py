@@ -35,13 +35,23 @@ class Layout:
         return [np.zeros((rows, self.kv_heads, 0, self.head_dim), np.float32) for _ in range(2 * self.layers)]
 
 
-def open_session(path: Path, threads: int) -> ort.InferenceSession:
+def open_session(
+    path: Path, threads: int, spinning: bool = False, graph: bytes | None = None
+) -> ort.InferenceSession:
+    """``graph``: a serialized graph to load instead of the file at ``path`` (its external weights
+    are read from beside ``path``)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if graph is not None:
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(path.parent)
+        )
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            graph if graph is not None else str(path), options, providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:  # ORT raises its own exception types for a bad graph
         raise ModelLoadError(f"{path}: ONNX Runtime could not load the decoder: {exc}") from None
 

@@ -52,7 +52,7 @@ class GenerativeRuntime:
                 f"{version_dir.parent / CONFIG_FILE}: 'generative.context_length' {context} exceeds the "
                 f"model's max_position_embeddings {files.max_position_embeddings}"
             )
-        decoder = open_decoder(path, options.threads or available_cores())
+        decoder = open_decoder(path, options.threads or available_cores(), options.allow_spinning)
         self.engine: Engine = Engine(self.name, decoder, files, options, context)
         self._generator = OnnxGenerator(self.engine, files)
         self._signature = Signature(

@@ -77,6 +77,21 @@ def test_batched_greedy_output_equals_one_sequence_at_a_time(runtime: Generative
     asyncio.run(main())
 
 
+def test_allow_spinning_reaches_the_session_and_changes_no_token(
+    tiny_version: Path, runtime: GenerativeRuntime
+) -> None:
+    spinning = load(tiny_version, prefill_chunk=16, allow_spinning=True)
+    try:
+        for loaded, want in ((runtime, "0"), (spinning, "1")):
+            options = loaded.engine._decoder._session.get_session_options()  # type: ignore[attr-defined]
+            assert options.get_session_config_entry("session.intra_op.allow_spinning") == want
+        for prompt in PROMPTS[:2]:
+            alone = asyncio.run(collect(runtime, prompt, GREEDY))
+            assert tokens(asyncio.run(collect(spinning, prompt, GREEDY))) == tokens(alone)
+    finally:
+        spinning.close()
+
+
 def test_events_count_tokens_and_max_tokens_ends_with_length(runtime: GenerativeRuntime) -> None:
     events = asyncio.run(collect(runtime, "Hello", SamplingParams(max_tokens=7, temperature=0)))
     assert events[-1].finish_reason in ("length", "stop")

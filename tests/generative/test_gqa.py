@@ -13,6 +13,7 @@ import pytest
 
 from inferd.errors import ModelLoadError
 from inferd.generative.backend import open_decoder
+from inferd.generative.decoder import open_session
 from inferd.generative.gqa import GENAI_CONFIG, GqaDecoder
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [40, 41, 42, 43], [7, 300, 12, 99, 3, 150, 151, 152, 153, 20, 21, 22, 23]]
@@ -134,3 +135,34 @@ def test_a_graph_in_neither_layout_is_a_load_error(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "model.onnx")
     with pytest.raises(ModelLoadError, match="not a decoder inferd serves"):
         open_decoder(tmp_path / "model.onnx", threads=1)
+
+
+def test_a_graph_of_unknown_vocabulary_size_decodes_the_same(tiny_version: Path) -> None:
+    # Decode steps bind their own logits array when the graph says the vocabulary size; a graph that
+    # leaves it dynamic is read back from ONNX Runtime's output instead (the size learnt at the first step).
+    known = open_decoder(tiny_version / "model.onnx", threads=1)
+    unknown = open_decoder(tiny_version / "model.onnx", threads=1)
+    assert isinstance(known, GqaDecoder) and isinstance(unknown, GqaDecoder)
+    unknown._vocab = None
+    prompts = [[5, 9, 3, 7], [11, 2]]
+    for got, want in zip(batched(unknown, prompts, 6), batched(known, prompts, 6), strict=True):
+        assert_same(got, want)
+
+
+def test_the_lm_head_runs_on_each_rows_last_position_only(tiny_version: Path, decoder: GqaDecoder) -> None:
+    # The graph is served with its LM head after a gather of each row's last position
+    # (inferd/generative/last_logits.py): the logits the engine uses are those of the graph as built.
+    path = tiny_version / "model.onnx"
+    plain = GqaDecoder(open_session(path, threads=1), path)
+    prompts = [[5, 9, 3, 7, 2, 8], [11, 2]]
+    ids = np.asarray([prompts[0]], np.int64)
+    full = plain.run_shared(ids, np.ones_like(ids), ids * 0, plain.buffers(1, 6))
+    trimmed = decoder.run_shared(ids, np.ones_like(ids), ids * 0, decoder.buffers(1, 6))
+    assert full.shape[1] == 6 and trimmed.shape[1] == 1
+    np.testing.assert_allclose(trimmed[0, 0], full[0, -1], atol=1e-4)
+    for got, want in zip(batched(decoder, prompts, 8), batched(plain, prompts, 8), strict=True):
+        assert_same(got, want)
+    cache = None
+    for start in range(0, 6, 4):  # a chunk after cached positions: its own last position
+        logits, cache = decoder.prefill_chunk(cache, prompts[0][start : start + 4], start)
+    np.testing.assert_allclose(logits, full[0, -1], atol=1e-3)
