@@ -28,9 +28,9 @@ from inferd.security.tls import TlsFiles
 # While draining, the server stops only once no inference call has arrived for this long, so the
 # calls grpc-core has accepted but not yet handed over are answered (UNAVAILABLE), not cancelled.
 _QUIET_S = 0.25
-# Below this many connections per server the connection cap is not shared out (one server keeps it
-# exact): the kernel spreads connections over the servers unevenly.
-MIN_CONNECTIONS_PER_LOOP = 64
+# Each server takes at least this many connections of the cap: the kernel spreads connections over
+# the servers unevenly, so a small cap gets fewer servers (one below twice this: the cap stays exact).
+MIN_CONNECTIONS_PER_LOOP = 32
 
 
 class GrpcServer:
@@ -100,10 +100,10 @@ class GrpcServer:
 
 
 def accept_loops_for(wanted: int, max_connections: int | None) -> int:
-    """How many servers accept calls: ``wanted``, or one when the connection cap is too small to
-    share out between them (it stays exact)."""
-    if max_connections is not None and max_connections < wanted * MIN_CONNECTIONS_PER_LOOP:
-        return 1
+    """How many servers accept calls: ``wanted``, fewer when the connection cap is too small to give
+    each ``MIN_CONNECTIONS_PER_LOOP`` of it."""
+    if max_connections is not None:
+        wanted = min(wanted, max_connections // MIN_CONNECTIONS_PER_LOOP)
     return max(1, wanted)
 
 

@@ -44,10 +44,13 @@ class PlusOne:
         pass
 
 
-def test_a_connection_cap_too_small_to_share_keeps_one_server() -> None:
+def test_a_small_connection_cap_gets_fewer_servers() -> None:
     assert accept_loops_for(8, None) == 8
+    assert accept_loops_for(8, 10_000) == 8
     assert accept_loops_for(8, 8 * MIN_CONNECTIONS_PER_LOOP) == 8
-    assert accept_loops_for(8, 8 * MIN_CONNECTIONS_PER_LOOP - 1) == 1
+    assert accept_loops_for(8, 8 * MIN_CONNECTIONS_PER_LOOP - 1) == 7
+    assert accept_loops_for(8, 2 * MIN_CONNECTIONS_PER_LOOP - 1) == 1  # a small cap stays exact
+    assert accept_loops_for(8, 16) == 1
     assert accept_loops_for(1, 10_000) == 1
 
 
