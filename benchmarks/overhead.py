@@ -10,6 +10,8 @@ In one run, on the bundled example models (tabular: 30 features; mlp: 256->1024-
   worker    the same three with `--inline-execution-max-us 0`: every execution on a worker thread
   inline    the same three with `--inline-execution-max-us 200`: a fixed inline bound
             (docs/model-repository.md)
+  oneloop   gRPC with `--grpc-accept-loops 1`: one grpc.aio server accepting calls (the default
+            has several share the port, so concurrent calls batch; docs/architecture.md)
 at each concurrency. Load comes from C programs so the client is not the bottleneck: `wrk` (Lua
 script posting a fixed body) for REST and `h2load` (nghttp2-client; gRPC framing of a fixed
 ModelInferRequest) for gRPC. Every answer path is checked against raw ORT before it is loaded.
@@ -52,7 +54,8 @@ from inferd.protocol._generated import grpc_service_pb2 as pb
 HERE = Path(__file__).resolve().parent
 FEATURES = {"tabular": 30, "mlp": 256}
 TARGETS = ("floor-json", "floor-grpc", "inferd-json", "inferd-binary", "inferd-grpc", "worker-json",
-           "worker-binary", "worker-grpc", "inline-json", "inline-binary", "inline-grpc")  # fmt: skip
+           "worker-binary", "worker-grpc", "inline-json", "inline-binary", "inline-grpc",
+           "oneloop-grpc")  # fmt: skip
 # The inline variant's bound: above both models' batch-1 run time (mlp: 60-100 µs on this VM, measured
 # on the worker, where ORT's second intra-op thread must be woken), so both qualify.
 INLINE_MAX_US = 200
@@ -367,13 +370,15 @@ def main() -> None:
                     cpu = 100 * (cpu_seconds(process.pid) - cpu0) / (duration * rounds)
                     record(model, target, c, result, cpu, None)
 
-    # The same server three times: as configured by default (inline execution auto), with every
-    # execution on a worker thread, and with a fixed inline bound
-    # (docs/model-repository.md#inline_execution_max_us), each with its targets.
+    # The same server as configured by default (inline execution auto, several gRPC accept loops),
+    # with every execution on a worker thread, with a fixed inline bound
+    # (docs/model-repository.md#inline_execution_max_us), and with one gRPC accept loop, each with
+    # its targets.
     variants = [
         ("inferd-", []),
         ("worker-", ["--inline-execution-max-us", "0"]),
         ("inline-", ["--inline-execution-max-us", str(INLINE_MAX_US)]),
+        ("oneloop-", ["--grpc-accept-loops", "1"]),
     ]
     for prefix, variant_args in variants:
         chosen = [t for t in targets if t.startswith(prefix)]

@@ -168,6 +168,7 @@ class Server:
                 max_connections=self.connection_limits.max_connections,
                 handshake_timeout_s=self.connection_limits.header_timeout_s,
                 reuse_port=self.grpc_reuse_port,
+                accept_loops=settings.grpc.accept_loops,
             )
             self.grpc_port = await grpc_server.start(settings.grpc.host, settings.grpc.port)
         # uvicorn's serve() would install its own signal handlers; its steps are driven here instead,

@@ -77,6 +77,12 @@ def main() -> None:
     "--grpc-max-message-bytes", type=int, help="Largest gRPC message, sent or received (default 64 MiB)."
 )
 @click.option(
+    "--grpc-accept-loops",
+    type=click.IntRange(1, 64),
+    help="grpc.aio servers sharing the gRPC port, each accepting calls, so concurrent calls batch "
+    "(default 8; 1: one server). See docs/architecture.md.",
+)
+@click.option(
     "--max-header-bytes",
     type=int,
     help="Largest REST request line + header block; larger gets 431 and a close (default 64 KiB).",
@@ -289,6 +295,8 @@ def _settings_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         http["max_body_bytes"] = given["max_body_bytes"]
     if "grpc_max_message_bytes" in given:
         grpc["max_message_bytes"] = given["grpc_max_message_bytes"]
+    if "grpc_accept_loops" in given:
+        grpc["accept_loops"] = given["grpc_accept_loops"]
     if given.get("no_grpc"):
         grpc["enabled"] = False
     cache: dict[str, Any] = {}

@@ -31,6 +31,9 @@ class GrpcSettings(BaseModel):
     port: int = Field(default=8001, ge=0, le=65535)
     # gRPC's own default (4 MiB) is too small for image batches.
     max_message_bytes: int = Field(default=64 * _MIB, ge=1024)
+    # grpc.aio servers sharing the port, each accepting calls on its own, so that under load several
+    # calls reach the event loop per turn and batch (inferd/grpc/server.py).
+    accept_loops: int = Field(default=8, ge=1, le=64)
 
 
 class ConnectionSettings(BaseModel):

@@ -77,3 +77,10 @@ def test_the_serve_help_names_the_connection_limits() -> None:
     result = CliRunner().invoke(main, ["serve", "--help"])
     for flag in ("--max-header-bytes", "--max-headers", "--header-timeout", "--max-connections"):
         assert flag in result.output
+
+
+def test_the_grpc_accept_loops_flag_maps_onto_settings(tmp_path: Path) -> None:
+    assert Settings(**_settings_overrides({})).grpc.accept_loops == 8
+    assert Settings(**_settings_overrides({"grpc_accept_loops": 1})).grpc.accept_loops == 1
+    result = CliRunner().invoke(main, ["serve", str(tmp_path), "--grpc-accept-loops", "0"])
+    assert result.exit_code == 2 and "--grpc-accept-loops" in result.output
