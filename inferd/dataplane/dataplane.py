@@ -98,6 +98,8 @@ class DataPlane:
         # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
         self._default_timeout_us = default_timeout_us
         self._draining = False
+        # Requests inside ``infer`` now: the one alone may run inline at once (scheduler/batcher.py).
+        self._in_progress = 0
         self._access_log = access_log
         self._drift = drift
         self._model_control = model_control
@@ -330,6 +332,15 @@ class DataPlane:
     ) -> InferResponse:
         """The one inference path: version (and canary split), validation, drift sampling, response
         cache, batcher, statistics. ``caller``: the API key id, when cache entries are per key."""
+        self._in_progress += 1
+        try:
+            return await self._infer(request, trace, caller)
+        finally:
+            self._in_progress -= 1
+
+    async def _infer(
+        self, request: InferRequest, trace: RequestTrace | None, caller: str | None
+    ) -> InferResponse:
         start = time.perf_counter_ns()
         try:
             model = self._registry.get(request.model, request.version)
@@ -493,8 +504,11 @@ class DataPlane:
                 deadline_ns,
                 wanted,
                 share.values if share is not None else None,
+                alone=self._in_progress == 1,
             )
-        return await batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
+        return await batcher.infer(
+            checked.arrays, checked.rows, checked.group, trace, outputs=wanted, alone=self._in_progress == 1
+        )
 
     async def _infer_cached(
         self,

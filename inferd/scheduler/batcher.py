@@ -139,6 +139,7 @@ class Batcher:
         deadline_ns: int = 0,
         outputs: frozenset[str] | None = None,
         parameters: ModelParameters | None = None,
+        alone: bool = False,
     ) -> Outputs:
         """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
 
@@ -150,6 +151,8 @@ class Batcher:
 
         ``priority``: 1 is served first, then 2, ...; 0 for a model without priority levels.
         ``deadline_ns``: a ``time.perf_counter_ns()`` after which the request is dropped unexecuted.
+        ``alone``: no other request is in progress in the server (the data plane counts them): one
+        that may run inline runs at once, without the loop turn a queued request waits for company.
         """
         if self._closing:
             raise Unavailable(f"model '{self._name}' is shutting down")
@@ -167,6 +170,8 @@ class Batcher:
             adaptive.arrived(now, rows)
             if not adaptive.admits(rows, queue.rows, self._in_flight):
                 raise self._shed("its predicted completion is past")
+        if alone and (not deadline_ns or deadline_ns > now) and self._inline_at_once(group, rows, now):
+            return self._run_alone(inputs, rows, group, trace, now, outputs, parameters)
         future: asyncio.Future[Outputs] = loop.create_future()
         item = Pending(
             inputs,
@@ -201,6 +206,39 @@ class Batcher:
                     item.expiry.cancel()
                 self._update_idle()
             raise
+
+    def _inline_at_once(self, group: Hashable, rows: int, now: int) -> bool:
+        """Whether a request with nothing else in progress in the server runs inline right away: no
+        request of this model queued, running or scheduled, and the lone request rules say inline."""
+        return (
+            not self._queue.count
+            and self._in_flight == 0
+            and not self._dispatch_scheduled
+            and not self._ran_inline_this_turn
+            and self._lone.inline((group, rows), now)
+        )
+
+    def _run_alone(
+        self,
+        inputs: Outputs,
+        rows: int,
+        group: Hashable,
+        trace: RequestTrace | None,
+        now: int,
+        outputs: frozenset[str] | None,
+        parameters: ModelParameters | None,
+    ) -> Outputs:
+        """``_answer_inline`` without the queue: the one request in progress runs on the loop now."""
+        assert self._loop is not None
+        self._ran_inline_this_turn = True
+        self._loop.call_soon(self._next_turn)
+        try:
+            return self._run_inline(inputs, rows, group, trace, now, outputs, parameters)
+        except InferdError:
+            raise
+        except Exception as exc:  # a bug, not the model's failure: answer the request, keep serving
+            log.exception("model %s: inline execution crashed", self._name)
+            raise execution_error(self._name, exc) from None
 
     def _shed(self, reason: str) -> Unavailable:
         self._stats.shed += 1
