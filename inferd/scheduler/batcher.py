@@ -42,6 +42,11 @@ from inferd.scheduler.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# Lone requests in a row that may run inline at once (``alone``); the next one takes the queued path,
+# whose dispatch turn is the loop-lag sample the load rule needs (inferd/scheduler/lone.py): without
+# it, calls reaching the loop one per turn (gRPC under load) would never be seen as load.
+ALONE_STREAK = 8
+
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
@@ -121,6 +126,8 @@ class Batcher:
         self._dispatch_queued_ns = 0
         # A lone request is being held for company (inferd/scheduler/lone.py): its outcome is measured.
         self._waiting_for_company = False
+        # Inline runs at once since the last dispatch turn (ALONE_STREAK).
+        self._alone_streak = 0
 
     @property
     def pending(self) -> int:
@@ -215,6 +222,7 @@ class Batcher:
             and self._in_flight == 0
             and not self._dispatch_scheduled
             and not self._ran_inline_this_turn
+            and self._alone_streak < ALONE_STREAK
             and self._lone.inline((group, rows), now)
         )
 
@@ -231,6 +239,7 @@ class Batcher:
         """``_answer_inline`` without the queue: the one request in progress runs on the loop now."""
         assert self._loop is not None
         self._ran_inline_this_turn = True
+        self._alone_streak += 1
         self._loop.call_soon(self._next_turn)
         try:
             return self._run_inline(inputs, rows, group, trace, now, outputs, parameters)
@@ -271,6 +280,7 @@ class Batcher:
     def _dispatch_turn(self) -> None:
         """The dispatch queued by ``infer``: one loop turn later, so requests of one turn batch."""
         self._lone.record_lag(time.perf_counter_ns() - self._dispatch_queued_ns)
+        self._alone_streak = 0
         self._dispatch()
 
     def _expire(self, item: Pending) -> None:

@@ -11,7 +11,7 @@ import pytest
 from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import ALONE_STREAK, Batcher, BatchPolicy
 from inferd.scheduler.lone import LoneDecision
 from inferd.scheduler.stats import ModelStats
 
@@ -260,5 +260,25 @@ def test_a_failing_request_alone_gets_its_error_at_once() -> None:
         result = await batcher.infer(_rows(1, 4.0), 1, (2,), alone=True)
         np.testing.assert_array_equal(result["y"], [[8.0, 8.0]])
         assert stats.execution_count == 3
+
+    _run(scenario)
+
+
+def test_every_few_lone_requests_one_takes_the_queued_path_to_sample_the_loop() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,))
+        await asyncio.sleep(IDLE_S)
+        for _ in range(2):  # the streak starts over after each sample
+            for _ in range(ALONE_STREAK):
+                assert _finished_without_suspending(batcher.infer(_rows(1), 1, (2,), alone=True)) is not None
+                await asyncio.sleep(IDLE_S)
+            sampled = batcher.infer(_rows(1), 1, (2,), alone=True)
+            assert _finished_without_suspending(sampled) is None  # waits for its dispatch turn
+            await asyncio.sleep(IDLE_S)
+            with pytest.raises(StopIteration):
+                sampled.send(None)
+        assert stats.execution_count == 1 + 2 * (ALONE_STREAK + 1)
 
     _run(scenario)
