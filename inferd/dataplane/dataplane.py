@@ -288,6 +288,17 @@ class DataPlane:
 
     async def serve(self, call: InferCall[Reply]) -> Reply:
         """One inference call from a front-end: decode, infer, encode, in a span when tracing is on."""
+        # A gRPC call counts twice, so it is never alone: grpc.aio hands the loop one call per turn,
+        # so under load each call would find itself alone and run unbatched; the queued path's
+        # dispatch turn is what makes gRPC calls wait for company (scheduler/lone.py).
+        extra = 0 if call.protocol == "http" else 1
+        self._in_progress += extra
+        try:
+            return await self._serve(call)
+        finally:
+            self._in_progress -= extra
+
+    async def _serve(self, call: InferCall[Reply]) -> Reply:
         tracing = self._tracing
         if tracing is None or not self.trace_settings.sample(call.model):
             request = self._decode(call)
