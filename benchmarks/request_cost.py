@@ -51,13 +51,13 @@ def best_us(step: Callable[[], object]) -> float:
 
 async def measure(repository: Path) -> dict[str, dict[str, float]]:
     server = Server(Settings(model_repository=repository))
-    await server._load_models()
+    await server.load_models_async()
     results: dict[str, dict[str, float]] = {}
     for model_name, features in overhead.FEATURES.items():
         binary, header_length = overhead.binary_body(features)
         bodies = (("json", overhead.json_body(features), None), ("binary", binary, header_length))
         for kind, body, length in bodies:
-            call = _RestCall(model_name, None, None, [], body, length, None)
+            call = _RestCall(model_name, None, None, [], body, length, None, None)
             results[f"{model_name} {kind}"] = await steps(server.dataplane, call)
 
     async def receive() -> dict[str, Any]:

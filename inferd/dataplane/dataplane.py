@@ -100,6 +100,8 @@ class DataPlane:
         # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
         self._default_timeout_us = default_timeout_us
         self._draining = False
+        # Requests inside ``infer`` now: the one alone may run inline at once (scheduler/batcher.py).
+        self._in_progress = 0
         self._access_log = access_log
         self._drift = drift
         self._model_control = model_control
@@ -297,6 +299,17 @@ class DataPlane:
 
     async def serve(self, call: InferCall[Reply]) -> Reply:
         """One inference call from a front-end: decode, infer, encode, in a span when tracing is on."""
+        # A gRPC call counts twice, so it is never alone: grpc.aio hands the loop one call per turn,
+        # so under load each call would find itself alone and run unbatched; the queued path's
+        # dispatch turn is what makes gRPC calls wait for company (scheduler/lone.py).
+        extra = 0 if call.protocol == "http" else 1
+        self._in_progress += extra
+        try:
+            return await self._serve(call)
+        finally:
+            self._in_progress -= extra
+
+    async def _serve(self, call: InferCall[Reply]) -> Reply:
         tracing = self._tracing
         if tracing is None or not self.trace_settings.sample(call.model):
             request = self._decode(call)
@@ -341,6 +354,15 @@ class DataPlane:
     ) -> InferResponse:
         """The one inference path: version (and canary split), validation, drift sampling, response
         cache, batcher, statistics. ``caller``: the API key id, when cache entries are per key."""
+        self._in_progress += 1
+        try:
+            return await self._infer(request, trace, caller)
+        finally:
+            self._in_progress -= 1
+
+    async def _infer(
+        self, request: InferRequest, trace: RequestTrace | None, caller: str | None
+    ) -> InferResponse:
         start = time.perf_counter_ns()
         try:
             model = self._registry.get(request.model, request.version)
@@ -507,8 +529,11 @@ class DataPlane:
                 deadline_ns,
                 wanted,
                 share.values if share is not None else None,
+                alone=self._in_progress == 1,
             )
-        return await batcher.infer(checked.arrays, checked.rows, checked.group, trace, outputs=wanted)
+        return await batcher.infer(
+            checked.arrays, checked.rows, checked.group, trace, outputs=wanted, alone=self._in_progress == 1
+        )
 
     async def _infer_cached(
         self,

@@ -42,6 +42,11 @@ from inferd.scheduler.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# Lone requests in a row that may run inline at once (``alone``); the next one takes the queued path,
+# whose dispatch turn is the loop-lag sample the load rule needs (inferd/scheduler/lone.py): without
+# it, calls reaching the loop one per turn (gRPC under load) would never be seen as load.
+ALONE_STREAK = 8
+
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
@@ -121,6 +126,8 @@ class Batcher:
         self._dispatch_queued_ns = 0
         # A lone request is being held for company (inferd/scheduler/lone.py): its outcome is measured.
         self._waiting_for_company = False
+        # Inline runs at once since the last dispatch turn (ALONE_STREAK).
+        self._alone_streak = 0
 
     @property
     def pending(self) -> int:
@@ -139,6 +146,7 @@ class Batcher:
         deadline_ns: int = 0,
         outputs: frozenset[str] | None = None,
         parameters: ModelParameters | None = None,
+        alone: bool = False,
     ) -> Outputs:
         """Queue one validated request; ``group`` keys its non-batch shapes (only equal groups merge).
 
@@ -150,6 +158,8 @@ class Batcher:
 
         ``priority``: 1 is served first, then 2, ...; 0 for a model without priority levels.
         ``deadline_ns``: a ``time.perf_counter_ns()`` after which the request is dropped unexecuted.
+        ``alone``: no other request is in progress in the server (the data plane counts them): one
+        that may run inline runs at once, without the loop turn a queued request waits for company.
         """
         if self._closing:
             raise Unavailable(f"model '{self._name}' is shutting down")
@@ -167,6 +177,8 @@ class Batcher:
             adaptive.arrived(now, rows)
             if not adaptive.admits(rows, queue.rows, self._in_flight):
                 raise self._shed("its predicted completion is past")
+        if alone and (not deadline_ns or deadline_ns > now) and self._inline_at_once(group, rows, now):
+            return self._run_alone(inputs, rows, group, trace, now, outputs, parameters)
         future: asyncio.Future[Outputs] = loop.create_future()
         item = Pending(
             inputs,
@@ -202,6 +214,41 @@ class Batcher:
                 self._update_idle()
             raise
 
+    def _inline_at_once(self, group: Hashable, rows: int, now: int) -> bool:
+        """Whether a request with nothing else in progress in the server runs inline right away: no
+        request of this model queued, running or scheduled, and the lone request rules say inline."""
+        return (
+            not self._queue.count
+            and self._in_flight == 0
+            and not self._dispatch_scheduled
+            and not self._ran_inline_this_turn
+            and self._alone_streak < ALONE_STREAK
+            and self._lone.inline((group, rows), now)
+        )
+
+    def _run_alone(
+        self,
+        inputs: Outputs,
+        rows: int,
+        group: Hashable,
+        trace: RequestTrace | None,
+        now: int,
+        outputs: frozenset[str] | None,
+        parameters: ModelParameters | None,
+    ) -> Outputs:
+        """``_answer_inline`` without the queue: the one request in progress runs on the loop now."""
+        assert self._loop is not None
+        self._ran_inline_this_turn = True
+        self._alone_streak += 1
+        self._loop.call_soon(self._next_turn)
+        try:
+            return self._run_inline(inputs, rows, group, trace, now, outputs, parameters)
+        except InferdError:
+            raise
+        except Exception as exc:  # a bug, not the model's failure: answer the request, keep serving
+            log.exception("model %s: inline execution crashed", self._name)
+            raise execution_error(self._name, exc) from None
+
     def _shed(self, reason: str) -> Unavailable:
         self._stats.shed += 1
         target_ms = self._policy.target_p99_ns / 1e6
@@ -233,6 +280,7 @@ class Batcher:
     def _dispatch_turn(self) -> None:
         """The dispatch queued by ``infer``: one loop turn later, so requests of one turn batch."""
         self._lone.record_lag(time.perf_counter_ns() - self._dispatch_queued_ns)
+        self._alone_streak = 0
         self._dispatch()
 
     def _expire(self, item: Pending) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
 from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import ALONE_STREAK, Batcher, BatchPolicy
 from inferd.scheduler.lone import LoneDecision
 from inferd.scheduler.stats import ModelStats
 
@@ -195,5 +196,89 @@ def test_on_a_quiet_loop_a_lone_arrival_does_not_wait() -> None:
         runtime.gate.set()
         await asyncio.gather(first, *later)
         assert runtime.batches == [1, 3]
+
+    _run(scenario)
+
+
+def _finished_without_suspending(coroutine: Any) -> Any:
+    """The coroutine's result if it ran to the end without awaiting anything, else None (then it is
+    left suspended for the caller to finish)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    return None
+
+
+def test_a_request_alone_in_the_server_runs_inline_without_a_loop_turn() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,), alone=True)  # the first run is measured on the worker
+        assert runtime.threads[0] != threading.get_ident()
+        await asyncio.sleep(IDLE_S)
+        result = _finished_without_suspending(batcher.infer(_rows(1, 3.0), 1, (2,), alone=True))
+        assert result is not None, "the lone request waited for a loop turn"
+        np.testing.assert_array_equal(result["y"], [[6.0, 6.0]])
+        assert runtime.threads[1] == threading.get_ident()
+        assert stats.inline_executions == 1 and stats.execution_count == 2
+        # Another request in the same loop turn is queued as usual: one inline run per turn.
+        second = asyncio.ensure_future(batcher.infer(_rows(1, 5.0), 1, (2,), alone=True))
+        np.testing.assert_array_equal((await second)["y"], [[10.0, 10.0]])
+        assert stats.execution_count == 3
+
+    _run(scenario)
+
+
+def test_a_request_not_alone_or_of_an_unmeasured_shape_is_queued() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,))
+        await asyncio.sleep(IDLE_S)
+        for rows, alone in ((1, False), (2, True)):  # others in progress; a shape never measured
+            coroutine = batcher.infer(_rows(rows), rows, (2,), alone=alone)
+            assert _finished_without_suspending(coroutine) is None
+            await asyncio.sleep(IDLE_S)  # the queued request runs meanwhile
+            with pytest.raises(StopIteration):
+                coroutine.send(None)
+        assert stats.execution_count == 3
+
+    _run(scenario)
+
+
+def test_a_failing_request_alone_gets_its_error_at_once() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,))
+        await asyncio.sleep(IDLE_S)
+        with pytest.raises(ExecutionError, match="negative input"):
+            batcher.infer(_rows(1, -1.0), 1, (2,), alone=True).send(None)
+        assert runtime.threads[-1] == threading.get_ident()
+        await asyncio.sleep(IDLE_S)
+        result = await batcher.infer(_rows(1, 4.0), 1, (2,), alone=True)
+        np.testing.assert_array_equal(result["y"], [[8.0, 8.0]])
+        assert stats.execution_count == 3
+
+    _run(scenario)
+
+
+def test_every_few_lone_requests_one_takes_the_queued_path_to_sample_the_loop() -> None:
+    async def scenario() -> None:
+        runtime = HeldRuntime()
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+        await batcher.infer(_rows(1), 1, (2,))
+        await asyncio.sleep(IDLE_S)
+        for _ in range(2):  # the streak starts over after each sample
+            for _ in range(ALONE_STREAK):
+                assert _finished_without_suspending(batcher.infer(_rows(1), 1, (2,), alone=True)) is not None
+                await asyncio.sleep(IDLE_S)
+            sampled = batcher.infer(_rows(1), 1, (2,), alone=True)
+            assert _finished_without_suspending(sampled) is None  # waits for its dispatch turn
+            await asyncio.sleep(IDLE_S)
+            with pytest.raises(StopIteration):
+                sampled.send(None)
+        assert stats.execution_count == 1 + 2 * (ALONE_STREAK + 1)
 
     _run(scenario)
