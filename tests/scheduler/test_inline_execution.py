@@ -139,13 +139,15 @@ def test_close_after_inline_executions_returns_at_once() -> None:
 
 def test_requests_back_to_back_keep_the_model_busy_so_they_run_on_the_worker() -> None:
     async def scenario() -> None:
-        runtime = HeldRuntime(delay_s=0.02)
+        # Runs long enough that a loaded machine's scheduling delay between one answer and the next
+        # request (the idle time the rule reads) stays well under one run (a 20 ms run flaked).
+        runtime = HeldRuntime(delay_s=0.15)
         batcher, stats = _batcher(runtime, inline_max_ns=10**9)
         loop_thread = threading.get_ident()
         for _ in range(4):  # each arrives as the previous one finishes: idle for less than one run
             await batcher.infer(_rows(1), 1, (2,))
         assert loop_thread not in runtime.threads
-        await asyncio.sleep(0.1)  # idle for five runs' time: the next lone request runs inline
+        await asyncio.sleep(0.6)  # idle for four runs' time: the next lone request runs inline
         await batcher.infer(_rows(1), 1, (2,))
         assert runtime.threads[-1] == loop_thread
         assert stats.inline_executions == 1
