@@ -15,8 +15,9 @@ from inferd.scheduler.batcher import ALONE_STREAK, Batcher, BatchPolicy
 from inferd.scheduler.lone import LoneDecision
 from inferd.scheduler.stats import ModelStats
 
-# Longer than any run of these runtimes: requests this far apart find the model idle long enough.
-IDLE_S = 0.02
+# Far longer than any run of these runtimes: requests this far apart find the model idle long
+# enough, and a request queued meanwhile has been run and answered, even on a loaded machine.
+IDLE_S = 0.1
 
 
 def _rows(n: int, value: float = 1.0) -> dict[str, np.ndarray]:
@@ -27,6 +28,14 @@ def _batcher(runtime: HeldRuntime, inline_max_ns: int) -> tuple[Batcher, ModelSt
     stats = ModelStats()
     policy = BatchPolicy(max_batch_size=8, dynamic=True, inline_max_ns=inline_max_ns)
     return Batcher(runtime, policy, stats, "m"), stats  # type: ignore[arg-type]
+
+
+async def _measured(runtime: HeldRuntime) -> tuple[Batcher, ModelStats]:
+    """A batcher that may run inline, whose one-row shape was measured (on the worker) and is idle."""
+    batcher, stats = _batcher(runtime, inline_max_ns=10**9)
+    await batcher.infer(_rows(1), 1, (2,))
+    await asyncio.sleep(IDLE_S)
+    return batcher, stats
 
 
 def _run(scenario: object) -> None:
@@ -111,9 +120,7 @@ def test_under_load_queued_requests_still_batch_on_the_worker() -> None:
 def test_an_inline_execution_that_fails_fails_only_its_request() -> None:
     async def scenario() -> None:
         runtime = HeldRuntime()
-        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
-        await batcher.infer(_rows(1), 1, (2,))
-        await asyncio.sleep(IDLE_S)
+        batcher, stats = await _measured(runtime)
         with pytest.raises(ExecutionError, match="negative input"):
             await batcher.infer(_rows(1, -1.0), 1, (2,))
         assert runtime.threads[-1] == threading.get_ident()
@@ -235,9 +242,7 @@ def test_a_request_alone_in_the_server_runs_inline_without_a_loop_turn() -> None
 def test_a_request_not_alone_or_of_an_unmeasured_shape_is_queued() -> None:
     async def scenario() -> None:
         runtime = HeldRuntime()
-        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
-        await batcher.infer(_rows(1), 1, (2,))
-        await asyncio.sleep(IDLE_S)
+        batcher, stats = await _measured(runtime)
         for rows, alone in ((1, False), (2, True)):  # others in progress; a shape never measured
             coroutine = batcher.infer(_rows(rows), rows, (2,), alone=alone)
             assert _finished_without_suspending(coroutine) is None
@@ -252,9 +257,7 @@ def test_a_request_not_alone_or_of_an_unmeasured_shape_is_queued() -> None:
 def test_a_failing_request_alone_gets_its_error_at_once() -> None:
     async def scenario() -> None:
         runtime = HeldRuntime()
-        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
-        await batcher.infer(_rows(1), 1, (2,))
-        await asyncio.sleep(IDLE_S)
+        batcher, stats = await _measured(runtime)
         with pytest.raises(ExecutionError, match="negative input"):
             batcher.infer(_rows(1, -1.0), 1, (2,), alone=True).send(None)
         assert runtime.threads[-1] == threading.get_ident()
@@ -269,9 +272,7 @@ def test_a_failing_request_alone_gets_its_error_at_once() -> None:
 def test_every_few_lone_requests_one_takes_the_queued_path_to_sample_the_loop() -> None:
     async def scenario() -> None:
         runtime = HeldRuntime()
-        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
-        await batcher.infer(_rows(1), 1, (2,))
-        await asyncio.sleep(IDLE_S)
+        batcher, stats = await _measured(runtime)
         for _ in range(2):  # the streak starts over after each sample
             for _ in range(ALONE_STREAK):
                 assert _finished_without_suspending(batcher.infer(_rows(1), 1, (2,), alone=True)) is not None
