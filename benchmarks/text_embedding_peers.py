@@ -170,8 +170,10 @@ def one_round(
     print(f"  {served}", flush=True)
     if "loop" in targets:
         batch = max(1, round(served["mean_batch"][text_embedding.ENCODER]))
+        tokenizer_batch = max(1, round(served["mean_batch"][text_embedding.TOKENIZER]))
         print(f"== loop (batch {batch})", flush=True)
-        results["loop"] = {"inferences_per_s": bench.measure_loop(root, batch, args.duration), "batch": batch}
+        per_s = bench.measure_loop(root, batch, args.duration, tokenizer_batch)
+        results["loop"] = {"inferences_per_s": per_s, "batch": batch}
         print(f"  {results['loop']}", flush=True)
     for peer, python in peers.items():
         print(f"== {peer}", flush=True)

@@ -54,10 +54,12 @@ ensemble_scheduling:
 """
 
 TOKENIZER_CONFIG = """\
-# Step 1 of text-embedding: BYTES sentences -> token ids padded per batch (see model.py).
+# Step 1 of text-embedding: BYTES sentences -> token ids padded per request (see model.py).
+# No dynamic_batching on purpose: each request is tokenized alone and padded to its own length, so
+# the encoder's batcher (which merges equal shapes only) batches sentences of similar length and none
+# pays for a longer neighbour's padding (docs/model-repository.md, "Ensembles").
 platform: python
 max_batch_size: 64
-dynamic_batching: {}
 """
 
 ENCODER_CONFIG = """\
