@@ -147,10 +147,16 @@ def test_each_request_is_padded_to_its_own_length(server: RunningServer) -> None
         tensor.set_data_from_numpy(np.array([sentence], dtype=np.object_))
         return int(client.infer(text_embedding.TOKENIZER, [tensor]).as_numpy("input_ids").shape[1])
 
+    def counts() -> tuple[int, int]:
+        (stats,) = client.get_inference_statistics(text_embedding.TOKENIZER, as_json=True)["model_stats"]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
     sentences = [short, long] * 16
+    before = counts()
     with ThreadPoolExecutor(16) as pool:
         found = list(pool.map(widths, sentences))
+    after = counts()
     assert {w for s, w in zip(sentences, found, strict=True) if s == short} == {16}
     assert {w for s, w in zip(sentences, found, strict=True) if s == long} == {48}
-    (stats,) = client.get_inference_statistics(text_embedding.TOKENIZER, as_json=True)["model_stats"]
-    assert stats["inference_count"] == stats["execution_count"]  # tokenized one request at a time
+    # One execution per one-sentence request: the tokenizer step never merged two.
+    assert after[0] - before[0] == after[1] - before[1] == len(sentences)
