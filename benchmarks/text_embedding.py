@@ -249,9 +249,10 @@ def measure_loop(root: Path, batch: int, duration: float, tokenizer_batch: int |
 def _one_instance(config: ModelConfig) -> ModelConfig:
     """``config`` as one instance holding every intra-op thread its instances had (0 stays 0: every
     core), so the loop's encoder uses what the served one does, in one ORT session."""
-    threads = config.onnxruntime.intra_op_threads * config.instances
-    onnxruntime = config.onnxruntime.model_copy(update={"intra_op_threads": threads})
-    return config.model_copy(update={"instances": 1, "onnxruntime": onnxruntime})
+    update: dict[str, Any] = {"instances": 1}
+    if threads := config.onnxruntime.intra_op_threads * config.instances:
+        update["onnxruntime"] = config.onnxruntime.model_copy(update={"intra_op_threads": threads})
+    return config.model_copy(update=update)
 
 
 def loop_figures(root: Path, tokenizer_batch: int, batch: int, duration: float) -> dict[str, float]:
