@@ -19,8 +19,9 @@ pipeline does more work than the loop or only waits more.
 
 ``--configs`` serves several configurations in turn within every round, each against its own loop
 run: ``example`` (the shipped config.yaml files), ``batched-tokenizer`` (the tokenizer step with
-``dynamic_batching``, so one tokenizer batch shares one padded width), ``encoder-1`` and ``encoder-2``
-(one or two encoder instances; intra-op threads default to cores / instances).
+``dynamic_batching``, so one tokenizer batch shares one padded width, and one encoder instance: the
+example as it was before), ``encoder-1`` and ``encoder-2`` (one or two encoder instances; intra-op
+threads default to cores / instances).
 
     python benchmarks/text_embedding.py [--duration 10] [--concurrency 32] [--rounds 3]
                                         [--configs example batched-tokenizer encoder-1]
@@ -90,10 +91,11 @@ def configure(root: Path, config: str) -> None:
     """Write the step models' config.yaml files of ``config`` (one of CONFIGS)."""
     for name, (_, text) in text_embedding.models().items():
         (root / name / "config.yaml").write_text(text)
-    if config == "batched-tokenizer":
+    if config == "batched-tokenizer":  # the example as it was: one encoder instance as well
         path = root / text_embedding.TOKENIZER / "config.yaml"
         path.write_text(path.read_text() + "dynamic_batching: {}\n")
-    elif config.startswith("encoder-"):
+        config = "encoder-1"
+    if config.startswith("encoder-"):
         path = root / text_embedding.ENCODER / "config.yaml"
         lines = [line for line in path.read_text().splitlines() if not line.startswith("instances:")]
         path.write_text("\n".join([*lines, f"instances: {config.removeprefix('encoder-')}", ""]))
