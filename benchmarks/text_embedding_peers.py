@@ -50,7 +50,7 @@ import text_embedding as bench  # the ensemble, the load generator, inferd and l
 import tokenizers
 
 from inferd import text_embedding
-from inferd.model_config import available_cores
+from inferd.model_config import available_cores, load_model_config
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("inferd", "loop", "litserve", "mlserver")
@@ -61,12 +61,12 @@ MIN_COSINE = 0.999
 
 
 def pin_threads(root: Path, threads: int) -> None:
-    """Write the encoder's ORT settings out, so the peers are given the very same ones."""
+    """Write the encoder's ORT settings out, so the peers are given the very same ones; inferd's
+    encoder instances share the ``threads`` (each gets its part, as inferd's default split does)."""
     config = root / text_embedding.ENCODER / "config.yaml"
-    config.write_text(
-        config.read_text()
-        + f"onnxruntime:\n  intra_op_threads: {threads}\n  inter_op_threads: 1\n  allow_spinning: false\n"
-    )
+    per_instance = max(1, threads // load_model_config(root / text_embedding.ENCODER).instances)
+    options = f"  intra_op_threads: {per_instance}\n  inter_op_threads: 1\n  allow_spinning: false\n"
+    config.write_text(config.read_text() + "onnxruntime:\n" + options)
 
 
 def embeddings_of(port: int, sentences: list[str]) -> np.ndarray:
@@ -170,8 +170,10 @@ def one_round(
     print(f"  {served}", flush=True)
     if "loop" in targets:
         batch = max(1, round(served["mean_batch"][text_embedding.ENCODER]))
+        tokenizer_batch = max(1, round(served["mean_batch"][text_embedding.TOKENIZER]))
         print(f"== loop (batch {batch})", flush=True)
-        results["loop"] = {"inferences_per_s": bench.measure_loop(root, batch, args.duration), "batch": batch}
+        per_s = bench.measure_loop(root, batch, args.duration, tokenizer_batch)
+        results["loop"] = {"inferences_per_s": per_s, "batch": batch}
         print(f"  {results['loop']}", flush=True)
     for peer, python in peers.items():
         print(f"== {peer}", flush=True)

@@ -18,6 +18,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from inferd.model_config import available_cores
+
 ENSEMBLE = "text-embedding"
 TOKENIZER = "text-embedding-tokenizer"
 ENCODER = "text-embedding-encoder"
@@ -54,10 +56,12 @@ ensemble_scheduling:
 """
 
 TOKENIZER_CONFIG = """\
-# Step 1 of text-embedding: BYTES sentences -> token ids padded per batch (see model.py).
+# Step 1 of text-embedding: BYTES sentences -> token ids padded per request (see model.py).
+# No dynamic_batching on purpose: each request is tokenized alone and padded to its own length, so
+# the encoder's batcher (which merges equal shapes only) batches sentences of similar length and none
+# pays for a longer neighbour's padding (docs/model-repository.md, "Ensembles").
 platform: python
 max_batch_size: 64
-dynamic_batching: {}
 """
 
 ENCODER_CONFIG = """\
@@ -65,6 +69,12 @@ ENCODER_CONFIG = """\
 max_batch_size: 64
 dynamic_batching: {}
 """
+# Two instances, each with half the cores' intra-op threads (the default split): executions overlap,
+# neither stalls the other when the front-end or a Python step takes a core, and ORT's parallel
+# sections run half as wide, where small batches scale better (docs/performance.md, "Text-embedding
+# ensemble"). Written only where the building machine has 2 cores or more: instances beyond the
+# cores are a load error.
+ENCODER_INSTANCES = "instances: 2\n"
 
 POOLING_CONFIG = """\
 # Step 3 of text-embedding: masked mean pooling + L2 normalisation.
@@ -103,6 +113,6 @@ def models() -> dict[str, tuple[Callable[[Path], None], str]]:
     return {
         ENSEMBLE: (_write_ensemble, ENSEMBLE_CONFIG),
         TOKENIZER: (_write_tokenizer, TOKENIZER_CONFIG),
-        ENCODER: (_write_encoder, ENCODER_CONFIG),
+        ENCODER: (_write_encoder, ENCODER_CONFIG + (ENCODER_INSTANCES if available_cores() >= 2 else "")),
         POOLING: (_write_pooling, POOLING_CONFIG),
     }

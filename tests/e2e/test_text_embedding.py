@@ -133,3 +133,30 @@ def test_openai_embeddings_from_the_ensemble(server: RunningServer, reference: n
     result = client.embeddings.create(model="text-embedding", input=SENTENCES[:3])  # short: a cheap batch
     assert [d.index for d in result.data] == [0, 1, 2] and result.model == "text-embedding"
     _check(np.array([d.embedding for d in result.data], dtype=np.float32), reference[:3])
+
+
+def test_each_request_is_padded_to_its_own_length(server: RunningServer) -> None:
+    """Short sentences sent at the same time as long ones leave the tokenizer step at their own
+    16-token bucket, not at a long neighbour's width: the encoder then batches equal widths only, and
+    no sentence pays for another's padding (docs/model-repository.md, "Ensembles")."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    short, long = b"Hi", b"The committee will meet on Thursday to discuss the budget. " * 4
+
+    def widths(sentence: bytes) -> int:
+        tensor = grpcclient.InferInput("text", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([sentence], dtype=np.object_))
+        return int(client.infer(text_embedding.TOKENIZER, [tensor]).as_numpy("input_ids").shape[1])
+
+    def counts() -> tuple[int, int]:
+        (stats,) = client.get_inference_statistics(text_embedding.TOKENIZER, as_json=True)["model_stats"]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    sentences = [short, long] * 16
+    before = counts()
+    with ThreadPoolExecutor(16) as pool:
+        found = list(pool.map(widths, sentences))
+    after = counts()
+    assert {w for s, w in zip(sentences, found, strict=True) if s == short} == {16}
+    assert {w for s, w in zip(sentences, found, strict=True) if s == long} == {48}
+    # One execution per one-sentence request: the tokenizer step never merged two.
+    assert after[0] - before[0] == after[1] - before[1] == len(sentences)
