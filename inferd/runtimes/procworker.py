@@ -167,8 +167,10 @@ def _rows(inputs: dict[str, np.ndarray], signature: Signature) -> int | None:
 
 
 def _reply(checked: dict[str, np.ndarray], responses: Region) -> tuple[Any, ...]:
-    """Outputs written to the shared responses region: the message that tells the server where."""
-    return ("ok", responses.size, responses.write(checked), parameters_of(checked))
+    """Outputs written to the shared responses region: the message that tells the server where.
+    The region's size is read after the write, which may have grown it."""
+    layout = responses.write(checked)
+    return ("ok", responses.size, layout, parameters_of(checked))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ GIL-bound model."""
 from __future__ import annotations
 
 import os
+import queue
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import modelfactory
@@ -31,6 +33,7 @@ TIMEOUT_S = 60
 # text of a batch can ask for a crash, an exception or a hang.
 WORKER = """
 import os
+import queue
 import signal
 import time
 import numpy as np
@@ -72,6 +75,7 @@ dynamic_batching:
 # A GIL-bound predict (a pure-Python loop), one request per execution.
 SPIN = """
 import os
+import queue
 import numpy as np
 from inferd import Model, Tensor
 
@@ -86,6 +90,21 @@ class Spin(Model):
         return {"pid": np.array([os.getpid()], dtype=np.int64)}
 """
 SPIN_CONFIG = "instance_kind: process\ninstances: 2\n"
+
+# predict_stream in a worker process: each response repeats the text n times, growing past the
+# shared responses region's first 1 MiB from the second response on.
+REPEATER = """
+import numpy as np
+from inferd import Model, Tensor
+
+class Repeater(Model):
+    inputs = [Tensor("text", "BYTES", [1])]
+    outputs = [Tensor("text", "BYTES", [1])]
+
+    def predict_stream(self, inputs):
+        for n in (1, 8, 16):
+            yield {"text": np.array([inputs["text"][0] * n], dtype=object)}
+"""
 STUCK_CONFIG = "instance_kind: process\nexecution_timeout_s: 1\n"
 
 
@@ -95,6 +114,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     pymodels.write(root, "worker", WORKER, config=WORKER_CONFIG)
     pymodels.write(root, "spin", SPIN, config=SPIN_CONFIG)
     pymodels.write(root, "stuck", WORKER, config=STUCK_CONFIG)
+    pymodels.write(root, "repeater", REPEATER, config="instance_kind: process\n")
     running = start_server(root, tmp_path_factory.mktemp("server"))
     yield running
     assert running.stop() == 0, running.log()
@@ -172,6 +192,29 @@ def test_a_large_batch_grows_the_shared_regions(server: RunningServer) -> None:
     status, body = _infer(server, [big] * 16)
     assert status == 200
     assert _outputs(body)["upper"] == [big.upper()] * 16
+
+
+def test_streamed_responses_grow_the_shared_region(server: RunningServer) -> None:
+    """Each response of predict_stream is written to the region before the server is told its size
+    (the old stream path read the size first: a response that grew the region failed)."""
+    text = b"s" * (128 * 1024)
+    results: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    tensor = grpcclient.InferInput("text", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([text], dtype=object))
+    try:
+        client.async_stream_infer("repeater", [tensor], enable_empty_final_response=True)
+        answers = []
+        while True:
+            result, error = results.get(timeout=TIMEOUT_S)
+            assert error is None, error
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                break
+            answers.append(result.as_numpy("text")[0])
+    finally:
+        client.stop_stream()
+    assert answers == [text, text * 8, text * 16]
 
 
 def test_config_reports_the_process_kind(server: RunningServer) -> None:
