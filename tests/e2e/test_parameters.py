@@ -4,7 +4,6 @@ thread and process instances, never one client's applied to another's rows."""
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import pymodels
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from grpcstream import stream_responses
 from httputil import post_json, request
 from metricsutil import scrape, value
 from serverctl import RunningServer, start_server
@@ -158,25 +158,10 @@ def test_concurrent_requests_batch_only_with_equal_parameters(
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_grpc_stream_hands_its_parameters_to_predict_stream(server: RunningServer, model: str) -> None:
-    results: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    client.start_stream(callback=lambda result, error: results.put((result, error)))
     x = np.array([[1.0, 2.0]], np.float32)
     tensor = grpcclient.InferInput("x", [1, 2], "FP32")
     tensor.set_data_from_numpy(x)
-    try:
-        client.async_stream_infer(
-            model, [tensor], parameters={"scale": 2, "steps": 3}, enable_empty_final_response=True
-        )
-        answers = []
-        while True:
-            result, error = results.get(timeout=TIMEOUT_S)
-            assert error is None, error
-            if result.get_response().parameters["triton_final_response"].bool_param:
-                break
-            answers.append(result)
-    finally:
-        client.stop_stream()
+    answers = stream_responses(server.grpc_url, model, [tensor], parameters={"scale": 2, "steps": 3})
     assert [a.as_numpy("y").tolist() for a in answers] == [(x * 2 * step).tolist() for step in (1, 2, 3)]
     assert all(_seen(a) == {"scale": 2, "steps": 3} for a in answers)
 

@@ -7,11 +7,9 @@ GIL-bound model."""
 from __future__ import annotations
 
 import os
-import queue
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import grpc
 import modelfactory
@@ -20,6 +18,7 @@ import pymodels
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from grpcstream import stream_responses
 from httputil import post_json, request
 from lifecycleutil import wait_until
 from metricsutil import scrape, value
@@ -198,23 +197,10 @@ def test_streamed_responses_grow_the_shared_region(server: RunningServer) -> Non
     """Each response of predict_stream is written to the region before the server is told its size
     (the old stream path read the size first: a response that grew the region failed)."""
     text = b"s" * (128 * 1024)
-    results: queue.SimpleQueue[tuple[Any, Any]] = queue.SimpleQueue()
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    client.start_stream(callback=lambda result, error: results.put((result, error)))
     tensor = grpcclient.InferInput("text", [1], "BYTES")
     tensor.set_data_from_numpy(np.array([text], dtype=object))
-    try:
-        client.async_stream_infer("repeater", [tensor], enable_empty_final_response=True)
-        answers = []
-        while True:
-            result, error = results.get(timeout=TIMEOUT_S)
-            assert error is None, error
-            if result.get_response().parameters["triton_final_response"].bool_param:
-                break
-            answers.append(result.as_numpy("text")[0])
-    finally:
-        client.stop_stream()
-    assert answers == [text, text * 8, text * 16]
+    answers = stream_responses(server.grpc_url, "repeater", [tensor])
+    assert [answer.as_numpy("text")[0] for answer in answers] == [text, text * 8, text * 16]
 
 
 def test_config_reports_the_process_kind(server: RunningServer) -> None:
