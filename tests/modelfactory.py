@@ -234,7 +234,7 @@ def stalls_on_demand(path: Path) -> None:
     """``INPUT0`` FP32 [batch, 4] -> ``OUTPUT0 = INPUT0 + 1``, running ``max(INPUT0)`` 256x256 MatMuls.
 
     A model that hangs on demand with no test hook: small inputs answer at once, an input holding
-    20000 keeps its execution busy for many seconds (about 0.5 ms per MatMul on one core), so an
+    20000 keeps its execution busy for seconds (0.15-0.5 ms per MatMul on one core, by machine), so an
     execution timeout can be hit on purpose. The MatMuls run in an ONNX Loop whose trip count is the
     input's maximum; their result, times 0, is added to the output so nothing is pruned.
     """

@@ -20,11 +20,12 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.http as httpclient
 from httputil import post_json, request
+from metricsutil import scrape, value
 from serverctl import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
 
-# Loop trips of the stalling model: ~1 ms each on one core, more on a busy machine.
-BUSY = 1500  # keeps the instance busy for seconds
+# Loop trips of the stalling model: 0.15-1 ms each on one core, depending on the machine.
+BUSY_S = 1.5  # how long a busy execution keeps the model's one instance (its trips are measured)
 HUNG = 20_000  # far longer than any test waits
 CALLERS = 500  # concurrent gRPC calls: enough that grpc-core holds some not yet handed over
 
@@ -65,10 +66,12 @@ def test_disconnected_client_queue_bound_and_execution_timeout(tmp_path: Path) -
     # queues behind it (docs/model-repository.md, inline execution).
     server = start_server(root, tmp_path, "--max-queue-size", "2", "--inline-execution-max-us", "0")
     try:
+        busy_trips = _trips_lasting(server, "held", BUSY_S)
         with ThreadPoolExecutor(8) as pool:
             # 1. A client that disconnects while its request waits: the request never executes.
+            executed = int(_stats(server, "held")["execution_count"])  # type: ignore[call-overload]
             before = _launched(server, "held")
-            busy = pool.submit(_infer, server, "held", BUSY)
+            busy = pool.submit(_infer, server, "held", busy_trips)
             _wait_started(server, "held", before)
             body = json.dumps(_document(1.0)).encode()
             with socket.create_connection(("127.0.0.1", server.http_port)) as raw:
@@ -76,18 +79,21 @@ def test_disconnected_client_queue_bound_and_execution_timeout(tmp_path: Path) -
                     b"POST /v2/models/held/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
                 )
-                time.sleep(0.3)  # queued behind the busy execution
+                _wait_pending(server, "held", 2)  # queued behind the busy execution
+            _wait_pending(server, "held", 1)  # left the queue when its client went
+            assert not busy.done(), "the busy execution ended before the test could look"
             assert busy.result()[0] == 200
             status, _ = _infer(server, "held", 2.0)  # runs after the abandoned one would have
             assert status == 200
             stats = _stats(server, "held")
-            assert (stats["execution_count"], stats["inference_count"]) == (2, 2), stats
+            counts = (int(stats["execution_count"]), int(stats["inference_count"]))  # type: ignore[call-overload]
+            assert counts == (executed + 2, executed + 2), stats
 
             # 2. The server's queue bound (--max-queue-size 2) refuses at once; 0 in config.yaml is
             # Triton's unbounded.
             for model, refused in (("held", True), ("unbounded", False)):
                 before = _launched(server, model)
-                busy = pool.submit(_infer, server, model, BUSY)
+                busy = pool.submit(_infer, server, model, busy_trips)
                 _wait_started(server, model, before)
                 waiting = [pool.submit(_infer, server, model, 1.0) for _ in range(4)]
                 results = [f.result() for f in waiting]
@@ -101,13 +107,30 @@ def test_disconnected_client_queue_bound_and_execution_timeout(tmp_path: Path) -
 
             # 3. A hung execution fails with 504 after execution_timeout_s; the model keeps serving.
             started = time.monotonic()
-            status, body_ = _infer(server, "hangs", BUSY * 2)
+            status, body_ = _infer(server, "hangs", busy_trips * 2)
             assert status == 504 and "execution timeout" in str(body_), body_
             assert time.monotonic() - started < 10
             status, answer = _infer(server, "hangs", 3.0)
             assert status == 200 and answer["outputs"][0]["data"] == [4.0] * 4  # type: ignore[index]
     finally:
         assert server.stop() == 0, server.log()
+
+
+def _trips_lasting(server: RunningServer, model: str, seconds: float) -> int:
+    """The stalling model's loop trips that keep an execution busy for about ``seconds`` here."""
+    probe = 200
+    started = time.monotonic()
+    status, _ = _infer(server, model, probe)
+    assert status == 200
+    return max(probe, int(probe * seconds / (time.monotonic() - started)))
+
+
+def _wait_pending(server: RunningServer, model: str, count: int) -> None:
+    """Until the model holds ``count`` requests, queued or executing."""
+    deadline = time.monotonic() + 30
+    while value(scrape(server.http_url), "inferd_pending_requests", model=model, version="1") != count:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.01)
 
 
 def _launched(server: RunningServer, model: str) -> int:

@@ -287,10 +287,14 @@ def test_grpc_decoupled_stream_of_tokens(served: Served) -> None:
 
 def test_abandoned_streams_free_their_sequences(served: Served) -> None:
     engine = served.engine()
-    cancelled = engine.stats.finished.get("cancelled", 0)
     host, port = served.http.rsplit(":", 1)
-    # Long generations (480 tokens): each is still running when its client goes.
-    body = json.dumps({"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 480, "stream": True})
+    # Long greedy generations: this prompt's 480 greedy tokens hold no end-of-sequence token (checked
+    # first), so each stream is still running when its client goes. Sampled, one might end early.
+    whole = {"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 480, "temperature": 0}
+    status, document = post(served, "/v1/completions", whole)
+    assert status == 200 and document["choices"][0]["finish_reason"] == "length", document
+    cancelled = engine.stats.finished.get("cancelled", 0)
+    body = json.dumps({**whole, "stream": True})
     headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
     for _ in range(50):
         connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
@@ -307,7 +311,7 @@ def test_abandoned_streams_free_their_sequences(served: Served) -> None:
         )
         tensor = grpcclient.InferInput("text_input", [1], "BYTES")
         tensor.set_data_from_numpy(np.array([b"The quick brown fox"], dtype=object))
-        client.async_stream_infer("tiny", [tensor], parameters={"max_tokens": 480})
+        client.async_stream_infer("tiny", [tensor], parameters={"max_tokens": 480, "temperature": 0})
         seen.get(timeout=TIMEOUT_S)
         client.stop_stream(cancel_requests=True)
     wait_until(lambda: engine.active == 0 and engine.waiting == 0, TIMEOUT_S, "no sequence left")

@@ -250,13 +250,17 @@ def test_sigterm_under_load_drains_every_worker_and_exits_0(tmp_path: Path) -> N
                 connection.close()
                 connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=60)
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(6)]
+    # The kernel picks a worker per connection: with 12 keep-alive clients, all on one worker is a
+    # 1-in-2048 chance; then one-off requests on new connections reach the other worker.
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(12)]
     for thread in threads:
         thread.start()
     try:
         deadline = time.monotonic() + DEADLINE_S
         while len(answered) < 12 or min(_per_worker(server).values()) == 0:
             assert time.monotonic() < deadline, server.log()
+            if len(answered) >= 12:
+                request(server.http_url, "POST", "/v2/models/slow/infer", body.encode())
             time.sleep(0.05)
         server.process.send_signal(signal.SIGTERM)
         signalled_at = time.monotonic()
