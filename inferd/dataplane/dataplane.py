@@ -243,7 +243,9 @@ class DataPlane:
             )
 
     def model_lifecycle(self, name: str) -> dict[str, Any]:
-        return self._repository.lifecycle(name)
+        # The server's model control mode too: `inferd optimize --rollout` reaches a polling server
+        # through config.yaml rather than the rollout API (docs/optimize.md).
+        return {**self._repository.lifecycle(name), "model_control": self._model_control}
 
     async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
         return await self._repository.start_rollout(name, document)

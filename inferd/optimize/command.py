@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -12,7 +13,7 @@ import click
 from inferd.errors import InferdError
 from inferd.model_config import ModelConfig, load_model_config
 from inferd.names import InvalidName, model_name
-from inferd.optimize import remote, sessions
+from inferd.optimize import config_rollout, remote, sessions
 from inferd.optimize.benchmark import BenchmarkError, BenchSettings
 from inferd.optimize.candidates import METHODS
 from inferd.optimize.gate import Thresholds
@@ -20,6 +21,9 @@ from inferd.optimize.outcome import table
 from inferd.optimize.run import Plan, Result, optimize
 from inferd.optimize.samples import SampleError, Samples, load_samples
 from inferd.repository.source import scan_model
+
+# How long --rollout waits for a polling server to pick the new version up and start its canary.
+_CONFIG_ROLLOUT_WAIT_S = 300.0
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -186,6 +190,15 @@ def optimize_command(
         name = model_name(model_dir.resolve().name)
     except InvalidName as exc:
         _fail(f"{model_dir}: {exc.message}", 2)
+    # A polling server is told through config.yaml, before the version appears (config_rollout.py);
+    # asked first, so an unreachable server fails the run before anything is written.
+    polling = canary is not None and _model_control(server, api_key, name) == "poll"
+    announced: list[str | None] = []
+
+    def announce(version: int) -> None:
+        assert canary is not None
+        announced.append(config_rollout.write_rollout(model_dir, version, canary))
+
     try:
         version, source_file = _source(model_dir, source_version)
         config = load_model_config(model_dir)
@@ -202,7 +215,16 @@ def optimize_command(
             bench=BenchSettings(iterations=bench_iterations, min_time_s=bench_time, rounds=bench_rounds),
             min_speedup=min_speedup,
         )
-        result = optimize(plan, samples.take(max_samples), write=not dry_run)
+        try:
+            result = optimize(
+                plan, samples.take(max_samples), write=not dry_run, announce=announce if polling else None
+            )
+        except BaseException:
+            if announced:  # named in config.yaml, then not written after all
+                config_rollout.restore(model_dir, announced[0])
+            raise
+    except config_rollout.ConfigRolloutError as exc:
+        _fail(f"{exc}; nothing written")
     except (SampleError, BenchmarkError) as exc:
         _fail(str(exc))
     except InferdError as exc:
@@ -210,7 +232,9 @@ def optimize_command(
     _report(result, as_json)
     if result.best is None:
         _fail(f"{result.refusal}; nothing written")
-    if result.written_version is not None and canary is not None:
+    if result.written_version is not None and canary is not None and polling:
+        _await_config_rollout(server, api_key, name, result.written_version, canary, as_json)
+    elif result.written_version is not None and canary is not None:
         document = {"candidate": result.written_version, "canary_percent": canary}
         try:
             status = remote.call(server, api_key, "POST", f"/v2/repository/models/{name}/rollout", document)
@@ -221,6 +245,47 @@ def optimize_command(
         )
         if not as_json:
             click.echo(json.dumps(status, indent=2))
+
+
+def _model_control(server: str, api_key: str | None, name: str) -> str:
+    """The server's model control mode, read from the model's lifecycle document."""
+    try:
+        document = remote.call(server, api_key, "GET", f"/v2/repository/models/{name}/lifecycle")
+    except remote.ServerError as exc:
+        _fail(f"--rollout needs the server serving '{name}': {exc}")
+    return str(document.get("model_control", "none")) if isinstance(document, dict) else "none"
+
+
+def _await_config_rollout(
+    server: str, api_key: str | None, name: str, version: int, canary: float, as_json: bool
+) -> None:
+    """Until the polling server has started the canary config.yaml names (or failed to load it)."""
+    deadline = time.monotonic() + _CONFIG_ROLLOUT_WAIT_S
+    click.echo(
+        f"version {version} written, named in config.yaml as a canary at {canary:g}%: waiting for {server}'s "
+        "next repository poll",
+        err=True,
+    )
+    while True:
+        try:
+            document = remote.call(server, api_key, "GET", f"/v2/repository/models/{name}/lifecycle")
+        except remote.ServerError as exc:
+            _fail(f"version {version} written and named in config.yaml, but the server is unreachable: {exc}")
+        rollout = document.get("rollout") or {}
+        if rollout.get("candidate_version") == str(version):
+            click.echo(f"canary of version {version} at {canary:g}% started on {server}", err=as_json)
+            if not as_json:
+                click.echo(json.dumps(document["rollout"], indent=2))
+            return
+        state = document.get("versions", {}).get(str(version), {})
+        if state.get("state") == "failed":
+            _fail(f"version {version} written, but the server failed to load it: {state.get('reason')}")
+        if time.monotonic() > deadline:
+            _fail(
+                f"version {version} written and named in config.yaml, but {server} had not started "
+                f"its canary after {_CONFIG_ROLLOUT_WAIT_S:g} s (is it polling this repository?)"
+            )
+        time.sleep(0.2)
 
 
 def _samples(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,11 @@ class Result:
         }
 
 
-def optimize(plan: Plan, samples: Samples, write: bool = True) -> Result:
-    """Judge and benchmark every candidate; write the best as the next version when ``write``."""
+def optimize(
+    plan: Plan, samples: Samples, write: bool = True, announce: Callable[[int], None] | None = None
+) -> Result:
+    """Judge and benchmark every candidate; write the best as the next version when ``write``
+    (``announce``: called with its number just before it appears; see ``write_version``)."""
     served = sessions.open_session(plan.source_file, plan.config)
     model = sessions.facts(served, plan.config)
     feeds = sessions.feeds(samples, model)
@@ -128,7 +131,7 @@ def optimize(plan: Plan, samples: Samples, write: bool = True) -> Result:
         if write:
             assert result.best.candidate.path is not None
             result.written_version = write_version(
-                plan.model_dir, result.best.candidate.path, result.provenance()
+                plan.model_dir, result.best.candidate.path, result.provenance(), announce
             )
     return result
 

@@ -4,6 +4,7 @@ drift monitor keeps is the gate's data, the new version loads and canaries, and 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import modelfactory as mf
@@ -103,6 +104,43 @@ def test_optimize_from_traffic_writes_a_version_the_server_canaries(
         assert parameters["optimized_from_version"] == {"string_value": "1"}
         # The canary takes its share of requests that name no version.
         answered = {_send(server, np.ones((1, 32))) for _ in range(8)}
+        assert answered == {"1", "2"}
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_optimize_rolls_out_on_a_polling_server_through_config_yaml(tmp_path: Path) -> None:
+    """Under --model-control poll with version_policy latest 1, a new version the poll finds first
+    would become the default: optimize names it in config.yaml before it appears, so the poll that
+    finds it starts the canary and version 1 stays the default."""
+    config = "# kept as written\nmax_batch_size: 64\nversion_policy: {latest: 1}\n"
+    model_dir = mf.write_model(tmp_path / "models", "mlp", mf.matmul_mlp, config=config)
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, input=np.random.default_rng(3).standard_normal((ROWS, 32)).astype(np.float32))
+    server = start_server(
+        model_dir.parent, tmp_path, "--model-control", "poll", "--repository-poll-interval", "0.1"
+    )
+    try:
+        url = f"http://{server.http_url}"
+        assert lifecycle(server.http_url, "mlp")["model_control"] == "poll"
+        arguments = ["optimize", str(model_dir), "--samples", str(samples), "--server", url]
+        arguments += ["--method", "dynamic_int8", "--max-drop", "0.1", "--min-cosine", "0.9"]
+        arguments += ["--bench-time", "0", "--bench-iterations", "3", "--bench-rounds", "1"]
+        arguments += ["--min-speedup", "0"]
+        result = CliRunner().invoke(main, [*arguments, "--rollout", "canary:50", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["written_version"] == 2
+        assert "canary of version 2 at 50% started" in result.stderr
+        written = (model_dir / "config.yaml").read_text()
+        assert written.startswith(config) and "rollout:\n  candidate: 2\n  canary_percent: 50\n" in written
+        document = lifecycle(server.http_url, "mlp")
+        assert document["default_version"] == "1"
+        assert document["rollout"]["candidate_version"] == "2"
+        assert document["rollout"]["stable_version"] == "1"
+        # Later polls keep it so: the policy's latest version is held back while it canaries.
+        time.sleep(0.5)
+        assert lifecycle(server.http_url, "mlp")["default_version"] == "1"
+        answered = {_send(server, np.ones((1, 32))) for _ in range(16)}
         assert answered == {"1", "2"}
     finally:
         assert server.stop() == 0, server.log()
