@@ -22,7 +22,7 @@ from inferd.dataplane.classification import classify, wants_classes
 from inferd.dataplane.ensemble import EnsembleRunner
 from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.loop_shedding import LoopShedding
-from inferd.dataplane.streaming import Generation, StreamKind, Streams
+from inferd.dataplane.streaming import Generation, Streams
 from inferd.dataplane.trace_settings import TraceSettings
 from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
 from inferd.drift.monitor import DriftMonitor
@@ -38,6 +38,7 @@ from inferd.errors import (
 from inferd.generative.figures import generation_of
 from inferd.repository.description import ModelDescription, describe, runtime_parameters
 from inferd.repository.manager import LoadedModel, ModelRepository
+from inferd.runtimes.base import StreamKind
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import platform_of
 from inferd.runtimes.request_parameters import ParameterGroup, is_reserved, model_share

@@ -48,6 +48,8 @@ def config_json(model: ModelDescription) -> dict[str, Any]:
         }
     if model.sequence_batching is not None:
         document["sequence_batching"] = sequence_json(model.sequence_batching)
+    if model.decoupled:
+        document["model_transaction_policy"] = {"decoupled": True}
     if model.parameters:
         document["parameters"] = {key: {"string_value": value} for key, value in model.parameters}
     return document
@@ -98,6 +100,8 @@ def config_proto(model: ModelDescription) -> pb.ModelConfig:
         )
     if model.sequence_batching is not None:
         message.sequence_batching.CopyFrom(sequence_proto(model.sequence_batching))
+    if model.decoupled:
+        message.model_transaction_policy.decoupled = True
     for key, value in model.parameters:
         message.parameters[key].string_value = value
     return message

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from inferd.model_config import EnsembleStep, VersionPolicy
 from inferd.repository.loader import LoadedModel
+from inferd.runtimes.base import stream_kind
 from inferd.runtimes.ensemble import EnsembleRuntime
 from inferd.runtimes.registry import device_kind, instance_kind, platform_of
 from inferd.sequence_config import SequenceBatching
@@ -44,6 +45,9 @@ class ModelDescription:
     execution: str = "thread"
     # A stateful model's sequence_batching, as its config.yaml gives it; None for every other model.
     sequence_batching: SequenceBatching | None = None
+    # One request may have many responses (generative models, Python models with predict_stream):
+    # Triton's model_transaction_policy.decoupled, which clients such as perf_analyzer read.
+    decoupled: bool = False
 
 
 def runtime_parameters(runtime: object) -> tuple[tuple[str, str], ...]:
@@ -75,4 +79,5 @@ def describe(model: LoadedModel, version_policy: VersionPolicy) -> ModelDescript
         ensemble_steps=steps,
         execution=instance_kind(model.runtime),
         sequence_batching=model.config.sequence_batching,
+        decoupled=stream_kind(runtime) is not None,
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from inferd.generative.contract import GenerativeRuntime
 from inferd.model_config import TensorOverride
 from inferd.runtimes.request_parameters import ModelParameters
 from inferd.types import TensorSpec
@@ -114,3 +115,18 @@ class Interruptible(Protocol):
     def interrupt(self, instance: int) -> None:
         """Called on the event loop when ``instance``'s execution ran past its timeout; must not block."""
         ...
+
+
+# How a model answers a streamed request: a generative model's tokens, or a Python model's own
+# predict_stream (Triton's "decoupled" models); None: one response per request.
+StreamKind = Literal["generative", "decoupled"]
+
+
+def stream_kind(runtime: object) -> StreamKind | None:
+    if isinstance(runtime, GenerativeRuntime):
+        return "generative"
+    # Python runtimes say whether the model has its own predict_stream; one without answers once,
+    # through its batcher, like any other model.
+    if isinstance(runtime, Streaming) and getattr(runtime, "decoupled", False):
+        return "decoupled"
+    return None

@@ -19,6 +19,7 @@ import pymodels
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
+import tritonclient.http as httpclient
 from httputil import post_json, request
 from lifecycleutil import wait_until
 from serverctl import RunningServer, start_server
@@ -94,6 +95,18 @@ def open_streams(server: RunningServer) -> int:
 def test_server_metadata_lists_the_generate_extension(server: RunningServer) -> None:
     status, _, body = request(server.http_url, "GET", "/v2")
     assert status == 200 and "generate" in json.loads(body)["extensions"]
+
+
+def test_decoupled_models_say_so_in_their_config(server: RunningServer) -> None:
+    """Triton's model_transaction_policy.decoupled, which perf_analyzer and tritonclient users read
+    to know a request may get many responses; absent for a model that answers once."""
+    http = httpclient.InferenceServerClient(server.http_url)
+    grpc = grpcclient.InferenceServerClient(server.grpc_url)
+    for model in ("words", "words_process"):
+        assert http.get_model_config(model)["model_transaction_policy"] == {"decoupled": True}
+        assert grpc.get_model_config(model).config.model_transaction_policy.decoupled
+    assert "model_transaction_policy" not in http.get_model_config("plus")
+    assert not grpc.get_model_config("plus").config.HasField("model_transaction_policy")
 
 
 def test_generate_stream_sends_each_response_then_done(server: RunningServer) -> None:
@@ -195,6 +208,29 @@ def test_grpc_decoupled_stream_answers_each_request_many_times(server: RunningSe
         assert not any(r.get_response().parameters["triton_final_response"].bool_param for r in results[:-1])
         final = results[-1].get_response()  # the empty final response tritonclient asked for
         assert final.parameters["triton_final_response"].bool_param and not final.outputs
+
+
+def test_each_stream_counts_in_the_statistics_as_triton_counts_it(server: RunningServer) -> None:
+    """One inference, one execution and one pass through the queue per request: perf_analyzer, given
+    no model version, measures the version whose queue count grew (with none, its streaming mode
+    failed with 'failed to find the requested model version')."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def counts() -> tuple[int, ...]:
+        stats = client.get_inference_statistics("words").model_stats[0]
+        inference = stats.inference_stats
+        compute = (inference.compute_input, inference.compute_infer, inference.compute_output)
+        return (
+            stats.inference_count,
+            stats.execution_count,
+            inference.queue.count,
+            inference.success.count,
+            *(c.count for c in compute),  # perf_analyzer aborts unless the three are equal
+        )
+
+    before = counts()
+    _grpc_stream(server, {"a": "one two", "b": "three"})
+    assert tuple(b - a for a, b in zip(before, counts(), strict=True)) == (2,) * 7
 
 
 def test_grpc_requests_on_one_stream_run_concurrently(server: RunningServer) -> None:

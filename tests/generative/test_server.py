@@ -27,6 +27,7 @@ def test_a_generative_model_is_served_next_to_the_v2_api(tiny_repository: Path, 
         assert [i["name"] for i in metadata["inputs"]] == ["text_input"]
         config = client.get_model_config("tiny")
         assert config["platform"] == "generative"
+        assert config["model_transaction_policy"] == {"decoupled": True}
         text = httpclient.InferInput("text_input", [1], "BYTES")
         text.set_data_from_numpy(np.array([b"hello"], dtype=object))
         with pytest.raises(InferenceServerException) as refused:
