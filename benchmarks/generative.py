@@ -15,6 +15,11 @@ built-in prompts of mixed lengths, greedy, ``--max-tokens`` per request):
     one ``model.generate`` per request, no batching across requests), OpenAI streaming at 16 streams,
     against inferd's OpenAI route at 16 streams.
 
+Each server run also gives the server process's CPU ms per streamed token (user + system time of
+every thread over the whole run, warm-up and drain included, over every token event received): the
+work per token, which other jobs' load on a shared machine does not inflate the way it does
+tokens/s. The peer is compared on it too.
+
 Rounds run the targets one after another and the report quotes the median of each figure over rounds.
 The model is built with ``inferd examples build DIR --generative`` unless DIR already holds it.
 
@@ -34,6 +39,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +48,7 @@ from og_loop import OgLoop
 
 from inferd.bench.endpoint import Endpoint
 from inferd.bench.generative import Api, GenerativeSpec, probe_generative, run_generative
-from inferd.bench.generative_report import GenerativeSummary, summarize, summary_document
+from inferd.bench.generative_report import summarize, summary_document
 from inferd.bench.prompts import BUILTIN_PROMPTS
 
 HERE = Path(__file__).resolve().parent
@@ -79,13 +85,28 @@ def repository(root: Path, version: Path, threads: int, spinning: bool) -> Path:
     return models
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of every thread of process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int
+
+
 @contextmanager
-def serving(command: list[str], ready_path: str, port: int, log: Path) -> Iterator[int]:
+def serving(command: list[str], ready_path: str, port: int, log: Path) -> Iterator[Server]:
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}{ready_path}", process, log, timeout_s=600.0)
-        yield port
+        yield Server(port, process.pid)
     finally:
         process.terminate()
         try:
@@ -96,10 +117,11 @@ def serving(command: list[str], ready_path: str, port: int, log: Path) -> Iterat
 
 
 def stream(
-    port: int, model: str, api: Api, concurrency: int, args: argparse.Namespace, drain_s: float
-) -> GenerativeSummary:
+    server: Server, model: str, api: Api, concurrency: int, args: argparse.Namespace, drain_s: float
+) -> dict[str, Any]:
+    """The run's summary document, with the server's CPU ms per token received."""
     spec = GenerativeSpec(
-        endpoint=Endpoint("http", "127.0.0.1", port),
+        endpoint=Endpoint("http", "127.0.0.1", server.port),
         model=model,
         version="",
         api=api,
@@ -116,34 +138,36 @@ def stream(
     )
     failure = probe_generative(spec, timeout_s=300)
     if failure is not None:
-        raise RuntimeError(f"{model} on port {port}: {failure}")
-    return summarize(spec, run_generative(spec))
+        raise RuntimeError(f"{model} on port {server.port}: {failure}")
+    cpu = process_cpu_s(server.pid)
+    result = run_generative(spec)
+    cpu = process_cpu_s(server.pid) - cpu
+    tokens = sum(len(record.token_times) for record in result.records)
+    document = summary_document(summarize(spec, result))
+    document["server_cpu_ms_per_token"] = cpu * 1000 / tokens if tokens else float("nan")
+    return document
 
 
-def one_round(
-    args: argparse.Namespace, inferd_port: int, peer_port: int | None, local: OgLoop
-) -> dict[str, Any]:
+def one_round(args: argparse.Namespace, inferd: Server, peer: Server | None, local: OgLoop) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    single = stream(inferd_port, "smollm2", "generate", 1, args, drain_s=120)
-    batched = stream(inferd_port, "smollm2", "generate", STREAMS, args, drain_s=120)
+    single = stream(inferd, "smollm2", "generate", 1, args, drain_s=120)
+    batched = stream(inferd, "smollm2", "generate", STREAMS, args, drain_s=120)
     print(
-        f"  batched {batched.output_tokens_per_s:.1f} tok/s, single {single.output_tokens_per_s:.1f}",
+        f"  batched {batched['output_tokens_per_s']:.1f} tok/s, single {single['output_tokens_per_s']:.1f}",
         file=sys.stderr,
     )
     # One at a time, streams still waiting at the end would take minutes: cut them (tokens/s counts
     # what arrived in the window; the cut ones are not errors of the server).
-    serial = stream(inferd_port, "smollm2-seq1", "generate", STREAMS, args, drain_s=0.1)
-    figures["single"] = summary_document(single)
-    figures["batched"] = summary_document(batched)
-    figures["serial"] = summary_document(serial)
+    serial = stream(inferd, "smollm2-seq1", "generate", STREAMS, args, drain_s=0.1)
+    figures["single"] = single
+    figures["batched"] = batched
+    figures["serial"] = serial
     figures["in_process_tokens_per_s"] = local.tokens_per_s(
         list(BUILTIN_PROMPTS), args.max_tokens, args.duration, args.seed
     )
-    if peer_port is not None:
-        figures["inferd_openai"] = summary_document(
-            stream(inferd_port, "smollm2", "openai", STREAMS, args, 120)
-        )
-        figures["peer"] = summary_document(stream(peer_port, "smollm2", "openai", STREAMS, args, 300))
+    if peer is not None:
+        figures["inferd_openai"] = stream(inferd, "smollm2", "openai", STREAMS, args, 120)
+        figures["peer"] = stream(peer, "smollm2", "openai", STREAMS, args, 300)
     return figures
 
 
@@ -177,6 +201,9 @@ def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
         "single_itl_p50_ms": _median(rounds, "single", "inter_token_ms", "p50"),
         "single_tps": _median(rounds, "single", "output_tokens_per_s"),
         "in_process_tps": _median(rounds, "in_process_tokens_per_s"),
+        "batched_cpu_ms": _median(rounds, "batched", "server_cpu_ms_per_token"),
+        "serial_cpu_ms": _median(rounds, "serial", "server_cpu_ms_per_token"),
+        "single_cpu_ms": _median(rounds, "single", "server_cpu_ms_per_token"),
     }
     m["batching_ratio"] = _ratio(m["batched_tps"], m["serial_tps"])
     m["ttft_ratio"] = _ratio(m["batched_ttft_p99_ms"], m["single_ttft_p50_ms"])
@@ -187,6 +214,10 @@ def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
         f"| (a) output tok/s, 16 streams, continuous batching | {m['batched_tps']:.1f} | |",
         f"| (a) output tok/s, 16 streams, one sequence at a time | {m['serial_tps']:.1f} | |",
         f"| (a) batching / one at a time | **{m['batching_ratio']:.2f}x** | >= 4x |",
+        f"| (a) server CPU ms per token: batching / one at a time / single stream | "
+        f"{m['batched_cpu_ms']:.2f} / {m['serial_cpu_ms']:.2f} / {m['single_cpu_ms']:.2f} | |",
+        f"| (a) one at a time / batching, CPU per token | "
+        f"**{_ratio(m['serial_cpu_ms'], m['batched_cpu_ms']):.2f}x** | |",
         f"| (a) TTFT p99 at 16 streams, batching (ms) | {m['batched_ttft_p99_ms']:.0f} | |",
         f"| (a) single-stream TTFT p50 / p99 (ms) | {m['single_ttft_p50_ms']:.0f} / "
         f"{m['single_ttft_p99_ms']:.0f} | |",
@@ -203,10 +234,14 @@ def report(rounds: list[dict[str, Any]], peer: bool) -> dict[str, float]:
         m["inferd_openai_ttft_p99_ms"] = _median(rounds, "inferd_openai", "ttft_ms", "p99")
         m["peer_ttft_p99_ms"] = _median(rounds, "peer", "ttft_ms", "p99")
         m["peer_ratio"] = _ratio(m["inferd_openai_tps"], m["peer_tps"])
+        m["inferd_openai_cpu_ms"] = _median(rounds, "inferd_openai", "server_cpu_ms_per_token")
+        m["peer_cpu_ms"] = _median(rounds, "peer", "server_cpu_ms_per_token")
         lines += [
             f"| (c) output tok/s, 16 streams, inferd /v1/completions | {m['inferd_openai_tps']:.1f} | |",
             f"| (c) output tok/s, 16 streams, transformers server | {m['peer_tps']:.1f} | |",
             f"| (c) inferd / transformers server | **{m['peer_ratio']:.2f}x** | (report) |",
+            f"| (c) server CPU ms per token, inferd / transformers | {m['inferd_openai_cpu_ms']:.2f} / "
+            f"{m['peer_cpu_ms']:.2f} (**{_ratio(m['peer_cpu_ms'], m['inferd_openai_cpu_ms']):.2f}x**) | |",
             f"| (c) TTFT p99, inferd / transformers (ms) | {m['inferd_openai_ttft_p99_ms']:.0f} / "
             f"{m['peer_ttft_p99_ms']:.0f} | |",
         ]
@@ -260,10 +295,11 @@ def main() -> None:
             str(threads),
         ]
         peer_serving = _none() if args.no_peer else serving(peer, "/ready", peer_port, root / "peer.log")
-        with serving(inferd, "/v2/health/ready", inferd_port, root / "inferd.log"), peer_serving as peer_up:
+        inferd_serving = serving(inferd, "/v2/health/ready", inferd_port, root / "inferd.log")
+        with inferd_serving as inferd_up, peer_serving as peer_up:
             for number in range(args.rounds):
                 print(f"round {number + 1}/{args.rounds} ...", file=sys.stderr)
-                rounds.append(one_round(args, inferd_port, peer_up, local))
+                rounds.append(one_round(args, inferd_up, peer_up, local))
                 args.json.write_text(json.dumps({"rounds": rounds}, indent=2, default=float) + "\n")
     medians = report(rounds, not args.no_peer)
     document = {
@@ -283,7 +319,7 @@ def main() -> None:
 
 
 @contextmanager
-def _none() -> Iterator[int | None]:
+def _none() -> Iterator[Server | None]:
     yield None
 
 
