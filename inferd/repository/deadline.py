@@ -87,6 +87,11 @@ class LoadDeadline:
             raise
         return outcome.result()
 
+    def passed(self) -> bool:
+        """Whether the deadline is behind us: a step made of many short runs (a warm-up) checks it
+        between runs, so an abandoned one stops instead of holding a core until it completes."""
+        return self._end is not None and time.monotonic() >= self._end
+
     def _remaining(self) -> float | None:
         return None if self._end is None else max(0.0, self._end - time.monotonic())
 
@@ -97,8 +102,10 @@ def _abandon(outcome: concurrent.futures.Future[T], discard: Callable[[T], None]
         return
 
     def late(future: concurrent.futures.Future[T]) -> None:
-        if future.exception() is not None:
-            return  # the step failed on its own and cleaned up after itself
+        failure = future.exception()
+        if failure is not None:  # the step failed (or stopped) on its own and cleaned up after itself
+            log.info("an abandoned model load step ended: %s", failure)
+            return
         try:
             discard(future.result())
         except Exception:

@@ -247,10 +247,16 @@ def _auto_inline(platform: str) -> int:
     return INLINE_AUTO if platform in _BOUNDED_PLATFORMS else 0
 
 
-def warm(runtime: Runtime, config: ModelConfig, model_dir: Path, load_ms: float) -> ColdStart:
-    """Blocking: run the configured warm-up; closes the runtime when it fails."""
+def warm(
+    runtime: Runtime,
+    config: ModelConfig,
+    model_dir: Path,
+    load_ms: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> ColdStart:
+    """Blocking: run the configured warm-up (until ``stop()``); closes the runtime when it fails."""
     try:
-        return warm_up(runtime, config.warmup, model_dir, load_ms)
+        return warm_up(runtime, config.warmup, model_dir, load_ms, stop)
     except BaseException:
         runtime.close()
         raise

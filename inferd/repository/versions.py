@@ -126,7 +126,8 @@ class VersionLoader:
             entry.status[key] = VersionStatus(VersionState.WARMING, "warming up", print_)
             # A warm-up abandoned at the deadline closes its runtime when it returns.
             cold_start = await deadline.run(
-                partial(warm, runtime, config, model_dir, load_ms), lambda _: runtime.close()
+                partial(warm, runtime, config, model_dir, load_ms, deadline.passed),
+                lambda _: runtime.close(),
             )
             labels = await deadline.run(partial(read_labels, model_dir, path.parent))
             rss_after = rss_bytes()

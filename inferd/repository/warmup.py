@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +119,16 @@ def _from_file(model_dir: Path, file: str, signature: Signature) -> dict[str, np
 
 
 def warm_up(
-    runtime: Runtime, samples: tuple[WarmupSample, ...], model_dir: Path, load_ms: float
+    runtime: Runtime,
+    samples: tuple[WarmupSample, ...],
+    model_dir: Path,
+    load_ms: float,
+    stop: Callable[[], bool] = lambda: False,
 ) -> ColdStart:
     """Run every sample ``count`` times on every instance (blocking; call it off the event loop).
 
+    ``stop`` is asked before each run: once it answers True (the load's deadline passed and the load
+    was abandoned), the warm-up ends with ModelLoadError rather than running on unobserved.
     Raises ModelLoadError when a sample cannot be built or the model fails on it.
     """
     rng = np.random.default_rng(0)
@@ -130,6 +137,8 @@ def warm_up(
         inputs = sample_inputs(sample, runtime.signature, model_dir, rng)
         for instance in range(runtime.instances):
             for _ in range(sample.count):
+                if stop():
+                    raise ModelLoadError(f"{model_dir}: warm-up stopped at the load deadline")
                 start = time.perf_counter()
                 try:
                     runtime.run(instance, inputs)

@@ -12,6 +12,7 @@ import modelfactory as mf
 import numpy as np
 import pytest
 from httputil import post_json
+from lifecycleutil import wait_until
 from onnx import TensorProto
 from serverctl import RunningServer, run_server_expecting_exit, start_server
 
@@ -28,7 +29,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("confined")
     root = base / "models"
     mf.write_model(root, "m", lambda p: mf.identity(p, TensorProto.FLOAT))
-    mf.write_model(root, "slow", lambda p: mf.slow(p, 200), config="max_batch_size: 1\n")
+    mf.write_model(root, "slow", lambda p: mf.slow(p, 1000), config="max_batch_size: 1\n")
     model_dir = mf.write_model(root, "w", lambda p: mf.identity(p, TensorProto.FLOAT))
     np.savez(model_dir / "inside.npz", INPUT0=np.ones((1, 4), dtype=np.float32))
     np.savez(base / "outside.npz", INPUT0=np.ones((1, 4), dtype=np.float32))
@@ -94,11 +95,14 @@ def test_warm_up_files_outside_the_model_answer_alike(server: RunningServer, bas
 
 
 def test_a_load_past_the_timeout_fails_and_frees_the_model(server: RunningServer) -> None:
-    # 40 warm-up runs of a ~200 ms model: far past the 3 s load timeout.
+    # 1,000 warm-up runs of a model taking a good part of a second: past the 3 s timeout on any CPU.
     start = time.monotonic()
-    status, error = _load(server, "slow", "max_batch_size: 1\nwarmup:\n  - count: 40\n")
+    status, error = _load(server, "slow", "max_batch_size: 1\nwarmup:\n  - count: 1000\n")
     assert status == 500 and f"load timeout of {LOAD_TIMEOUT_S} s" in error, error
     assert time.monotonic() - start < 30
+    # The abandoned warm-up stops at its next run rather than holding a core for minutes.
+    stopped = "warm-up stopped at the load deadline"
+    wait_until(lambda: stopped in server.log(), 30, "the abandoned warm-up to stop")
     # The lock is free: the same model loads now without the warm-up and serves.
     assert _load(server, "slow") == (200, "")
     status, body = post_json(server.http_url, "/v2/models/slow/infer", INFER)
@@ -107,8 +111,8 @@ def test_a_load_past_the_timeout_fails_and_frees_the_model(server: RunningServer
 
 
 def test_a_start_up_load_past_the_timeout_stops_the_server_cleanly(tmp_path: Path) -> None:
-    config = "max_batch_size: 1\nwarmup:\n  - count: 40\n"
-    mf.write_model(tmp_path, "slow", lambda p: mf.slow(p, 200), config=config)
+    config = "max_batch_size: 1\nwarmup:\n  - count: 1000\n"
+    mf.write_model(tmp_path, "slow", lambda p: mf.slow(p, 1000), config=config)
     result = run_server_expecting_exit(tmp_path, "--load-timeout", "1")
     # Exit 1 with the reason, not an abort from tearing ONNX Runtime down under the abandoned warm-up.
     assert result.returncode == 1, result.stderr

@@ -98,3 +98,9 @@ def test_a_step_that_fails_late_is_not_discarded() -> None:
     for thread in threads:
         thread.join(WAIT_S)
     assert discarded == []
+
+
+def test_a_deadline_tells_when_it_has_passed() -> None:
+    assert not LoadDeadline(None).passed()
+    assert not LoadDeadline(WAIT_S).passed()
+    assert LoadDeadline(0).passed()
