@@ -388,9 +388,8 @@ class Batcher:
             if item.expiry is not None:
                 item.expiry.cancel()
                 item.expiry = None
-            refusals.reject_expired(
-                self._stats, self._name, item
-            )  # its timer has not fired yet, but it must not run
+            # Its timer has not fired yet, but it must not run.
+            refusals.reject_expired(self._stats, self._name, item)
         return batch
 
     def _update_idle(self) -> None:
