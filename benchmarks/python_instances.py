@@ -38,7 +38,8 @@ import numpy as np
 from inferd.model_config import load_model_config
 from inferd.runtimes.base import Runtime
 from inferd.runtimes.registry import create_runtime
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
 HERE = Path(__file__).resolve().parent

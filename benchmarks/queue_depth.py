@@ -20,7 +20,8 @@ import time
 import numpy as np
 
 from inferd.runtimes.base import Signature
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 from inferd.types import TensorSpec
 

@@ -30,7 +30,7 @@ ROUTING_KEY = "routing_key"
 Outputs = dict[str, np.ndarray]
 # The data plane's steps for one version: check a request against its signature and input limits;
 # run it (response cache or batcher, statistics). Both are the plain path's own, so a rollout keeps
-# the cache and the statistics (``DataPlane._prepare``, ``DataPlane._run``).
+# the cache and the statistics (``RequestChecks.prepare``, ``DataPlane._run``).
 Prepare = Callable[[LoadedModel, InferRequest], ValidatedInputs]
 Run = Callable[
     [LoadedModel, InferRequest, ValidatedInputs, "RequestTrace | None", "str | None", int], Awaitable[Outputs]

@@ -1,4 +1,7 @@
-"""Health, metadata, configuration, statistics and inference, independent of any transport."""
+"""The inference path, independent of any transport: decode (through the call's codec), check,
+version and canary split, response cache, batcher, statistics, encode. Also the server's health and
+metadata; what the front-ends ask about models besides inference is ``DataPlane.control``
+(dataplane/control.py)."""
 
 from __future__ import annotations
 
@@ -12,42 +15,30 @@ import numpy as np
 
 from inferd import __version__
 from inferd.cache.base import ResponseCache
-from inferd.cache.entries import CorruptEntry, decode_outputs, encode_outputs
-from inferd.cache.keys import response_key
 from inferd.dataplane.access_log import log_request
 from inferd.dataplane.admission import queue_placement
+from inferd.dataplane.cached import CachedInference
 from inferd.dataplane.calls import InferCall, Reply, RequestTracer
 from inferd.dataplane.canary import CanaryRouter
+from inferd.dataplane.checks import RequestChecks
 from inferd.dataplane.classification import classify, wants_classes
+from inferd.dataplane.control import ControlPlane
 from inferd.dataplane.ensemble import EnsembleRunner
-from inferd.dataplane.limits import InputChecks, build_checks, check_inputs
 from inferd.dataplane.loop_shedding import LoopShedding
 from inferd.dataplane.streaming import Generation, Streams
 from inferd.dataplane.trace_settings import TraceSettings
-from inferd.dataplane.validation import SignatureAdmission, ValidatedInputs, validate
+from inferd.dataplane.validation import ValidatedInputs
 from inferd.drift.monitor import DriftMonitor
-from inferd.errors import (
-    ExecutionError,
-    InferdError,
-    InvalidRequest,
-    NotFound,
-    NotLoadedYet,
-    Unavailable,
-    unknown_version,
-)
-from inferd.generative.figures import generation_of
-from inferd.repository.description import ModelDescription, describe, runtime_parameters
+from inferd.errors import ExecutionError, InferdError, NotLoadedYet
 from inferd.repository.manager import LoadedModel, ModelRepository
 from inferd.runtimes.base import StreamKind
 from inferd.runtimes.ensemble import EnsembleRuntime
-from inferd.runtimes.registry import platform_of
-from inferd.runtimes.request_parameters import ParameterGroup, is_reserved, model_share
-from inferd.runtimes.response_parameters import parameters_of
+from inferd.runtimes.request_parameters import ParameterGroup, model_share
 from inferd.scheduler.batcher import Batcher
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.tracehook import RequestTrace
 from inferd.sharedmem import RegionRegistry
-from inferd.types import Admission, InferRequest, InferResponse, Tensor
+from inferd.types import Admission, InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +64,8 @@ EXTENSIONS = (
 class DataPlane:
     # Set where this data plane cannot hold shared memory registrations for the whole server: why.
     no_shared_memory: ClassVar[str | None] = None
+    # inferd/workers swaps in its control plane (a lifecycle call takes effect on every worker).
+    control_class: ClassVar[type[ControlPlane]] = ControlPlane
 
     def __init__(
         self,
@@ -91,13 +84,15 @@ class DataPlane:
         self._repository = repository
         # What every request asks: which handle serves a model now (repository/registry.py).
         self._registry = repository.registry
-        self._max_tensor_elements = max_tensor_elements
-        self._max_bytes_length = max_bytes_length
-        # Built on a model's first request; LoadedModel hashes by identity, so a reload gets new checks.
-        self._checks: dict[LoadedModel, InputChecks] = {}
-        # Built with them: each handle's checks on declared inputs, which codecs run before decoding.
-        self._admissions: dict[LoadedModel, SignatureAdmission] = {}
-        self._cache = cache
+        # Readiness, metadata, statistics and the model lifecycle: what the front-ends ask besides
+        # inference (dataplane/control.py).
+        self.control = self.control_class(repository, model_control, drift)
+        self._checks = RequestChecks(self._registry, max_tensor_elements, max_bytes_length)
+        # The checks' own table and method, used as they are (one lookup per request).
+        self._admissions = self._checks.admissions
+        self._prepare = self._checks.prepare
+        # The response-cache path (dataplane/cached.py); None: no cache configured.
+        self._infer_cached = CachedInference(cache, self._schedule).infer if cache is not None else None
         # Queue deadline for requests that send no `timeout` on models that set no default; 0: none.
         self._default_timeout_us = default_timeout_us
         self._draining = False
@@ -105,7 +100,6 @@ class DataPlane:
         self._in_progress = 0
         self._access_log = access_log
         self._drift = drift
-        self._model_control = model_control
         self._tracing = tracing
         # Which requests get a span, changed at run time through Triton's trace extension.
         self.trace_settings = TraceSettings(tracing is not None)
@@ -139,133 +133,12 @@ class DataPlane:
         await self._canary.close()
         self.regions.close()
 
-    def model_ready(self, name: str, version: str | None = None) -> bool:
-        entry = self._repository.entry(name)
-        if version:
-            if entry.lazy:
-                return True  # servable: it loads on its first request
-            if version not in entry.served:
-                raise NotFound(unknown_version(name, version, "not loaded"))
-            return self._steps_ready(entry.served[version])
-        if entry.default is not None:
-            return self._steps_ready(entry.default)
-        return entry.lazy
-
-    def _steps_ready(self, model: LoadedModel) -> bool:
-        """An ensemble is ready when each of its steps' models is servable (a lazy one counts)."""
-        runtime = model.runtime
-        if not isinstance(runtime, EnsembleRuntime):
-            return True
-        for step in runtime.steps:
-            try:
-                self._registry.get(step.model_name, step.version)
-            except NotLoadedYet:
-                continue
-            except InferdError:
-                return False
-        return True
-
-    # Metadata -----------------------------------------------------------------------------------
+    # Server metadata ----------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
         extensions = list(EXTENSIONS)
         if self.regions.unavailable is not None:
             extensions.remove("system_shared_memory")
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
-
-    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        model = self._loaded(name, version)
-        signature = model.signature
-        batch = [-1] if signature.max_batch_size > 0 else []
-
-        def tensors(specs: Any) -> list[dict[str, Any]]:
-            return [{"name": s.name, "datatype": s.datatype, "shape": [*batch, *s.dims]} for s in specs]
-
-        metadata: dict[str, Any] = {
-            "name": model.name,
-            "versions": list(self._repository.entry(name).served),
-            "platform": platform_of(model.runtime).triton_platform,
-            "inputs": tensors(signature.inputs),
-            "outputs": tensors(signature.outputs),
-        }
-        parameters = runtime_parameters(model.runtime)
-        if parameters:  # MLServer's extension of the metadata; gRPC's has no field (see the config)
-            metadata["parameters"] = dict(parameters)
-        return metadata
-
-    def model_config(self, name: str, version: str | None = None) -> ModelDescription:
-        """The configuration; the front-ends render it in Triton's field names (protocol.model_config)."""
-        model = self._loaded(name, version)
-        # The model's current policy: a policy edit applies without reloading the versions.
-        config = self._repository.entry(name).config or model.config
-        return describe(model, config.version_policy)
-
-    def _loaded(self, name: str, version: str | None) -> LoadedModel:
-        """The handle for a metadata call; a lazy model starts loading and the caller retries."""
-        try:
-            return self._repository.get(name, version)
-        except NotLoadedYet:
-            self._repository.request_load(name)
-            raise Unavailable(f"model '{name}' is loading on demand; retry shortly") from None
-
-    # Statistics ---------------------------------------------------------------------------------
-    def model_statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
-        if name:
-            entry = self._repository.entry(name)
-            models = [self._repository.get(name, version)] if version else list(entry.served.values())
-        else:
-            models = [m for e in self._repository.entries() for m in e.served.values()]
-        return [
-            {"name": m.name, "version": m.version, **m.stats.as_dict(), **generation_of(m.runtime)}
-            for m in models
-        ]
-
-    async def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
-        """Statistics as the front-ends report them (with --workers: summed over the workers)."""
-        return self.model_statistics(name, version)
-
-    # Repository (model lifecycle) -------------------------------------------------------------
-    async def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
-        index = await self._repository.index()
-        return [row for row in index if row["state"] == "READY"] if ready_only else index
-
-    async def load_model(self, name: str, config_override: str | None = None) -> None:
-        self._require_explicit("load")
-        await self._repository.load(name, config_override)
-
-    async def unload_model(self, name: str) -> None:
-        self._require_explicit("unload")
-        await self._repository.unload(name)
-
-    def _require_explicit(self, action: str) -> None:
-        if self._model_control != "explicit":
-            raise InvalidRequest(
-                f"explicit model {action} is not allowed in model control mode '{self._model_control}' "
-                "(start the server with --model-control explicit)"
-            )
-
-    def model_lifecycle(self, name: str) -> dict[str, Any]:
-        # The server's model control mode too: `inferd optimize --rollout` reaches a polling server
-        # through config.yaml rather than the rollout API (docs/optimize.md).
-        return {**self._repository.lifecycle(name), "model_control": self._model_control}
-
-    async def start_rollout(self, name: str, document: dict[str, Any]) -> dict[str, Any]:
-        return await self._repository.start_rollout(name, document)
-
-    def rollout_status(self, name: str) -> dict[str, Any] | None:
-        return self._repository.rollout_status(name)
-
-    async def promote(self, name: str) -> str:
-        return await self._repository.promote(name)
-
-    async def rollback(self, name: str) -> str:
-        return await self._repository.rollback(name)
-
-    def drift_sample(self, name: str) -> dict[str, list[list[float]]]:
-        """The drift monitor's live rows of a model's inputs (``inferd optimize --from-traffic``)."""
-        sample = self._drift.sample(name) if self._drift is not None else None
-        if sample is None:
-            raise NotFound(f"model '{name}' has no drift monitor (no drift_profile.json), so no live sample")
-        return sample
 
     # Inference ----------------------------------------------------------------------------------
     def check_servable(self, name: str, version: str | None) -> Admission | None:
@@ -285,7 +158,7 @@ class DataPlane:
                 raise refusal
         admission = self._admissions.get(model)
         if admission is None:
-            self._build_checks(model)
+            self._checks.build(model)
             admission = self._admissions[model]
         return admission
 
@@ -422,12 +295,6 @@ class DataPlane:
             return classify(response, request.outputs, model.labels, model.signature.max_batch_size > 0)
         return response
 
-    def _prepare(self, model: LoadedModel, request: InferRequest) -> ValidatedInputs:
-        """The request checked against one version's signature and input limits."""
-        checked = validate(request, model.signature)
-        check_inputs(self._checks.get(model) or self._build_checks(model), checked.arrays)
-        return checked
-
     async def _run(
         self,
         model: LoadedModel,
@@ -442,9 +309,9 @@ class DataPlane:
         try:
             runtime = model.runtime
             if isinstance(runtime, EnsembleRuntime):
-                outputs = await self._run_ensemble(model, runtime, request, checked, partition)
-            elif self._cache is not None and model.config.response_cache:
-                outputs = await self._infer_cached(self._cache, model, request, checked, trace, partition)
+                outputs = await self._ensembles.outputs(model, runtime, request, checked, partition)
+            elif self._infer_cached is not None and model.config.response_cache:
+                outputs = await self._infer_cached(model, request, checked, trace, partition)
             else:
                 outputs = await self._schedule(model, request, checked, trace)
         except InferdError as exc:
@@ -453,48 +320,6 @@ class DataPlane:
         model.stats.record_success(time.perf_counter_ns() - start)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
         return outputs
-
-    async def _run_ensemble(
-        self,
-        model: LoadedModel,
-        ensemble: EnsembleRuntime,
-        request: InferRequest,
-        checked: ValidatedInputs,
-        partition: str | None,
-    ) -> dict[str, np.ndarray]:
-        """The ensemble's outputs from its steps (dataplane/ensemble.py). Its own statistics count
-        each request as one execution; the steps' batching shows in the step models' statistics."""
-        inputs = {
-            spec.name: Tensor(spec.name, spec.datatype, checked.arrays[spec.name])
-            for spec in ensemble.signature.inputs
-        }
-        forwarded = {k: v for k, v in request.parameters.items() if not is_reserved(k)}
-        results = await self._ensembles.run(
-            ensemble, inputs, list(checked.outputs), request.id, partition, forwarded
-        )
-        datatypes = model.output_datatypes
-        for name, tensor in results.items():
-            if tensor.datatype != datatypes[name]:
-                raise ExecutionError(
-                    f"ensemble '{model.name}' output '{name}' is declared {datatypes[name]} but its step "
-                    f"produced {tensor.datatype}"
-                )
-        stats = model.stats
-        stats.inference_count += checked.rows
-        stats.execution_count += 1
-        return {name: tensor.data for name, tensor in results.items()}
-
-    def _build_checks(self, model: LoadedModel) -> InputChecks:
-        checks = build_checks(
-            model.config, model.signature, self._max_tensor_elements, self._max_bytes_length
-        )
-        # A new handle (first request after a load or a swap): forget handles no longer served, so
-        # replaced versions are not kept alive by this table.
-        self._checks = {m: c for m, c in self._checks.items() if self._registry.serves(m)}
-        self._checks[model] = checks
-        self._admissions = {m: a for m, a in self._admissions.items() if m in self._checks}
-        self._admissions[model] = SignatureAdmission(model.name, model.signature, checks.max_elements)
-        return checks
 
     async def _schedule(
         self,
@@ -537,55 +362,3 @@ class DataPlane:
         return await batcher.infer(
             checked.arrays, checked.rows, checked.group, trace, outputs=wanted, alone=self._in_progress == 1
         )
-
-    async def _infer_cached(
-        self,
-        cache: ResponseCache,
-        model: LoadedModel,
-        request: InferRequest,
-        checked: ValidatedInputs,
-        trace: RequestTrace | None,
-        partition: str | None,
-    ) -> dict[str, np.ndarray]:
-        """Triton's accounting: a hit costs the lookup; a miss, the lookup plus the insertion."""
-        stats = model.stats
-        start = time.perf_counter_ns()
-        try:
-            key = response_key(
-                model.name,
-                model.cache_version or model.version,
-                {t.name: (t.datatype, checked.arrays[t.name]) for t in request.inputs},
-                checked.outputs,
-                request.parameters,
-                partition,
-            )
-            value = await cache.get(key)
-        except Exception as exc:  # never fail a request because of the cache
-            self._cache_failed(model, exc)
-            return await self._schedule(model, request, checked, trace)
-        if value is not None:
-            try:
-                cached = decode_outputs(value)
-            except CorruptEntry as exc:
-                log.debug("model %s: ignoring a corrupt cache entry: %s", model.name, exc)
-            else:
-                stats.cache_hit.add(time.perf_counter_ns() - start)
-                return {name: array for name, (_, array) in cached.items()}
-        lookup_ns = time.perf_counter_ns() - start
-        # Still this version's batcher after the await: the caller's hold keeps it open.
-        outputs = await self._schedule(model, request, checked, trace)
-        if parameters_of(outputs):  # entries hold tensors only: a response with parameters is not stored
-            stats.cache_miss.add(lookup_ns)
-            return outputs
-        insert_start = time.perf_counter_ns()
-        datatypes = model.output_datatypes
-        try:
-            await cache.put(key, encode_outputs({n: (datatypes[n], outputs[n]) for n in checked.outputs}))
-        except Exception as exc:
-            self._cache_failed(model, exc)
-        stats.cache_miss.add(lookup_ns + time.perf_counter_ns() - insert_start)
-        return outputs
-
-    def _cache_failed(self, model: LoadedModel, exc: Exception) -> None:
-        model.stats.cache_errors += 1
-        log.debug("model %s: response cache failed: %s", model.name, exc)

@@ -15,8 +15,13 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from inferd.errors import ErrorKind, InferdError, InvalidRequest
+import numpy as np
+
+from inferd.dataplane.validation import ValidatedInputs
+from inferd.errors import ErrorKind, ExecutionError, InferdError, InvalidRequest
+from inferd.repository.manager import LoadedModel
 from inferd.runtimes.ensemble import EnsembleRuntime, Step
+from inferd.runtimes.request_parameters import is_reserved
 from inferd.types import InferRequest, InferResponse, Parameters, RequestedOutput, Tensor
 
 # The data plane's inference path: (request, trace, caller) -> response.
@@ -47,6 +52,34 @@ class _Call:
 class EnsembleRunner:
     def __init__(self, infer: StepInfer) -> None:
         self._infer = infer
+
+    async def outputs(
+        self,
+        model: LoadedModel,
+        ensemble: EnsembleRuntime,
+        request: InferRequest,
+        checked: ValidatedInputs,
+        partition: str | None,
+    ) -> dict[str, np.ndarray]:
+        """An ensemble version's outputs for one request, from its steps. Its own statistics count
+        each request as one execution; the steps' batching shows in the step models' statistics."""
+        inputs = {
+            spec.name: Tensor(spec.name, spec.datatype, checked.arrays[spec.name])
+            for spec in ensemble.signature.inputs
+        }
+        forwarded = {k: v for k, v in request.parameters.items() if not is_reserved(k)}
+        results = await self.run(ensemble, inputs, list(checked.outputs), request.id, partition, forwarded)
+        datatypes = model.output_datatypes
+        for name, tensor in results.items():
+            if tensor.datatype != datatypes[name]:
+                raise ExecutionError(
+                    f"ensemble '{model.name}' output '{name}' is declared {datatypes[name]} but its step "
+                    f"produced {tensor.datatype}"
+                )
+        stats = model.stats
+        stats.inference_count += checked.rows
+        stats.execution_count += 1
+        return {name: tensor.data for name, tensor in results.items()}
 
     async def run(
         self,

@@ -81,7 +81,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         try:
             name, version = model_name(request.name), model_version(request.version)
-            return pb.ModelReadyResponse(ready=self._dataplane.model_ready(name, version))
+            return pb.ModelReadyResponse(ready=self._dataplane.control.model_ready(name, version))
         except Exception as exc:
             await abort(context, exc, "ModelReady")
 
@@ -95,7 +95,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
     ) -> pb.ModelMetadataResponse:
         try:
             name, version = model_name(request.name), model_version(request.version)
-            metadata = self._dataplane.model_metadata(name, version)
+            metadata = self._dataplane.control.model_metadata(name, version)
             return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
         except Exception as exc:
             await abort(context, exc, "ModelMetadata")
@@ -103,7 +103,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
         try:
             name, version = model_name(request.name), model_version(request.version)
-            config = self._dataplane.model_config(name, version)
+            config = self._dataplane.control.model_config(name, version)
             return pb.ModelConfigResponse(config=config_proto(config))
         except Exception as exc:
             await abort(context, exc, "ModelConfig")
@@ -114,7 +114,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
         try:
             # An empty name asks for every model.
             name = model_name(request.name) if request.name else None
-            stats = await self._dataplane.statistics(name, model_version(request.version))
+            stats = await self._dataplane.control.statistics(name, model_version(request.version))
             # Figures beyond Triton's schema (a generative model's "generation") are REST-only.
             document = {"model_stats": stats}
             return json_format.ParseDict(document, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
@@ -124,7 +124,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
     async def RepositoryIndex(
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
-        index = await self._dataplane.repository_index(ready_only=request.ready)
+        index = await self._dataplane.control.repository_index(ready_only=request.ready)
         return json_format.ParseDict({"models": index}, pb.RepositoryIndexResponse())
 
     async def RepositoryModelLoad(
@@ -139,7 +139,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
                 if config.WhichOneof("parameter_choice") != "string_param":
                     raise InvalidRequest("parameter 'config' must be a string holding the configuration")
                 override = config.string_param
-            await self._dataplane.load_model(model_name(request.model_name), override)
+            await self._dataplane.control.load_model(model_name(request.model_name), override)
             return pb.RepositoryModelLoadResponse()
         except Exception as exc:
             await abort(context, exc, "RepositoryModelLoad")
@@ -148,7 +148,7 @@ class InferenceServicer(SharedMemoryMethods, SettingsMethods, pb_grpc.GRPCInfere
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
         try:
-            await self._dataplane.unload_model(model_name(request.model_name))
+            await self._dataplane.control.unload_model(model_name(request.model_name))
             return pb.RepositoryModelUnloadResponse()
         except Exception as exc:
             await abort(context, exc, "RepositoryModelUnload")

@@ -40,7 +40,7 @@ class SettingsMethods:
         try:
             model = model_name(request.model_name) if request.model_name else None
             if model is not None:
-                self._dataplane.model_metadata(model)  # an unknown model: NOT_FOUND
+                self._dataplane.control.model_metadata(model)  # an unknown model: NOT_FOUND
             traces = self._dataplane.trace_settings
             changes = {key: list(value.value) or None for key, value in request.settings.items()}
             settings = traces.update(changes, model) if changes else traces.settings(model)

@@ -224,7 +224,7 @@ class RestApp:
             return await self._models(rest[1:], method, scope, receive, caller)
         elif head == "repository":
             body = await _read_body(receive, scope, self._max_body_bytes)
-            return _json(await repository_route(dp, rest[1:], method, body))
+            return _json(await repository_route(dp.control, rest[1:], method, body))
         elif head == "systemsharedmemory" and len(rest) > 1:
             body = await _read_body(receive, scope, self._max_body_bytes)
             return _json(system_route(dp.regions, rest[1:], method, scope["path"], body, caller))
@@ -248,7 +248,7 @@ class RestApp:
     ) -> Response | StreamResponse:
         dp = self._dataplane
         if rest == ["stats"] and method == "GET":
-            return _json({"model_stats": await dp.statistics()})
+            return _json({"model_stats": await dp.control.statistics()})
         if not rest or not rest[0]:
             raise NotFound(f"no route for {method} {scope['path']}")
         raw_name, raw_version, action = access.split_model_path(rest)
@@ -269,13 +269,13 @@ class RestApp:
         if method != "GET":
             return _not_allowed(method, scope)
         if not action:
-            return _json(dp.model_metadata(name, version))
+            return _json(dp.control.model_metadata(name, version))
         if action == ["ready"]:
-            return _empty(dp.model_ready(name, version))
+            return _empty(dp.control.model_ready(name, version))
         if action == ["config"]:
-            return _json(config_json(dp.model_config(name, version)))
+            return _json(config_json(dp.control.model_config(name, version)))
         if action == ["stats"]:
-            return _json({"model_stats": await dp.statistics(name, version)})
+            return _json({"model_stats": await dp.control.statistics(name, version)})
         raise NotFound(f"no route for {method} {scope['path']}")
 
     async def _infer(

@@ -112,7 +112,7 @@ async def _generated(
 
 def _tensor_request(dp: DataPlane, name: str, version: str | None, document: dict[str, Any]) -> InferRequest:
     """Each key but ``parameters`` as the model input of that name."""
-    specs = {spec["name"]: spec for spec in dp.model_metadata(name, version)["inputs"]}
+    specs = {spec["name"]: spec for spec in dp.control.model_metadata(name, version)["inputs"]}
     inputs = []
     for key, value in document.items():
         if key == "parameters":

@@ -90,7 +90,7 @@ async def openai_route(
 
 
 async def _served(dp: DataPlane) -> list[str]:
-    rows = await dp.repository_index(ready_only=True)
+    rows = await dp.control.repository_index(ready_only=True)
     return sorted({row["name"] for row in rows})
 
 
@@ -204,7 +204,7 @@ async def _embeddings(
 ) -> dict[str, Any]:
     name, texts, encoding = embedding_request(body)
     await admit(model_name(name))
-    metadata = dp.model_metadata(name)
+    metadata = dp.control.model_metadata(name)
     inputs, outputs = metadata["inputs"], metadata["outputs"]
     if not (
         len(inputs) == 1

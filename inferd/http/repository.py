@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from inferd.dataplane.dataplane import DataPlane
+from inferd.dataplane.control import ControlPlane
 from inferd.errors import InvalidRequest, NotFound, Unsupported
 from inferd.names import model_name
 
@@ -44,29 +44,29 @@ def _config_override(document: dict[str, Any]) -> str | None:
     return config
 
 
-async def repository_route(dp: DataPlane, rest: list[str], method: str, body: bytes) -> Any:
+async def repository_route(control: ControlPlane, rest: list[str], method: str, body: bytes) -> Any:
     """The JSON document to answer with; raises NotFound for a path that is not served here."""
     if rest == ["index"] and method == "POST":
-        return await dp.repository_index(ready_only=bool(document(body).get("ready", False)))
+        return await control.repository_index(ready_only=bool(document(body).get("ready", False)))
     if len(rest) != 3 or rest[0] != "models" or not rest[1]:
         raise NotFound(f"no route for {method} /v2/repository/{'/'.join(rest)}")
     name, action = model_name(rest[1]), rest[2]
     if method == "POST" and action == "load":
-        await dp.load_model(name, _config_override(document(body)))
+        await control.load_model(name, _config_override(document(body)))
         return _NO_CONTENT
     if method == "POST" and action == "unload":
-        await dp.unload_model(name)
+        await control.unload_model(name)
         return _NO_CONTENT
     if method == "POST" and action == "rollout":
-        return await dp.start_rollout(name, document(body))
+        return await control.start_rollout(name, document(body))
     if method == "GET" and action == "rollout":
-        return {"rollout": dp.rollout_status(name)}
+        return {"rollout": control.rollout_status(name)}
     if method == "POST" and action == "promote":
-        return {"default_version": await dp.promote(name)}
+        return {"default_version": await control.promote(name)}
     if method == "POST" and action == "rollback":
-        return {"default_version": await dp.rollback(name)}
+        return {"default_version": await control.rollback(name)}
     if method == "GET" and action == "lifecycle":
-        return dp.model_lifecycle(name)
+        return control.model_lifecycle(name)
     if method == "GET" and action == "drift-sample":
-        return {"inputs": dp.drift_sample(name)}
+        return {"inputs": control.drift_sample(name)}
     raise NotFound(f"no route for {method} /v2/repository/{'/'.join(rest)}")

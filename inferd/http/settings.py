@@ -21,7 +21,7 @@ def logging_route(method: str, body: bytes) -> Any:
 
 def trace_route(dp: DataPlane, model: str | None, method: str, body: bytes) -> Any:
     if model is not None:
-        dp.model_metadata(model)  # an unknown model: 404, as for its other routes
+        dp.control.model_metadata(model)  # an unknown model: 404, as for its other routes
     if method == "GET":
         return dp.trace_settings.settings(model)
     if method == "POST":

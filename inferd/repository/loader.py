@@ -19,8 +19,9 @@ from inferd.repository.warmup import ColdStart, warm_up
 from inferd.runtimes.base import Runtime, Signature
 from inferd.runtimes.registry import MODEL_FILES, model_file
 from inferd.runtimes.response_parameters import parameters_of
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
 from inferd.scheduler.lone import INLINE_AUTO
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.sequence_plan import sequence_plan
 from inferd.scheduler.stats import ModelStats

@@ -26,7 +26,7 @@ from typing import Any
 
 from inferd.errors import ExecutionError, ExecutionTimeout, InferdError, InvalidRequest, Unavailable
 from inferd.runtimes.base import Interruptible, Runtime
-from inferd.scheduler.batcher import BatchPolicy
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.sequence_plan import SequencePlan
 from inferd.scheduler.sequence_slots import SequenceSlots
 from inferd.scheduler.sequences import Outputs, Row, Sequence, Step, feed, split_row, step_flags

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from inferd.dataplane.control import ControlPlane
 from inferd.dataplane.dataplane import DataPlane
 from inferd.errors import InvalidRequest
 from inferd.workers import wire
@@ -27,23 +28,15 @@ class SupervisorLink:
         return await wire.call(self.socket_path, "control", self.control_timeout_s, call=call, **args)
 
 
-class ClusterDataPlane(DataPlane):
-    """A repository call that lands here takes effect on every worker before it answers; readiness
-    and statistics are every worker's. ``apply`` runs a call fanned out by the supervisor locally."""
+class ClusterControlPlane(ControlPlane):
+    """A repository call that lands here takes effect on every worker before it answers; statistics
+    are every worker's. ``apply`` runs a call fanned out by the supervisor locally."""
 
     link: SupervisorLink | None = None
-    # A region registered on one worker would be unknown to the others (docs/triton-compat.md).
-    no_shared_memory = (
-        "system shared memory is not available with --workers: each worker would hold its own "
-        "registrations; run without --workers to use it"
-    )
 
     def _link(self) -> SupervisorLink:
         assert self.link is not None, "the worker sets its link before serving"
         return self.link
-
-    async def server_ready(self) -> bool:
-        return bool(self.ready() and await self._link().ask("ready"))
 
     async def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         stats: list[dict[str, Any]] = await self._link().ask("stats", name=name, version=version)
@@ -71,13 +64,29 @@ class ClusterDataPlane(DataPlane):
         """Run one control call on this worker only."""
         name = str(args["name"])
         if call == "load":
-            return await DataPlane.load_model(self, name, args.get("config"))
+            return await ControlPlane.load_model(self, name, args.get("config"))
         if call == "unload":
-            return await DataPlane.unload_model(self, name)
+            return await ControlPlane.unload_model(self, name)
         if call == "rollout":
-            return await DataPlane.start_rollout(self, name, dict(args["document"]))
+            return await ControlPlane.start_rollout(self, name, dict(args["document"]))
         if call == "promote":
-            return await DataPlane.promote(self, name)
+            return await ControlPlane.promote(self, name)
         if call == "rollback":
-            return await DataPlane.rollback(self, name)
+            return await ControlPlane.rollback(self, name)
         raise InvalidRequest(f"unknown control call {call!r}")
+
+
+class ClusterDataPlane(DataPlane):
+    """Inference stays local; readiness is every worker's, and the control plane spans the workers
+    (ClusterControlPlane, whose link the worker sets before serving)."""
+
+    control_class = ClusterControlPlane
+    control: ClusterControlPlane
+    # A region registered on one worker would be unknown to the others (docs/triton-compat.md).
+    no_shared_memory = (
+        "system shared memory is not available with --workers: each worker would hold its own "
+        "registrations; run without --workers to use it"
+    )
+
+    async def server_ready(self) -> bool:
+        return bool(self.ready() and await self.control._link().ask("ready"))

@@ -41,7 +41,9 @@ class WorkerServer(Server):
         self._supervisor = str(rundir / SUPERVISOR_SOCKET)
         self._cluster: ClusterDataPlane = self.dataplane  # type: ignore[assignment]
         # A load may take the load timeout, then its warm-up; the supervisor answers after every worker.
-        self._cluster.link = SupervisorLink(self._supervisor, settings.lifecycle.load_timeout_s * 2 + 30)
+        self._cluster.control.link = SupervisorLink(
+            self._supervisor, settings.lifecycle.load_timeout_s * 2 + 30
+        )
         # Control calls apply one at a time, and never before the journal replayed at start.
         self._apply_lock = asyncio.Lock()
         self._hold: asyncio.Task[None] | None = None
@@ -65,7 +67,7 @@ class WorkerServer(Server):
             answer = orjson.loads(await reader.readline())
             for call in answer["result"]["journal"]:
                 try:
-                    await self._cluster.apply(call["call"], call)
+                    await self._cluster.control.apply(call["call"], call)
                 except InferdError as exc:  # serve on (not ready, if the model is missing): no crash loop
                     log.error(
                         "worker %d: replaying %s %s failed: %s", self.index, call["call"], call["name"], exc
@@ -82,11 +84,11 @@ class WorkerServer(Server):
 
     async def _serving(self) -> None:
         log.info("worker %d (pid %d) serving", self.index, os.getpid())
-        await self._cluster._link().ask("serving", index=self.index)
+        await self._cluster.control._link().ask("serving", index=self.index)
 
     def pages(self) -> dict[str, Page]:
         pages = super().pages()
-        link = self._cluster._link()
+        link = self._cluster.control._link()
 
         async def metrics() -> tuple[bytes, bytes]:
             return CONTENT_TYPE.encode(), str(await link.ask("metrics")).encode()
@@ -110,11 +112,11 @@ class WorkerServer(Server):
         dp = self._cluster
         if op == "apply":
             async with self._apply_lock:
-                return await dp.apply(str(request["call"]), request)
+                return await dp.control.apply(str(request["call"]), request)
         if op == "ready":
             return dp.ready()
         if op == "stats":
-            return dp.model_statistics(request.get("name"), request.get("version"))
+            return dp.control.model_statistics(request.get("name"), request.get("version"))
         if op == "metrics":
             return self.metrics.exposition()[1].decode() if self.metrics is not None else ""
         if op == "snapshot":

@@ -94,13 +94,13 @@ def test_manual_promotion_and_rollback_of_a_rollout(tmp_path: Path) -> None:
         await repository.load_initial(None, exit_on_error=True)
         dataplane = DataPlane(repository)
         with pytest.raises(InvalidRequest, match="no rollout to promote"):
-            await dataplane.promote("m")
+            await dataplane.control.promote("m")
         await repository.start_rollout("m", {"candidate": 2, "canary_percent": 10, "guard": NEVER_JUDGED})
-        assert await dataplane.promote("m") == "2"
+        assert await dataplane.control.promote("m") == "2"
         assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"2"}
-        assert dataplane.rollout_status("m") is None
+        assert dataplane.control.rollout_status("m") is None
         # Back to version 1 in one call: the previous default, still loaded.
-        assert await dataplane.rollback("m") == "1"
+        assert await dataplane.control.rollback("m") == "1"
         assert {(await dataplane.infer(_request())).version for _ in range(10)} == {"1"}
         await repository.close()
 

@@ -71,7 +71,7 @@ def _call(port: int, value: float) -> float:
 
 
 def _counts(dataplane: DataPlane) -> tuple[int, int]:
-    stats = dataplane.model_statistics("m", None)[0]
+    stats = dataplane.control.model_statistics("m", None)[0]
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 

@@ -13,8 +13,9 @@ from heldruntime import StuckRuntime
 
 from inferd.errors import Unavailable
 from inferd.scheduler.adaptive import WARM_EXECUTIONS, AdaptiveBatching
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
 from inferd.scheduler.estimates import ArrivalRate, ExecutionFit
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
 TARGET_NS = 20 * MS

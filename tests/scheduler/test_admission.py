@@ -11,7 +11,8 @@ import pytest
 from heldruntime import xy_signature
 
 from inferd.errors import DeadlineExceeded, Unavailable
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
 

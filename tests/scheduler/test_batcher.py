@@ -10,7 +10,8 @@ import pytest
 from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError, InstanceCrashed, Unavailable
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
 

@@ -11,8 +11,9 @@ import pytest
 from heldruntime import HeldRuntime
 
 from inferd.errors import ExecutionError
-from inferd.scheduler.batcher import ALONE_STREAK, Batcher, BatchPolicy
+from inferd.scheduler.batcher import ALONE_STREAK, Batcher
 from inferd.scheduler.lone import LoneDecision
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
 # Far longer than any run of these runtimes: requests this far apart find the model idle long
@@ -24,10 +25,12 @@ def _rows(n: int, value: float = 1.0) -> dict[str, np.ndarray]:
     return {"x": np.full((n, 2), value, np.float32)}
 
 
-def _batcher(runtime: HeldRuntime, inline_max_ns: int) -> tuple[Batcher, ModelStats]:
+def _batcher(
+    runtime: HeldRuntime, inline_max_ns: int, lone: LoneDecision | None = None
+) -> tuple[Batcher, ModelStats]:
     stats = ModelStats()
     policy = BatchPolicy(max_batch_size=8, dynamic=True, inline_max_ns=inline_max_ns)
-    return Batcher(runtime, policy, stats, "m"), stats  # type: ignore[arg-type]
+    return Batcher(runtime, policy, stats, "m", lone), stats  # type: ignore[arg-type]
 
 
 async def _measured(runtime: HeldRuntime) -> tuple[Batcher, ModelStats]:
@@ -175,8 +178,7 @@ class _LoadedLoop(LoneDecision):
 def test_on_a_loaded_loop_lone_arrivals_of_separate_turns_wait_and_share_one_execution() -> None:
     async def scenario() -> None:
         runtime = HeldRuntime()
-        batcher, stats = _batcher(runtime, inline_max_ns=10**9)
-        batcher._lone = _LoadedLoop(10**9)  # type: ignore[attr-defined]
+        batcher, stats = _batcher(runtime, inline_max_ns=10**9, lone=_LoadedLoop(10**9))
         tasks = []
         for i in range(8):  # one per loop turn, as grpc.aio hands calls over
             tasks.append(asyncio.create_task(batcher.infer(_rows(1, float(i)), 1, (2,))))

@@ -12,7 +12,8 @@ import pytest
 from heldruntime import StuckRuntime
 
 from inferd.errors import ExecutionTimeout, Unavailable
-from inferd.scheduler.batcher import Batcher, BatchPolicy
+from inferd.scheduler.batcher import Batcher
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.stats import ModelStats
 
 

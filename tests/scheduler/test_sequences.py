@@ -15,7 +15,7 @@ from heldruntime import HeldRuntime
 from inferd.errors import ExecutionTimeout, InvalidRequest, ModelLoadError, Unavailable
 from inferd.model_config import ModelConfig
 from inferd.runtimes.base import Signature
-from inferd.scheduler.batcher import BatchPolicy
+from inferd.scheduler.policy import BatchPolicy
 from inferd.scheduler.sequence_batcher import SequenceBatcher
 from inferd.scheduler.sequence_plan import sequence_plan
 from inferd.scheduler.sequences import Row, Sequence, Step, feed, step_flags
