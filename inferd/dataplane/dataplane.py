@@ -5,6 +5,7 @@ metadata; what the front-ends ask about models besides inference is ``DataPlane.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Hashable
@@ -59,6 +60,15 @@ EXTENSIONS = (
     "sequence",
     "generate",
 )
+
+
+class Unchecked(enum.Enum):
+    """``DataPlane.serve``'s default: the front-end has not checked that the model is servable."""
+
+    UNCHECKED = enum.auto()
+
+
+UNCHECKED = Unchecked.UNCHECKED
 
 
 class DataPlane:
@@ -173,26 +183,31 @@ class DataPlane:
         if self._access_log:
             log_request(error.request_id, model.name, model.version, error.kind.value, 0)
 
-    async def serve(self, call: InferCall[Reply]) -> Reply:
-        """One inference call from a front-end: decode, infer, encode, in a span when tracing is on."""
+    async def serve(
+        self, call: InferCall[Reply], admission: Admission | None | Unchecked = UNCHECKED
+    ) -> Reply:
+        """One inference call from a front-end: decode, infer, encode, in a span when tracing is on.
+        ``admission``: what ``check_servable`` returned, when the front-end already called it for
+        this call (REST does, before reading the body); otherwise it is called here, once."""
+        if call.protocol == "http":
+            return await self._serve(call, admission)
         # A gRPC call counts twice, so it is never alone: grpc.aio hands the loop one call per turn,
         # so under load each call would find itself alone and run unbatched; the queued path's
         # dispatch turn is what makes gRPC calls wait for company (scheduler/lone.py).
-        extra = 0 if call.protocol == "http" else 1
-        self._in_progress += extra
+        self._in_progress += 1
         try:
-            return await self._serve(call)
+            return await self._serve(call, admission)
         finally:
-            self._in_progress -= extra
+            self._in_progress -= 1
 
-    async def _serve(self, call: InferCall[Reply]) -> Reply:
+    async def _serve(self, call: InferCall[Reply], admission: Admission | None | Unchecked) -> Reply:
         tracing = self._tracing
         if tracing is None or not self.trace_settings.sample(call.model):
-            request = self._decode(call)
+            request = self._decode(call, admission)
             return call.encode(request, await self.infer(request, None, call.caller))
         span = tracing.start_request(call.protocol, call.model, call.version, call.carrier())
         try:
-            request = self._decode(call)
+            request = self._decode(call, admission)
             span.set_request_id(request.id)
             response = await self.infer(request, span, call.caller)
             with span.encoding():
@@ -217,8 +232,9 @@ class DataPlane:
         """A generative version held for one stream: ``async with dp.generation(m, v) as g: ...``."""
         return self.streams.generation(name, version)
 
-    def _decode(self, call: InferCall[Reply]) -> InferRequest:
-        admission = self.check_servable(call.model, call.version)
+    def _decode(self, call: InferCall[Reply], admission: Admission | None | Unchecked) -> InferRequest:
+        if admission is UNCHECKED:
+            admission = self.check_servable(call.model, call.version)
         try:
             return call.decode(admission)
         except InferdError as exc:

@@ -283,7 +283,10 @@ class RestApp:
     ) -> Response:
         # Refused here (unknown model, or shed while the event loop lags) before the body is read or
         # a disconnect watch armed: a refusal under overload should cost the loop as little as can be.
-        self._dataplane.check_servable(name, version)
+        # The data plane is handed the outcome rather than checking again: the version that answers
+        # validates the decoded request again (after a swap while the body was read, the version
+        # that served when it arrived checked its declared inputs, the new one validates it).
+        admission = self._dataplane.check_servable(name, version)
         json_length = None
         routing_key = None
         for key, value in scope["headers"]:
@@ -297,7 +300,7 @@ class RestApp:
         call = _RestCall(name, version, caller, scope["headers"], body, json_length, routing_key, shm)
         watch = _DisconnectWatch(receive)
         try:
-            return await self._dataplane.serve(call)
+            return await self._dataplane.serve(call, admission)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if not watch.disconnected or task is None:
