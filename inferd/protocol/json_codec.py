@@ -174,7 +174,8 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
             array = np.array(flat, dtype=dtype)
         except OverflowError:  # an int beyond float64
             raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}") from None
-        if dtype.itemsize < 8 and np.isinf(array).any():
+        # count_nonzero, not .any(): the same answer without numpy's Python-level wrapper (~1 µs).
+        if dtype.itemsize < 8 and np.count_nonzero(np.isinf(array)):
             raise InvalidRequest(f"input '{name}': a value is out of range for {datatype}")
         return array.reshape(shape)
     try:

@@ -21,7 +21,7 @@ from inferd.scheduler.queue import Outputs, Pending
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per execution, and a frozen __init__ costs 3x
 class Executed:
     """Each request's outputs or error, with the time spent merging, running and splitting."""
 
