@@ -268,18 +268,19 @@ class DataPlane:
         return sample
 
     # Inference ----------------------------------------------------------------------------------
-    def check_servable(self, name: str, version: str | None) -> Admission | None:
+    def check_servable(self, name: str, version: str | None, shed: bool = True) -> Admission | None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return
         the model's checks for the codec to run on the declared inputs before it decodes their data
-        (None for a lazy model not loaded yet: its request is checked once decoded, after the load)."""
+        (None for a lazy model not loaded yet: its request is checked once decoded, after the load).
+        ``shed``: False where the front-end already asked the shedding rule for this request."""
         try:
             model = self._registry.get(name, version)
         except NotLoadedYet:
             return None  # infer loads it
         batcher = model.batcher
-        if isinstance(batcher, Batcher) and batcher.adaptive is not None:
-            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive)
-            if refusal is not None:  # the event loop lags past the target (dataplane/loop_shedding.py)
+        if shed and isinstance(batcher, Batcher) and batcher.adaptive is not None:
+            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive, batcher.backlog)
+            if refusal is not None:  # predicted past the target (dataplane/loop_shedding.py)
                 model.stats.shed_frontend += 1
                 self.record_rejected(name, version, refusal)
                 raise refusal
@@ -307,10 +308,15 @@ class DataPlane:
         # dispatch turn is what makes gRPC calls wait for company (scheduler/lone.py).
         extra = 0 if call.protocol == "http" else 1
         self._in_progress += extra
+        ticket = self._loop_shedding.enter()  # the requests in the server and their time in it
+        answered = False
         try:
-            return await self._serve(call)
+            reply = await self._serve(call)
+            answered = True
+            return reply
         finally:
             self._in_progress -= extra
+            self._loop_shedding.leave(ticket, answered)
 
     async def _serve(self, call: InferCall[Reply]) -> Reply:
         tracing = self._tracing
@@ -345,7 +351,8 @@ class DataPlane:
         return self.streams.generation(name, version)
 
     def _decode(self, call: InferCall[Reply]) -> InferRequest:
-        admission = self.check_servable(call.model, call.version)
+        # Over REST the front-end asked the shedding rule already, before reading the body.
+        admission = self.check_servable(call.model, call.version, shed=call.protocol != "http")
         try:
             return call.decode(admission)
         except InferdError as exc:

@@ -133,6 +133,11 @@ class Batcher:
     def pending(self) -> int:
         return self._queue.count + self._in_flight
 
+    @property
+    def backlog(self) -> tuple[int, int]:
+        """Rows waiting and executions running: what the controller's completion estimate reads."""
+        return self._queue.rows, self._in_flight
+
     def _new_worker(self, instance: int) -> Worker[Executed]:
         return Worker(f"run-{self._name}-{instance}")
 
