@@ -57,6 +57,10 @@ IDLE_TICKS = 1000
 ANSWER_DECAY = 0.995
 # Answers the line needs before it predicts; until then only the batcher's completion counts.
 ANSWERS_WARM = 50
+# Mean deviations of the line added to its prediction. Fewer than the batcher's 3: a request's time
+# in the server varies with what arrives after it (later requests' parsing delays its encoding),
+# which the deviation counts as noise; the target's share below keeps the headroom.
+LINE_MARGIN = 2.0
 # The share of the target a prediction may reach: the rest is left for what the server cannot see
 # (a request's time in its socket before the loop reads it, the client's own turns).
 TARGET_SHARE = 0.9
@@ -173,7 +177,9 @@ class LoopShedding:
         """When a request checked now would be answered, from now plus what it already waited (the
         lag); ``backlog``: the model's batcher's queued rows and running executions."""
         line = self.line
-        front = line.bound(self.in_server + 1) if line.count >= ANSWERS_WARM else 0.0
+        front = 0.0
+        if line.count >= ANSWERS_WARM:
+            front = line.predict(self.in_server + 1) + LINE_MARGIN * line.deviation_ns
         # A model slower than its target is the batcher's to judge (it never refuses a request that
         # runs at once): its share counts for half the target at most.
         batcher = min(adaptive.completion_ns(1, *backlog), adaptive.target_ns / 2)
@@ -192,6 +198,7 @@ class LoopShedding:
             return None
         return Unavailable(
             f"model '{model}' is overloaded: request shed before decoding, predicted to be answered "
-            f"in {predicted_ns / 1e6:.1f} ms with {self.in_server} requests in the server, past the "
-            f"{adaptive.target_ns / 1e6:g} ms target (dynamic_batching.target_p99_ms); retry later"
+            f"in {predicted_ns / 1e6:.1f} ms with {self.in_server} requests in the server, past "
+            f"{TARGET_SHARE:g} of the {adaptive.target_ns / 1e6:g} ms target "
+            "(dynamic_batching.target_p99_ms); retry later"
         )
