@@ -179,7 +179,11 @@ class LoopShedding:
         line = self.line
         front = 0.0
         if line.count >= ANSWERS_WARM:
-            front = line.predict(self.in_server + 1) + LINE_MARGIN * line.deviation_ns
+            # The margin is at most the prediction itself: the deviation is one for the whole line,
+            # and a few answers stalled by a GC pause or a descheduled process (tens of ms) would
+            # otherwise refuse every request, even with nothing ahead, until answers bring it down.
+            predicted = line.predict(self.in_server + 1)
+            front = predicted + min(LINE_MARGIN * line.deviation_ns, predicted)
         # A model slower than its target is the batcher's to judge (it never refuses a request that
         # runs at once): its share counts for half the target at most.
         batcher = min(adaptive.completion_ns(1, *backlog), adaptive.target_ns / 2)

@@ -151,6 +151,28 @@ def test_a_queue_that_would_answer_late_sheds_and_stops_once_drained() -> None:
     assert not sampled.refuses(controller)
 
 
+def test_a_few_stalled_answers_do_not_refuse_a_request_with_nothing_ahead() -> None:
+    sampled = Sampled()
+    controller = _controller(2 * MS)
+    sampled.refuses(controller)
+    sampled.teach(MS // 2)
+    for _ in range(SAMPLES):
+        sampled.turn(3 * MS)
+    # The process was descheduled for 100 ms with 60 requests in it: the last 5 to start are
+    # answered late (the others were cancelled). The line's deviation jumps.
+    tickets = [sampled.shedding.enter() for _ in range(60)]
+    sampled.clock.ns += 100 * MS
+    for ticket in tickets[:55]:
+        sampled.shedding.leave(ticket, False)
+    for ticket in tickets[55:]:
+        sampled.shedding.leave(ticket, True)
+    assert sampled.shedding.line.deviation_ns > 10 * MS
+    # Alone in the server, a request waits ~3 ms and runs ~0.5 ms: the margin is at most that much.
+    assert not sampled.refuses(controller)
+    tickets = [sampled.shedding.enter() for _ in range(20)]
+    assert sampled.refuses(controller)  # 20 ahead: 3 + 2·10.5 ms with the margin, past 18 ms
+
+
 def test_the_batchers_completion_counts_once_the_controller_measured_it() -> None:
     sampled = Sampled()
     cold, warm = _controller(), _controller(4 * MS)
