@@ -13,8 +13,9 @@ neither tell the lateness apart nor refuse cheaply. So the front-end asks first,
   this request already waited between its bytes arriving and this check (``LoopLag``).
 - ``line⁺(N + 1)``: the time requests take in the server (decode, batcher, encode) against how many
   were in it when they started, themselves included, fitted online on answered requests
-  (``ExecutionFit``, the same estimator as the batcher's execution line) with its jitter margin:
-  the queue of front-end work ahead of this request, as the server actually drained it lately.
+  (``ExecutionFit``, the same estimator as the batcher's execution line) with its jitter margin
+  (``LINE_MARGIN`` mean deviations, at most the prediction itself): the queue of front-end work
+  ahead of this request, as the server actually drained it lately.
 - ``batcher``: the adaptive controller's completion for a row arriving at the model's batcher now
   (rounds of the batches queued ahead, then its own batch), from the one execution-time line the
   controller plans with. The larger of the two counts: the answer waits for both. It counts for
@@ -173,16 +174,19 @@ class LoopShedding:
         if answered and start:
             self.line.observe(ahead + 1, self._clock() - start)
 
-    def predicted_ns(self, adaptive: AdaptiveBatching, backlog: tuple[int, int]) -> float:
+    def predicted_ns(
+        self, adaptive: AdaptiveBatching, backlog: tuple[int, int], counted: bool = False
+    ) -> float:
         """When a request checked now would be answered, from now plus what it already waited (the
-        lag); ``backlog``: the model's batcher's queued rows and running executions."""
+        lag); ``backlog``: the model's batcher's queued rows and running executions; ``counted``:
+        the request is one of ``in_server`` already."""
         line = self.line
         front = 0.0
         if line.count >= ANSWERS_WARM:
             # The margin is at most the prediction itself: the deviation is one for the whole line,
             # and a few answers stalled by a GC pause or a descheduled process (tens of ms) would
             # otherwise refuse every request, even with nothing ahead, until answers bring it down.
-            predicted = line.predict(self.in_server + 1)
+            predicted = line.predict(self.in_server + (0 if counted else 1))
             front = predicted + min(LINE_MARGIN * line.deviation_ns, predicted)
         # A model slower than its target is the batcher's to judge (it never refuses a request that
         # runs at once): its share counts for half the target at most.
@@ -190,14 +194,15 @@ class LoopShedding:
         return self.lag.window.lag_ns + max(front, batcher)
 
     def refusal(
-        self, model: str, adaptive: AdaptiveBatching, backlog: tuple[int, int] = (0, 0)
+        self, model: str, adaptive: AdaptiveBatching, backlog: tuple[int, int] = (0, 0), counted: bool = False
     ) -> Unavailable | None:
         """The error to answer with when a request for ``model`` is predicted to be answered past
-        its target; None to serve it."""
+        its target; None to serve it. ``counted``: the request is one of ``in_server`` already (over
+        gRPC the check runs once its serving began; over REST before)."""
         self.lag.touch()
         if self.lag.window.lag_ns < MIN_LAG_NS:
             return None
-        predicted_ns = self.predicted_ns(adaptive, backlog)
+        predicted_ns = self.predicted_ns(adaptive, backlog, counted)
         if predicted_ns <= TARGET_SHARE * adaptive.target_ns:
             return None
         return Unavailable(

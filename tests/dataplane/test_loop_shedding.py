@@ -173,6 +173,21 @@ def test_a_few_stalled_answers_do_not_refuse_a_request_with_nothing_ahead() -> N
     assert sampled.refuses(controller)  # 20 ahead: 3 + 2·10.5 ms with the margin, past 18 ms
 
 
+def test_a_request_already_counted_in_the_server_is_not_counted_twice() -> None:
+    # Over gRPC the check runs once the call's serving began (it is one of the requests in the
+    # server); over REST before. Both predict the same for the same requests ahead.
+    sampled = Sampled()
+    controller = _controller(2 * MS)
+    sampled.refuses(controller)
+    sampled.teach(MS // 2)
+    shedding = sampled.shedding
+    ahead = [shedding.enter() for _ in range(10)]
+    rest = shedding.predicted_ns(controller, (0, 0))
+    ahead.append(shedding.enter())
+    assert shedding.predicted_ns(controller, (0, 0), counted=True) == rest
+    assert shedding.predicted_ns(controller, (0, 0)) > rest
+
+
 def test_the_batchers_completion_counts_once_the_controller_measured_it() -> None:
     sampled = Sampled()
     cold, warm = _controller(), _controller(4 * MS)
