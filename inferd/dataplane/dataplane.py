@@ -141,18 +141,22 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     # Inference ----------------------------------------------------------------------------------
-    def check_servable(self, name: str, version: str | None) -> Admission | None:
+    def check_servable(
+        self, name: str, version: str | None, shed: bool = True, counted: bool = False
+    ) -> Admission | None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return
         the model's checks for the codec to run on the declared inputs before it decodes their data
-        (None for a lazy model not loaded yet: its request is checked once decoded, after the load)."""
+        (None for a lazy model not loaded yet: its request is checked once decoded, after the load).
+        ``shed``: False where the front-end already asked the shedding rule for this request;
+        ``counted``: the request is already counted in the server (its ``serve`` began)."""
         try:
             model = self._registry.get(name, version)
         except NotLoadedYet:
             return None  # infer loads it
         batcher = model.batcher
-        if isinstance(batcher, Batcher) and batcher.adaptive is not None:
-            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive)
-            if refusal is not None:  # the event loop lags past the target (dataplane/loop_shedding.py)
+        if shed and isinstance(batcher, Batcher) and batcher.adaptive is not None:
+            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive, batcher.backlog, counted)
+            if refusal is not None:  # predicted past the target (dataplane/loop_shedding.py)
                 model.stats.shed_frontend += 1
                 self.record_rejected(name, version, refusal)
                 raise refusal
@@ -180,10 +184,15 @@ class DataPlane:
         # dispatch turn is what makes gRPC calls wait for company (scheduler/lone.py).
         extra = 0 if call.protocol == "http" else 1
         self._in_progress += extra
+        ticket = self._loop_shedding.enter()  # the requests in the server and their time in it
+        answered = False
         try:
-            return await self._serve(call)
+            reply = await self._serve(call)
+            answered = True
+            return reply
         finally:
             self._in_progress -= extra
+            self._loop_shedding.leave(ticket, answered)
 
     async def _serve(self, call: InferCall[Reply]) -> Reply:
         tracing = self._tracing
@@ -218,7 +227,8 @@ class DataPlane:
         return self.streams.generation(name, version)
 
     def _decode(self, call: InferCall[Reply]) -> InferRequest:
-        admission = self.check_servable(call.model, call.version)
+        # Over REST the front-end asked the shedding rule already, before reading the body.
+        admission = self.check_servable(call.model, call.version, call.protocol != "http", counted=True)
         try:
             return call.decode(admission)
         except InferdError as exc:
