@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # A batch executes for t(b); a request can arrive just after a batch started on every instance, wait
 # for it, then execute in the next: p99 ~ 2 t(b). The margin covers jitter the line does not model.
@@ -53,10 +53,13 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A configuration measured under load: inferences/s it sustained and the p99 it held."""
+    """A configuration measured under load: inferences/s it sustained and the p99 it held, at the
+    Poisson ``rate`` offered (set by ``rate_at_slo``; a short run sustains less than it was offered,
+    as its figure counts the drain of the last arrivals, so the two are different currencies)."""
 
     throughput: float
     p99_s: float
+    rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,14 +190,17 @@ def rate_at_slo(
     verifications made). From ``start`` (the capacity predicted): while it holds and nothing missed
     yet, go up to ``ceiling`` (a start below the prediction), then by 1/BACKOFF (the probes may have
     been pessimistic); after a miss with nothing held, go down to BACKOFF of what was sustained; then
-    bisect between the highest rate held and the lowest missed until they are within RESOLUTION. It
-    stops as soon as a rate within RESOLUTION of ``beat`` (what another configuration held) missed:
-    this one cannot do better than that by more than the search can tell apart."""
+    bisect between the highest rate held and the lowest missed until they are within RESOLUTION.
+
+    ``beat``: what another configuration sustained (its figure), when the question is whether this one
+    sustains more. The search then stops at a run that did not sustain more than ``beat``, held or
+    missed, while none of its runs did: offered at least the rate the other held (the caller starts
+    there), this one served no more, so it cannot win by more than the measurements can tell apart."""
     held: Verified | None = None
     held_rate, missed_rate = 0.0, math.inf
     rate, runs = start, 0
     while runs < tries:
-        measured = verify(config, rate)
+        measured = replace(verify(config, rate), rate=rate)
         runs += 1
         if measured.p99_s <= slo_s:
             if held is None or measured.throughput > held.throughput:
@@ -203,6 +209,8 @@ def rate_at_slo(
         else:
             # Overloaded, it sustained its capacity: any rate above that misses too.
             missed_rate = min(missed_rate, rate, measured.throughput)
+        if beat and measured.throughput <= beat and (held is None or held.throughput <= beat):
+            break  # sustained no more than the other at a rate at least the other's: it lost
         if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat * RESOLUTION:
             break
         if not held_rate and runs >= GIVE_UP:
@@ -268,11 +276,13 @@ def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -
         return
     start = prediction.throughput * advice.realized
     beat = advice.verified.throughput if advice.verified else 0.0
-    if beat:
-        # Another configuration held ``beat``: the question is whether this one holds more, so it is
-        # asked first. A loser then costs one verification instead of a whole rate search (on a
-        # slow model, where each verification lasts seconds, that was most of the advisor's time).
-        start = beat * RESOLUTION
+    if advice.verified:
+        # Another configuration held: the question is whether this one sustains more, so it is
+        # offered a little more than the rate the other held (a rate, not the other's figure: a short
+        # run's figure is below the rate it held) and dropped at its first run that sustains no more.
+        # A loser then costs one verification instead of a whole rate search (on a slow model, where
+        # each verification lasts seconds, that was most of the advisor's time).
+        start = max(advice.verified.rate, beat) * RESOLUTION
     held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
     advice.verifications += runs
     advice.tried[config] = held
