@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -33,6 +34,8 @@ VERIFY_MIN_REQUESTS = 50
 VERIFY_MAX_REQUESTS = 20_000
 # The latency a request left unserved counts with (a finite one: percentiles interpolate).
 UNSERVED_S = 1e6
+# Session pools kept, the most recently used: a (version, threads) pool serves every instance count.
+KEEP_POOLS = 3
 
 
 _DTYPES = {
@@ -68,7 +71,11 @@ def random_feeder(path: Path) -> Feed:
 
 
 class Sessions:
-    """Sessions per layout, created once and reused by its probes and its verification."""
+    """Sessions per (version, intra-op threads), created once and reused by every layout that runs
+    them: a layout of n instances takes the pool's first n sessions (grown when it has fewer), so
+    1 x 1 and 2 x 1 share one, and a layout verified after the probes of others does not build
+    again (the advisor verifies its contenders after probing every layout). The KEEP_POOLS most
+    recently used pools are kept: at most the cores' worth of sessions per pool."""
 
     def __init__(
         self,
@@ -85,13 +92,16 @@ class Sessions:
         self._verify_s = verify_s
         self._min_requests = min_requests
         self._slo_s = slo_s
-        self._sessions: dict[Layout, list[ort.InferenceSession]] = {}
+        self._pools: OrderedDict[tuple[int, int], list[ort.InferenceSession]] = OrderedDict()
+        self.built = 0
 
     def of(self, layout: Layout) -> list[ort.InferenceSession]:
-        sessions = self._sessions.get(layout)
-        if sessions is None:
-            # One layout's sessions at a time: the others' memory is not needed any more.
-            self._sessions.clear()
+        key = (layout.version, layout.threads)
+        pool = self._pools.setdefault(key, [])
+        self._pools.move_to_end(key)
+        while len(self._pools) > KEEP_POOLS:
+            self._pools.popitem(last=False)
+        if len(pool) < layout.instances:
             options = ort.SessionOptions()
             options.intra_op_num_threads = layout.threads
             options.inter_op_num_threads = 1
@@ -101,12 +111,12 @@ class Sessions:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             path = str(self._files[layout.version])
-            sessions = [
-                ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-                for _ in range(layout.instances)
-            ]
-            self._sessions[layout] = sessions
-        return sessions
+            for _ in range(layout.instances - len(pool)):
+                pool.append(
+                    ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+                )
+                self.built += 1
+        return pool[: layout.instances]
 
     def probe(self, layout: Layout, batch: int) -> float:
         """Seconds per batch of ``batch`` rows, every instance executing concurrently: the lowest of
@@ -173,7 +183,7 @@ class Sessions:
         # Stopped early: what it served over the time it ran (under overload, its capacity).
         elapsed = ended if stopped[0] < give_up else max(ended, arrivals[-1])
         served = int((latencies < UNSERVED_S).sum())
-        return Verified(served / elapsed, float(np.percentile(latencies, 99)))
+        return Verified(served / elapsed, float(np.percentile(latencies, 99)), rate)
 
 
 def late_enough(count: int) -> int:
