@@ -1,12 +1,12 @@
 """The advisor's measurements on this machine, with ONNX Runtime sessions in this process.
 
 ``probe`` times batches while every instance of a layout executes at once (so instances that fight
-for cores show it), in a few rounds, and reports the lowest round median (``search.low_time``): on a
-shared machine other processes only add time, in bursts. ``verify`` replays a Poisson arrival stream
-at a given rate through a queue that the layout's instances drain in batches of up to the cap, as
-inferd's batcher does with no queue delay, and reports the throughput sustained and the p99 of queue
-wait plus execution. Neither counts the network and protocol cost of a real request: measure that
-with ``inferd bench`` against the server.
+for cores show it), in two or three rounds, and reports the lowest round median
+(``search.low_time``): on a shared machine other processes only add time, in bursts. ``verify``
+replays a Poisson arrival stream at a given rate through a queue that the layout's instances drain
+in batches of up to the cap, as inferd's batcher does with no queue delay, and reports the
+throughput sustained and the p99 of queue wait plus execution. Neither counts the network and
+protocol cost of a real request: measure that with ``inferd bench`` against the server.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from inferd.advise.search import Config, Layout, Verified, low_time
+from inferd.advise.search import Config, Layout, Verified, low_time, settled
 
+# Rounds per probe at most; fewer when two agree within PROBE_AGREE (``search.settled``).
 PROBE_ROUNDS = 3
+PROBE_AGREE = 1.05
 # Runs per round: up to PROBE_RUNS, fewer when a batch is slow (a round lasts about PROBE_ROUND_S).
 PROBE_RUNS = 10
 PROBE_ROUND_S = 0.15
@@ -120,7 +122,7 @@ class Sessions:
 
     def probe(self, layout: Layout, batch: int) -> float:
         """Seconds per batch of ``batch`` rows, every instance executing concurrently: the lowest of
-        PROBE_ROUNDS round medians."""
+        up to PROBE_ROUNDS round medians (two when they agree)."""
         feed = self._feed(batch)
         sessions = self.of(layout)
         warm: list[float] = []
@@ -135,6 +137,8 @@ class Sessions:
         for _ in range(PROBE_ROUNDS):
             rounds.append([])
             _together([partial(_timed, s, feed, runs, rounds[-1]) for s in sessions])
+            if settled(rounds, PROBE_AGREE):
+                break
         return low_time(rounds)
 
     def verify(self, config: Config, rate: float) -> Verified:

@@ -128,6 +128,14 @@ def layouts(versions: Sequence[int], cores: int) -> list[Layout]:
     ]
 
 
+def settled(rounds: Sequence[Sequence[float]], tolerance: float) -> bool:
+    """Whether the two lowest round medians agree within ``tolerance`` (1.05: 5%): two rounds that
+    agree ran clear of other processes' bursts alike (or under the same steady load), so another
+    round would only confirm the figure. A quiet machine's probe then takes two rounds, not three."""
+    medians = sorted(statistics.median(r) for r in rounds if r)
+    return len(medians) >= 2 and medians[1] <= tolerance * medians[0]
+
+
 def low_time(rounds: Sequence[Sequence[float]]) -> float:
     """The execution time a probe reports: the lowest of the rounds' medians. Other processes only
     ever add time, in bursts; one round that ran clear of them is the machine's own figure, and the

@@ -25,6 +25,7 @@ from inferd.advise.search import (
     probe_points,
     rate_at_slo,
     search,
+    settled,
 )
 
 CORES = 8
@@ -166,6 +167,14 @@ def test_the_probe_figure_is_the_lowest_round_median_so_bursts_of_load_do_not_co
     # Three rounds of a 1 ms execution: one round hit by another process, lone outliers in the others.
     rounds = [[0.004, 0.005, 0.0041, 0.0045], [0.001, 0.0011, 0.009, 0.001], [0.0010, 0.0002, 0.0012, 0.0011]]
     assert low_time(rounds) == pytest.approx(0.00105)
+
+
+def test_a_probe_settles_after_two_rounds_that_agree_and_not_after_one_hit_by_a_burst() -> None:
+    quiet = [[0.100, 0.101, 0.099], [0.103, 0.102, 0.104]]
+    assert settled(quiet, 1.05) and low_time(quiet) == pytest.approx(0.100)
+    burst = [[0.100, 0.101, 0.099], [0.150, 0.160, 0.140]]  # the second round ran beside another job
+    assert not settled(burst, 1.05) and not settled(burst[:1], 1.05)
+    assert settled([*burst, [0.102, 0.101, 0.103]], 1.05)  # the third agrees with the first
 
 
 def test_the_rate_search_finds_the_knee_below_capacity_not_a_fixed_share_of_it() -> None:
