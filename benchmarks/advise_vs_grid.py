@@ -41,7 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from inferd.advise.measure import Sessions, random_feeder
-from inferd.advise.search import Advice, Config, Verified, batch_caps, capacity, layouts, rate_at_slo, search
+from inferd.advise.search import (
+    Advice,
+    Config,
+    Layout,
+    Verified,
+    batch_caps,
+    capacity,
+    layouts,
+    rate_at_slo,
+    search,
+)
 from inferd.model_config import available_cores
 
 RESULTS = Path(__file__).parent / "results"
@@ -68,8 +78,49 @@ def build_example(name: str, directory: Path) -> Path:
     return path
 
 
+class _Clock:
+    """Where a side's wall time goes: seconds in probes and in verifications (each including the
+    sessions it had to build), and the sessions built."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self.probe_s = self.verify_s = 0.0
+        self.runs: list[dict[str, Any]] = []
+
+    def probe(self, layout: Layout, batch: int) -> float:
+        started = time.perf_counter()
+        try:
+            return self.sessions.probe(layout, batch)
+        finally:
+            self.probe_s += time.perf_counter() - started
+
+    def verify(self, config: Config, rate: float) -> Verified:
+        started = time.perf_counter()
+        measured = self.sessions.verify(config, rate)
+        seconds = time.perf_counter() - started
+        self.verify_s += seconds
+        self.runs.append(
+            {
+                "config": _label(config),
+                "rate": round(rate, 2),
+                "throughput": round(measured.throughput, 2),
+                "p99_ms": round(measured.p99_s * 1e3, 1),
+                "s": round(seconds, 2),
+            }
+        )
+        return measured
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "probe_s": self.probe_s,
+            "verify_s": self.verify_s,
+            "sessions_built": self.sessions.built,
+            "runs": self.runs,
+        }
+
+
 def _grid(
-    sessions: Sessions, cores: int, max_batch: int, slo_s: float
+    sessions: _Clock, cores: int, max_batch: int, slo_s: float
 ) -> tuple[dict[Config, Verified | None], int, int]:
     held: dict[Config, Verified | None] = {}
     probes = verifications = 0
@@ -117,16 +168,16 @@ def _label(config: Config | None) -> str:
 
 def _advise(
     path: Path, cores: int, max_batch: int, slo_s: float, verify_s: float, min_requests: int
-) -> tuple[Advice, float]:
+) -> tuple[Advice, float, _Clock]:
     """The advisor with its own sessions, and its wall time (from its first probe, as the grid's)."""
-    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
+    clock = _Clock(Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s))
     started = time.perf_counter()
-    advice = search(layouts([1], cores), max_batch, slo_s, sessions.probe, sessions.verify)
-    return advice, time.perf_counter() - started
+    advice = search(layouts([1], cores), max_batch, slo_s, clock.probe, clock.verify)
+    return advice, time.perf_counter() - started, clock
 
 
 def _advice_row(
-    advice: Advice, wall_s: float, grid: dict[Config, Verified | None], grid_s: float
+    advice: Advice, wall_s: float, clock: _Clock, grid: dict[Config, Verified | None], grid_s: float
 ) -> dict[str, Any]:
     same = grid.get(advice.best) if advice.best else None
     return {
@@ -141,6 +192,7 @@ def _advice_row(
         "probes": advice.probes,
         "verifications": advice.verifications,
         "wall_s": wall_s,
+        **clock.report(),
         "time_share": wall_s / grid_s if grid_s else None,
         "problem": advice.problem or None,
     }
@@ -153,12 +205,13 @@ def compare(
     slo_s = slo_ms / 1e3
     # The advisor before and after the grid, each side with its own sessions: a machine that warms
     # up (or that other jobs load) during the run would bias a single order; both are reported.
-    before, before_s = _advise(path, cores, max_batch, slo_s, verify_s, min_requests)
+    before, before_s, before_clock = _advise(path, cores, max_batch, slo_s, verify_s, min_requests)
     sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
+    grid_clock = _Clock(sessions)
     started = time.perf_counter()
-    grid, grid_probes, grid_runs = _grid(sessions, cores, max_batch, slo_s)
+    grid, grid_probes, grid_runs = _grid(grid_clock, cores, max_batch, slo_s)
     grid_s = time.perf_counter() - started
-    after, after_s = _advise(path, cores, max_batch, slo_s, verify_s, min_requests)
+    after, after_s, after_clock = _advise(path, cores, max_batch, slo_s, verify_s, min_requests)
     held = {c: v for c, v in grid.items() if v is not None}
     grid_best = max(held, key=lambda c: held[c].throughput, default=None)
     grid_throughput = held[grid_best].throughput if grid_best else 0.0
@@ -182,10 +235,11 @@ def compare(
             "probes": grid_probes,
             "verifications": grid_runs,
             "wall_s": grid_s,
+            **grid_clock.report(),
             "held": {_label(c): (v.throughput if v else None) for c, v in grid.items()},
         },
-        "advise_before": _advice_row(before, before_s, grid, grid_s),
-        "advise_after": _advice_row(after, after_s, grid, grid_s),
+        "advise_before": _advice_row(before, before_s, before_clock, grid, grid_s),
+        "advise_after": _advice_row(after, after_s, after_clock, grid, grid_s),
         "rematch": rematch,
         "throughput_share": [a / grid_throughput if grid_throughput else None for a in advised],
         "time_share": [before_s / grid_s, after_s / grid_s] if grid_s else None,
@@ -247,6 +301,20 @@ def main() -> None:
                 f"{a['wall_s']:>8.1f} {a['probes'] + a['verifications']:>5} {share:>6.1%} {again:>7} "
                 f"{(a['time_share'] or 0):>6.1%}"
             )
+    for r in rows:
+        sides = [
+            ("grid", r["grid"]),
+            ("advise before", r["advise_before"]),
+            ("advise after", r["advise_after"]),
+        ]
+        print(
+            f"{r['model']}: "
+            + "; ".join(
+                f"{side} {x['probe_s']:.1f} s probing, {x['verify_s']:.1f} s verifying, "
+                f"{x['sessions_built']} sessions built"
+                for side, x in sides
+            )
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.json}")
