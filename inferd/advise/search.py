@@ -193,6 +193,7 @@ def rate_at_slo(
     tries: int = RATE_TRIES,
     ceiling: float = 0.0,
     beat: float = 0.0,
+    plateau: bool = False,
 ) -> tuple[Verified | None, int]:
     """The highest offered rate at which ``config`` held the p99, as (its measurement or None,
     verifications made). From ``start`` (the capacity predicted): while it holds and nothing missed
@@ -203,13 +204,20 @@ def rate_at_slo(
     ``beat``: what another configuration sustained (its figure), when the question is whether this one
     sustains more. The search then stops at a run that did not sustain more than ``beat``, held or
     missed, while none of its runs did: offered at least the rate the other held (the caller starts
-    there), this one served no more, so it cannot win by more than the measurements can tell apart."""
+    there), this one served no more, so it cannot win by more than the measurements can tell apart.
+
+    ``plateau`` (the advisor's searches; the grid's run without it): stop at a run that held at a rate
+    above every rate held before yet sustained no more than the best of them: offered more, it served
+    no more, so it is past its capacity and a higher rate only adds a miss (the costliest run: it
+    lasts until answers are an SLO late). Its figure is then the highest of fewer runs than the
+    grid's search would make, so it can only come out lower, never flattered."""
     held: Verified | None = None
     held_rate, missed_rate = 0.0, math.inf
     rate, runs = start, 0
     while runs < tries:
         measured = replace(verify(config, rate), rate=rate)
         runs += 1
+        saturated = held is not None and rate > held_rate and measured.throughput <= held.throughput
         if measured.p99_s <= slo_s:
             if held is None or measured.throughput > held.throughput:
                 held = measured
@@ -219,6 +227,8 @@ def rate_at_slo(
             missed_rate = min(missed_rate, rate, measured.throughput)
         if beat and measured.throughput <= beat and (held is None or held.throughput <= beat):
             break  # sustained no more than the other at a rate at least the other's: it lost
+        if plateau and saturated and measured.p99_s <= slo_s:
+            break
         if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat * RESOLUTION:
             break
         if not held_rate and runs >= GIVE_UP:
@@ -291,7 +301,9 @@ def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -
         # A loser then costs one verification instead of a whole rate search (on a slow model, where
         # each verification lasts seconds, that was most of the advisor's time).
         start = max(advice.verified.rate, beat) * RESOLUTION
-    held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
+    held, runs = rate_at_slo(
+        config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat, plateau=True
+    )
     advice.verifications += runs
     advice.tried[config] = held
     if held is not None:

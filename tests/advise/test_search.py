@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from inferd.advise.search import (
+    BACKOFF,
     LATENCY_FACTOR,
     MAX_VERIFICATIONS,
     RESOLUTION,
@@ -312,3 +313,20 @@ def test_a_contender_that_holds_but_sustains_less_than_the_best_costs_one_verifi
 
 def _every(candidates: list[Layout], max_batch: int) -> list[Config]:
     return [Config(layout, cap) for layout in candidates for cap in batch_caps(max_batch)]
+
+
+def test_the_advisor_stops_climbing_once_offering_more_serves_no_more() -> None:
+    """Above capacity a short run still holds its p99 (its queue had no time to grow an SLO long),
+    serving its capacity: the advisor's search stops at the first such run, the grid's goes on to
+    the miss it would take to show it, with no higher figure for it."""
+    machine = Synthetic(knee=1.5, drain=0.8)
+    config = Config(Layout(1, 2, 1), 16)
+    capacity = machine.capacity(config)
+    advisor, advisor_runs = rate_at_slo(config, capacity, 0.02, machine.verify, plateau=True)
+    grid, grid_runs = rate_at_slo(config, capacity, 0.02, machine.verify)
+    assert advisor is not None and grid is not None
+    assert advisor.throughput == grid.throughput == pytest.approx(0.8 * capacity)
+    assert (advisor_runs, grid_runs) == (2, 4)
+    # Below capacity each higher rate serves more: it climbs as before, every try.
+    held, runs = rate_at_slo(config, 0.5 * capacity, 0.02, machine.verify, plateau=True)
+    assert held is not None and held.rate == pytest.approx(0.5 * capacity / BACKOFF**3) and runs == 4
