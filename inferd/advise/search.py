@@ -23,6 +23,10 @@ SLO_MARGIN = 0.8
 # so one ranking by prediction is not enough to choose between layouts.
 CONTENDER_SHARE = 0.5
 CONTENDERS = 3
+# A contender is not verified once a configuration measured more than its predicted capacity by
+# 1/OUT_OF_REACH: layouts sustain at most about what their probes predict (often much less), so it
+# could only win through probes that many times too pessimistic.
+OUT_OF_REACH = 0.85
 # The rate search of one configuration (the same for the advisor and for benchmarks' exhaustive grid):
 # start at the capacity predicted, after a miss go down to BACKOFF of what was sustained, then bisect
 # between the highest rate held and the lowest missed until they are within RESOLUTION.
@@ -260,7 +264,8 @@ def search(
         advice.problem = f"no configuration is predicted to hold p99 under {slo_s * 1e3:g} ms on this machine"
         return advice
     for prediction in _contenders(advice.predictions):
-        _try(advice, prediction, slo_s, verify)
+        if advice.verified is None or prediction.throughput >= OUT_OF_REACH * advice.verified.throughput:
+            _try(advice, prediction, slo_s, verify)
     # Fall back down the ranking while nothing held (the probes were wrong about the top ones): the
     # layouts not tried yet first, as one that missed at every rate tried is likely to miss at any cap.
     tried = {c.layout for c in advice.tried}
