@@ -300,10 +300,12 @@ def test_a_contender_predicted_well_below_what_the_best_sustained_is_not_verifie
 
     advice = search(layouts([1], 2), 4, 0.005, machine.probe, verify)
     assert advice.best is not None and advice.verified is not None
-    assert {c.layout for c in verified} == {advice.best.layout}
-    skipped = [p for p in advice.predictions if p.config.layout != advice.best.layout]
+    measured = {c.layout for c in verified}
+    skipped = [p for p in advice.predictions if p.config.layout not in measured]
     assert skipped and all(p.throughput < OUT_OF_REACH * advice.verified.throughput for p in skipped)
-    assert advice.verifications == len(verified) <= RATE_TRIES
+    others = [c for c in dict.fromkeys(verified) if c.layout != advice.best.layout]
+    assert [verified.count(c) for c in others] == [1] * len(others)
+    assert advice.verifications == len(verified) <= RATE_TRIES + len(others)
 
 
 @pytest.mark.parametrize(("knee", "held"), [(1.5, False), (2.0, True)])
