@@ -27,6 +27,8 @@ CONTENDERS = 3
 # 1/OUT_OF_REACH (1.43): layouts sustain about what their probes predict or less (measured on the cnn
 # on a loaded 2-core VM: 0.3-1.27 of it), so it could only win through probes that far too pessimistic.
 OUT_OF_REACH = 0.7
+# Caps of one layout predicted within this share of its best count as tied: the largest is verified.
+TIE = 0.99
 # The rate search of one configuration (the same for the advisor and for benchmarks' exhaustive grid):
 # start at the capacity predicted, after a miss go down to BACKOFF of what was sustained, then bisect
 # between the highest rate held and the lowest missed until they are within RESOLUTION.
@@ -288,8 +290,18 @@ def _contenders(ranked: Sequence[Prediction]) -> list[Prediction]:
         if prediction.throughput < CONTENDER_SHARE * ranked[0].throughput or len(chosen) == CONTENDERS:
             break
         if all(c.config.layout != prediction.config.layout for c in chosen):
-            chosen.append(prediction)
+            chosen.append(_largest_tied(ranked, prediction))
     return chosen
+
+
+def _largest_tied(ranked: Sequence[Prediction], best: Prediction) -> Prediction:
+    """Among the caps of ``best``'s layout predicted within TIE of it, the largest. A line through the
+    origin (no fixed cost, as the cnn's probes often fit) predicts the same capacity for every cap;
+    a bigger batch still saves the per-batch cost the probes do not see, and starting from the
+    smallest cap made the climb step up cap by cap, each step a rate search of its own."""
+    layout = best.config.layout
+    tied = [p for p in ranked if p.config.layout == layout and p.throughput >= TIE * best.throughput]
+    return max(tied, key=lambda p: p.config.batch_cap)
 
 
 def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -> None:

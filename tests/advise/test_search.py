@@ -357,3 +357,23 @@ def test_the_advisor_stops_climbing_once_offering_more_serves_no_more() -> None:
     # Below capacity each higher rate serves more: it climbs as before, every try.
     held, runs = rate_at_slo(config, 0.5 * capacity, 0.02, machine.verify, plateau=True)
     assert held is not None and held.rate == pytest.approx(0.5 * capacity / BACKOFF**3) and runs == 4
+
+
+def test_caps_predicted_alike_are_verified_at_the_largest_so_the_climb_does_not_step_through_them() -> None:
+    """Probes on a line through the origin predict one capacity for every cap; per batch the model
+    still costs a fixed overhead, so the largest cap sustains most, and it is the one verified."""
+    machine = Synthetic(knee=0.9)
+    verified: list[Config] = []
+
+    def probe(layout: Layout, batch: int) -> float:  # the fixed cost hidden from the probes
+        return machine.exec_s(layout, batch) - machine.exec_s(layout, 0)
+
+    def verify(config: Config, rate: float) -> Verified:
+        verified.append(config)
+        return machine.verify(config, rate)
+
+    advice = search(layouts([1], 2), 4, 0.005, probe, verify)
+    tops = [p for p in advice.predictions if p.config.layout == Layout(1, 2, 1)]
+    assert len({round(p.throughput, 6) for p in tops}) == 1  # every cap predicted alike
+    assert advice.best == Config(Layout(1, 2, 1), 4)
+    assert {c.batch_cap for c in verified} == {4}
