@@ -12,8 +12,8 @@ binary requests, latency from each request's scheduled time):
 
 Per run: p99, throughput (answers/s), goodput (answers within the target, per second), shed (HTTP
 503: what the adaptive batcher refuses rather than answer late; "(loop)": how many of the run's
-refusals, warm-up and drain included, the front-end made before decoding because the event loop
-lagged, from /metrics) and other errors. The issue's checks:
+refusals, warm-up and drain included, the front-end made before decoding because the request's
+predicted completion was past the target, from /metrics) and other errors. The issue's checks:
 
 - at every step up to capacity, adaptive p99 <= target;
 - there, adaptive throughput >= 90% of the best fixed delay's at that step, chosen in hindsight (the
@@ -168,7 +168,7 @@ def _bench(url: str, model: str, warmup_s: float, drain_s: float, seed: int) -> 
 
 def _frontend_shed(url: str, name: str) -> float:
     """inferd_requests_shed_total{reason="frontend"} of a variant: what the front-end refused before
-    decoding because the event loop lagged (0 where this inferd has no such label)."""
+    decoding (its predicted completion was past the target; 0 where this inferd has no such label)."""
     prefix = f'inferd_requests_shed_total{{model="{name}",version="1",reason="frontend"}} '
     with urllib.request.urlopen(f"{url}/metrics", timeout=30) as reply:
         for line in reply.read().decode().splitlines():

@@ -16,14 +16,16 @@ noise:
 
 Both sides' verifications stop as soon as their p99 is sure to miss the SLO.
 
-It reports the advisor's throughput at the SLO as a share of the grid's best, its wall time as a
-share of the grid's (the issue's bar: >= 95% of the throughput in <= 20% of the time), and what the
-grid measured for the configuration advise picked (a different figure for the same configuration is
-noise, not the search). The grid's best is the highest of many noisy measurements, so it is biased
-upwards; a rematch after both measures the two picks again back to back with the same rate search
-(from the rate each held) and gives the share between them too. Each model has its own SLO and
-batch cap: on 2 cores the cnn (ResNet-18 at 224x224) takes ~80 ms per image, so its SLO is in
-hundreds of ms and its cap small, keeping its grid within minutes.
+The advisor runs twice, before and after the grid (a machine that warms up, or that other jobs
+load during the run, would bias a single order), and each run is reported: its throughput at the
+SLO as a share of the grid's best, its wall time as a share of the grid's (the issue's bar: >= 95%
+of the throughput in <= 20% of the time), and what the grid measured for the configuration it
+picked (a different figure for the same configuration is noise, not the search). The grid's best is
+the highest of many noisy measurements, so it is biased upwards; a rematch after all three measures
+each advisor pick and the grid's again back to back with the same rate search (from the rate each
+held) and gives the share between them too. Each model has its own SLO and batch cap: on 2 cores
+the cnn (ResNet-18 at 224x224) takes tens of ms per image, so its SLO is in hundreds of ms and its
+cap small, keeping its grid within minutes.
 
     python benchmarks/advise_vs_grid.py [--models mlp,cnn] [--slo-ms mlp=20,cnn=1000]
         [--max-batch mlp=64,cnn=4] [--verify-s 1] [--min-requests 30]
@@ -39,7 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from inferd.advise.measure import Sessions, random_feeder
-from inferd.advise.search import Config, Verified, batch_caps, capacity, layouts, rate_at_slo, search
+from inferd.advise.search import (
+    Advice,
+    Config,
+    Layout,
+    Verified,
+    batch_caps,
+    capacity,
+    layouts,
+    rate_at_slo,
+    search,
+)
 from inferd.model_config import available_cores
 
 RESULTS = Path(__file__).parent / "results"
@@ -66,8 +78,49 @@ def build_example(name: str, directory: Path) -> Path:
     return path
 
 
+class _Clock:
+    """Where a side's wall time goes: seconds in probes and in verifications (each including the
+    sessions it had to build), and the sessions built."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self.probe_s = self.verify_s = 0.0
+        self.runs: list[dict[str, Any]] = []
+
+    def probe(self, layout: Layout, batch: int) -> float:
+        started = time.perf_counter()
+        try:
+            return self.sessions.probe(layout, batch)
+        finally:
+            self.probe_s += time.perf_counter() - started
+
+    def verify(self, config: Config, rate: float) -> Verified:
+        started = time.perf_counter()
+        measured = self.sessions.verify(config, rate)
+        seconds = time.perf_counter() - started
+        self.verify_s += seconds
+        self.runs.append(
+            {
+                "config": _label(config),
+                "rate": round(rate, 2),
+                "throughput": round(measured.throughput, 2),
+                "p99_ms": round(measured.p99_s * 1e3, 1),
+                "s": round(seconds, 2),
+            }
+        )
+        return measured
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "probe_s": self.probe_s,
+            "verify_s": self.verify_s,
+            "sessions_built": self.sessions.built,
+            "runs": self.runs,
+        }
+
+
 def _grid(
-    sessions: Sessions, cores: int, max_batch: int, slo_s: float
+    sessions: _Clock, cores: int, max_batch: int, slo_s: float
 ) -> tuple[dict[Config, Verified | None], int, int]:
     held: dict[Config, Verified | None] = {}
     probes = verifications = 0
@@ -113,28 +166,61 @@ def _label(config: Config | None) -> str:
     return f"{layout.instances}x{layout.threads} thr, cap {config.batch_cap}"
 
 
+def _advise(
+    path: Path, cores: int, max_batch: int, slo_s: float, verify_s: float, min_requests: int
+) -> tuple[Advice, float, _Clock]:
+    """The advisor with its own sessions, and its wall time (from its first probe, as the grid's)."""
+    clock = _Clock(Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s))
+    started = time.perf_counter()
+    advice = search(layouts([1], cores), max_batch, slo_s, clock.probe, clock.verify)
+    return advice, time.perf_counter() - started, clock
+
+
+def _advice_row(
+    advice: Advice, wall_s: float, clock: _Clock, grid: dict[Config, Verified | None], grid_s: float
+) -> dict[str, Any]:
+    same = grid.get(advice.best) if advice.best else None
+    return {
+        "best": _label(advice.best),
+        "throughput": advice.verified.throughput if advice.verified else 0.0,
+        "p99_ms": advice.verified.p99_s * 1e3 if advice.verified else None,
+        "grid_throughput_same_config": same.throughput if same else None,
+        "predicted_top": [
+            {"config": _label(p.config), "capacity": p.throughput} for p in advice.predictions[:5]
+        ],
+        "tried": {_label(c): (v.throughput if v else None) for c, v in advice.tried.items()},
+        "probes": advice.probes,
+        "verifications": advice.verifications,
+        "wall_s": wall_s,
+        **clock.report(),
+        "time_share": wall_s / grid_s if grid_s else None,
+        "problem": advice.problem or None,
+    }
+
+
 def compare(
     name: str, slo_ms: float, max_batch: int, cores: int, verify_s: float, min_requests: int, workdir: Path
 ) -> dict[str, Any]:
     path = build_example(name, workdir)
     slo_s = slo_ms / 1e3
-    # The advisor first (it is the short side), then the grid, each with its own sessions.
+    # The advisor before and after the grid, each side with its own sessions: a machine that warms
+    # up (or that other jobs load) during the run would bias a single order; both are reported.
+    before, before_s, before_clock = _advise(path, cores, max_batch, slo_s, verify_s, min_requests)
     sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
+    grid_clock = _Clock(sessions)
     started = time.perf_counter()
-    advice = search(layouts([1], cores), max_batch, slo_s, sessions.probe, sessions.verify)
-    advise_s = time.perf_counter() - started
-    advised = advice.verified.throughput if advice.verified else 0.0
-    sessions = Sessions({1: path}, random_feeder(path), verify_s, min_requests, slo_s)
-    started = time.perf_counter()
-    grid, grid_probes, grid_runs = _grid(sessions, cores, max_batch, slo_s)
+    grid, grid_probes, grid_runs = _grid(grid_clock, cores, max_batch, slo_s)
     grid_s = time.perf_counter() - started
+    after, after_s, after_clock = _advise(path, cores, max_batch, slo_s, verify_s, min_requests)
     held = {c: v for c, v in grid.items() if v is not None}
     grid_best = max(held, key=lambda c: held[c].throughput, default=None)
     grid_throughput = held[grid_best].throughput if grid_best else 0.0
-    same = grid.get(advice.best) if advice.best else None
-    rematch = _rematch(
-        sessions, advice.best, advice.verified, grid_best, held.get(grid_best) if grid_best else None, slo_s
-    )
+    best_held = held.get(grid_best) if grid_best else None
+    rematch = {
+        side: _rematch(sessions, advice.best, advice.verified, grid_best, best_held, slo_s)
+        for side, advice in (("before", before), ("after", after))
+    }
+    advised = [a.verified.throughput if a.verified else 0.0 for a in (before, after)]
     return {
         "model": name,
         "slo_ms": slo_ms,
@@ -149,25 +235,14 @@ def compare(
             "probes": grid_probes,
             "verifications": grid_runs,
             "wall_s": grid_s,
+            **grid_clock.report(),
             "held": {_label(c): (v.throughput if v else None) for c, v in grid.items()},
         },
-        "advise": {
-            "best": _label(advice.best),
-            "throughput": advised,
-            "p99_ms": advice.verified.p99_s * 1e3 if advice.verified else None,
-            "grid_throughput_same_config": same.throughput if same else None,
-            "predicted_top": [
-                {"config": _label(p.config), "capacity": p.throughput} for p in advice.predictions[:5]
-            ],
-            "tried": {_label(c): (v.throughput if v else None) for c, v in advice.tried.items()},
-            "probes": advice.probes,
-            "verifications": advice.verifications,
-            "wall_s": advise_s,
-            "problem": advice.problem or None,
-        },
+        "advise_before": _advice_row(before, before_s, before_clock, grid, grid_s),
+        "advise_after": _advice_row(after, after_s, after_clock, grid, grid_s),
         "rematch": rematch,
-        "throughput_share": advised / grid_throughput if grid_throughput else None,
-        "time_share": advise_s / grid_s if grid_s else None,
+        "throughput_share": [a / grid_throughput if grid_throughput else None for a in advised],
+        "time_share": [before_s / grid_s, after_s / grid_s] if grid_s else None,
     }
 
 
@@ -209,21 +284,36 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     print(
         f"\n{'model':<5} {'slo ms':>6} {'grid best':<20} {'grid/s':>8} {'grid s':>7} {'runs':>5} "
-        f"{'advise pick':<20} {'advise/s':>8} {'grid/s same':>11} {'advise s':>8} {'runs':>5} "
+        f"{'advise':<6} {'pick':<20} {'advise/s':>8} {'grid/s same':>11} {'advise s':>8} {'runs':>5} "
         f"{'share':>6} {'rematch':>7} {'time':>6}"
     )
     for r in rows:
-        g, a = r["grid"], r["advise"]
-        same = a["grid_throughput_same_config"]
-        rematch = (
-            f"{r['rematch']['share']:.1%}" if r["rematch"] and r["rematch"]["share"] is not None else "-"
-        )
+        g = r["grid"]
+        for side in ("before", "after"):
+            a, rematch = r[f"advise_{side}"], r["rematch"][side]
+            same = a["grid_throughput_same_config"]
+            again = f"{rematch['share']:.1%}" if rematch and rematch["share"] is not None else "-"
+            share = a["throughput"] / g["throughput"] if g["throughput"] else 0.0
+            print(
+                f"{r['model']:<5} {r['slo_ms']:>6g} {g['best']:<20} {g['throughput']:>8.0f} "
+                f"{g['wall_s']:>7.1f} {g['probes'] + g['verifications']:>5} {side:<6} {a['best']:<20} "
+                f"{a['throughput']:>8.0f} {(f'{same:.0f}' if same is not None else '-'):>11} "
+                f"{a['wall_s']:>8.1f} {a['probes'] + a['verifications']:>5} {share:>6.1%} {again:>7} "
+                f"{(a['time_share'] or 0):>6.1%}"
+            )
+    for r in rows:
+        sides = [
+            ("grid", r["grid"]),
+            ("advise before", r["advise_before"]),
+            ("advise after", r["advise_after"]),
+        ]
         print(
-            f"{r['model']:<5} {r['slo_ms']:>6g} {g['best']:<20} {g['throughput']:>8.0f} {g['wall_s']:>7.1f} "
-            f"{g['probes'] + g['verifications']:>5} {a['best']:<20} {a['throughput']:>8.0f} "
-            f"{(f'{same:.0f}' if same is not None else '-'):>11} {a['wall_s']:>8.1f} "
-            f"{a['probes'] + a['verifications']:>5} "
-            f"{(r['throughput_share'] or 0):>6.1%} {rematch:>7} {(r['time_share'] or 0):>6.1%}"
+            f"{r['model']}: "
+            + "; ".join(
+                f"{side} {x['probe_s']:.1f} s probing, {x['verify_s']:.1f} s verifying, "
+                f"{x['sessions_built']} sessions built"
+                for side, x in sides
+            )
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))

@@ -1,18 +1,19 @@
 """The advisor's measurements on this machine, with ONNX Runtime sessions in this process.
 
 ``probe`` times batches while every instance of a layout executes at once (so instances that fight
-for cores show it), in a few rounds, and reports the lowest round median (``search.low_time``): on a
-shared machine other processes only add time, in bursts. ``verify`` replays a Poisson arrival stream
-at a given rate through a queue that the layout's instances drain in batches of up to the cap, as
-inferd's batcher does with no queue delay, and reports the throughput sustained and the p99 of queue
-wait plus execution. Neither counts the network and protocol cost of a real request: measure that
-with ``inferd bench`` against the server.
+for cores show it), in two or three rounds, and reports the lowest round median
+(``search.low_time``): on a shared machine other processes only add time, in bursts. ``verify``
+replays a Poisson arrival stream at a given rate through a queue that the layout's instances drain
+in batches of up to the cap, as inferd's batcher does with no queue delay, and reports the
+throughput sustained and the p99 of queue wait plus execution. Neither counts the network and
+protocol cost of a real request: measure that with ``inferd bench`` against the server.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -20,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from inferd.advise.search import Config, Layout, Verified, low_time
+from inferd.advise.search import Config, Layout, Verified, low_time, settled
 
+# Rounds per probe at most; fewer when two agree within PROBE_AGREE (``search.settled``).
 PROBE_ROUNDS = 3
+PROBE_AGREE = 1.05
 # Runs per round: up to PROBE_RUNS, fewer when a batch is slow (a round lasts about PROBE_ROUND_S).
 PROBE_RUNS = 10
 PROBE_ROUND_S = 0.15
@@ -33,6 +36,8 @@ VERIFY_MIN_REQUESTS = 50
 VERIFY_MAX_REQUESTS = 20_000
 # The latency a request left unserved counts with (a finite one: percentiles interpolate).
 UNSERVED_S = 1e6
+# Session pools kept, the most recently used: a (version, threads) pool serves every instance count.
+KEEP_POOLS = 3
 
 
 _DTYPES = {
@@ -68,7 +73,11 @@ def random_feeder(path: Path) -> Feed:
 
 
 class Sessions:
-    """Sessions per layout, created once and reused by its probes and its verification."""
+    """Sessions per (version, intra-op threads), created once and reused by every layout that runs
+    them: a layout of n instances takes the pool's first n sessions (grown when it has fewer), so
+    1 x 1 and 2 x 1 share one, and a layout verified after the probes of others does not build
+    again (the advisor verifies its contenders after probing every layout). The KEEP_POOLS most
+    recently used pools are kept: at most the cores' worth of sessions per pool."""
 
     def __init__(
         self,
@@ -85,13 +94,16 @@ class Sessions:
         self._verify_s = verify_s
         self._min_requests = min_requests
         self._slo_s = slo_s
-        self._sessions: dict[Layout, list[ort.InferenceSession]] = {}
+        self._pools: OrderedDict[tuple[int, int], list[ort.InferenceSession]] = OrderedDict()
+        self.built = 0
 
     def of(self, layout: Layout) -> list[ort.InferenceSession]:
-        sessions = self._sessions.get(layout)
-        if sessions is None:
-            # One layout's sessions at a time: the others' memory is not needed any more.
-            self._sessions.clear()
+        key = (layout.version, layout.threads)
+        pool = self._pools.setdefault(key, [])
+        self._pools.move_to_end(key)
+        while len(self._pools) > KEEP_POOLS:
+            self._pools.popitem(last=False)
+        if len(pool) < layout.instances:
             options = ort.SessionOptions()
             options.intra_op_num_threads = layout.threads
             options.inter_op_num_threads = 1
@@ -101,16 +113,16 @@ class Sessions:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             path = str(self._files[layout.version])
-            sessions = [
-                ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-                for _ in range(layout.instances)
-            ]
-            self._sessions[layout] = sessions
-        return sessions
+            for _ in range(layout.instances - len(pool)):
+                pool.append(
+                    ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+                )
+                self.built += 1
+        return pool[: layout.instances]
 
     def probe(self, layout: Layout, batch: int) -> float:
         """Seconds per batch of ``batch`` rows, every instance executing concurrently: the lowest of
-        PROBE_ROUNDS round medians."""
+        up to PROBE_ROUNDS round medians (two when they agree)."""
         feed = self._feed(batch)
         sessions = self.of(layout)
         warm: list[float] = []
@@ -125,6 +137,8 @@ class Sessions:
         for _ in range(PROBE_ROUNDS):
             rounds.append([])
             _together([partial(_timed, s, feed, runs, rounds[-1]) for s in sessions])
+            if settled(rounds, PROBE_AGREE):
+                break
         return low_time(rounds)
 
     def verify(self, config: Config, rate: float) -> Verified:
@@ -173,7 +187,7 @@ class Sessions:
         # Stopped early: what it served over the time it ran (under overload, its capacity).
         elapsed = ended if stopped[0] < give_up else max(ended, arrivals[-1])
         served = int((latencies < UNSERVED_S).sum())
-        return Verified(served / elapsed, float(np.percentile(latencies, 99)))
+        return Verified(served / elapsed, float(np.percentile(latencies, 99)), rate)
 
 
 def late_enough(count: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # A batch executes for t(b); a request can arrive just after a batch started on every instance, wait
 # for it, then execute in the next: p99 ~ 2 t(b). The margin covers jitter the line does not model.
@@ -23,6 +23,12 @@ SLO_MARGIN = 0.8
 # so one ranking by prediction is not enough to choose between layouts.
 CONTENDER_SHARE = 0.5
 CONTENDERS = 3
+# A contender is not verified once a configuration sustained more than its predicted capacity by
+# 1/OUT_OF_REACH (1.43): layouts sustain about what their probes predict or less (measured on the cnn
+# on a loaded 2-core VM: 0.3-1.27 of it), so it could only win through probes that far too pessimistic.
+OUT_OF_REACH = 0.7
+# Caps of one layout predicted within this share of its best count as tied: the largest is verified.
+TIE = 0.99
 # The rate search of one configuration (the same for the advisor and for benchmarks' exhaustive grid):
 # start at the capacity predicted, after a miss go down to BACKOFF of what was sustained, then bisect
 # between the highest rate held and the lowest missed until they are within RESOLUTION.
@@ -53,10 +59,13 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A configuration measured under load: inferences/s it sustained and the p99 it held."""
+    """A configuration measured under load: inferences/s it sustained and the p99 it held, at the
+    Poisson ``rate`` offered (set by ``rate_at_slo``; a short run sustains less than it was offered,
+    as its figure counts the drain of the last arrivals, so the two are different currencies)."""
 
     throughput: float
     p99_s: float
+    rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,14 @@ def layouts(versions: Sequence[int], cores: int) -> list[Layout]:
     ]
 
 
+def settled(rounds: Sequence[Sequence[float]], tolerance: float) -> bool:
+    """Whether the two lowest round medians agree within ``tolerance`` (1.05: 5%): two rounds that
+    agree ran clear of other processes' bursts alike (or under the same steady load), so another
+    round would only confirm the figure. A quiet machine's probe then takes two rounds, not three."""
+    medians = sorted(statistics.median(r) for r in rounds if r)
+    return len(medians) >= 2 and medians[1] <= tolerance * medians[0]
+
+
 def low_time(rounds: Sequence[Sequence[float]]) -> float:
     """The execution time a probe reports: the lowest of the rounds' medians. Other processes only
     ever add time, in bursts; one round that ran clear of them is the machine's own figure, and the
@@ -182,20 +199,31 @@ def rate_at_slo(
     tries: int = RATE_TRIES,
     ceiling: float = 0.0,
     beat: float = 0.0,
+    plateau: bool = False,
 ) -> tuple[Verified | None, int]:
     """The highest offered rate at which ``config`` held the p99, as (its measurement or None,
     verifications made). From ``start`` (the capacity predicted): while it holds and nothing missed
     yet, go up to ``ceiling`` (a start below the prediction), then by 1/BACKOFF (the probes may have
     been pessimistic); after a miss with nothing held, go down to BACKOFF of what was sustained; then
-    bisect between the highest rate held and the lowest missed until they are within RESOLUTION. It
-    stops as soon as a rate within RESOLUTION of ``beat`` (what another configuration held) missed:
-    this one cannot do better than that by more than the search can tell apart."""
+    bisect between the highest rate held and the lowest missed until they are within RESOLUTION.
+
+    ``beat``: what another configuration sustained (its figure), when the question is whether this one
+    sustains more. The search then stops at a run that did not sustain more than ``beat``, held or
+    missed, while none of its runs did: offered at least the rate the other held (the caller starts
+    there), this one served no more, so it cannot win by more than the measurements can tell apart.
+
+    ``plateau`` (the advisor's searches; the grid's run without it): stop at a run that held at a rate
+    above every rate held before yet sustained no more than the best of them: offered more, it served
+    no more, so it is past its capacity and a higher rate only adds a miss (the costliest run: it
+    lasts until answers are an SLO late). Its figure is then the highest of fewer runs than the
+    grid's search would make, so it can only come out lower, never flattered."""
     held: Verified | None = None
     held_rate, missed_rate = 0.0, math.inf
     rate, runs = start, 0
     while runs < tries:
-        measured = verify(config, rate)
+        measured = replace(verify(config, rate), rate=rate)
         runs += 1
+        saturated = held is not None and rate > held_rate and measured.throughput <= held.throughput
         if measured.p99_s <= slo_s:
             if held is None or measured.throughput > held.throughput:
                 held = measured
@@ -203,6 +231,10 @@ def rate_at_slo(
         else:
             # Overloaded, it sustained its capacity: any rate above that misses too.
             missed_rate = min(missed_rate, rate, measured.throughput)
+        if beat and measured.throughput <= beat and (held is None or held.throughput <= beat):
+            break  # sustained no more than the other at a rate at least the other's: it lost
+        if plateau and saturated and measured.p99_s <= slo_s:
+            break
         if held_rate and missed_rate <= held_rate * RESOLUTION or missed_rate <= beat * RESOLUTION:
             break
         if not held_rate and runs >= GIVE_UP:
@@ -234,7 +266,8 @@ def search(
         advice.problem = f"no configuration is predicted to hold p99 under {slo_s * 1e3:g} ms on this machine"
         return advice
     for prediction in _contenders(advice.predictions):
-        _try(advice, prediction, slo_s, verify)
+        if advice.verified is None or prediction.throughput >= OUT_OF_REACH * advice.verified.throughput:
+            _try(advice, prediction, slo_s, verify)
     # Fall back down the ranking while nothing held (the probes were wrong about the top ones): the
     # layouts not tried yet first, as one that missed at every rate tried is likely to miss at any cap.
     tried = {c.layout for c in advice.tried}
@@ -257,8 +290,18 @@ def _contenders(ranked: Sequence[Prediction]) -> list[Prediction]:
         if prediction.throughput < CONTENDER_SHARE * ranked[0].throughput or len(chosen) == CONTENDERS:
             break
         if all(c.config.layout != prediction.config.layout for c in chosen):
-            chosen.append(prediction)
+            chosen.append(_largest_tied(ranked, prediction))
     return chosen
+
+
+def _largest_tied(ranked: Sequence[Prediction], best: Prediction) -> Prediction:
+    """Among the caps of ``best``'s layout predicted within TIE of it, the largest. A line through the
+    origin (no fixed cost, as the cnn's probes often fit) predicts the same capacity for every cap;
+    a bigger batch still saves the per-batch cost the probes do not see, and starting from the
+    smallest cap made the climb step up cap by cap, each step a rate search of its own."""
+    layout = best.config.layout
+    tied = [p for p in ranked if p.config.layout == layout and p.throughput >= TIE * best.throughput]
+    return max(tied, key=lambda p: p.config.batch_cap)
 
 
 def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -> None:
@@ -268,12 +311,16 @@ def _try(advice: Advice, prediction: Prediction, slo_s: float, verify: Verify) -
         return
     start = prediction.throughput * advice.realized
     beat = advice.verified.throughput if advice.verified else 0.0
-    if beat:
-        # Another configuration held ``beat``: the question is whether this one holds more, so it is
-        # asked first. A loser then costs one verification instead of a whole rate search (on a
-        # slow model, where each verification lasts seconds, that was most of the advisor's time).
-        start = beat * RESOLUTION
-    held, runs = rate_at_slo(config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat)
+    if advice.verified:
+        # Another configuration held: the question is whether this one sustains more, so it is
+        # offered a little more than the rate the other held (a rate, not the other's figure: a short
+        # run's figure is below the rate it held) and dropped at its first run that sustains no more.
+        # A loser then costs one verification instead of a whole rate search (on a slow model, where
+        # each verification lasts seconds, that was most of the advisor's time).
+        start = max(advice.verified.rate, beat) * RESOLUTION
+    held, runs = rate_at_slo(
+        config, start, slo_s, verify, min(RATE_TRIES, left), prediction.throughput, beat, plateau=True
+    )
     advice.verifications += runs
     advice.tried[config] = held
     if held is not None:

@@ -151,18 +151,22 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     # Inference ----------------------------------------------------------------------------------
-    def check_servable(self, name: str, version: str | None) -> Admission | None:
+    def check_servable(
+        self, name: str, version: str | None, shed: bool = True, counted: bool = False
+    ) -> Admission | None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return
         the model's checks for the codec to run on the declared inputs before it decodes their data
-        (None for a lazy model not loaded yet: its request is checked once decoded, after the load)."""
+        (None for a lazy model not loaded yet: its request is checked once decoded, after the load).
+        ``shed``: False where the front-end already asked the shedding rule for this request;
+        ``counted``: the request is already counted in the server (its ``serve`` began)."""
         try:
             model = self._registry.get(name, version)
         except NotLoadedYet:
             return None  # infer loads it
         batcher = model.batcher
-        if isinstance(batcher, Batcher) and batcher.adaptive is not None:
-            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive)
-            if refusal is not None:  # the event loop lags past the target (dataplane/loop_shedding.py)
+        if shed and isinstance(batcher, Batcher) and batcher.adaptive is not None:
+            refusal = self._loop_shedding.refusal(model.name, batcher.adaptive, batcher.backlog, counted)
+            if refusal is not None:  # predicted past the target (dataplane/loop_shedding.py)
                 model.stats.shed_frontend += 1
                 self.record_rejected(name, version, refusal)
                 raise refusal
@@ -189,16 +193,20 @@ class DataPlane:
         """One inference call from a front-end: decode, infer, encode, in a span when tracing is on.
         ``admission``: what ``check_servable`` returned, when the front-end already called it for
         this call (REST does, before reading the body); otherwise it is called here, once."""
-        if call.protocol == "http":
-            return await self._serve(call, admission)
         # A gRPC call counts twice, so it is never alone: grpc.aio hands the loop one call per turn,
         # so under load each call would find itself alone and run unbatched; the queued path's
         # dispatch turn is what makes gRPC calls wait for company (scheduler/lone.py).
-        self._in_progress += 1
+        extra = 0 if call.protocol == "http" else 1
+        self._in_progress += extra
+        ticket = self._loop_shedding.enter()  # the requests in the server and their time in it
+        answered = False
         try:
-            return await self._serve(call, admission)
+            reply = await self._serve(call, admission)
+            answered = True
+            return reply
         finally:
-            self._in_progress -= 1
+            self._in_progress -= extra
+            self._loop_shedding.leave(ticket, answered)
 
     async def _serve(self, call: InferCall[Reply], admission: Admission | None | Unchecked) -> Reply:
         tracing = self._tracing
@@ -233,8 +241,9 @@ class DataPlane:
         return self.streams.generation(name, version)
 
     def _decode(self, call: InferCall[Reply], admission: Admission | None | Unchecked) -> InferRequest:
-        if admission is UNCHECKED:
-            admission = self.check_servable(call.model, call.version)
+        if admission is UNCHECKED:  # the front-end did not check (REST checks before reading the body)
+            # Over REST the front-end asked the shedding rule already, before reading the body.
+            admission = self.check_servable(call.model, call.version, call.protocol != "http", counted=True)
         try:
             return call.decode(admission)
         except InferdError as exc:

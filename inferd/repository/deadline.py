@@ -43,6 +43,10 @@ class LoadTimeout(ModelLoadError):
     """A load took longer than the server's load timeout and was abandoned."""
 
 
+class StoppedAtDeadline(ModelLoadError):
+    """A step saw the deadline pass (``LoadDeadline.passed``) and stopped on its own."""
+
+
 class LoadDeadline:
     def __init__(self, timeout_s: float | None) -> None:
         """``timeout_s`` None: no deadline (steps still run on their own threads)."""
@@ -74,18 +78,28 @@ class LoadDeadline:
             await asyncio.wait_for(asyncio.shield(finished), self._remaining())
         except TimeoutError:
             if outcome.done():  # finished just as the deadline passed: use it
-                return outcome.result()
+                return self._result(outcome)
             _abandoned.add(thread)
             _abandon(outcome, discard)
-            raise LoadTimeout(
-                f"loading did not finish within the load timeout of {self._timeout_s:g} s "
-                "(--load-timeout); the load was abandoned"
-            ) from None
+            raise self._timed_out() from None
         except BaseException:
             _abandoned.add(thread)
             _abandon(outcome, discard)
             raise
-        return outcome.result()
+        return self._result(outcome)
+
+    def _result(self, outcome: concurrent.futures.Future[T]) -> T:
+        try:
+            return outcome.result()
+        except StoppedAtDeadline:
+            # The step noticed the deadline before the wait did: the same timeout for the caller.
+            raise self._timed_out() from None
+
+    def _timed_out(self) -> LoadTimeout:
+        return LoadTimeout(
+            f"loading did not finish within the load timeout of {self._timeout_s:g} s "
+            "(--load-timeout); the load was abandoned"
+        )
 
     def passed(self) -> bool:
         """Whether the deadline is behind us: a step made of many short runs (a warm-up) checks it

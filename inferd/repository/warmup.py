@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -13,9 +14,12 @@ import numpy as np
 from inferd.datatypes import numpy_dtype
 from inferd.errors import ModelLoadError
 from inferd.model_config import WarmupSample
+from inferd.repository.deadline import StoppedAtDeadline
 from inferd.repository.paths import resolve_inside
 from inferd.runtimes.base import Runtime, Signature
 from inferd.types import TensorSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +142,10 @@ def warm_up(
         for instance in range(runtime.instances):
             for _ in range(sample.count):
                 if stop():
-                    raise ModelLoadError(f"{model_dir}: warm-up stopped at the load deadline")
+                    log.info(
+                        "%s: warm-up stopped at the load deadline after %d runs", model_dir, len(timings_ms)
+                    )
+                    raise StoppedAtDeadline(f"{model_dir}: warm-up stopped at the load deadline")
                 start = time.perf_counter()
                 try:
                     runtime.run(instance, inputs)

@@ -122,6 +122,14 @@ class AdaptiveBatching:
             return True  # it runs at once: refusing it would help nobody
         if not self.plan.saturated and not (busy >= self._instances and self._long_batches()):
             return True  # the queue drains by itself: lateness, if any, comes from elsewhere
+        return self.completion_ns(rows, queued_rows, busy) <= self.target_ns
+
+    def completion_ns(self, rows: int, queued_rows: int, busy: int) -> float:
+        """The time a request of ``rows`` arriving now would spend in the batcher, with
+        ``queued_rows`` waiting ahead of it and ``busy`` instances running: the rounds of full
+        batches ahead, then its own batch (with the fit's jitter margin). 0 while cold."""
+        if not self.warm:
+            return 0.0
         cap = self.plan.cap
         total = queued_rows + rows
         batches = math.ceil(total / cap)
@@ -131,7 +139,7 @@ class AdaptiveBatching:
         wait = (rounds - 1) * fit.predict(cap) + fit.bound(total - (batches - 1) * cap)
         if busy >= self._instances:
             wait += fit.predict(cap) / 2  # what is left, on average, of the running batches
-        return wait <= self.target_ns
+        return wait
 
     def hopeless(self, waited_ns: int, queued_rows: int, free: int) -> bool:
         """Whether the oldest waiting request will miss the target anyway and dropping it lets a

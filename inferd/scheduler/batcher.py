@@ -114,6 +114,11 @@ class Batcher:
     def pending(self) -> int:
         return self._queue.count + len(self._running)
 
+    @property
+    def backlog(self) -> tuple[int, int]:
+        """Rows waiting and executions running: what the controller's completion estimate reads."""
+        return self._queue.rows, len(self._running)
+
     async def infer(
         self,
         inputs: Outputs,

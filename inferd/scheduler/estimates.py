@@ -25,11 +25,24 @@ _RATE_WEIGHT = 0.5
 
 class ExecutionFit:
     """t(b) = intercept + slope·b, least squares with exponentially decaying weights (Nexus's
-    batching profile, learned online instead of profiled ahead)."""
+    batching profile, learned online instead of profiled ahead). ``decay``: the weight the fit keeps
+    of the past at each observation (about ``1 / (1 - decay)`` observations count)."""
 
-    __slots__ = ("_b", "_bb", "_bt", "_t", "_w", "count", "deviation_ns", "intercept_ns", "slope_ns")
+    __slots__ = (
+        "_b",
+        "_bb",
+        "_bt",
+        "_decay",
+        "_t",
+        "_w",
+        "count",
+        "deviation_ns",
+        "intercept_ns",
+        "slope_ns",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, decay: float = _FIT_DECAY) -> None:
+        self._decay = decay
         self._w = self._b = self._bb = self._t = self._bt = 0.0
         self.count = 0
         self.intercept_ns = 0.0
@@ -43,7 +56,7 @@ class ExecutionFit:
                 ns = min(ns, int(_OUTLIER_FACTOR * predicted))
             error = abs(ns - predicted)
             self.deviation_ns += _DEVIATION_WEIGHT * (error - self.deviation_ns)
-        d = _FIT_DECAY
+        d = self._decay
         self._w = self._w * d + 1.0
         self._b = self._b * d + rows
         self._bb = self._bb * d + rows * rows

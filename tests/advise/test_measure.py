@@ -39,3 +39,24 @@ def test_a_verification_sure_to_miss_its_slo_stops_there(model: Path) -> None:
     # Without an SLO the same run serves every request.
     complete = Sessions({1: model}, random_feeder(model), verify_s=0.5).verify(config, 100.0)
     assert complete.p99_s < UNSERVED_S / 2 and complete.throughput > 0
+
+
+def test_sessions_are_built_once_per_version_and_threads_and_reused_by_every_layout(model: Path) -> None:
+    """The advisor probes every layout, then verifies its contenders: those verifications reuse the
+    probes' sessions, and 1 x 1 runs one of 2 x 1's."""
+    sessions = Sessions({1: model, 2: model}, random_feeder(model), slo_s=1.0)
+    one, two_threads, two_instances = Layout(1, 1, 1), Layout(1, 1, 2), Layout(1, 2, 1)
+    for layout in (one, two_threads, two_instances):
+        sessions.probe(layout, 2)
+    assert sessions.built == 3
+    first = sessions.of(one)
+    assert first == sessions.of(two_instances)[:1] and len(sessions.of(two_instances)) == 2
+    assert sessions.of(two_threads)[0] is not first[0]
+    sessions.verify(Config(one, 2), 200.0)
+    assert sessions.built == 3 and sessions.of(one)[0] is first[0]
+    # Beyond KEEP_POOLS pools the least recently used goes: here (version 1, 2 threads).
+    sessions.of(Layout(2, 1, 1))
+    sessions.of(Layout(2, 1, 2))
+    assert sessions.built == 5
+    sessions.of(two_threads)
+    assert sessions.built == 6

@@ -1,5 +1,6 @@
-"""Front-end shedding (inferd/dataplane/loop_shedding.py): the sampler and the decision in simulated
-time with an injected clock and loop, then on a real event loop kept busy, through the data plane."""
+"""Front-end shedding (inferd/dataplane/loop_shedding.py): the sampler and the predictive decision in
+simulated time with an injected clock and loop, then on a real event loop kept busy, through the data
+plane. tests/dataplane/test_predictive_shedding.py drives it in a simulated server."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from inferd.dataplane.dataplane import DataPlane
 from inferd.dataplane.loop_shedding import (
+    ANSWERS_WARM,
     IDLE_TICKS,
     MIN_LAG_NS,
     SAMPLE_INTERVAL_NS,
@@ -64,7 +66,7 @@ class Sampled:
         self.clock = Clock()
         self.loop = SimulatedLoop()
         self.lag = LoopLag(self.clock, lambda: cast(asyncio.AbstractEventLoop, self.loop))
-        self.shedding = LoopShedding(self.lag)
+        self.shedding = LoopShedding(self.lag, self.clock)
 
     def turn(self, lag_ns: int) -> None:
         self.clock.ns += SAMPLE_INTERVAL_NS
@@ -73,8 +75,17 @@ class Sampled:
         self.clock.ns += lag_ns  # ... which takes this long
         probe(queued)
 
-    def refuses(self, controller: AdaptiveBatching) -> bool:
-        return self.shedding.refusal("m", controller) is not None
+    def refuses(self, controller: AdaptiveBatching, backlog: tuple[int, int] = (0, 0)) -> bool:
+        return self.shedding.refusal("m", controller, backlog) is not None
+
+    def teach(self, per_request_ns: int, depth: int = 8, rounds: int = ANSWERS_WARM) -> None:
+        """Answers that drained at ``per_request_ns`` each: with k requests in the server ahead of
+        it, one took (k + 1)·per_request_ns."""
+        for _ in range(rounds):
+            tickets = [self.shedding.enter() for _ in range(depth)]
+            for ticket in tickets:
+                self.clock.ns += per_request_ns
+                self.shedding.leave(ticket, True)
 
 
 def _controller(execution_ns: int = 0) -> AdaptiveBatching:
@@ -98,46 +109,112 @@ def test_a_quiet_loop_with_stalls_never_sheds() -> None:
     assert refused == 0
 
 
-def test_a_loop_that_lags_turn_after_turn_sheds_and_stops_when_it_recovers() -> None:
+def test_a_lagging_loop_with_a_short_queue_ahead_admits_what_will_be_on_time() -> None:
+    # The loop lags 5 ms a turn (its own parsing), which the old rule read as 4 turns of 5 ms plus
+    # the execution, past 20 ms: it refused. The server drains its requests in 0.5 ms each, and few
+    # are in it: answered within ~6 ms, so nothing is shed.
     sampled = Sampled()
     controller = _controller(2 * MS)
-    assert not sampled.refuses(controller)
-    decisions = []
-    for _ in range(SAMPLES):  # 4 turns of 5 ms + 2 ms of execution: past 20 ms
+    assert not sampled.refuses(controller)  # starts the sampler
+    sampled.teach(MS // 2)
+    for _ in range(SAMPLES):
         sampled.turn(5 * MS)
-        decisions.append(sampled.refuses(controller))
-    # The median turns once most of the window lags: the third sample on.
-    assert decisions == [False, False, True, True, True]
+    assert sampled.shedding.lag.window.lag_ns == 5 * MS
+    for depth in range(8):
+        tickets = [sampled.shedding.enter() for _ in range(depth)]
+        assert not sampled.refuses(controller), depth
+        for ticket in tickets:
+            sampled.shedding.leave(ticket, True)
+
+
+def test_a_queue_that_would_answer_late_sheds_and_stops_once_drained() -> None:
+    sampled = Sampled()
+    controller = _controller(2 * MS)
+    sampled.refuses(controller)
+    sampled.teach(MS // 2)
+    for _ in range(SAMPLES):
+        sampled.turn(3 * MS)
+    # 3 ms already waited, then 0.5 ms for each request in the server, itself included: 0.9·20 ms
+    # holds 29 of them; with 40 ahead it would be answered ~23.5 ms from its arrival.
+    tickets = [sampled.shedding.enter() for _ in range(40)]
     error = sampled.shedding.refusal("m", controller)
-    assert isinstance(error, Unavailable) and "event loop lags 5.0 ms" in error.message
+    assert isinstance(error, Unavailable)
+    assert "predicted to be answered in" in error.message and "40 requests in the server" in error.message
+    for ticket in tickets[:20]:
+        sampled.shedding.leave(ticket, False)  # shed or failed: they teach the line nothing
+    assert not sampled.refuses(controller)
+    tickets += [sampled.shedding.enter() for _ in range(20)]
+    assert sampled.refuses(controller)
+    # The same queue on a loop that stopped lagging: not the front-end's to shed.
     for _ in range(SAMPLES // 2 + 1):
         sampled.turn(50_000)
     assert not sampled.refuses(controller)
 
 
-def test_the_execution_time_counts_only_once_the_controller_measured_it() -> None:
+def test_a_few_stalled_answers_do_not_refuse_a_request_with_nothing_ahead() -> None:
     sampled = Sampled()
-    cold, warm = _controller(), _controller(10 * MS)
-    sampled.refuses(cold)
+    controller = _controller(2 * MS)
+    sampled.refuses(controller)
+    sampled.teach(MS // 2)
     for _ in range(SAMPLES):
         sampled.turn(3 * MS)
-    # 4 turns of 3 ms: 12 ms; plus the warm model's 10 ms (and its margin): past 20 ms.
-    assert not sampled.refuses(cold)
-    assert sampled.refuses(warm)
+    # The process was descheduled for 100 ms with 60 requests in it: the last 5 to start are
+    # answered late (the others were cancelled). The line's deviation jumps.
+    tickets = [sampled.shedding.enter() for _ in range(60)]
+    sampled.clock.ns += 100 * MS
+    for ticket in tickets[:55]:
+        sampled.shedding.leave(ticket, False)
+    for ticket in tickets[55:]:
+        sampled.shedding.leave(ticket, True)
+    assert sampled.shedding.line.deviation_ns > 10 * MS
+    # Alone in the server, a request waits ~3 ms and runs ~0.5 ms: the margin is at most that much.
+    assert not sampled.refuses(controller)
+    tickets = [sampled.shedding.enter() for _ in range(20)]
+    assert sampled.refuses(controller)  # 20 ahead: 3 + 2·10.5 ms with the margin, past 18 ms
+
+
+def test_a_request_already_counted_in_the_server_is_not_counted_twice() -> None:
+    # Over gRPC the check runs once the call's serving began (it is one of the requests in the
+    # server); over REST before. Both predict the same for the same requests ahead.
+    sampled = Sampled()
+    controller = _controller(2 * MS)
+    sampled.refuses(controller)
+    sampled.teach(MS // 2)
+    shedding = sampled.shedding
+    ahead = [shedding.enter() for _ in range(10)]
+    rest = shedding.predicted_ns(controller, (0, 0))
+    ahead.append(shedding.enter())
+    assert shedding.predicted_ns(controller, (0, 0), counted=True) == rest
+    assert shedding.predicted_ns(controller, (0, 0)) > rest
+
+
+def test_the_batchers_completion_counts_once_the_controller_measured_it() -> None:
+    sampled = Sampled()
+    cold, warm = _controller(), _controller(4 * MS)
+    sampled.refuses(cold)
+    for _ in range(SAMPLES):
+        sampled.turn(9 * MS)
+    # 9 ms waited; then, at the warm model's batcher, a running execution and a batch of 2 rows
+    # ahead (4 ms per row, one row's cost proportional): past 18 ms. The cold one is not judged.
+    backlog = (2, 1)
+    assert warm.completion_ns(1, *backlog) > 9 * MS
+    assert not sampled.refuses(cold, backlog)
+    assert sampled.refuses(warm, backlog)
+    assert not sampled.refuses(warm)  # nothing ahead of it at the batcher
 
 
 def test_a_model_slower_than_its_target_is_left_to_the_batcher() -> None:
     sampled = Sampled()
     slow = _controller(50 * MS)  # one row takes 2.5 times the target
     sampled.refuses(slow)
-    for lag_ms in (0.2, 2, 2.5):
+    for lag_ms in (2, 3, 6):
         for _ in range(SAMPLES):
             sampled.turn(int(lag_ms * MS))
-        # Its execution counts for half the target at most: the loop's 4 turns must take the rest.
-        assert not sampled.refuses(slow), lag_ms
+        # Its execution counts for half the target at most: the loop must make up the rest.
+        assert not sampled.refuses(slow, (4, 1)), lag_ms
     for _ in range(SAMPLES):
-        sampled.turn(3 * MS)
-    assert sampled.refuses(slow)
+        sampled.turn(9 * MS)
+    assert sampled.refuses(slow, (4, 1))
 
 
 def test_the_sampler_stops_when_no_request_asks_and_forgets_the_lag() -> None:
@@ -145,10 +222,10 @@ def test_the_sampler_stops_when_no_request_asks_and_forgets_the_lag() -> None:
     controller = _controller()
     sampled.refuses(controller)
     for _ in range(SAMPLES):
-        sampled.turn(10 * MS)
+        sampled.turn(20 * MS)  # past 0.9 of the target on its own
     assert sampled.refuses(controller)
     for _ in range(IDLE_TICKS):  # no request for a model with a target meanwhile
-        sampled.turn(10 * MS)
+        sampled.turn(20 * MS)
     sampled.clock.ns += SAMPLE_INTERVAL_NS
     sampled.loop.timers.pop(0)()  # the last tick arms nothing
     assert not sampled.lag.running and not sampled.loop.timers and not sampled.loop.ready
@@ -219,7 +296,7 @@ def test_a_busy_event_loop_sheds_before_decoding_and_counts_it(tmp_path: Path) -
         dataplane = DataPlane(repository)
         assert not refused(dataplane, "adaptive")  # starts sampling the loop
         busy = [True]
-        _busy_loop(busy, 0.01)  # every probe waits behind 10 ms of work: 4 turns exceed 20 ms
+        _busy_loop(busy, 0.025)  # every probe waits behind 25 ms of work: past the 20 ms target
         await wait_until(lambda: refused(dataplane, "adaptive"))
         assert not refused(dataplane, "fixed")  # no target: never shed here
         assert await rest_status(dataplane) == 503  # over REST: refused before its body is read

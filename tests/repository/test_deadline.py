@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from inferd.repository.deadline import LoadDeadline, LoadTimeout
+from inferd.repository.deadline import LoadDeadline, LoadTimeout, StoppedAtDeadline
 
 WAIT_S = 10
 
@@ -104,3 +104,16 @@ def test_a_deadline_tells_when_it_has_passed() -> None:
     assert not LoadDeadline(None).passed()
     assert not LoadDeadline(WAIT_S).passed()
     assert LoadDeadline(0).passed()
+
+
+def test_a_step_that_stops_at_the_deadline_is_the_load_timeout() -> None:
+    # A warm-up checks the deadline between runs and may notice it before the wait does: the caller
+    # must see the same timeout either way, not the step's own message.
+    def stops() -> None:
+        raise StoppedAtDeadline("warm-up stopped at the load deadline")
+
+    async def scenario() -> None:
+        with pytest.raises(LoadTimeout, match="load timeout of 10 s"):
+            await LoadDeadline(WAIT_S).run(stops)
+
+    asyncio.run(scenario())
