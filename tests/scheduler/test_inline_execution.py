@@ -25,11 +25,22 @@ def _rows(n: int, value: float = 1.0) -> dict[str, np.ndarray]:
     return {"x": np.full((n, 2), value, np.float32)}
 
 
+class _QuietLoop(LoneDecision):
+    """The loop as a lone client leaves it. The real lag samples would make these tests depend on
+    the machine: a test process descheduled for a few ms (a loaded CI runner) reads as a loaded loop
+    and sends a lone request to the worker. The load rule itself is tested in test_lone.py."""
+
+    def loaded(self) -> bool:
+        return False
+
+
 def _batcher(
     runtime: HeldRuntime, inline_max_ns: int, lone: LoneDecision | None = None
 ) -> tuple[Batcher, ModelStats]:
     stats = ModelStats()
     policy = BatchPolicy(max_batch_size=8, dynamic=True, inline_max_ns=inline_max_ns)
+    if lone is None:
+        lone = _QuietLoop(policy.inline_max_ns, policy.max_queue_delay_ns)
     return Batcher(runtime, policy, stats, "m", lone), stats  # type: ignore[arg-type]
 
 
