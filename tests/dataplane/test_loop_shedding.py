@@ -95,6 +95,16 @@ def _controller(execution_ns: int = 0) -> AdaptiveBatching:
     return controller
 
 
+def _taught() -> tuple[Sampled, AdaptiveBatching]:
+    """A sampler started by a first request (admitted) for a model running 2 ms a row, whose line of
+    time in the server learned a drain of 0.5 ms per request."""
+    sampled = Sampled()
+    controller = _controller(2 * MS)
+    assert not sampled.refuses(controller)  # starts the sampler
+    sampled.teach(MS // 2)
+    return sampled, controller
+
+
 def test_a_quiet_loop_with_stalls_never_sheds() -> None:
     sampled = Sampled()
     controller = _controller(2 * MS)
@@ -113,10 +123,7 @@ def test_a_lagging_loop_with_a_short_queue_ahead_admits_what_will_be_on_time() -
     # The loop lags 5 ms a turn (its own parsing), which the old rule read as 4 turns of 5 ms plus
     # the execution, past 20 ms: it refused. The server drains its requests in 0.5 ms each, and few
     # are in it: answered within ~6 ms, so nothing is shed.
-    sampled = Sampled()
-    controller = _controller(2 * MS)
-    assert not sampled.refuses(controller)  # starts the sampler
-    sampled.teach(MS // 2)
+    sampled, controller = _taught()
     for _ in range(SAMPLES):
         sampled.turn(5 * MS)
     assert sampled.shedding.lag.window.lag_ns == 5 * MS
@@ -128,10 +135,7 @@ def test_a_lagging_loop_with_a_short_queue_ahead_admits_what_will_be_on_time() -
 
 
 def test_a_queue_that_would_answer_late_sheds_and_stops_once_drained() -> None:
-    sampled = Sampled()
-    controller = _controller(2 * MS)
-    sampled.refuses(controller)
-    sampled.teach(MS // 2)
+    sampled, controller = _taught()
     for _ in range(SAMPLES):
         sampled.turn(3 * MS)
     # 3 ms already waited, then 0.5 ms for each request in the server, itself included: 0.9·20 ms
@@ -152,10 +156,7 @@ def test_a_queue_that_would_answer_late_sheds_and_stops_once_drained() -> None:
 
 
 def test_a_few_stalled_answers_do_not_refuse_a_request_with_nothing_ahead() -> None:
-    sampled = Sampled()
-    controller = _controller(2 * MS)
-    sampled.refuses(controller)
-    sampled.teach(MS // 2)
+    sampled, controller = _taught()
     for _ in range(SAMPLES):
         sampled.turn(3 * MS)
     # The process was descheduled for 100 ms with 60 requests in it: the last 5 to start are
@@ -176,10 +177,7 @@ def test_a_few_stalled_answers_do_not_refuse_a_request_with_nothing_ahead() -> N
 def test_a_request_already_counted_in_the_server_is_not_counted_twice() -> None:
     # Over gRPC the check runs once the call's serving began (it is one of the requests in the
     # server); over REST before. Both predict the same for the same requests ahead.
-    sampled = Sampled()
-    controller = _controller(2 * MS)
-    sampled.refuses(controller)
-    sampled.teach(MS // 2)
+    sampled, controller = _taught()
     shedding = sampled.shedding
     ahead = [shedding.enter() for _ in range(10)]
     rest = shedding.predicted_ns(controller, (0, 0))
