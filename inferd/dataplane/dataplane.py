@@ -151,20 +151,17 @@ class DataPlane:
         return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
     # Inference ----------------------------------------------------------------------------------
-    def check_servable(
-        self, name: str, version: str | None, shed: bool = True, counted: bool = False
-    ) -> Admission | None:
+    def check_servable(self, name: str, version: str | None, counted: bool = False) -> Admission | None:
         """Raise NotFound/Unavailable before a front-end spends time decoding a request body; return
         the model's checks for the codec to run on the declared inputs before it decodes their data
         (None for a lazy model not loaded yet: its request is checked once decoded, after the load).
-        ``shed``: False where the front-end already asked the shedding rule for this request;
         ``counted``: the request is already counted in the server (its ``serve`` began)."""
         try:
             model = self._registry.get(name, version)
         except NotLoadedYet:
             return None  # infer loads it
         batcher = model.batcher
-        if shed and isinstance(batcher, Batcher) and batcher.adaptive is not None:
+        if isinstance(batcher, Batcher) and batcher.adaptive is not None:
             refusal = self._loop_shedding.refusal(model.name, batcher.adaptive, batcher.backlog, counted)
             if refusal is not None:  # predicted past the target (dataplane/loop_shedding.py)
                 model.stats.shed_frontend += 1
@@ -241,9 +238,8 @@ class DataPlane:
         return self.streams.generation(name, version)
 
     def _decode(self, call: InferCall[Reply], admission: Admission | None | Unchecked) -> InferRequest:
-        if admission is UNCHECKED:  # the front-end did not check (REST checks before reading the body)
-            # Over REST the front-end asked the shedding rule already, before reading the body.
-            admission = self.check_servable(call.model, call.version, call.protocol != "http", counted=True)
+        if admission is UNCHECKED:  # the front-end did not check (gRPC; REST checks before the body)
+            admission = self.check_servable(call.model, call.version, counted=True)
         try:
             return call.decode(admission)
         except InferdError as exc:
